@@ -1,0 +1,151 @@
+"""MNIST: download from mirrors with checksum verification, and parse the IDX files into arrays."""
+
+import gzip
+import hashlib
+import http.client
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aepipe.atomic import DIR_MODE
+from aepipe.errors import AepipeError
+
+# SHA-256 of each file's decompressed content: the same for every mirror, however it compressed.
+SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+
+
+class DownloadError(AepipeError):
+    pass
+
+
+class IdxFormatError(AepipeError):
+    pass
+
+
+# --- download -------------------------------------------------------------------------------
+
+
+def download_mnist(dest: str | Path, mirrors: list[str], timeout_s: float) -> None:
+    """Fetch the four MNIST files into directory `dest`, decompressed and verified.
+
+    Each mirror is a base URL (http, https, file) or a local directory holding the `.gz` files;
+    they are tried in order for each file. `dest` appears complete or not at all.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    try:
+        for name in SHA256:
+            (staging / name).write_bytes(_fetch_verified(name, mirrors, timeout_s))
+        staging.chmod(DIR_MODE)
+        if dest.exists():
+            shutil.rmtree(dest)
+        staging.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fetch_verified(name: str, mirrors: list[str], timeout_s: float) -> bytes:
+    failures = []
+    for mirror in mirrors:
+        try:
+            return verify(name, _read_from_mirror(mirror, f"{name}.gz", timeout_s))
+        except (DownloadError, OSError, http.client.HTTPException) as error:
+            failures.append(f"  {_join_mirror(mirror, name + '.gz')}: {_reason(error)}")
+    raise DownloadError(f"could not get a valid {name}.gz from any mirror:\n" + "\n".join(failures))
+
+
+def _read_from_mirror(mirror: str, filename: str, timeout_s: float) -> bytes:
+    location = _join_mirror(mirror, filename)
+    if "://" not in mirror:
+        return Path(location).read_bytes()
+    with urllib.request.urlopen(location, timeout=timeout_s) as response:
+        return response.read()
+
+
+def verify(name: str, compressed: bytes) -> bytes:
+    """Decompress one downloaded `.gz` and check its SHA-256; return the IDX bytes."""
+    try:
+        content = gzip.decompress(compressed)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise DownloadError(f"not a complete gzip file ({error}); truncated or corrupt download") from None
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != SHA256[name]:
+        raise DownloadError(f"SHA-256 of the decompressed content is {digest}, expected {SHA256[name]}")
+    return content
+
+
+def _join_mirror(mirror: str, filename: str) -> str:
+    return mirror.rstrip("/") + "/" + filename
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return f"unreachable ({error.reason})"
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, http.client.IncompleteRead):
+        return f"connection closed after {len(error.partial)} bytes, {error.expected} more expected"
+    return str(error)
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # (N, 28, 28) uint8
+    labels: np.ndarray  # (N,) uint8
+
+
+def load_split(raw_dir: str | Path, split: str, limit: int | None = None) -> Split:
+    """Read one split ('train' or 'val') from the decompressed IDX files in `raw_dir`."""
+    images_name, labels_name = SPLIT_FILES[split]
+    images = parse_idx(Path(raw_dir) / images_name, IMAGES_MAGIC)
+    labels = parse_idx(Path(raw_dir) / labels_name, LABELS_MAGIC)
+    if len(images) != len(labels):
+        raise IdxFormatError(f"{split}: {len(images)} images but {len(labels)} labels")
+    return Split(images[:limit], labels[:limit])
+
+
+def parse_idx(path: Path, expected_magic: int) -> np.ndarray:
+    """Parse an unsigned-byte IDX file (big-endian header: magic, then one uint32 per dimension)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise IdxFormatError(f"{path}: file not found; run the download stage first") from None
+    if len(data) < 4:
+        raise IdxFormatError(f"{path}: {len(data)} bytes is too short for an IDX header")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != expected_magic:
+        raise IdxFormatError(f"{path}: IDX magic number is 0x{magic:08x}, expected 0x{expected_magic:08x}")
+    ndim = magic & 0xFF
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise IdxFormatError(f"{path}: header of {ndim} dimensions is truncated")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected_size = header_size + int(np.prod(shape))
+    if len(data) != expected_size:
+        raise IdxFormatError(f"{path}: {len(data)} bytes, expected {expected_size} for shape {shape}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)

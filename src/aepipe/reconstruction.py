@@ -1,0 +1,35 @@
+"""Reconstruction error: the anomaly score of one image, and its means over batches."""
+
+import numpy as np
+import torch
+
+from aepipe.model import AutoEncoder
+
+EVAL_BATCH_SIZE = 1024  # large batches: no gradients are kept, so memory stays small
+
+
+@torch.no_grad()
+def per_image_errors(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between each image and its reconstruction: (N, 1, 28, 28) → (N,)."""
+    was_training = model.training
+    model.eval()
+    errors = [
+        (model(chunk)[0] - chunk).square().mean(dim=(1, 2, 3))
+        for chunk in images.split(EVAL_BATCH_SIZE)
+    ]
+    model.train(was_training)
+    return torch.cat(errors)
+
+
+def mean_squared_error(model: AutoEncoder, images: torch.Tensor) -> float:
+    """MSE over all pixels of all images (every image has the same size, so the mean of means)."""
+    return per_image_errors(model, images).mean().item()
+
+
+def batch_means(per_image: np.ndarray, batch_size: int) -> np.ndarray:
+    """Mean of consecutive batches of `batch_size` (the last may be smaller), in dataset order.
+
+    This is the seed's per-batch loss: nn.MSELoss over a batch equals the mean of its images' MSEs.
+    """
+    starts = np.arange(0, len(per_image), batch_size)
+    return np.add.reduceat(per_image, starts) / np.diff(np.append(starts, len(per_image)))

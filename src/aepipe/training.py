@@ -1,0 +1,126 @@
+"""Train the autoencoder on images held as one tensor on the device, batching by indexing."""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aepipe.errors import AepipeError
+from aepipe.model import AutoEncoder
+from aepipe.params import TrainParams
+from aepipe.reconstruction import mean_squared_error
+
+RECONSTRUCTION_SAMPLES = 16  # first validation images whose reconstruction is kept every epoch
+
+
+class TrainingDiverged(AepipeError):
+    pass
+
+
+@dataclass
+class TrainingResult:
+    model: AutoEncoder
+    batch_losses: np.ndarray  # (epochs, steps): the training loss of every step
+    train_losses: list[float]  # per epoch: mean of that epoch's batch losses
+    val_losses: list[float]  # per epoch: mean squared error over the whole validation set
+    initial_val_loss: float  # before the first step, for comparison
+    sample_images: np.ndarray  # (RECONSTRUCTION_SAMPLES, 28, 28)
+    sample_reconstructions: np.ndarray  # (epochs, RECONSTRUCTION_SAMPLES, 28, 28)
+    seconds: float  # the whole run, validation included
+    images_per_second: float  # training steps only
+    device: str
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map train.device (auto|cpu|cuda) to a torch device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise AepipeError("train.device = cuda, but no CUDA GPU is available here; use auto or cpu")
+    return torch.device(name)
+
+
+def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, 28, 28) → float32 (N, 1, 28, 28) in [0, 1] on `device`, as torchvision's ToTensor."""
+    pixels = torch.from_numpy(np.array(images))  # a copy: arrays parsed from bytes are read-only
+    return pixels.to(device).unsqueeze(1).float().div_(255)
+
+
+def train(
+    train_images: torch.Tensor,
+    val_images: torch.Tensor,
+    params: TrainParams,
+    seed: int,
+    log: Callable[[str], None] = print,
+) -> TrainingResult:
+    device = train_images.device
+    if device.type == "cpu":
+        # Near-zero activations turn into denormal floats after a few epochs and slow the
+        # convolutions by about half; flushing them to zero leaves the losses unchanged.
+        torch.set_flush_denormal(True)
+    torch.manual_seed(seed)
+    model = AutoEncoder(params.latent_dim).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    shuffle = torch.Generator().manual_seed(seed)
+
+    n_train, batch_size = len(train_images), params.batch_size
+    steps = -(-n_train // batch_size)
+    batch_losses = torch.zeros(params.epochs, steps, device=device)
+    samples = val_images[:RECONSTRUCTION_SAMPLES]
+    sample_reconstructions, train_losses, val_losses = [], [], []
+    initial_val_loss = mean_squared_error(model, val_images)
+    step_seconds = 0.0
+    started = time.perf_counter()
+
+    for epoch in range(params.epochs):
+        model.train()
+        order = torch.randperm(n_train, generator=shuffle).to(device)
+        epoch_started = time.perf_counter()
+        for step in tqdm(range(steps), desc=f"epoch {epoch + 1}/{params.epochs}", leave=False, disable=None):
+            batch = train_images[order[step * batch_size : (step + 1) * batch_size]]
+            reconstruction, _ = model(batch)
+            loss = torch.nn.functional.mse_loss(reconstruction, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            batch_losses[epoch, step] = loss.detach()  # stays on the device: no sync per step
+        epoch_losses = batch_losses[epoch].cpu()  # the one sync of the epoch
+        step_seconds += time.perf_counter() - epoch_started
+        _stop_if_diverged(epoch_losses, epoch)
+
+        train_losses.append(epoch_losses.mean().item())
+        val_losses.append(mean_squared_error(model, val_images))
+        sample_reconstructions.append(_reconstruct(model, samples))
+        log(f"epoch {epoch + 1}/{params.epochs}: train loss {train_losses[-1]:.6f}, val loss {val_losses[-1]:.6f}")
+
+    return TrainingResult(
+        model=model.eval(),
+        batch_losses=batch_losses.cpu().numpy(),
+        train_losses=train_losses,
+        val_losses=val_losses,
+        initial_val_loss=initial_val_loss,
+        sample_images=samples[:, 0].cpu().numpy(),
+        sample_reconstructions=np.stack(sample_reconstructions),
+        seconds=time.perf_counter() - started,
+        images_per_second=params.epochs * n_train / step_seconds,
+        device=str(device),
+    )
+
+
+def _stop_if_diverged(epoch_losses: torch.Tensor, epoch: int) -> None:
+    bad = torch.nonzero(~torch.isfinite(epoch_losses))
+    if len(bad):
+        step = int(bad[0])
+        raise TrainingDiverged(
+            f"training diverged: loss is {epoch_losses[step].item()} at epoch {epoch + 1}, step {step + 1}; "
+            "no model was written (try a smaller train.lr)"
+        )
+
+
+@torch.no_grad()
+def _reconstruct(model: AutoEncoder, images: torch.Tensor) -> np.ndarray:
+    model.eval()
+    return model(images)[0][:, 0].cpu().numpy()

@@ -1,0 +1,32 @@
+"""Stage losses: reconstruction loss of the trained model per batch (both splits) and per image (val)."""
+
+import numpy as np
+import pandas as pd
+
+from aepipe.atomic import write_csv
+from aepipe.errors import exit_on_error
+from aepipe.mnist import load_split
+from aepipe.model import load_model
+from aepipe.params import load_params
+from aepipe.reconstruction import batch_means, per_image_errors
+from aepipe.training import resolve_device, to_tensor
+
+
+def main() -> None:
+    params = load_params("params.yaml")
+    device = resolve_device(params.train.device)
+    model = load_model("models/model.pt", device)
+    for split, limit in (("train", params.data.train_size), ("val", params.data.val_size)):
+        data = load_split("data/raw", split, limit)
+        errors = per_image_errors(model, to_tensor(data.images, device)).cpu().numpy()
+        # Batches of the training batch size in a seeded random order, as the seed's shuffled
+        # DataLoader: MNIST's files are not shuffled (the test set's halves come from different writers).
+        order = np.random.default_rng(params.seed).permutation(len(errors))
+        batches = batch_means(errors[order], params.train.batch_size)
+        write_csv(f"data/losses/{split}_batches.csv", pd.DataFrame({"batch": np.arange(1, len(batches) + 1), "loss": batches}))
+        if split == "val":
+            write_csv("data/losses/val_images.csv", pd.DataFrame({"index": np.arange(len(errors)), "label": data.labels, "loss": errors}))
+
+
+if __name__ == "__main__":
+    exit_on_error(main)

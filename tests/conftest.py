@@ -1,0 +1,41 @@
+import functools
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The four original MNIST .gz files: ../shared/mnist beside the checkout, or $AEPIPE_TEST_MNIST_DIR."""
+    path = Path(os.environ.get("AEPIPE_TEST_MNIST_DIR", REPO.parent / "shared" / "mnist")).resolve()
+    missing = [name for name in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz") if not (path / name).is_file()]
+    assert not missing, f"the tests need the MNIST .gz files in {path} (set AEPIPE_TEST_MNIST_DIR)"
+    return path
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture
+def serve():
+    """serve(directory) -> base URL of a real HTTP server on 127.0.0.1 serving that directory."""
+    servers = []
+
+    def start(directory: Path) -> str:
+        handler = functools.partial(_QuietHandler, directory=str(directory))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

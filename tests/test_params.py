@@ -1,0 +1,102 @@
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from aepipe.params import ParamsError, load_params, parse_params
+from conftest import REPO
+
+
+@pytest.fixture
+def raw() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def with_value(raw: dict, key: str, value) -> dict:
+    changed = copy.deepcopy(raw)
+    *sections, name = key.split(".")
+    target = changed
+    for section in sections:
+        target = target[section]
+    target[name] = value
+    return changed
+
+
+def test_the_repository_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.train.latent_dim == 20 and params.train.batch_size == 64 and params.train.epochs == 20
+    assert params.download.mirrors[0] == "https://ossci-datasets.s3.amazonaws.com/mnist/"
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("train.latent_dim", 0, "train.latent_dim = 0: expected an integer >= 1"),
+        ("train.latent_dim", "ten", "train.latent_dim = 'ten': expected an integer >= 1"),
+        ("train.latent_dim", 2.5, "train.latent_dim = 2.5: expected an integer >= 1"),
+        ("train.epochs", True, "train.epochs = true: expected an integer >= 1"),
+        ("train.batch_size", -64, "train.batch_size = -64: expected an integer >= 1"),
+        ("train.lr", 0, "train.lr = 0: expected a number > 0"),
+        ("train.lr", "fast", "train.lr = 'fast': expected a number > 0"),
+        ("train.weight_decay", -0.1, "train.weight_decay = -0.1: expected a number >= 0"),
+        ("train.device", "gpu", "train.device = 'gpu': expected one of auto, cpu, cuda"),
+        ("data.train_size", 60_001, "data.train_size = 60001: expected null or an integer >= 1 and <= 60000"),
+        ("download.mirrors", [], "download.mirrors = []: expected a list of at least 1 items, each a non-empty string"),
+        ("download.mirrors", ["https://a/", 3], "download.mirrors[1] = 3: expected a non-empty string"),
+        ("seed", -1, "seed = -1: expected an integer >= 0"),
+        ("threshold.k", float("nan"), "threshold.k = .nan: expected a number >= 0"),
+    ],
+)
+def test_bad_values_are_refused_naming_key_value_and_rule(raw, key, value, expected):
+    with pytest.raises(ParamsError) as failure:
+        parse_params(with_value(raw, key, value))
+    assert str(failure.value) == expected
+
+
+def test_unknown_key_is_refused_with_the_allowed_keys(raw):
+    raw["train"]["latnet_dim"] = 10
+    with pytest.raises(ParamsError, match=r"^train.latnet_dim: unknown key; allowed in train: latent_dim, epochs"):
+        parse_params(raw)
+
+
+def test_missing_key_is_refused(raw):
+    del raw["train"]["lr"]
+    with pytest.raises(ParamsError, match=r"^train.lr: missing; expected a number > 0$"):
+        parse_params(raw)
+
+
+def test_section_must_be_a_mapping(raw):
+    raw["train"] = [1, 2]
+    with pytest.raises(ParamsError, match=r"^train: expected a mapping of keys, got \[1, 2\]$"):
+        parse_params(raw)
+
+
+def test_exponent_floats_written_as_yaml_1_2_are_numbers(raw):
+    # PyYAML reads `1e-4` as a string; DVC's `-S train.lr=1e-4` writes it that way.
+    assert parse_params(with_value(raw, "train.lr", "1e-4")).train.lr == 1e-4
+    assert parse_params(with_value(raw, "train.lr", 1)).train.lr == 1.0
+
+
+def test_a_stage_with_bad_params_exits_2_with_one_line_naming_the_key(tmp_path, raw):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value(raw, "train.lr", -1)))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "train.py")], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: params.yaml: train.lr = -1: expected a number > 0"
+    assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
+
+
+def test_cuda_without_a_gpu_is_refused_naming_the_key():
+    import torch
+
+    from aepipe.training import resolve_device
+
+    if torch.cuda.is_available():
+        assert resolve_device("cuda").type == "cuda"
+    else:
+        with pytest.raises(Exception, match="train.device = cuda, but no CUDA GPU is available"):
+            resolve_device("cuda")
+    assert resolve_device("cpu").type == "cpu"

@@ -1,0 +1,75 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from aepipe.mnist import download_mnist, load_split
+from aepipe.params import load_params
+from aepipe.reconstruction import batch_means, mean_squared_error, per_image_errors
+from aepipe.training import TrainingDiverged, to_tensor, train
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def images(mnist_dir, tmp_path_factory):
+    raw = tmp_path_factory.mktemp("mnist") / "raw"
+    download_mnist(raw, [str(mnist_dir)], timeout_s=5)
+    cpu = torch.device("cpu")
+    return to_tensor(load_split(raw, "train", 1024).images, cpu), to_tensor(load_split(raw, "val", 256).images, cpu)
+
+
+@pytest.fixture
+def small_params():
+    return dataclasses.replace(load_params(REPO / "params.yaml").train, epochs=2, device="cpu")
+
+
+def test_to_tensor_scales_like_torchvision_to_tensor():
+    pixels = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)
+    tensor = to_tensor(pixels, torch.device("cpu"))
+    assert tensor.shape == (1, 1, 2, 2) and tensor.dtype == torch.float32
+    assert tensor.flatten().tolist() == pytest.approx([0.0, 1.0, 0.2, 0.4])
+
+
+def test_training_lowers_the_validation_loss_and_records_every_step(images, small_params):
+    result = train(*images, small_params, seed=0, log=lambda line: None)
+    assert result.batch_losses.shape == (2, 16)  # 1024 images / batch 64
+    assert result.val_losses[-1] < result.initial_val_loss
+    assert result.train_losses[-1] < result.train_losses[0]
+    assert result.train_losses[1] == pytest.approx(result.batch_losses[1].mean(), rel=1e-6)
+    assert result.sample_reconstructions.shape == (2, 16, 28, 28)
+    assert result.val_losses[-1] == pytest.approx(mean_squared_error(result.model, images[1]), rel=1e-6)
+
+
+def test_same_seed_same_result_and_different_seed_differs(images, small_params):
+    first = train(*images, small_params, seed=3, log=lambda line: None)
+    second = train(*images, small_params, seed=3, log=lambda line: None)
+    other = train(*images, small_params, seed=4, log=lambda line: None)
+    assert np.array_equal(first.batch_losses, second.batch_losses)
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, second.model.state_dict()[name]), name
+    assert not np.array_equal(first.batch_losses, other.batch_losses)
+
+
+def test_non_finite_loss_stops_training_naming_epoch_and_step(images, small_params):
+    poisoned = images[0].clone()
+    poisoned[5:] = float("nan")  # after the first shuffle the NaN images are everywhere but one batch
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 1, step \d+; no model was written"):
+        train(poisoned, images[1], small_params, seed=0, log=lambda line: None)
+
+
+def test_per_image_errors_match_the_batch_mse():
+    torch.manual_seed(0)
+    from aepipe.model import AutoEncoder
+
+    model = AutoEncoder(4)
+    batch = torch.rand(10, 1, 28, 28)
+    errors = per_image_errors(model, batch)
+    assert errors.shape == (10,)
+    with torch.no_grad():
+        assert errors.mean().item() == pytest.approx(torch.nn.functional.mse_loss(model(batch)[0], batch).item(), rel=1e-6)
+
+
+def test_batch_means_groups_consecutive_images_with_a_short_last_batch():
+    assert batch_means(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), 2).tolist() == [1.5, 3.5, 5.0]
+    assert batch_means(np.arange(128.0), 64).tolist() == [31.5, 95.5]
