@@ -47,6 +47,10 @@ def test_the_repository_params_are_valid():
         ("download.mirrors", ["https://a/", 3], "download.mirrors[1] = 3: expected a non-empty string"),
         ("seed", -1, "seed = -1: expected an integer >= 0"),
         ("threshold.k", float("nan"), "threshold.k = .nan: expected a number >= 0"),
+        ("interpolate.start", 10_000, "interpolate.start = 10000: expected the index of a validation image, 0 to 9999"),
+        ("denoise.noise_std", [0.1, 0], "denoise.noise_std[1] = 0: expected a number > 0"),
+        ("tsne.method", "exact", "tsne.method = 'exact': expected one of fft, bh"),
+        ("tsne.n_jobs", 0, "tsne.n_jobs = 0: expected -1 (all cores) or a number of threads >= 1"),
     ],
 )
 def test_bad_values_are_refused_naming_key_value_and_rule(raw, key, value, expected):
@@ -100,3 +104,16 @@ def test_cuda_without_a_gpu_is_refused_naming_the_key():
         with pytest.raises(Exception, match="train.device = cuda, but no CUDA GPU is available"):
             resolve_device("cuda")
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_indices_and_perplexity_are_checked_against_the_validation_size(raw):
+    raw["data"]["val_size"] = 61
+    raw["interpolate"].update(start=1, end=2)
+    raw["denoise"]["index"] = 60
+    with pytest.raises(ParamsError, match=r"^tsne.perplexity = 30: too large for 61 validation images; expected at most 20$"):
+        parse_params(raw)
+    raw["tsne"]["perplexity"] = 20
+    assert parse_params(raw).val_images == 61
+    raw["denoise"]["index"] = 61
+    with pytest.raises(ParamsError, match=r"^denoise.index = 61: expected the index of a validation image, 0 to 60$"):
+        parse_params(raw)

@@ -16,7 +16,10 @@ from aepipe.model import load_model
 from conftest import REPO
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-SMALL = ["-S", "data.train_size=2048", "-S", "data.val_size=512", "-S", "train.epochs=2"]
+SMALL = ["-S", "data.train_size=2048", "-S", "data.val_size=512", "-S", "train.epochs=2",
+         "-S", "interpolate.start=3", "-S", "interpolate.end=10", "-S", "denoise.index=7"]
+ALL_STAGES = ["download", "train", "losses", "threshold", "training_figures", "embed", "tsne", "interpolate", "denoise"]
+FIGURES = ["loss_histograms", "reconstructions", "loss_curves", "tsne", "interpolation", "denoising"]
 
 
 def project_env(mirror: str | None) -> dict:
@@ -59,7 +62,7 @@ def project(tmp_path_factory, mnist_dir) -> Path:
     """The project after `dvc exp run` of the whole pipeline with small params."""
     project = copy_project(tmp_path_factory.mktemp("project"))
     result = run(["dvc", "exp", "run", *SMALL], project, str(mnist_dir))
-    assert ran_stages(result.stdout) == ["download", "train", "losses", "threshold"]
+    assert sorted(ran_stages(result.stdout)) == sorted(ALL_STAGES)
     return project
 
 
@@ -89,9 +92,43 @@ def test_pipeline_outputs_are_complete_and_sane(project):
     assert threshold["val"]["count"] == 8 and threshold["k"] == 1.0
     assert threshold["threshold"] == pytest.approx(threshold["val"]["mean"] + threshold["val"]["std"])
 
-    histogram = (project / "plots" / "loss_histograms.png").read_bytes()
-    assert histogram.startswith(PNG_SIGNATURE) and len(histogram) > 10_000
     assert load_model(project / "models" / "model.pt").latent_dim == 20
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE), f"{path} is not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.mark.parametrize("figure", FIGURES)
+def test_every_figure_is_a_png_of_sensible_size(project, figure):
+    width, height = png_size(project / "plots" / f"{figure}.png")
+    assert 300 <= width <= 3000 and 150 <= height <= 3000, (width, height)
+
+
+def test_latent_outputs_and_their_metrics(project):
+    import numpy as np
+
+    saved = np.load(project / "data" / "latents.npz")
+    assert saved["latents"].shape == (512, 20) and saved["labels"][:3].tolist() == [7, 2, 1]
+    tsne = pd.read_csv(project / "data" / "tsne.csv")
+    assert list(tsne.columns) == ["x", "y", "label"] and len(tsne) == 512
+    tsne_metrics = json.loads((project / "metrics" / "tsne.json").read_text())
+    assert tsne_metrics["points"] == 512 and tsne_metrics["kl_divergence"] > 0
+    assert 0.1 < tsne_metrics["knn_accuracy_2d"] <= 1 and 0.1 < tsne_metrics["knn_accuracy_latent"] <= 1
+    denoise = json.loads((project / "metrics" / "denoise.json").read_text())
+    levels = [denoise[f"noise_std_{level}"] for level in ("0_1", "0_2", "0_3", "0_5")]
+    noisy_db = [level["psnr_noisy_db"] for level in levels]
+    assert noisy_db == sorted(noisy_db, reverse=True), "more noise must mean lower PSNR"
+    assert 5 < denoise["clean"]["psnr_reconstructed_db"] < 40
+
+
+def test_changing_only_perplexity_reruns_only_tsne(project, mnist_dir):
+    before = json.loads((project / "metrics" / "tsne.json").read_text())
+    result = run(["dvc", "exp", "run", *SMALL, "-S", "tsne.perplexity=10"], project, str(mnist_dir))
+    assert ran_stages(result.stdout) == ["tsne"]
+    assert json.loads((project / "metrics" / "tsne.json").read_text())["kl_divergence"] != before["kl_divergence"]
 
 
 def test_a_second_repro_has_nothing_to_do(project, mnist_dir):
@@ -113,10 +150,15 @@ def test_changing_only_the_threshold_param_reruns_only_threshold(project, mnist_
     assert threshold["threshold"] == pytest.approx(threshold["val"]["mean"] + 2 * threshold["val"]["std"])
 
 
-def test_a_bad_param_stops_the_pipeline_naming_the_key(project, mnist_dir):
-    result = run(["dvc", "exp", "run", *SMALL, "-S", "train.batch_size=0"], project, str(mnist_dir), check=False)
+@pytest.mark.parametrize("override, message", [
+    ("train.batch_size=0", "train.batch_size = 0: expected an integer >= 1"),
+    ("interpolate.end=512", "interpolate.end = 512: expected the index of a validation image, 0 to 511"),
+])
+def test_a_bad_param_stops_the_pipeline_naming_the_key(project, mnist_dir, override, message):
+    result = run(["dvc", "exp", "run", *SMALL, "-S", override], project, str(mnist_dir), check=False)
+    run(["git", "checkout", "--", "params.yaml"], project, None)  # a failed run leaves its -S values behind
     assert result.returncode != 0
-    assert "error: params.yaml: train.batch_size = 0: expected an integer >= 1" in result.stderr + result.stdout
+    assert f"error: params.yaml: {message}" in result.stderr + result.stdout
 
 
 # --- the download stage as a process, against real HTTP servers -----------------------------------------

@@ -58,12 +58,41 @@ class ThresholdParams:
 
 
 @dataclass(frozen=True)
+class TsneParams:
+    perplexity: float = rule(gt=0)
+    early_exaggeration_iter: int = rule(ge=0)  # iterations with exaggerated attraction (openTSNE: 250)
+    n_iter: int = rule(ge=1)  # iterations after that (openTSNE: 500)
+    method: str = rule(choices=("fft", "bh"))  # negative-gradient approximation
+    n_jobs: int = rule(ge=-1)  # threads; -1: all cores
+
+
+@dataclass(frozen=True)
+class InterpolateParams:
+    start: int = rule(ge=0)  # index of a validation image
+    end: int = rule(ge=0)
+    steps: int = rule(ge=2)  # decoded points, endpoints included
+
+
+@dataclass(frozen=True)
+class DenoiseParams:
+    index: int = rule(ge=0)  # validation image shown in the figure
+    noise_std: list[float] = rule(gt=0, min_items=1)  # Gaussian noise levels (pixels in [0, 1])
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = rule(ge=0)
     download: DownloadParams = rule()
     data: DataParams = rule()
     train: TrainParams = rule()
     threshold: ThresholdParams = rule()
+    tsne: TsneParams = rule()
+    interpolate: InterpolateParams = rule()
+    denoise: DenoiseParams = rule()
+
+    @property
+    def val_images(self) -> int:
+        return self.data.val_size or MNIST_VAL_SIZE
 
 
 def load_params(path: str | Path) -> Params:
@@ -81,7 +110,25 @@ def load_params(path: str | Path) -> Params:
 
 
 def parse_params(raw: object) -> Params:
-    return _parse_section(Params, raw, key="")
+    params = _parse_section(Params, raw, key="")
+    _check_relations(params)
+    return params
+
+
+def _check_relations(params: Params) -> None:
+    """Rules that tie one key to another."""
+    n_val = params.val_images
+    for key, index in (("interpolate.start", params.interpolate.start), ("interpolate.end", params.interpolate.end),
+                       ("denoise.index", params.denoise.index)):
+        if index >= n_val:
+            raise ParamsError(f"{key} = {index}: expected the index of a validation image, 0 to {n_val - 1}")
+    if params.tsne.n_jobs == 0:
+        raise ParamsError("tsne.n_jobs = 0: expected -1 (all cores) or a number of threads >= 1")
+    most = (n_val - 1) / 3  # openTSNE needs 3·perplexity neighbours for every point
+    if params.tsne.perplexity > most:
+        raise ParamsError(
+            f"tsne.perplexity = {params.tsne.perplexity:g}: too large for {n_val} validation images; expected at most {most:g}"
+        )
 
 
 def _parse_section(schema: type, raw: object, key: str):
@@ -119,7 +166,8 @@ def _parse_value(value: object, annotation, meta: dict, key: str):
         (item_type,) = typing.get_args(annotation)
         if not isinstance(value, list) or len(value) < (meta.get("min_items") or 0):
             raise _bad_value(key, value, annotation, meta)
-        return [_parse_value(item, item_type, {}, f"{key}[{i}]") for i, item in enumerate(value)]
+        item_rules = {**meta, "min_items": None}
+        return [_parse_value(item, item_type, item_rules, f"{key}[{i}]") for i, item in enumerate(value)]
     scalar = _coerce_scalar(value, annotation)
     if scalar is None or not _within_rules(scalar, meta):
         raise _bad_value(key, value, annotation, meta)
@@ -170,7 +218,7 @@ def _describe(annotation, meta: dict) -> str:
     if typing.get_origin(annotation) is list:
         (item_type,) = typing.get_args(annotation)
         at_least = f"at least {meta['min_items']} " if meta.get("min_items") else ""
-        return f"a list of {at_least}items, each {_describe(item_type, {})}"
+        return f"a list of {at_least}items, each {_describe(item_type, {**meta, 'min_items': None})}"
     if meta.get("choices"):
         return "one of " + ", ".join(str(choice) for choice in meta["choices"])
     noun = {int: "an integer", float: "a number", str: "a non-empty string", bool: "true or false"}

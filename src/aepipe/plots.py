@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from aepipe.atomic import atomic_path  # noqa: E402
 
@@ -32,5 +33,94 @@ def loss_histograms(splits: dict[str, np.ndarray], threshold: float, k: float) -
         ax.set_ylabel("batches")
         ax.legend(loc="upper right", fontsize="small")
     axes[-1, 0].set_xlabel("MSE loss of a batch")
+    figure.tight_layout()
+    return figure
+
+
+def _show_digit(ax: plt.Axes, image: np.ndarray, title: str | None = None) -> None:
+    ax.imshow(image, cmap="binary", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def reconstruction_grid(images: np.ndarray, reconstructions: np.ndarray, every: int = 4, columns: int = 9) -> plt.Figure:
+    """The seed's epoch-by-epoch figure: inputs on top, then their reconstruction after every `every`-th epoch."""
+    shown_epochs = list(range(0, len(reconstructions), every))
+    if shown_epochs[-1] != len(reconstructions) - 1:
+        shown_epochs.append(len(reconstructions) - 1)  # always end on the final model
+    columns = min(columns, len(images))
+    figure, axes = plt.subplots(1 + len(shown_epochs), columns, figsize=(columns * 0.9, (1 + len(shown_epochs)) * 1.0),
+                                squeeze=False)
+    rows = [("input", images)] + [(f"epoch {epoch + 1}", reconstructions[epoch]) for epoch in shown_epochs]
+    for row, (label, row_images) in zip(axes, rows):
+        for ax, image in zip(row, row_images):
+            _show_digit(ax, image)
+        row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    figure.suptitle("Validation images and their reconstructions during training")
+    figure.tight_layout()
+    return figure
+
+
+def loss_curves(train_loss: np.ndarray, val_loss: np.ndarray, batch_loss: np.ndarray) -> plt.Figure:
+    """Per-epoch train/val loss, and the loss of every training step; `batch_loss` is (epochs, steps)."""
+    figure, (per_epoch, per_step) = plt.subplots(1, 2, figsize=(12, 4))
+    epochs = np.arange(1, len(train_loss) + 1)
+    per_epoch.plot(epochs, train_loss, marker="o", label="train")
+    per_epoch.plot(epochs, val_loss, marker="o", label="validation")
+    per_epoch.set(title="Loss per epoch", xlabel="epoch", ylabel="MSE loss", yscale="log")
+    per_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
+    per_epoch.legend()
+    steps_per_epoch = batch_loss.shape[1]
+    fractional_epoch = np.arange(batch_loss.size) / steps_per_epoch
+    per_step.plot(fractional_epoch, batch_loss.ravel(), linewidth=0.5, alpha=0.8, color="#4c72b0")
+    per_step.set(title=f"Training loss of every batch ({steps_per_epoch} per epoch)", xlabel="epoch",
+                 ylabel="MSE loss", yscale="log")
+    figure.tight_layout()
+    return figure
+
+
+def tsne_map(embedding: np.ndarray, labels: np.ndarray, knn_accuracy: float) -> plt.Figure:
+    figure, ax = plt.subplots(figsize=(9, 8))
+    points = ax.scatter(embedding[:, 0], embedding[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=3,
+                        linewidths=0, rasterized=True)
+    for digit in np.unique(labels):
+        centre = np.median(embedding[labels == digit], axis=0)
+        ax.annotate(str(digit), centre, fontsize=16, weight="bold", ha="center", va="center",
+                    bbox={"boxstyle": "circle", "facecolor": "white", "alpha": 0.7, "linewidth": 0})
+    figure.colorbar(points, ax=ax, ticks=range(10), label="digit", fraction=0.04)
+    ax.set(title=f"t-SNE of the validation latents ({len(labels)} images; 10-NN accuracy {knn_accuracy:.1%})",
+           xlabel="t-SNE component 1", ylabel="t-SNE component 2")
+    ax.set_aspect("equal", adjustable="datalim")
+    return figure
+
+
+def interpolation_strip(start_image: np.ndarray, decoded: np.ndarray, end_image: np.ndarray,
+                        start_index: int, end_index: int) -> plt.Figure:
+    """Real start image, the decoded points from start to end, real end image."""
+    steps = len(decoded)
+    figure, axes = plt.subplots(1, steps + 2, figsize=((steps + 2) * 1.1, 1.9))
+    _show_digit(axes[0], start_image, f"image {start_index}")
+    for step, (ax, image) in enumerate(zip(axes[1:-1], decoded)):
+        _show_digit(ax, image, f"t = {step / (steps - 1):.2f}")
+    _show_digit(axes[-1], end_image, f"image {end_index}")
+    for ax in (axes[0], axes[-1]):
+        for spine in ax.spines.values():
+            spine.set(color="#c44e52", linewidth=2)
+    figure.suptitle("Decoding the straight line between two latents (outer images: the real inputs)", y=1.02)
+    figure.tight_layout()
+    return figure
+
+
+def denoising_grid(clean: np.ndarray, noisy: list[np.ndarray], denoised: list[np.ndarray], noise_std: list[float],
+                   mean_psnr: list[tuple[float, float]]) -> plt.Figure:
+    """One row per noise level: clean, noisy, reconstructed; titles carry the validation-set mean PSNR."""
+    figure, axes = plt.subplots(len(noise_std), 3, figsize=(6.6, 2.3 * len(noise_std)), squeeze=False)
+    for row, std, noisy_image, denoised_image, (noisy_db, denoised_db) in zip(axes, noise_std, noisy, denoised, mean_psnr):
+        _show_digit(row[0], clean, "clean")
+        _show_digit(row[1], noisy_image, f"noise σ = {std:g}\nmean PSNR {noisy_db:.1f} dB")
+        _show_digit(row[2], denoised_image, f"reconstructed\nmean PSNR {denoised_db:.1f} dB")
+    figure.suptitle("Denoising by reconstruction (PSNR: mean over the validation set)")
     figure.tight_layout()
     return figure

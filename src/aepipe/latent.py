@@ -1,0 +1,26 @@
+"""The latent space: encode images into it, and walk the straight line between two latents."""
+
+import numpy as np
+import torch
+
+from aepipe.model import AutoEncoder
+from aepipe.reconstruction import EVAL_BATCH_SIZE
+
+
+@torch.no_grad()
+def encode(model: AutoEncoder, images: torch.Tensor) -> np.ndarray:
+    """(N, 1, 28, 28) → (N, latent_dim) float32, in batches."""
+    model.eval()
+    return torch.cat([model.encode(chunk) for chunk in images.split(EVAL_BATCH_SIZE)]).cpu().numpy()
+
+
+@torch.no_grad()
+def interpolate(model: AutoEncoder, start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
+    """Decode `steps` evenly spaced points on the line from latent `start` to latent `end`, in order.
+
+    The first and last points are exactly the two latents, so the strip begins and ends with their
+    reconstructions. Returns (steps, 1, 28, 28).
+    """
+    model.eval()
+    fractions = torch.linspace(0, 1, steps, device=start.device).unsqueeze(1)
+    return model.decode((1 - fractions) * start + fractions * end)

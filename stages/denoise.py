@@ -1,0 +1,36 @@
+"""Stage denoise: reconstruct noisy validation images; PSNR before and after, and a figure."""
+
+from aepipe.atomic import write_json
+from aepipe.denoising import add_gaussian_noise, psnr, reconstruct
+from aepipe.errors import exit_on_error
+from aepipe.mnist import load_split
+from aepipe.model import load_model
+from aepipe.params import load_params
+from aepipe.plots import denoising_grid, save
+from aepipe.training import resolve_device, to_tensor
+
+
+def main() -> None:
+    params = load_params("params.yaml")
+    device = resolve_device(params.train.device)
+    model = load_model("models/model.pt", device)
+    clean = to_tensor(load_split("data/raw", "val", params.data.val_size).images, device)
+    index = params.denoise.index
+    # The autoencoder's own reconstruction error bounds what denoising can reach.
+    metrics = {"clean": {"psnr_reconstructed_db": psnr(reconstruct(model, clean), clean).mean().item()}}
+    noisy_shown, denoised_shown, mean_psnr = [], [], []
+    for std in params.denoise.noise_std:
+        noisy = add_gaussian_noise(clean, std, params.seed)
+        denoised = reconstruct(model, noisy)
+        noisy_db, denoised_db = psnr(noisy, clean).mean().item(), psnr(denoised, clean).mean().item()
+        metrics[f"noise_std_{std:g}".replace(".", "_")] = {"psnr_noisy_db": noisy_db, "psnr_reconstructed_db": denoised_db}
+        noisy_shown.append(noisy[index, 0].cpu().numpy())
+        denoised_shown.append(denoised[index, 0].cpu().numpy())
+        mean_psnr.append((noisy_db, denoised_db))
+    write_json("metrics/denoise.json", metrics)
+    figure = denoising_grid(clean[index, 0].cpu().numpy(), noisy_shown, denoised_shown, params.denoise.noise_std, mean_psnr)
+    save(figure, "plots/denoising.png")
+
+
+if __name__ == "__main__":
+    exit_on_error(main)

@@ -1,0 +1,27 @@
+"""Stage interpolate: decode the straight line between the latents of two validation images."""
+
+import numpy as np
+import torch
+
+from aepipe.errors import exit_on_error
+from aepipe.latent import interpolate
+from aepipe.mnist import load_split
+from aepipe.model import load_model
+from aepipe.params import load_params
+from aepipe.plots import interpolation_strip, save
+from aepipe.training import resolve_device
+
+
+def main() -> None:
+    params = load_params("params.yaml")
+    start, end = params.interpolate.start, params.interpolate.end
+    device = resolve_device(params.train.device)
+    model = load_model("models/model.pt", device)
+    latents = torch.from_numpy(np.load("data/latents.npz")["latents"]).to(device)
+    decoded = interpolate(model, latents[start], latents[end], params.interpolate.steps)
+    images = load_split("data/raw", "val", params.data.val_size).images / 255
+    save(interpolation_strip(images[start], decoded[:, 0].cpu().numpy(), images[end], start, end), "plots/interpolation.png")
+
+
+if __name__ == "__main__":
+    exit_on_error(main)

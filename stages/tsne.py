@@ -1,0 +1,36 @@
+"""Stage tsne: a 2-D openTSNE map of the validation latents, its figure and its quality."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from aepipe.atomic import write_csv, write_json
+from aepipe.errors import exit_on_error
+from aepipe.params import load_params
+from aepipe.plots import save, tsne_map
+from aepipe.tsne import knn_accuracy, tsne
+
+KNN_K = 10
+
+
+def main() -> None:
+    params = load_params("params.yaml")
+    saved = np.load("data/latents.npz")
+    latents, labels = saved["latents"], saved["labels"]
+    result = tsne(latents, **dataclasses.asdict(params.tsne), seed=params.seed)
+    accuracy_2d = knn_accuracy(result.embedding, labels, KNN_K)
+    write_csv("data/tsne.csv", pd.DataFrame({"x": result.embedding[:, 0], "y": result.embedding[:, 1], "label": labels}))
+    write_json("metrics/tsne.json", {
+        "kl_divergence": result.kl_divergence,
+        "seconds": round(result.seconds, 2),
+        "knn_accuracy_2d": accuracy_2d,
+        "knn_accuracy_latent": knn_accuracy(latents, labels, KNN_K),
+        "knn_k": KNN_K,
+        "points": len(labels),
+    })
+    save(tsne_map(result.embedding, labels, accuracy_2d), "plots/tsne.png")
+
+
+if __name__ == "__main__":
+    exit_on_error(main)
