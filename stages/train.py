@@ -3,6 +3,8 @@
 import numpy as np
 import pandas as pd
 
+from pathlib import Path
+
 from aepipe.atomic import atomic_path, write_csv, write_json
 from aepipe.errors import exit_on_error
 from aepipe.mnist import load_split
@@ -11,12 +13,17 @@ from aepipe.params import load_params
 from aepipe.training import resolve_device, to_tensor, train
 
 
+# Outside DVC's outputs (DVC deletes those before rerunning a stage), git- and dvc-ignored.
+CHECKPOINT = Path(".checkpoints/train.pt")
+
+
 def main() -> None:
     params = load_params("params.yaml")
     device = resolve_device(params.train.device)
     train_split = load_split("data/raw", "train", params.data.train_size)
     val_split = load_split("data/raw", "val", params.data.val_size)
-    result = train(to_tensor(train_split.images, device), to_tensor(val_split.images, device), params.train, params.seed)
+    result = train(to_tensor(train_split.images, device), to_tensor(val_split.images, device), params.train, params.seed,
+                   checkpoint=CHECKPOINT)
 
     save_model(result.model, "models/model.pt")
     epochs, steps = result.batch_losses.shape
@@ -46,6 +53,7 @@ def main() -> None:
         "images_per_second": round(result.images_per_second, 1),
         "device": result.device,
     })
+    CHECKPOINT.unlink(missing_ok=True)  # every output is written: nothing left to resume
 
 
 if __name__ == "__main__":

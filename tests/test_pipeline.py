@@ -2,9 +2,10 @@
 
 import json
 import os
-import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,48 +15,7 @@ import yaml
 from aepipe.mnist import SHA256
 from aepipe.model import load_model
 from conftest import REPO
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-SMALL = ["-S", "data.train_size=2048", "-S", "data.val_size=512", "-S", "train.epochs=2",
-         "-S", "interpolate.start=3", "-S", "interpolate.end=10", "-S", "denoise.index=7"]
-ALL_STAGES = ["download", "train", "losses", "threshold", "training_figures", "embed", "tsne", "interpolate", "denoise"]
-FIGURES = ["loss_histograms", "reconstructions", "loss_curves", "tsne", "interpolation", "denoising"]
-
-
-def project_env(mirror: str | None) -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # stages run `python`
-    env.pop("AEPIPE_MNIST_MIRROR", None)
-    if mirror:
-        env["AEPIPE_MNIST_MIRROR"] = mirror
-    env.update(DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
-               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com")
-    return env
-
-
-def copy_project(dest: Path) -> Path:
-    """A fresh git repository holding this project's files (tracked and not ignored), committed."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, listed):
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
-        subprocess.run(command, cwd=dest, check=True, env=project_env(None))
-    return dest
-
-
-def run(args: list[str], cwd: Path, mirror: str | None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=project_env(mirror), capture_output=True, text=True)
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def ran_stages(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
-
+from dvc_project import ALL_STAGES, FIGURES, PNG_SIGNATURE, SMALL, copy_project, project_env, ran_stages, run
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, mnist_dir) -> Path:
@@ -134,6 +94,29 @@ def test_changing_only_perplexity_reruns_only_tsne(project, mnist_dir):
 def test_a_second_repro_has_nothing_to_do(project, mnist_dir):
     assert "Data and pipelines are up to date." in run(["dvc", "status"], project, None).stdout
     assert ran_stages(run(["dvc", "repro"], project, str(mnist_dir)).stdout) == []
+
+
+def test_dvc_resumes_a_killed_training_run(tmp_path, mnist_dir):
+    project = copy_project(tmp_path)
+    longer = [*SMALL, "-S", "data.train_size=8192", "-S", "train.epochs=5"]
+    command = ["dvc", "exp", "run", *longer]
+    process = subprocess.Popen(command, cwd=project, env=project_env(str(mnist_dir)), start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = project / ".checkpoints" / "train.pt"
+    deadline = time.monotonic() + 180
+    while not checkpoint.exists():
+        assert process.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)  # dvc and the stage it runs
+    process.wait()
+    assert "Data and pipelines are up to date." not in run(["dvc", "status"], project, None).stdout
+
+    result = run(command, project, str(mnist_dir))
+    assert "resuming from the checkpoint after epoch" in result.stdout
+    assert ran_stages(result.stdout)[0] == "train", "the download should have been kept"
+    assert not checkpoint.exists()
+    assert json.loads((project / "metrics" / "train.json").read_text())["epochs"] == 5
+    assert "Data and pipelines are up to date." in run(["dvc", "status"], project, None).stdout
 
 
 def test_metrics_are_tracked_by_dvc(project):

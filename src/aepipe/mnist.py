@@ -100,7 +100,7 @@ def _reason(error: Exception) -> str:
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP {error.code} {error.reason}"
     if isinstance(error, urllib.error.URLError):
-        return f"unreachable ({error.reason})"
+        return "timed out" if isinstance(error.reason, TimeoutError) else f"unreachable ({error.reason})"
     if isinstance(error, FileNotFoundError):
         return "no such file"
     if isinstance(error, TimeoutError):

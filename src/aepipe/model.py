@@ -57,8 +57,17 @@ def save_model(model: AutoEncoder, path: str | Path) -> None:
         "latent_dim": model.latent_dim,
         "state_dict": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    torch_save(checkpoint, path)
+
+
+def torch_save(state: dict, path: str | Path) -> None:
+    """torch.save, atomically and byte-reproducibly.
+
+    Given a path, torch.save names the archive's records after the file, here a random temporary
+    name; given an open file it uses a fixed name, so equal states give equal bytes.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(state, file)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> AutoEncoder:

@@ -1,15 +1,17 @@
 """Train the autoencoder on images held as one tensor on the device, batching by indexing."""
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from aepipe.errors import AepipeError
-from aepipe.model import AutoEncoder
+from aepipe.model import AutoEncoder, torch_save
 from aepipe.params import TrainParams
 from aepipe.reconstruction import mean_squared_error
 
@@ -55,7 +57,13 @@ def train(
     params: TrainParams,
     seed: int,
     log: Callable[[str], None] = print,
+    checkpoint: Path | None = None,
 ) -> TrainingResult:
+    """Train from scratch, or resume from `checkpoint` if it was saved by a run with the same inputs.
+
+    With a `checkpoint` path, the state after every epoch is saved there, so a killed run resumes
+    from its last completed epoch and ends exactly as an uninterrupted one would (on a CPU).
+    """
     device = train_images.device
     if device.type == "cpu":
         # Near-zero activations turn into denormal floats after a few epochs and slow the
@@ -64,18 +72,36 @@ def train(
     torch.manual_seed(seed)
     model = AutoEncoder(params.latent_dim).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    shuffle = torch.Generator().manual_seed(seed)
+    shuffle = torch.Generator().manual_seed(seed)  # the only randomness after initialisation
 
     n_train, batch_size = len(train_images), params.batch_size
     steps = -(-n_train // batch_size)
-    batch_losses = torch.zeros(params.epochs, steps, device=device)
     samples = val_images[:RECONSTRUCTION_SAMPLES]
-    sample_reconstructions, train_losses, val_losses = [], [], []
-    initial_val_loss = mean_squared_error(model, val_images)
-    step_seconds = 0.0
-    started = time.perf_counter()
+    fingerprint = {**dataclasses.asdict(params), "seed": seed, "n_train": n_train, "n_val": len(val_images),
+                   "device": device.type}
+    history = {
+        "epoch": 0,
+        "batch_losses": torch.zeros(params.epochs, steps),
+        "train_losses": [],
+        "val_losses": [],
+        "initial_val_loss": None,
+        "sample_reconstructions": [],
+        "step_seconds": 0.0,
+        "seconds": 0.0,
+    }
+    saved = _load_checkpoint(checkpoint, fingerprint, log) if checkpoint else None
+    if saved:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        shuffle.set_state(saved["shuffle"])
+        history = saved["history"]
+        log(f"resuming from the checkpoint after epoch {history['epoch']}/{params.epochs}")
+    else:
+        history["initial_val_loss"] = mean_squared_error(model, val_images)
+    batch_losses = history["batch_losses"].to(device)
+    started = time.perf_counter() - history["seconds"]
 
-    for epoch in range(params.epochs):
+    for epoch in range(history["epoch"], params.epochs):
         model.train()
         order = torch.randperm(n_train, generator=shuffle).to(device)
         epoch_started = time.perf_counter()
@@ -88,26 +114,53 @@ def train(
             optimizer.step()
             batch_losses[epoch, step] = loss.detach()  # stays on the device: no sync per step
         epoch_losses = batch_losses[epoch].cpu()  # the one sync of the epoch
-        step_seconds += time.perf_counter() - epoch_started
+        history["step_seconds"] += time.perf_counter() - epoch_started
         _stop_if_diverged(epoch_losses, epoch)
 
-        train_losses.append(epoch_losses.mean().item())
-        val_losses.append(mean_squared_error(model, val_images))
-        sample_reconstructions.append(_reconstruct(model, samples))
-        log(f"epoch {epoch + 1}/{params.epochs}: train loss {train_losses[-1]:.6f}, val loss {val_losses[-1]:.6f}")
+        history["train_losses"].append(epoch_losses.mean().item())
+        history["val_losses"].append(mean_squared_error(model, val_images))
+        history["sample_reconstructions"].append(_reconstruct(model, samples))
+        history["epoch"] = epoch + 1
+        history["seconds"] = time.perf_counter() - started
+        log(f"epoch {epoch + 1}/{params.epochs}: train loss {history['train_losses'][-1]:.6f}, "
+            f"val loss {history['val_losses'][-1]:.6f}")
+        if checkpoint:
+            history["batch_losses"] = batch_losses.cpu()
+            _save_checkpoint(checkpoint, fingerprint, model, optimizer, shuffle, history)
 
     return TrainingResult(
         model=model.eval(),
         batch_losses=batch_losses.cpu().numpy(),
-        train_losses=train_losses,
-        val_losses=val_losses,
-        initial_val_loss=initial_val_loss,
+        train_losses=history["train_losses"],
+        val_losses=history["val_losses"],
+        initial_val_loss=history["initial_val_loss"],
         sample_images=samples[:, 0].cpu().numpy(),
-        sample_reconstructions=np.stack(sample_reconstructions),
+        sample_reconstructions=torch.stack(history["sample_reconstructions"]).numpy(),
         seconds=time.perf_counter() - started,
-        images_per_second=params.epochs * n_train / step_seconds,
+        images_per_second=params.epochs * n_train / history["step_seconds"],
         device=str(device),
     )
+
+
+def _save_checkpoint(path: Path, fingerprint: dict, model, optimizer, shuffle: torch.Generator, history: dict) -> None:
+    state = {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "shuffle": shuffle.get_state(), "history": history}
+    torch_save(state, path)
+
+
+def _load_checkpoint(path: Path, fingerprint: dict, log: Callable[[str], None]) -> dict | None:
+    """The saved state if `path` holds a checkpoint of a run with the same inputs, else None."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a foreign or damaged file is not worth stopping for: start afresh
+        log(f"ignoring unreadable checkpoint {path}: {type(error).__name__}")
+        return None
+    if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
+        log(f"ignoring checkpoint {path}: it was saved by a run with other parameters or data")
+        return None
+    return saved
 
 
 def _stop_if_diverged(epoch_losses: torch.Tensor, epoch: int) -> None:
@@ -121,6 +174,6 @@ def _stop_if_diverged(epoch_losses: torch.Tensor, epoch: int) -> None:
 
 
 @torch.no_grad()
-def _reconstruct(model: AutoEncoder, images: torch.Tensor) -> np.ndarray:
+def _reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
     model.eval()
-    return model(images)[0][:, 0].cpu().numpy()
+    return model(images)[0][:, 0].cpu()
