@@ -1,4 +1,5 @@
-"""Stage losses: reconstruction loss of the trained model per batch (both splits) and per image (val)."""
+"""Stage losses: reconstruction loss of the trained model per batch (normal images of both splits) and
+per image (every validation image, marked normal or not)."""
 
 import numpy as np
 import pandas as pd
@@ -19,13 +20,16 @@ def main() -> None:
     for split, limit in (("train", params.data.train_size), ("val", params.data.val_size)):
         data = load_split("data/raw", split, limit)
         errors = per_image_errors(model, to_tensor(data.images, device)).cpu().numpy()
+        normal = np.isin(data.labels, params.data.normal_digits)
         # Batches of the training batch size in a seeded random order, as the seed's shuffled
         # DataLoader: MNIST's files are not shuffled (the test set's halves come from different writers).
-        order = np.random.default_rng(params.seed).permutation(len(errors))
-        batches = batch_means(errors[order], params.train.batch_size)
+        normal_errors = errors[normal]
+        order = np.random.default_rng(params.seed).permutation(len(normal_errors))
+        batches = batch_means(normal_errors[order], params.train.batch_size)
         write_csv(f"data/losses/{split}_batches.csv", pd.DataFrame({"batch": np.arange(1, len(batches) + 1), "loss": batches}))
         if split == "val":
-            write_csv("data/losses/val_images.csv", pd.DataFrame({"index": np.arange(len(errors)), "label": data.labels, "loss": errors}))
+            write_csv("data/losses/val_images.csv",
+                      pd.DataFrame({"index": np.arange(len(errors)), "label": data.labels, "normal": normal, "loss": errors}))
 
 
 if __name__ == "__main__":

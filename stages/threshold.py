@@ -1,26 +1,46 @@
-"""Stage threshold: the seed's anomaly threshold (val mean + k·std of per-batch losses) and histograms."""
+"""Stage threshold: the seed's per-batch threshold and a per-image one, with the loss histograms.
+
+Per batch (the seed's rule): mean + k·std of the per-batch validation losses. Per image: mean + k·std
+or a quantile of the scores of the calibration part of the normal validation images.
+"""
 
 import pandas as pd
 
-from aepipe.anomaly import mean_std_threshold, summary
+from aepipe.anomaly import calibration_split, mean_std_threshold, per_image_threshold, summary
 from aepipe.atomic import write_json
 from aepipe.errors import exit_on_error
+from aepipe.model import file_sha256
 from aepipe.params import load_params
 from aepipe.plots import loss_histograms, save
 
 
 def main() -> None:
-    k = load_params("params.yaml").threshold.k
-    losses = {split: pd.read_csv(f"data/losses/{split}_batches.csv")["loss"].to_numpy() for split in ("train", "val")}
-    threshold = mean_std_threshold(losses["val"], k)
+    params = load_params("params.yaml")
+    rule = params.threshold
+    batches = {split: pd.read_csv(f"data/losses/{split}_batches.csv")["loss"].to_numpy() for split in ("train", "val")}
+    per_batch = mean_std_threshold(batches["val"], rule.k)
+
+    images = pd.read_csv("data/losses/val_images.csv")
+    normal_scores = images.loc[images["normal"], "loss"].to_numpy()
+    calibration, _ = calibration_split(len(normal_scores), params.anomaly.calibration_fraction, params.seed)
+    per_image = per_image_threshold(normal_scores[calibration], rule.method, rule.k, rule.q)
+
     write_json("metrics/threshold.json", {
-        "rule": "mean + k * std of per-batch validation losses",
-        "k": k,
-        "threshold": threshold,
-        "train": summary(losses["train"]),
-        "val": summary(losses["val"]),
+        "per_batch": {
+            "rule": "mean + k * std of per-batch validation losses (the seed's)",
+            "k": rule.k,
+            "threshold": per_batch,
+            "train": summary(batches["train"]),
+            "val": summary(batches["val"]),
+        },
+        "per_image": {
+            "rule": "mean + k * std" if rule.method == "mean_std" else f"quantile {rule.q:g}",
+            "threshold": per_image,
+            "calibration": summary(normal_scores[calibration]),
+        },
+        "model_sha256": file_sha256("models/model.pt"),
     })
-    save(loss_histograms(losses, threshold, k), "plots/loss_histograms.png")
+    save(loss_histograms(batches, per_batch, rule.k), "plots/loss_histograms.png")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ CHECKPOINT = Path(".checkpoints/train.pt")
 def main() -> None:
     params = load_params("params.yaml")
     device = resolve_device(params.train.device)
-    train_split = load_split("data/raw", "train", params.data.train_size)
-    val_split = load_split("data/raw", "val", params.data.val_size)
+    # Only normal digits: in one-class mode the model must never see an anomalous digit.
+    train_split = load_split("data/raw", "train", params.data.train_size).only_digits(params.data.normal_digits)
+    val_split = load_split("data/raw", "val", params.data.val_size).only_digits(params.data.normal_digits)
     result = train(to_tensor(train_split.images, device), to_tensor(val_split.images, device), params.train, params.seed,
                    checkpoint=CHECKPOINT)
 

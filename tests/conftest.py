@@ -39,3 +39,14 @@ def serve():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory, mnist_dir) -> Path:
+    """A git copy of the project after `dvc exp run` of the whole pipeline with small params."""
+    from dvc_project import ALL_STAGES, SMALL, copy_project, ran_stages, run
+
+    project = copy_project(tmp_path_factory.mktemp("project"))
+    result = run(["dvc", "exp", "run", *SMALL], project, str(mnist_dir))
+    assert sorted(ran_stages(result.stdout)) == sorted(ALL_STAGES)
+    return project

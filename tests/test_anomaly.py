@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
+import torch
 
-from aepipe.anomaly import mean_std_threshold, summary
+from aepipe.anomaly import calibration_split, detection_metrics, mean_std_threshold, per_image_threshold, summary
+from aepipe.corruptions import corrupt, patch
+from aepipe.params import CorruptionParams
+
+ALL_CORRUPTIONS = CorruptionParams(gaussian_noise=0.5, rotation=90, patch=8, invert=True, blank=True, saturate=True)
 
 
 def test_threshold_is_mean_plus_k_population_std():
@@ -11,5 +16,72 @@ def test_threshold_is_mean_plus_k_population_std():
     assert mean_std_threshold(losses, k=2.5) == pytest.approx(2.5 + 2.5 * 1.25**0.5)
 
 
+def test_per_image_threshold_rules():
+    scores = np.arange(1.0, 101.0)
+    assert per_image_threshold(scores, "quantile", k=1, q=0.99) == pytest.approx(np.quantile(scores, 0.99))
+    assert per_image_threshold(scores, "mean_std", k=2, q=0.99) == pytest.approx(50.5 + 2 * np.std(scores))
+
+
 def test_summary():
     assert summary(np.array([3.0, 1.0, 2.0, 10.0])) == {"mean": 4.0, "median": 2.5, "std": pytest.approx(3.5355339), "count": 4}
+
+
+def test_perfectly_separated_scores_give_auc_1_and_exact_counts():
+    normal, anomalous = np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.8, 0.9])
+    result = detection_metrics(normal, anomalous, threshold=0.35)
+    assert result["roc_auc"] == 1.0 and result["average_precision"] == 1.0
+    assert result["false_positive_rate"] == 0.25  # 0.4 is flagged
+    assert result["recall"] == 1.0 and result["precision"] == pytest.approx(2 / 3)
+    assert result["f1"] == pytest.approx(0.8) and result["anomalies"] == 2
+
+
+def test_identical_scores_give_auc_one_half():
+    result = detection_metrics(np.full(10, 0.5), np.full(5, 0.5), threshold=0.6)
+    assert result["roc_auc"] == 0.5
+    assert result["recall"] == 0.0 and result["precision"] == 0.0 and result["false_positive_rate"] == 0.0
+
+
+def test_calibration_split_is_seeded_disjoint_and_complete():
+    calibration, test = calibration_split(101, 0.5, seed=3)
+    assert len(calibration) == 50 or len(calibration) == 51
+    assert sorted(np.concatenate([calibration, test]).tolist()) == list(range(101))
+    again, _ = calibration_split(101, 0.5, seed=3)
+    other, _ = calibration_split(101, 0.5, seed=4)
+    assert np.array_equal(calibration, again) and not np.array_equal(calibration, other)
+    assert len(calibration_split(2, 0.9, seed=0)[1]) == 1, "at least one image must be left to test"
+
+
+def test_every_corruption_is_seeded_shaped_and_in_range():
+    torch.manual_seed(0)
+    images = torch.rand(50, 1, 28, 28)
+    corrupted = corrupt(images, ALL_CORRUPTIONS, seed=1)
+    assert set(corrupted) == {"gaussian_noise", "rotation", "patch", "invert", "blank", "saturate"}
+    again = corrupt(images, ALL_CORRUPTIONS, seed=1)
+    for name, result in corrupted.items():
+        assert result.shape == images.shape, name
+        assert result.min() >= 0 and result.max() <= 1, name
+        assert torch.equal(result, again[name]), name
+        assert not torch.equal(result, images), name
+    assert not torch.equal(corrupted["gaussian_noise"], corrupt(images, ALL_CORRUPTIONS, seed=2)["gaussian_noise"])
+    assert torch.allclose(corrupted["invert"], 1 - images)
+    assert corrupted["blank"].max() == 0 and corrupted["saturate"].min() == 1
+
+
+def test_disabled_corruptions_are_left_out():
+    only_two = CorruptionParams(gaussian_noise=None, rotation=None, patch=4, invert=False, blank=True, saturate=False)
+    assert set(corrupt(torch.zeros(3, 1, 28, 28), only_two, seed=0)) == {"patch", "blank"}
+
+
+def test_patch_is_one_white_square_of_the_asked_side():
+    images = torch.zeros(20, 1, 28, 28)
+    patched = patch(images, side=5, seed=0)
+    assert patched.sum(dim=(1, 2, 3)).tolist() == [25.0] * 20
+    rows_with_white = (patched[:, 0].amax(dim=2) > 0).sum(dim=1)
+    assert rows_with_white.tolist() == [5] * 20
+
+
+def test_rotation_by_90_degrees_turns_a_bar():
+    images = torch.zeros(1, 1, 28, 28)
+    images[0, 0, 13:15, 4:24] = 1  # horizontal bar
+    rotated = corrupt(images, CorruptionParams(None, 90, None, False, False, False), seed=0)["rotation"]
+    assert rotated[0, 0, 4:24, 13:15].mean() > 0.9 and rotated[0, 0, 13:15, :4].sum() == 0

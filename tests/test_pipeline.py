@@ -15,16 +15,7 @@ import yaml
 from aepipe.mnist import SHA256
 from aepipe.model import load_model
 from conftest import REPO
-from dvc_project import ALL_STAGES, FIGURES, PNG_SIGNATURE, SMALL, copy_project, project_env, ran_stages, run
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, mnist_dir) -> Path:
-    """The project after `dvc exp run` of the whole pipeline with small params."""
-    project = copy_project(tmp_path_factory.mktemp("project"))
-    result = run(["dvc", "exp", "run", *SMALL], project, str(mnist_dir))
-    assert sorted(ran_stages(result.stdout)) == sorted(ALL_STAGES)
-    return project
-
+from dvc_project import FIGURES, PNG_SIGNATURE, SMALL, copy_project, project_env, ran_stages, run
 
 def test_pipeline_outputs_are_complete_and_sane(project):
     assert sorted(path.name for path in (project / "data" / "raw").iterdir()) == sorted(SHA256)
@@ -49,8 +40,11 @@ def test_pipeline_outputs_are_complete_and_sane(project):
     assert val_images["loss"].mean() == pytest.approx(train["final_val_loss"], rel=1e-4)
 
     threshold = json.loads((project / "metrics" / "threshold.json").read_text())
-    assert threshold["val"]["count"] == 8 and threshold["k"] == 1.0
-    assert threshold["threshold"] == pytest.approx(threshold["val"]["mean"] + threshold["val"]["std"])
+    per_batch, per_image = threshold["per_batch"], threshold["per_image"]
+    assert per_batch["val"]["count"] == 8 and per_batch["k"] == 1.0
+    assert per_batch["threshold"] == pytest.approx(per_batch["val"]["mean"] + per_batch["val"]["std"])
+    assert per_image["calibration"]["count"] == 256  # half of the 512 normal validation images
+    assert per_image["threshold"] == pytest.approx(per_image["calibration"]["mean"] + per_image["calibration"]["std"])
 
     assert load_model(project / "models" / "model.pt").latent_dim == 20
 
@@ -123,14 +117,27 @@ def test_metrics_are_tracked_by_dvc(project):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project, None).stdout)
     metrics = shown[""]["data"]  # "" is the workspace
     assert metrics["metrics/train.json"]["data"]["epochs"] == 2
-    assert "threshold" in metrics["metrics/threshold.json"]["data"]
+    assert "threshold" in metrics["metrics/threshold.json"]["data"]["per_image"]
+    assert "roc_auc" in metrics["metrics/anomaly.json"]["data"]["invert"]
 
 
-def test_changing_only_the_threshold_param_reruns_only_threshold(project, mnist_dir):
+def test_anomaly_evaluation_covers_every_corruption(project):
+    anomaly = json.loads((project / "metrics" / "anomaly.json").read_text())
+    per_image = json.loads((project / "metrics" / "threshold.json").read_text())["per_image"]
+    assert anomaly["threshold"] == per_image["threshold"]
+    assert anomaly["normal_test_images"] == 256 and "held_out_digits" not in anomaly  # all ten digits are normal
+    for corruption in ("gaussian_noise", "rotation", "patch", "invert", "blank", "saturate"):
+        result = anomaly[corruption]
+        assert result["anomalies"] == 256
+        assert 0 <= result["roc_auc"] <= 1 and 0 <= result["false_positive_rate"] <= 1
+    assert anomaly["invert"]["roc_auc"] > 0.95  # an inverted digit is nothing like the training data
+
+
+def test_changing_only_the_threshold_param_reruns_only_threshold_and_evaluation(project, mnist_dir):
     result = run(["dvc", "exp", "run", *SMALL, "-S", "threshold.k=2"], project, str(mnist_dir))
-    assert ran_stages(result.stdout) == ["threshold"]
-    threshold = json.loads((project / "metrics" / "threshold.json").read_text())
-    assert threshold["threshold"] == pytest.approx(threshold["val"]["mean"] + 2 * threshold["val"]["std"])
+    assert ran_stages(result.stdout) == ["threshold", "evaluate"]
+    per_batch = json.loads((project / "metrics" / "threshold.json").read_text())["per_batch"]
+    assert per_batch["threshold"] == pytest.approx(per_batch["val"]["mean"] + 2 * per_batch["val"]["std"])
 
 
 @pytest.mark.parametrize("override, message", [
@@ -175,3 +182,25 @@ def test_download_stage_with_a_corrupted_mirror_fails_cleanly(mnist_dir, serve, 
     assert f"{url}t10k-images-idx3-ubyte.gz: not a complete gzip file" in result.stderr
     assert "Traceback" not in result.stderr
     assert list((work / "data").iterdir()) == [], "something was left in data/"
+
+
+def test_one_class_experiment_keeps_held_out_digits_out_of_training_and_calibration(project, mnist_dir):
+    from aepipe.mnist import load_split
+
+    # Enough steps (~1,350 ones, 5 epochs) for the model to learn what a 1 looks like.
+    one_class = ["-S", "data.normal_digits=[1]", "-S", "data.train_size=12000", "-S", "train.epochs=5"]
+    run(["dvc", "exp", "run", *SMALL, *one_class], project, str(mnist_dir))
+    raw = project / "data" / "raw"
+    train_labels, val_labels = load_split(raw, "train", 12000).labels, load_split(raw, "val", 512).labels
+    train = json.loads((project / "metrics" / "train.json").read_text())
+    assert train["train_images"] == int((train_labels == 1).sum()) and train["val_images"] == int((val_labels == 1).sum())
+    images = pd.read_csv(project / "data" / "losses" / "val_images.csv")
+    assert images["normal"].tolist() == (val_labels == 1).tolist()
+    per_image = json.loads((project / "metrics" / "threshold.json").read_text())["per_image"]
+    anomaly = json.loads((project / "metrics" / "anomaly.json").read_text())
+    normal_count = int((val_labels == 1).sum())
+    assert per_image["calibration"]["count"] + anomaly["normal_test_images"] == normal_count
+    held_out = anomaly["held_out_digits"]
+    assert held_out["anomalies"] == 512 - normal_count
+    assert held_out["roc_auc"] > 0.8  # a model of ones reconstructs other digits badly
+    run(["git", "checkout", "--", "params.yaml"], project, None)

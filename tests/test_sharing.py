@@ -5,7 +5,6 @@ and has nothing to recompute.
 """
 
 import json
-import os
 import socket
 import subprocess
 import sys

@@ -118,6 +118,10 @@ class Split:
     images: np.ndarray  # (N, 28, 28) uint8
     labels: np.ndarray  # (N,) uint8
 
+    def only_digits(self, digits: list[int]) -> "Split":
+        keep = np.isin(self.labels, digits)
+        return Split(self.images[keep], self.labels[keep])
+
 
 def load_split(raw_dir: str | Path, split: str, limit: int | None = None) -> Split:
     """Read one split ('train' or 'val') from the decompressed IDX files in `raw_dir`."""

@@ -40,6 +40,9 @@ class DataParams:
     # Use only the first N images of a split (null: all of it). For quick experiments and tests.
     train_size: int | None = rule(ge=1, le=MNIST_TRAIN_SIZE)
     val_size: int | None = rule(ge=1, le=MNIST_VAL_SIZE)
+    # Digits the model trains and calibrates on; the other digits of the validation set are the
+    # anomalies (MNIST's one-class benchmark). All ten: no held-out digits.
+    normal_digits: list[int] = rule(ge=0, le=9, min_items=1)
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,28 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class ThresholdParams:
-    k: float = rule(ge=0)  # threshold = mean + k * std of the per-batch validation losses
+    k: float = rule(ge=0)  # mean + k·std: the seed's per-batch rule, and the per-image mean_std rule
+    method: str = rule(choices=("mean_std", "quantile"))  # per-image threshold rule
+    q: float = rule(gt=0, le=1)  # quantile of normal images' scores, for method quantile
+
+
+@dataclass(frozen=True)
+class CorruptionParams:
+    """Synthetic anomalies made from normal validation images; null or false leaves one out."""
+
+    gaussian_noise: float | None = rule(gt=0)  # std of added noise, pixels in [0, 1]
+    rotation: float | None = rule(gt=0, le=360)  # degrees, counter-clockwise
+    patch: int | None = rule(ge=1, le=28)  # side of a white square pasted at a random place
+    invert: bool = rule()  # 1 - pixel
+    blank: bool = rule()  # all black
+    saturate: bool = rule()  # all white
+
+
+@dataclass(frozen=True)
+class AnomalyParams:
+    # Share of the normal validation images that sets the per-image threshold; the rest test it.
+    calibration_fraction: float = rule(gt=0, le=0.9)
+    corruptions: CorruptionParams = rule()
 
 
 @dataclass(frozen=True)
@@ -86,6 +110,7 @@ class Params:
     data: DataParams = rule()
     train: TrainParams = rule()
     threshold: ThresholdParams = rule()
+    anomaly: AnomalyParams = rule()
     tsne: TsneParams = rule()
     interpolate: InterpolateParams = rule()
     denoise: DenoiseParams = rule()
@@ -122,6 +147,8 @@ def _check_relations(params: Params) -> None:
                        ("denoise.index", params.denoise.index)):
         if index >= n_val:
             raise ParamsError(f"{key} = {index}: expected the index of a validation image, 0 to {n_val - 1}")
+    if len(set(params.data.normal_digits)) != len(params.data.normal_digits):
+        raise ParamsError(f"data.normal_digits = {list(params.data.normal_digits)}: expected each digit at most once")
     if params.tsne.n_jobs == 0:
         raise ParamsError("tsne.n_jobs = 0: expected -1 (all cores) or a number of threads >= 1")
     most = (n_val - 1) / 3  # openTSNE needs 3·perplexity neighbours for every point

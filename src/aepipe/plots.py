@@ -124,3 +124,41 @@ def denoising_grid(clean: np.ndarray, noisy: list[np.ndarray], denoised: list[np
     figure.suptitle("Denoising by reconstruction (PSNR: mean over the validation set)")
     figure.tight_layout()
     return figure
+
+
+def anomaly_scores(normal: np.ndarray, anomalies: dict[str, np.ndarray], threshold: float,
+                   evaluation: dict[str, dict]) -> plt.Figure:
+    """One panel per anomaly set: histograms of the normal and anomalous scores, and the threshold."""
+    names = list(anomalies) or ["(no anomaly sets)"]
+    columns = min(3, len(names))
+    rows = -(-len(names) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.4 * rows), squeeze=False)
+    every_score = np.concatenate([normal, *anomalies.values()])
+    bins = np.geomspace(max(every_score.min(), 1e-6), every_score.max() * 1.01, 60)
+    for ax, name in zip(axes.flat, names):
+        ax.hist(normal, bins=bins, alpha=0.6, color="#4c72b0", label=f"normal ({len(normal)})")
+        if name in anomalies:
+            ax.hist(anomalies[name], bins=bins, alpha=0.6, color="#c44e52", label=f"anomalous ({len(anomalies[name])})")
+            ax.set_title(f"{name.replace('_', ' ')}: ROC AUC {evaluation[name]['roc_auc']:.3f}", fontsize=10)
+        ax.axvline(threshold, color="black", linewidth=1.5, label=f"threshold {threshold:.4f}")
+        ax.set(xscale="log", xlabel="reconstruction error (MSE of the image)", ylabel="images")
+        ax.legend(fontsize="x-small")
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    figure.suptitle("Per-image anomaly scores: normal test images vs anomalies")
+    figure.tight_layout()
+    return figure
+
+
+def most_anomalous(images: np.ndarray, scores: np.ndarray, labels: np.ndarray, normal: np.ndarray,
+                   threshold: float, columns: int = 8) -> plt.Figure:
+    """The highest-scoring validation images, with digit and score; held-out digits marked."""
+    rows = -(-len(images) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.6), squeeze=False)
+    for ax, image, score, label, is_normal in zip(axes.flat, images, scores, labels, normal):
+        _show_digit(ax, image, f"{label}{'' if is_normal else ' (held out)'}\n{score:.4f}")
+    for ax in axes.flat[len(images):]:
+        ax.set_visible(False)
+    figure.suptitle(f"Most anomalous validation images (digit, reconstruction error; threshold {threshold:.4f})")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,136 @@
+"""The `aepipe` command: score your own images with a trained model and its threshold.
+
+    aepipe score PATH... [--model models/model.pt] [--threshold metrics/threshold.json] [--out FILE] [--invert]
+
+PATH: PNG or JPEG files, folders of them (not recursive), or .npy arrays of 28×28 images. Images
+are read as greyscale; any other size is resized to 28×28 (Lanczos), as MNIST digits are light
+strokes on a dark background (use --invert for dark ink on light paper). A .npy array may hold
+uint8 pixels (0–255) or floats in [0, 1], shaped (28, 28), (N, 28, 28) or (N, 1, 28, 28).
+Writes CSV: source, score (the image's reconstruction MSE), flagged (score > threshold).
+"""
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from aepipe.atomic import atomic_path
+from aepipe.errors import AepipeError, exit_on_error
+from aepipe.model import file_sha256, load_model
+from aepipe.reconstruction import per_image_errors
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SIDE = 28
+MAX_PIXELS = 4096 * 4096  # larger inputs are refused before their pixels are read
+
+
+def main(argv: list[str] | None = None) -> None:
+    exit_on_error(lambda: run(argv))
+
+
+def run(argv: list[str] | None) -> None:
+    parser = argparse.ArgumentParser(prog="aepipe", description="Anomaly scores from a trained aepipe autoencoder.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    score = commands.add_parser("score", help="score images; flag those above the per-image threshold",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    score.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    score.add_argument("--model", type=Path, default=Path("models/model.pt"))
+    score.add_argument("--threshold", type=Path, default=Path("metrics/threshold.json"))
+    score.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
+    score.add_argument("--invert", action="store_true", help="invert greyscale (dark digits on a light background)")
+    args = parser.parse_args(argv)
+
+    threshold = read_threshold(args.threshold, args.model)
+    model = load_model(args.model)
+    sources, images = load_images(args.paths)
+    if args.invert:
+        images = 1 - images
+    scores = per_image_errors(model, torch.from_numpy(images).unsqueeze(1)).numpy()
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["source", "score", "flagged"])
+    writer.writerows((source, f"{score:.6g}", str(score > threshold).lower()) for source, score in zip(sources, scores))
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(table.getvalue())
+    else:
+        sys.stdout.write(table.getvalue())
+
+
+def read_threshold(path: Path, model_path: Path) -> float:
+    """The per-image threshold from the threshold stage's metrics, checked against the model file."""
+    try:
+        saved = json.loads(path.read_text())
+        threshold, model_sha256 = float(saved["per_image"]["threshold"]), saved["model_sha256"]
+    except FileNotFoundError:
+        raise AepipeError(f"{path}: threshold file not found; run `dvc repro threshold` first") from None
+    except (ValueError, KeyError, TypeError):
+        raise AepipeError(f"{path}: not a threshold file written by the threshold stage") from None
+    if model_path.is_file() and file_sha256(model_path) != model_sha256:
+        raise AepipeError(
+            f"{path} was computed for another model (sha256 {model_sha256[:12]}…), not {model_path}; "
+            "rerun `dvc repro threshold`, or pass the matching --model"
+        )
+    return threshold
+
+
+def load_images(paths: list[Path]) -> tuple[list[str], np.ndarray]:
+    """(sources, float32 images (N, 28, 28) in [0, 1]) from files, folders and .npy arrays."""
+    sources, arrays = [], []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(file for file in path.iterdir() if file.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise AepipeError(f"{path}: no .png, .jpg or .jpeg files in this folder")
+            for file in files:
+                sources.append(str(file))
+                arrays.append(read_image(file)[None])
+        elif not path.exists():
+            raise AepipeError(f"{path}: no such file or folder")
+        elif path.suffix.lower() == ".npy":
+            batch = read_npy(path)
+            sources.extend(f"{path}[{index}]" for index in range(len(batch)))
+            arrays.append(batch)
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            sources.append(str(path))
+            arrays.append(read_image(path)[None])
+        else:
+            raise AepipeError(f"{path}: unsupported file; expected .png, .jpg, .jpeg, .npy or a folder")
+    return sources, np.concatenate(arrays).astype(np.float32)
+
+
+def read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise AepipeError(f"{path}: {image.width}×{image.height} pixels is too large (at most {MAX_PIXELS:,})")
+            greyscale = image.convert("L")
+            if greyscale.size != (SIDE, SIDE):
+                greyscale = greyscale.resize((SIDE, SIDE), Image.Resampling.LANCZOS)
+            return np.asarray(greyscale, dtype=np.float32) / 255
+    except (UnidentifiedImageError, OSError) as error:
+        raise AepipeError(f"{path}: not a readable PNG or JPEG image ({type(error).__name__})") from None
+
+
+def read_npy(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise AepipeError(f"{path}: not a readable .npy array ({error})") from None
+    if array.ndim == 2:
+        array = array[None]
+    elif array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 3 or array.shape[1:] != (SIDE, SIDE) or len(array) == 0:
+        raise AepipeError(f"{path}: array of shape {array.shape}; expected (28, 28), (N, 28, 28) or (N, 1, 28, 28), N ≥ 1")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255
+    if np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and array.min() >= 0 and array.max() <= 1:
+        return array.astype(np.float32)
+    raise AepipeError(f"{path}: {array.dtype} values from {array.min()} to {array.max()}; expected uint8 (0–255) or floats in [0, 1]")

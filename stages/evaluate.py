@@ -1,0 +1,60 @@
+"""Stage evaluate: how well the per-image threshold separates anomalies from normal images.
+
+Normal images: the normal validation images not used for calibration. Anomalies: the held-out
+digits (in one-class mode) and each synthetic corruption of the normal test images.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from aepipe.anomaly import calibration_split, detection_metrics
+from aepipe.atomic import write_json
+from aepipe.corruptions import corrupt
+from aepipe.errors import exit_on_error
+from aepipe.mnist import load_split
+from aepipe.model import load_model
+from aepipe.params import load_params
+from aepipe.plots import anomaly_scores, most_anomalous, save
+from aepipe.reconstruction import per_image_errors
+from aepipe.training import resolve_device, to_tensor
+
+MOST_ANOMALOUS = 16
+
+
+def main() -> None:
+    params = load_params("params.yaml")
+    device = resolve_device(params.train.device)
+    model = load_model("models/model.pt", device)
+    threshold = json.loads(open("metrics/threshold.json").read())["per_image"]["threshold"]
+    val = load_split("data/raw", "val", params.data.val_size)
+    scores = pd.read_csv("data/losses/val_images.csv")
+    normal_index = np.flatnonzero(scores["normal"].to_numpy())
+    _, test = calibration_split(len(normal_index), params.anomaly.calibration_fraction, params.seed)
+    normal_test = normal_index[test]
+    normal_scores = scores["loss"].to_numpy()[normal_test]
+
+    anomaly_sets = {}
+    held_out = np.flatnonzero(~scores["normal"].to_numpy())
+    if len(held_out):
+        anomaly_sets["held_out_digits"] = scores["loss"].to_numpy()[held_out]
+    normal_images = to_tensor(val.images[normal_test], device)
+    for name, corrupted in corrupt(normal_images, params.anomaly.corruptions, params.seed).items():
+        anomaly_sets[name] = per_image_errors(model, corrupted).cpu().numpy()
+
+    evaluation = {name: detection_metrics(normal_scores, anomaly, threshold) for name, anomaly in anomaly_sets.items()}
+    write_json("metrics/anomaly.json", {
+        "threshold": threshold,
+        "normal_test_images": len(normal_test),
+        "false_positive_rate": float(np.mean(normal_scores > threshold)),
+        **evaluation,
+    })
+    save(anomaly_scores(normal_scores, anomaly_sets, threshold, evaluation), "plots/anomaly_scores.png")
+    top = np.argsort(scores["loss"].to_numpy())[::-1][:MOST_ANOMALOUS]
+    save(most_anomalous(val.images[top] / 255, scores["loss"].to_numpy()[top], val.labels[top],
+                        scores["normal"].to_numpy()[top], threshold), "plots/most_anomalous.png")
+
+
+if __name__ == "__main__":
+    exit_on_error(main)
