@@ -6,6 +6,7 @@ import pandas as pd
 from pathlib import Path
 
 from aepipe.atomic import atomic_path, write_csv, write_json
+from aepipe.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
 from aepipe.errors import exit_on_error
 from aepipe.mnist import load_split
 from aepipe.model import save_model
@@ -19,12 +20,19 @@ CHECKPOINT = Path(".checkpoints/train.pt")
 
 def main() -> None:
     params = load_params("params.yaml")
+    if params.train.workers > 1 and not launched_by_torchrun():
+        relaunch_under_torchrun(params.train.workers)  # does not return
     device = resolve_device(params.train.device)
+    world, own_gpu = join(device.type)
+    device = own_gpu or device
     # Only normal digits: in one-class mode the model must never see an anomalous digit.
     train_split = load_split("data/raw", "train", params.data.train_size).only_digits(params.data.normal_digits)
     val_split = load_split("data/raw", "val", params.data.val_size).only_digits(params.data.normal_digits)
     result = train(to_tensor(train_split.images, device), to_tensor(val_split.images, device), params.train, params.seed,
-                   checkpoint=CHECKPOINT)
+                   checkpoint=CHECKPOINT, world=world)
+    leave()
+    if not world.is_main:
+        return  # outputs are written once, by the main process
 
     save_model(result.model, "models/model.pt")
     epochs, steps = result.batch_losses.shape
@@ -53,6 +61,7 @@ def main() -> None:
         "train_seconds": round(result.seconds, 2),
         "images_per_second": round(result.images_per_second, 1),
         "device": result.device,
+        "workers": world.size,
     })
     CHECKPOINT.unlink(missing_ok=True)  # every output is written: nothing left to resume
 

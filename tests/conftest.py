@@ -18,6 +18,16 @@ def mnist_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def raw_dir(mnist_dir, tmp_path_factory) -> Path:
+    """The decompressed, verified IDX files, downloaded once from the local MNIST copy."""
+    from aepipe.mnist import download_mnist
+
+    raw = tmp_path_factory.mktemp("mnist") / "raw"
+    download_mnist(raw, [str(mnist_dir)], timeout_s=5)
+    return raw
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):
         pass

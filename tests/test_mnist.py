@@ -12,13 +12,6 @@ TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 VAL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-@pytest.fixture(scope="module")
-def raw_dir(mnist_dir, tmp_path_factory) -> Path:
-    raw = tmp_path_factory.mktemp("mnist") / "raw"
-    download_mnist(raw, [str(mnist_dir)], timeout_s=5)
-    return raw
-
-
 def test_download_from_local_directory_gives_verified_idx_files(raw_dir):
     assert sorted(path.name for path in raw_dir.iterdir()) == sorted(SHA256)
     assert not list(raw_dir.parent.glob(".raw*")), "the staging directory was left behind"

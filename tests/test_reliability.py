@@ -2,68 +2,18 @@
 mirrors are skipped within the timeout."""
 
 import http.server
-import json
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from aepipe.mnist import SHA256, DownloadError, download_mnist
 from aepipe.training import to_tensor, train
 from conftest import REPO
-
-SMALL_TRAINING = {"data": {"train_size": 8192, "val_size": 512}, "train": {"epochs": 5},
-                  "interpolate": {"start": 0, "end": 1}, "denoise": {"index": 0}}
-TIMING_METRICS = {"train_seconds", "images_per_second"}
-
-
-@pytest.fixture(scope="module")
-def raw_dir(mnist_dir, tmp_path_factory) -> Path:
-    raw = tmp_path_factory.mktemp("mnist") / "raw"
-    download_mnist(raw, [str(mnist_dir)], timeout_s=5)
-    return raw
-
-
-def stage_workdir(path: Path, raw_dir: Path) -> Path:
-    """A directory laid out as the project for the train stage: params.yaml and data/raw."""
-    (path / "data").mkdir(parents=True)
-    (path / "data" / "raw").symlink_to(raw_dir)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in SMALL_TRAINING.items():
-        params[section].update(values)
-    params["train"]["device"] = "cpu"
-    (path / "params.yaml").write_text(yaml.safe_dump(params))
-    return path
-
-
-def train_stage(workdir: Path, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(REPO / "stages" / "train.py")], cwd=workdir,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
-
-
-def finished(workdir: Path) -> str:
-    process = train_stage(workdir)
-    output, _ = process.communicate(timeout=300)
-    assert process.returncode == 0, output
-    return output
-
-
-def outputs(workdir: Path) -> dict:
-    metrics = json.loads((workdir / "metrics" / "train.json").read_text())
-    return {
-        "metrics": {key: value for key, value in metrics.items() if key not in TIMING_METRICS},
-        "model": (workdir / "models" / "model.pt").read_bytes(),
-        "batch_losses": (workdir / "data" / "train" / "batch_losses.csv").read_text(),
-        "epoch_losses": (workdir / "data" / "train" / "epoch_losses.csv").read_text(),
-    }
-
+from stage_workdir import finished, outputs, stage_workdir, train_stage
 
 def test_killed_training_resumes_and_ends_exactly_as_an_uninterrupted_run(tmp_path, raw_dir):
     uninterrupted = stage_workdir(tmp_path / "uninterrupted", raw_dir)

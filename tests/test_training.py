@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.mnist import download_mnist, load_split
+from aepipe.mnist import load_split
 from aepipe.params import load_params
 from aepipe.reconstruction import batch_means, mean_squared_error, per_image_errors
 from aepipe.training import TrainingDiverged, to_tensor, train
@@ -12,11 +12,9 @@ from conftest import REPO
 
 
 @pytest.fixture(scope="module")
-def images(mnist_dir, tmp_path_factory):
-    raw = tmp_path_factory.mktemp("mnist") / "raw"
-    download_mnist(raw, [str(mnist_dir)], timeout_s=5)
+def images(raw_dir):
     cpu = torch.device("cpu")
-    return to_tensor(load_split(raw, "train", 1024).images, cpu), to_tensor(load_split(raw, "val", 256).images, cpu)
+    return to_tensor(load_split(raw_dir, "train", 1024).images, cpu), to_tensor(load_split(raw_dir, "val", 256).images, cpu)
 
 
 @pytest.fixture

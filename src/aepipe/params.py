@@ -53,6 +53,9 @@ class TrainParams:
     lr: float = rule(gt=0)
     weight_decay: float = rule(ge=0)
     device: str = rule(choices=("auto", "cpu", "cuda"))
+    # Data-parallel processes per machine (torchrun + DDP): GPUs on a GPU machine, CPU workers
+    # otherwise. 1: a plain process. train.batch_size stays the global batch.
+    workers: int = rule(ge=1)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,11 @@ def _check_relations(params: Params) -> None:
             raise ParamsError(f"{key} = {index}: expected the index of a validation image, 0 to {n_val - 1}")
     if len(set(params.data.normal_digits)) != len(params.data.normal_digits):
         raise ParamsError(f"data.normal_digits = {list(params.data.normal_digits)}: expected each digit at most once")
+    if params.train.batch_size < params.train.workers:
+        raise ParamsError(
+            f"train.batch_size = {params.train.batch_size}: expected at least train.workers = {params.train.workers} "
+            "(the global batch is split across the workers)"
+        )
     if params.tsne.n_jobs == 0:
         raise ParamsError("tsne.n_jobs = 0: expected -1 (all cores) or a number of threads >= 1")
     most = (n_val - 1) / 3  # openTSNE needs 3·perplexity neighbours for every point

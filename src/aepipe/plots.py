@@ -154,7 +154,7 @@ def most_anomalous(images: np.ndarray, scores: np.ndarray, labels: np.ndarray, n
                    threshold: float, columns: int = 8) -> plt.Figure:
     """The highest-scoring validation images, with digit and score; held-out digits marked."""
     rows = -(-len(images) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.6), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.8), squeeze=False)
     for ax, image, score, label, is_normal in zip(axes.flat, images, scores, labels, normal):
         _show_digit(ax, image, f"{label}{'' if is_normal else ' (held out)'}\n{score:.4f}")
     for ax in axes.flat[len(images):]:

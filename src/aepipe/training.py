@@ -8,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from aepipe.distributed import World
 from aepipe.errors import AepipeError
 from aepipe.model import AutoEncoder, torch_save
 from aepipe.params import TrainParams
@@ -58,11 +61,14 @@ def train(
     seed: int,
     log: Callable[[str], None] = print,
     checkpoint: Path | None = None,
-) -> TrainingResult:
+    world: World = World(),
+) -> TrainingResult | None:
     """Train from scratch, or resume from `checkpoint` if it was saved by a run with the same inputs.
 
     With a `checkpoint` path, the state after every epoch is saved there, so a killed run resumes
     from its last completed epoch and ends exactly as an uninterrupted one would (on a CPU).
+    In a data-parallel `world`, each process trains on its share of every global batch; only the
+    main process validates, checkpoints and gets the result (the others get None).
     """
     device = train_images.device
     if device.type == "cpu":
@@ -81,7 +87,7 @@ def train(
     steps = -(-n_train // batch_size)
     samples = val_images[:RECONSTRUCTION_SAMPLES]
     fingerprint = {**dataclasses.asdict(params), "seed": seed, "n_train": n_train, "n_val": len(val_images),
-                   "device": device.type}
+                   "device": device.type, "processes": world.size}
     history = {
         "epoch": 0,
         "batch_losses": torch.zeros(params.epochs, steps),
@@ -99,26 +105,36 @@ def train(
         shuffle.set_state(saved["shuffle"])
         history = saved["history"]
         log(f"resuming from the checkpoint after epoch {history['epoch']}/{params.epochs}")
-    else:
+    elif world.is_main:
         history["initial_val_loss"] = mean_squared_error(model, val_images)
     batch_losses = history["batch_losses"].to(device)
     started = time.perf_counter() - history["seconds"]
+    # DDP averages the gradients of all processes after each backward pass.
+    trainee = model if world.size == 1 else DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     for epoch in range(history["epoch"], params.epochs):
         model.train()
         order = torch.randperm(n_train, generator=shuffle).to(device)
         epoch_started = time.perf_counter()
-        for step in tqdm(range(steps), desc=f"epoch {epoch + 1}/{params.epochs}", leave=False, disable=None):
-            batch = train_images[order[step * batch_size : (step + 1) * batch_size]].contiguous(memory_format=memory_format)
-            reconstruction, _ = model(batch)
+        progress = tqdm(range(steps), desc=f"epoch {epoch + 1}/{params.epochs}", leave=False,
+                        disable=None if world.is_main else True)
+        for step in progress:
+            global_batch = order[step * batch_size : (step + 1) * batch_size]
+            indices = global_batch if world.size == 1 else global_batch.tensor_split(world.size)[world.rank]
+            batch = train_images[indices].contiguous(memory_format=memory_format)
+            reconstruction, _ = trainee(batch)
             loss = torch.nn.functional.mse_loss(reconstruction, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             batch_losses[epoch, step] = loss.detach()  # stays on the device: no sync per step
+        if world.size > 1:
+            batch_losses[epoch] = _global_batch_means(batch_losses[epoch], n_train, batch_size, world)
         epoch_losses = batch_losses[epoch].cpu()  # the one sync of the epoch
         history["step_seconds"] += time.perf_counter() - epoch_started
         _stop_if_diverged(epoch_losses, epoch)
+        if not world.is_main:
+            continue
 
         history["train_losses"].append(epoch_losses.mean().item())
         history["val_losses"].append(mean_squared_error(model, val_images))
@@ -131,6 +147,8 @@ def train(
             history["batch_losses"] = batch_losses.cpu()
             _save_checkpoint(checkpoint, fingerprint, model, optimizer, shuffle, history)
 
+    if not world.is_main:
+        return None
     return TrainingResult(
         model=model.eval(),
         batch_losses=batch_losses.cpu().numpy(),
@@ -143,6 +161,17 @@ def train(
         images_per_second=params.epochs * n_train / history["step_seconds"],
         device=str(device),
     )
+
+
+def _global_batch_means(local_losses: torch.Tensor, n_train: int, batch_size: int, world: World) -> torch.Tensor:
+    """Each step's loss over its whole global batch, from every process's loss on its share."""
+    global_sizes = torch.full(local_losses.shape, batch_size, device=local_losses.device)
+    global_sizes[-1] = n_train - batch_size * (len(local_losses) - 1)
+    # tensor_split gives the first (size % processes) processes one image more than the others.
+    local_sizes = global_sizes // world.size + (world.rank < global_sizes % world.size).long()
+    weighted = local_losses * local_sizes
+    dist.all_reduce(weighted)
+    return weighted / global_sizes
 
 
 def _save_checkpoint(path: Path, fingerprint: dict, model, optimizer, shuffle: torch.Generator, history: dict) -> None:

@@ -1,0 +1,60 @@
+"""Data-parallel training: real torchrun + gloo processes on the CPU."""
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from dvc_project import SMALL, ran_stages, run
+from stage_workdir import finished, stage_workdir, train_stage
+
+
+def test_two_workers_match_one_and_write_outputs_once(tmp_path, raw_dir):
+    single = stage_workdir(tmp_path / "single", raw_dir, epochs=3)
+    double = stage_workdir(tmp_path / "double", raw_dir, epochs=3, workers=2)
+    finished(single)
+    output = finished(double)
+    assert output.count("epoch 3/3:") == 1, "only the main process reports"
+
+    one = json.loads((single / "metrics" / "train.json").read_text())
+    two = json.loads((double / "metrics" / "train.json").read_text())
+    assert one["workers"] == 1 and two["workers"] == 2
+    assert two["train_images"] == one["train_images"] == 8192
+    # Same global batches in the same order; only the summation order of the gradients differs.
+    assert two["final_val_loss"] == pytest.approx(one["final_val_loss"], rel=0.02)
+    assert two["final_train_loss"] == pytest.approx(one["final_train_loss"], rel=0.02)
+    assert two["final_val_loss"] < two["initial_val_loss"] / 2
+
+    written = sorted(str(path.relative_to(double)) for path in double.rglob("*") if path.is_file() and "raw" not in path.parts)
+    assert written == ["data/train/batch_losses.csv", "data/train/epoch_losses.csv", "data/train/reconstructions.npz",
+                       "metrics/train.json", "models/model.pt", "params.yaml"]
+    batch_rows = (double / "data" / "train" / "batch_losses.csv").read_text().splitlines()
+    assert len(batch_rows) == 1 + 3 * 128
+
+
+def test_a_killed_worker_ends_the_run_with_an_error_not_a_hang(tmp_path, raw_dir):
+    workdir = stage_workdir(tmp_path / "run", raw_dir, epochs=50, workers=2)
+    launcher = train_stage(workdir)
+    deadline = time.monotonic() + 60
+    while not (workdir / ".checkpoints" / "train.pt").exists():  # both workers are past the first epoch
+        assert launcher.poll() is None and time.monotonic() < deadline, "the run ended before a worker could be killed"
+        time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2
+    subprocess.run(["kill", "-KILL", workers[-1]], check=True)
+    output, _ = launcher.communicate(timeout=120)  # a hang fails here
+    assert launcher.returncode != 0
+    assert "exitcode" in output and f"{-signal.SIGKILL}" in output
+    assert not (workdir / "models" / "model.pt").exists()
+
+
+def test_dvc_exp_run_with_two_workers(project, mnist_dir):
+    result = run(["dvc", "exp", "run", *SMALL, "-S", "train.workers=2"], project, str(mnist_dir))
+    assert "train" in ran_stages(result.stdout)
+    assert json.loads((project / "metrics" / "train.json").read_text())["workers"] == 2
+    run(["git", "checkout", "--", "params.yaml"], project, None)
+    restored = run(["dvc", "exp", "run", *SMALL], project, str(mnist_dir))  # from the run-cache
+    assert "train" not in ran_stages(restored.stdout)
+    assert json.loads((project / "metrics" / "train.json").read_text())["workers"] == 1
