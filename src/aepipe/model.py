@@ -52,6 +52,11 @@ class AutoEncoder(nn.Module):
         return self.decode(latents), latents
 
 
+def preferred_memory_format(device: torch.device) -> torch.memory_format:
+    """Channels-last convolutions measured 20-30 % faster on a 2-core CPU (not measured on a GPU yet)."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
 def save_model(model: AutoEncoder, path: str | Path) -> None:
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
@@ -94,7 +99,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> AutoEnco
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise AepipeError(f"{path}: weights do not fit the autoencoder: {error}") from None
-    return model.to(device).eval()
+    device = torch.device(device)
+    return model.to(device, memory_format=preferred_memory_format(device)).eval()
 
 
 def _short_reason(error: Exception) -> str:
