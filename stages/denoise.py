@@ -1,12 +1,13 @@
 """Stage denoise: reconstruct noisy validation images; PSNR before and after, and a figure."""
 
 from aepipe.atomic import write_json
-from aepipe.denoising import add_gaussian_noise, psnr, reconstruct
+from aepipe.denoising import add_gaussian_noise, psnr
 from aepipe.errors import exit_on_error
 from aepipe.mnist import load_split
 from aepipe.model import load_model
 from aepipe.params import load_params
 from aepipe.plots import denoising_grid, save
+from aepipe.reconstruction import reconstruct
 from aepipe.training import resolve_device, to_tensor
 
 

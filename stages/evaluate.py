@@ -5,6 +5,7 @@ digits (in one-class mode) and each synthetic corruption of the normal test imag
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ def main() -> None:
     params = load_params("params.yaml")
     device = resolve_device(params.train.device)
     model = load_model("models/model.pt", device)
-    threshold = json.loads(open("metrics/threshold.json").read())["per_image"]["threshold"]
+    threshold = json.loads(Path("metrics/threshold.json").read_text())["per_image"]["threshold"]
     val = load_split("data/raw", "val", params.data.val_size)
     scores = pd.read_csv("data/losses/val_images.csv")
     normal_index = np.flatnonzero(scores["normal"].to_numpy())

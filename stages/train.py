@@ -1,9 +1,9 @@
 """Stage train: fit the autoencoder; write the model, its loss history and sample reconstructions."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
-
-from pathlib import Path
 
 from aepipe.atomic import atomic_path, write_csv, write_json
 from aepipe.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun

@@ -48,7 +48,7 @@ def test_two_runs_with_the_same_params_write_identical_bytes(tmp_path, raw_dir):
     assert outputs(first) == outputs(second)
 
 
-def test_a_checkpoint_of_other_params_is_ignored(tmp_path, raw_dir):
+def test_a_checkpoint_of_other_params_or_data_is_ignored(tmp_path, raw_dir):
     from aepipe.mnist import load_split
     from aepipe.params import load_params
     import dataclasses
@@ -60,7 +60,13 @@ def test_a_checkpoint_of_other_params_is_ignored(tmp_path, raw_dir):
     first = train(*images, params, seed=0, log=lambda line: None, checkpoint=checkpoint)
     assert torch.load(checkpoint, weights_only=True)["history"]["epoch"] == 1
 
+    # Same params, as many images, but other ones (e.g. another data.normal_digits): no resume.
     lines = []
+    other_images = to_tensor(load_split(raw_dir, "train", 1024).images[512:], cpu), images[1]
+    train(*other_images, params, seed=0, log=lines.append, checkpoint=checkpoint)
+    assert any("ignoring checkpoint" in line and "other parameters or data" in line for line in lines)
+
+    lines.clear()
     other = train(*images, dataclasses.replace(params, lr=0.01), seed=0, log=lines.append, checkpoint=checkpoint)
     assert any("ignoring checkpoint" in line and "other parameters" in line for line in lines)
     assert other.initial_val_loss == first.initial_val_loss and other.val_losses != first.val_losses

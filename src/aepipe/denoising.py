@@ -2,9 +2,6 @@
 
 import torch
 
-from aepipe.model import AutoEncoder
-from aepipe.reconstruction import EVAL_BATCH_SIZE
-
 
 def add_gaussian_noise(images: torch.Tensor, std: float, seed: int) -> torch.Tensor:
     """images + N(0, std²) per pixel, clipped to [0, 1] (pixel range); the same seed gives the same noise."""
@@ -17,9 +14,3 @@ def psnr(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB of each image against its reference, for pixels in [0, 1]."""
     mse = (images - references).square().flatten(1).mean(dim=1)
     return 10 * torch.log10(1 / mse)
-
-
-@torch.no_grad()
-def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(chunk)[0] for chunk in images.split(EVAL_BATCH_SIZE)])

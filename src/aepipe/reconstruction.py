@@ -1,4 +1,4 @@
-"""Reconstruction error: the anomaly score of one image, and its means over batches."""
+"""Reconstructions, and their error: the anomaly score of one image, and its means over batches."""
 
 import numpy as np
 import torch
@@ -9,16 +9,23 @@ EVAL_BATCH_SIZE = 1024  # large batches: no gradients are kept, so memory stays 
 
 
 @torch.no_grad()
-def per_image_errors(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between each image and its reconstruction: (N, 1, 28, 28) → (N,)."""
+def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
+    """The model's reconstruction of (N, 1, 28, 28) images, in batches; the model's mode is kept."""
     was_training = model.training
     model.eval()
-    errors = [
-        (model(chunk)[0] - chunk).square().mean(dim=(1, 2, 3))
-        for chunk in images.split(EVAL_BATCH_SIZE)
-    ]
+    reconstructions = torch.cat([model(chunk)[0] for chunk in images.split(EVAL_BATCH_SIZE)])
     model.train(was_training)
-    return torch.cat(errors)
+    return reconstructions
+
+
+@torch.no_grad()
+def per_image_errors(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between each image and its reconstruction: (N, 1, 28, 28) → (N,).
+
+    Batch by batch, so only one batch of reconstructions is held at a time.
+    """
+    return torch.cat([(reconstruct(model, chunk) - chunk).square().mean(dim=(1, 2, 3))
+                      for chunk in images.split(EVAL_BATCH_SIZE)])
 
 
 def mean_squared_error(model: AutoEncoder, images: torch.Tensor) -> float:

@@ -1,6 +1,7 @@
 """Train the autoencoder on images held as one tensor on the device, batching by indexing."""
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from aepipe.distributed import World
 from aepipe.errors import AepipeError
 from aepipe.model import AutoEncoder, preferred_memory_format, torch_save
 from aepipe.params import TrainParams
-from aepipe.reconstruction import mean_squared_error
+from aepipe.reconstruction import mean_squared_error, reconstruct
 
 RECONSTRUCTION_SAMPLES = 16  # first validation images whose reconstruction is kept every epoch
 
@@ -85,8 +86,8 @@ def train(
     n_train, batch_size = len(train_images), params.batch_size
     steps = -(-n_train // batch_size)
     samples = val_images[:RECONSTRUCTION_SAMPLES]
-    fingerprint = {**dataclasses.asdict(params), "seed": seed, "n_train": n_train, "n_val": len(val_images),
-                   "device": device.type, "processes": world.size}
+    fingerprint = {**dataclasses.asdict(params), "seed": seed, "device": device.type, "processes": world.size,
+                   "images": _digest(train_images, val_images)} if checkpoint else None
     history = {
         "epoch": 0,
         "batch_losses": torch.zeros(params.epochs, steps),
@@ -137,7 +138,7 @@ def train(
 
         history["train_losses"].append(epoch_losses.mean().item())
         history["val_losses"].append(mean_squared_error(model, val_images))
-        history["sample_reconstructions"].append(_reconstruct(model, samples))
+        history["sample_reconstructions"].append(reconstruct(model, samples)[:, 0].cpu())
         history["epoch"] = epoch + 1
         history["seconds"] = time.perf_counter() - started
         log(f"epoch {epoch + 1}/{params.epochs}: train loss {history['train_losses'][-1]:.6f}, "
@@ -173,6 +174,14 @@ def _global_batch_means(local_losses: torch.Tensor, n_train: int, batch_size: in
     return weighted / global_sizes
 
 
+def _digest(*tensors: torch.Tensor) -> str:
+    """SHA-256 of the tensors' values: a checkpoint resumes only on the very images it was trained on."""
+    sha = hashlib.sha256()
+    for tensor in tensors:
+        sha.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return sha.hexdigest()
+
+
 def _save_checkpoint(path: Path, fingerprint: dict, model, optimizer, shuffle: torch.Generator, history: dict) -> None:
     state = {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "shuffle": shuffle.get_state(), "history": history}
@@ -202,9 +211,3 @@ def _stop_if_diverged(epoch_losses: torch.Tensor, epoch: int) -> None:
             f"training diverged: loss is {epoch_losses[step].item()} at epoch {epoch + 1}, step {step + 1}; "
             "no model was written (try a smaller train.lr)"
         )
-
-
-@torch.no_grad()
-def _reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    model.eval()
-    return model(images)[0][:, 0].cpu()
