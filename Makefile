@@ -3,21 +3,43 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
+DVC := PATH="$(BIN):$$PATH" dvc
+# The default DVC remote `local`: a directory shared by every clone that can see it. Its absolute
+# path goes into .dvc/config.local (see the README: a relative URL breaks `dvc exp push`).
+DVC_STORAGE ?= ../aepipe-dvc-storage
 
-.PHONY: setup repro test bench
+.PHONY: setup remote repro test bench share pull
 
 setup: $(STAMP)
+	@$(DVC) config --local remote.local.url >/dev/null 2>&1 || $(MAKE) --no-print-directory remote
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
-repro: $(STAMP)
-	PATH="$(BIN):$$PATH" dvc repro
+# Points the `local` remote at DVC_STORAGE (default ../aepipe-dvc-storage), e.g.
+# `make remote DVC_STORAGE=/mnt/team/aepipe`; `make setup` does it once, keeping what you set.
+# It becomes the default unless .dvc/config (in git) names the team's own.
+remote:
+	$(DVC) remote add --local --force local "$(abspath $(DVC_STORAGE))"
+	@$(DVC) config --project core.remote >/dev/null 2>&1 || $(DVC) remote default --local local
 
-test: $(STAMP)
+repro: setup
+	$(DVC) repro
+
+test: setup
 	PATH="$(BIN):$$PATH" python -m pytest
 
-bench: $(STAMP)
+bench: setup
 	PATH="$(BIN):$$PATH" python bench/train_speed.py
+
+# Alice's half of the team workflow (README, "Share experiments with your team")...
+share: setup
+	$(DVC) push --run-cache
+	$(DVC) exp push origin --all-commits --run-cache
+
+# ... and Bob's.
+pull: setup
+	$(DVC) pull --run-cache
+	$(DVC) exp pull origin --all-commits

@@ -24,11 +24,12 @@ from pathlib import Path
 import torch
 
 from aepipe.atomic import write_json
+from aepipe.devices import resolve_device, to_tensor
 from aepipe.mnist import SHA256, download_mnist, load_split
 from aepipe.model import AutoEncoder
 from aepipe.params import load_params
 from aepipe.reconstruction import mean_squared_error
-from aepipe.training import resolve_device, to_tensor, train
+from aepipe.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

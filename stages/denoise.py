@@ -2,13 +2,13 @@
 
 from aepipe.atomic import write_json
 from aepipe.denoising import add_gaussian_noise, psnr
+from aepipe.devices import resolve_device, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.mnist import load_split
 from aepipe.model import load_model
 from aepipe.params import load_params
 from aepipe.plots import denoising_grid, save
 from aepipe.reconstruction import reconstruct
-from aepipe.training import resolve_device, to_tensor
 
 
 def main() -> None:

@@ -3,12 +3,12 @@
 import numpy as np
 
 from aepipe.atomic import atomic_path
+from aepipe.devices import resolve_device, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.latent import encode
 from aepipe.mnist import load_split
 from aepipe.model import load_model
 from aepipe.params import load_params
-from aepipe.training import resolve_device, to_tensor
 
 
 def main() -> None:

@@ -13,13 +13,13 @@ import pandas as pd
 from aepipe.anomaly import calibration_split, detection_metrics
 from aepipe.atomic import write_json
 from aepipe.corruptions import corrupt
+from aepipe.devices import resolve_device, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.mnist import load_split
 from aepipe.model import load_model
 from aepipe.params import load_params
 from aepipe.plots import anomaly_scores, most_anomalous, save
 from aepipe.reconstruction import per_image_errors
-from aepipe.training import resolve_device, to_tensor
 
 MOST_ANOMALOUS = 16
 

@@ -3,13 +3,13 @@
 import numpy as np
 import torch
 
+from aepipe.devices import resolve_device
 from aepipe.errors import exit_on_error
 from aepipe.latent import interpolate
 from aepipe.mnist import load_split
 from aepipe.model import load_model
 from aepipe.params import load_params
 from aepipe.plots import interpolation_strip, save
-from aepipe.training import resolve_device
 
 
 def main() -> None:

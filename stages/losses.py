@@ -5,12 +5,12 @@ import numpy as np
 import pandas as pd
 
 from aepipe.atomic import write_csv
+from aepipe.devices import resolve_device, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.mnist import load_split
 from aepipe.model import load_model
 from aepipe.params import load_params
 from aepipe.reconstruction import batch_means, per_image_errors
-from aepipe.training import resolve_device, to_tensor
 
 
 def main() -> None:

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 
 from aepipe.atomic import atomic_path, write_csv, write_json
+from aepipe.devices import resolve_device, to_tensor
 from aepipe.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
 from aepipe.errors import exit_on_error
 from aepipe.mnist import load_split
 from aepipe.model import save_model
 from aepipe.params import load_params
-from aepipe.training import resolve_device, to_tensor, train
+from aepipe.training import train
 
 
 # Outside DVC's outputs (DVC deletes those before rerunning a stage), git- and dvc-ignored.

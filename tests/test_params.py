@@ -96,7 +96,7 @@ def test_a_stage_with_bad_params_exits_2_with_one_line_naming_the_key(tmp_path, 
 def test_cuda_without_a_gpu_is_refused_naming_the_key():
     import torch
 
-    from aepipe.training import resolve_device
+    from aepipe.devices import resolve_device
 
     if torch.cuda.is_available():
         assert resolve_device("cuda").type == "cuda"

@@ -82,7 +82,7 @@ def test_latent_outputs_and_their_metrics(project):
 def test_changing_only_perplexity_reruns_only_tsne(project, mnist_dir):
     before = json.loads((project / "metrics" / "tsne.json").read_text())
     result = run(["dvc", "exp", "run", *SMALL, "-S", "tsne.perplexity=10"], project, str(mnist_dir))
-    assert ran_stages(result.stdout) == ["tsne"]
+    assert ran_stages(result.stdout) == ["check_params", "tsne"]
     assert json.loads((project / "metrics" / "tsne.json").read_text())["kl_divergence"] != before["kl_divergence"]
 
 
@@ -136,20 +136,47 @@ def test_anomaly_evaluation_covers_every_corruption(project):
 
 def test_changing_only_the_threshold_param_reruns_only_threshold_and_evaluation(project, mnist_dir):
     result = run(["dvc", "exp", "run", *SMALL, "-S", "threshold.k=2"], project, str(mnist_dir))
-    assert ran_stages(result.stdout) == ["threshold", "evaluate"]
+    assert ran_stages(result.stdout) == ["check_params", "threshold", "evaluate"]
     per_batch = json.loads((project / "metrics" / "threshold.json").read_text())["per_batch"]
     assert per_batch["threshold"] == pytest.approx(per_batch["val"]["mean"] + 2 * per_batch["val"]["std"])
 
 
+def last_good_run(project: Path) -> dict[str, bytes]:
+    """Every output a user keeps from a run: the model, metrics, latents and figures."""
+    paths = [project / "models" / "model.pt", project / "data" / "latents.npz",
+             *(project / "metrics").glob("*.json"), *(project / "plots").glob("*.png")]
+    assert len(paths) == 2 + 5 + len(FIGURES)
+    return {str(path.relative_to(project)): path.read_bytes() for path in paths}
+
+
 @pytest.mark.parametrize("override, message", [
     ("train.batch_size=0", "train.batch_size = 0: expected an integer >= 1"),
+    ("train.latent_dim=-1", "train.latent_dim = -1: expected an integer >= 1"),
+    ("tsne.perplexity=0", "tsne.perplexity = 0: expected a number > 0"),
     ("interpolate.end=512", "interpolate.end = 512: expected the index of a validation image, 0 to 511"),
 ])
-def test_a_bad_param_stops_the_pipeline_naming_the_key(project, mnist_dir, override, message):
+def test_a_bad_param_stops_the_pipeline_naming_the_key_and_keeps_the_last_run(project, mnist_dir, override, message):
+    before = last_good_run(project)
     result = run(["dvc", "exp", "run", *SMALL, "-S", override], project, str(mnist_dir), check=False)
     run(["git", "checkout", "--", "params.yaml"], project, None)  # a failed run leaves its -S values behind
     assert result.returncode != 0
     assert f"error: params.yaml: {message}" in result.stderr + result.stdout
+    assert ran_stages(result.stdout) == ["check_params"]
+    assert last_good_run(project) == before
+
+
+def test_a_typo_in_params_yaml_stops_repro_and_keeps_the_last_run(project, mnist_dir):
+    before = last_good_run(project)
+    params_file = project / "params.yaml"
+    good = params_file.read_text()
+    params_file.write_text(good.replace("latent_dim:", "latnet_dim:"))
+    try:
+        result = run(["dvc", "repro"], project, str(mnist_dir), check=False)
+    finally:
+        params_file.write_text(good)
+    assert result.returncode != 0
+    assert "error: params.yaml: train.latnet_dim: unknown key; allowed in train: latent_dim" in result.stderr
+    assert last_good_run(project) == before
 
 
 # --- the download stage as a process, against real HTTP servers -----------------------------------------

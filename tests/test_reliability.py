@@ -10,8 +10,9 @@ import time
 import pytest
 import torch
 
+from aepipe.devices import to_tensor
 from aepipe.mnist import SHA256, DownloadError, download_mnist
-from aepipe.training import to_tensor, train
+from aepipe.training import train
 from conftest import REPO
 from stage_workdir import finished, outputs, stage_workdir, train_stage
 

@@ -1,7 +1,8 @@
-"""Sharing artifacts through DVC remotes, and comparing experiments, with real `dvc` commands.
+"""Sharing experiments and artifacts through DVC remotes, with real `dvc` and `git` commands.
 
-One person runs the pipeline, commits and pushes (data and run-cache); a colleague clones, pulls,
-and has nothing to recompute.
+Alice runs the pipeline and a queue of experiments and shares them (a bare git repository as
+`origin`, and a DVC remote: the default local one, or moto's S3 server); Bob clones, pulls, sees her
+experiments and reruns one of them without computing anything.
 """
 
 import json
@@ -12,11 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dvc_project import SMALL, copy_project, ran_stages, run
 
 UP_TO_DATE = "Data and pipelines are up to date."
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+LATENT_DIMS = (2, 4)
 
 
 def workspace_files(project: Path) -> set[str]:
@@ -24,57 +27,16 @@ def workspace_files(project: Path) -> set[str]:
             if ".git" not in path.parts and ".dvc" not in path.parts}
 
 
-@pytest.fixture(scope="module")
-def origin(tmp_path_factory, mnist_dir) -> Path:
-    """A project whose small pipeline run is committed; its default remote is ../aepipe-dvc-storage."""
-    origin = copy_project(tmp_path_factory.mktemp("team") / "origin")
-    run(["dvc", "exp", "run", *SMALL], origin, str(mnist_dir))
-    run(["git", "add", "-A"], origin, None)
-    run(["git", "commit", "-qm", "small run"], origin, None)
-    return origin
+def setup_clone(path: Path) -> None:
+    """The part of the README's setup (`make setup`) that is not the virtual environment the tests
+    already run in: the `local` remote, ../aepipe-dvc-storage, as an absolute path in .dvc/config.local."""
+    run(["make", "--no-print-directory", "remote"], path, None)
 
 
-def clone(origin: Path, name: str) -> Path:
-    target = origin.parent / name
-    run(["git", "clone", "-q", str(origin), str(target)], origin.parent, None)
-    return target
-
-
-def assert_same_results_and_nothing_to_do(origin: Path, copy: Path, **env: str) -> None:
-    assert UP_TO_DATE in run(["dvc", "status"], copy, None, **env).stdout
-    assert ran_stages(run(["dvc", "repro"], copy, None, **env).stdout) == []
-    assert (copy / "models" / "model.pt").read_bytes() == (origin / "models" / "model.pt").read_bytes()
-    assert (copy / "plots" / "tsne.png").read_bytes() == (origin / "plots" / "tsne.png").read_bytes()
-
-
-def test_default_local_remote_round_trip(origin):
-    run(["dvc", "push", "--run-cache"], origin, None)
-    assert (origin.parent / "aepipe-dvc-storage" / "files" / "md5").is_dir()
-
-    colleague = clone(origin, "colleague")
-    run(["dvc", "pull", "--run-cache"], colleague, None)  # no MNIST mirror: nothing may be downloaded
-    assert_same_results_and_nothing_to_do(origin, colleague)
-
-
-def test_repro_pull_fetches_instead_of_recomputing(origin):
-    run(["dvc", "push"], origin, None)
-    colleague = clone(origin, "repro-pull")
-    result = run(["dvc", "repro", "--pull"], colleague, None)
-    assert ran_stages(result.stdout) == []
-    assert_same_results_and_nothing_to_do(origin, colleague)
-
-
-def test_a_remote_missing_objects_fails_clearly_and_changes_nothing(origin, tmp_path):
-    colleague = clone(origin, "unlucky")
-    before = workspace_files(colleague)
-    empty = tmp_path / "empty-remote"
-    empty.mkdir()
-    run(["dvc", "remote", "add", "--local", "-d", "empty", str(empty)], colleague, None)
-    result = run(["dvc", "pull"], colleague, None, check=False)
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "failed to pull data from the cloud" in output and "Missing cache files" in output
-    assert workspace_files(colleague) == before
+def locked_outputs(dvc_lock: str) -> dict[str, str]:
+    """{output path: md5} of every stage in a dvc.lock's text."""
+    stages = yaml.safe_load(dvc_lock)["stages"]
+    return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])}
 
 
 def free_port() -> int:
@@ -83,7 +45,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def s3_endpoint():
     """moto's S3 server on 127.0.0.1, with one empty bucket; stopped by its process id."""
     port = free_port()
@@ -110,30 +72,136 @@ def s3_endpoint():
         server.wait(timeout=10)
 
 
-def test_s3_remote_round_trip(origin, s3_endpoint):
-    endpoint, s3 = s3_endpoint
-    run(["dvc", "remote", "add", "s3", "s3://aepipe-cache/pipeline"], origin, None)
-    run(["dvc", "remote", "modify", "s3", "endpointurl", endpoint], origin, None)
-    run(["git", "commit", "-qam", "S3 remote"], origin, None)
-    run(["dvc", "push", "-r", "s3", "--run-cache"], origin, None, **S3_CREDENTIALS)
-    stored = s3.list_objects_v2(Bucket="aepipe-cache", Prefix="pipeline/")
-    assert stored["KeyCount"] > 10
+class Team:
+    """Alice's shared work, ready for Bob: a bare `origin` and the DVC remote both of them use."""
 
-    colleague = clone(origin, "s3-colleague")
-    run(["dvc", "pull", "-r", "s3", "--run-cache"], colleague, None, **S3_CREDENTIALS)
-    assert_same_results_and_nothing_to_do(origin, colleague, **S3_CREDENTIALS)
+    def __init__(self, root: Path, alice: Path, origin: Path, env: dict[str, str], s3=None):
+        self.root, self.alice, self.origin, self.env, self.s3 = root, alice, origin, env, s3
+
+    def stored_objects(self) -> set[str]:
+        """The hashes (md5, or md5.dir for a directory) of every object in the remote."""
+        if self.s3 is None:
+            keys = [str(path) for path in (self.root / "aepipe-dvc-storage" / "files" / "md5").rglob("*")]
+        else:
+            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket="aepipe-cache", Prefix="pipeline/files/md5/")
+            keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        return {"".join(key.split("/")[-2:]) for key in keys}
+
+    def clone(self, name: str) -> Path:
+        target = self.root / name
+        run(["git", "clone", "-q", str(self.origin), str(target)], self.root, None)
+        setup_clone(target)
+        return target
+
+    def alice_experiments(self) -> dict[int, str]:
+        """{train.latent_dim: the dvc.lock text of Alice's experiment with it}, of those on her last commit."""
+        head = run(["git", "rev-parse", "HEAD"], self.alice, None).stdout.strip()
+        refs = run(["git", "for-each-ref", "--format=%(refname)", f"refs/exps/{head[:2]}/{head[2:]}/"], self.alice,
+                   None).stdout.split()
+        found = {}
+        for ref in refs:
+            params = yaml.safe_load(run(["git", "show", f"{ref}:params.yaml"], self.alice, None).stdout)
+            found[params["train"]["latent_dim"]] = run(["git", "show", f"{ref}:dvc.lock"], self.alice, None).stdout
+        return found
 
 
-def test_queued_experiments_run_and_are_compared(origin, mnist_dir):
-    run(["dvc", "exp", "run", "--queue", *SMALL, "-S", "train.latent_dim=2,4"], origin, str(mnist_dir))
-    run(["dvc", "exp", "run", "--run-all"], origin, str(mnist_dir))
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], origin, None).stdout)
-    results = {}
+def share(root: Path, mnist_dir: Path, s3=None, **env: str) -> Team:
+    """Alice commits a small run, queues one experiment per latent size, runs the queue and shares it
+    all with the plain commands: git push, dvc push, dvc exp push."""
+    alice = copy_project(root / "alice")
+    setup_clone(alice)
+    if s3 is not None:
+        run(["dvc", "remote", "add", "-d", "s3", "s3://aepipe-cache/pipeline"], alice, None)
+        run(["dvc", "remote", "modify", "s3", "endpointurl", env.pop("endpoint")], alice, None)
+        run(["dvc", "config", "--local", "--unset", "core.remote"], alice, None)  # the team's default wins
+    run(["dvc", "exp", "run", *SMALL], alice, str(mnist_dir), **env)
+    run(["git", "add", "-A"], alice, None)
+    run(["git", "commit", "-qm", "small run"], alice, None)
+    origin = root / "origin.git"
+    run(["git", "init", "-q", "--bare", str(origin)], root, None)
+    run(["git", "remote", "add", "origin", str(origin)], alice, None)
+    run(["git", "push", "-q", "origin", "HEAD"], alice, None)
+    run(["dvc", "push", "--run-cache"], alice, None, **env)
+
+    grid = ",".join(map(str, LATENT_DIMS))
+    run(["dvc", "exp", "run", "--queue", "-S", f"train.latent_dim={grid}"], alice, str(mnist_dir), **env)
+    run(["dvc", "exp", "run", "--run-all"], alice, str(mnist_dir), **env)
+    run(["dvc", "exp", "push", "origin", "--all-commits", "--run-cache"], alice, None, **env)
+    return Team(root, alice, origin, env, s3)
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def team(request, tmp_path_factory, mnist_dir) -> Team:
+    root = tmp_path_factory.mktemp(f"team-{request.param}")
+    if request.param == "local":
+        return share(root, mnist_dir)
+    endpoint, s3 = request.getfixturevalue("s3_endpoint")
+    return share(root, mnist_dir, s3, endpoint=endpoint, **S3_CREDENTIALS)
+
+
+def test_alice_shares_every_output_of_her_experiments(team):
+    experiments = team.alice_experiments()
+    assert sorted(experiments) == list(LATENT_DIMS), "the queue did not run both experiments"
+    stored = team.stored_objects()
+    for latent_dim, dvc_lock in experiments.items():
+        missing = {path for path, md5 in locked_outputs(dvc_lock).items() if md5 not in stored}
+        assert not missing, f"latent_dim={latent_dim}: not in the remote: {sorted(missing)}"
+    if team.s3 is not None:
+        assert not (team.root / "aepipe-dvc-storage").exists(), "the committed S3 remote was not the default"
+
+
+def test_bob_sees_alice_experiments_and_reruns_one_without_computing(team):
+    bob = team.clone("bob")
+    run(["dvc", "pull", "--run-cache"], bob, None, **team.env)  # no MNIST mirror: nothing may be downloaded
+    run(["dvc", "exp", "pull", "origin", "--all-commits"], bob, None, **team.env)
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], bob, None, **team.env).stdout)
+    seen = {}
     for commit in shown:
         for experiment in commit.get("experiments") or []:
             data = experiment["revs"][0]["data"]
             latent_dim = data["params"]["params.yaml"]["data"]["train"]["latent_dim"]
-            results[latent_dim] = data["metrics"]["metrics/train.json"]["data"]["final_val_loss"]
-    assert set(results) >= {2, 4}
-    assert all(0 < loss < 0.1 for loss in results.values())
-    assert results[2] != results[4]
+            seen[latent_dim] = data["metrics"]["metrics/train.json"]["data"]["final_val_loss"]
+    assert sorted(seen) == list(LATENT_DIMS) and all(0 < loss < 0.1 for loss in seen.values()), seen
+
+    assert seen[2] != seen[4]
+    result = run(["dvc", "exp", "run", "--pull", "-S", "train.latent_dim=4"], bob, None, **team.env)
+    assert ran_stages(result.stdout) == [], result.stdout
+    expected = locked_outputs(team.alice_experiments()[4])
+    assert locked_outputs((bob / "dvc.lock").read_text()) == expected
+    metrics = json.loads((bob / "metrics" / "train.json").read_text())
+    assert metrics["final_val_loss"] == seen[4]
+
+
+def test_bob_reads_metrics_of_commits_and_pulled_experiments(team):
+    bob = team.clone("bob-metrics")
+    run(["dvc", "pull"], bob, None, **team.env)
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], bob, None, **team.env).stdout)
+    assert shown[""]["data"]["metrics/train.json"]["data"]["epochs"] == 2
+
+    run(["dvc", "exp", "pull", "origin", "--all-commits"], bob, None, **team.env)
+    names = run(["dvc", "exp", "list", "--name-only"], bob, None).stdout.split()
+    assert len(names) == len(LATENT_DIMS)
+    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", names[0], "--json"], bob, None, **team.env).stdout)
+    assert "final_val_loss" in diff["metrics/train.json"]
+
+
+def test_repro_pull_restores_the_committed_run_without_computing(team):
+    bob = team.clone("bob-repro")
+    result = run(["dvc", "repro", "--pull"], bob, None, **team.env)
+    assert ran_stages(result.stdout) == []
+    assert UP_TO_DATE in run(["dvc", "status"], bob, None, **team.env).stdout
+    assert (bob / "models" / "model.pt").read_bytes() == (team.alice / "models" / "model.pt").read_bytes()
+
+
+def test_a_remote_missing_objects_fails_clearly_and_changes_nothing(team, tmp_path):
+    colleague = team.clone("unlucky")
+    before = workspace_files(colleague)
+    empty = tmp_path / "empty-remote"
+    empty.mkdir()
+    run(["dvc", "remote", "add", "--local", "-d", "empty", str(empty)], colleague, None)
+    result = run(["dvc", "pull"], colleague, None, check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "failed to pull data from the cloud" in output and "Missing cache files" in output
+    assert workspace_files(colleague) == before

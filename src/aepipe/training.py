@@ -40,21 +40,6 @@ class TrainingResult:
     device: str
 
 
-def resolve_device(name: str) -> torch.device:
-    """Map train.device (auto|cpu|cuda) to a torch device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise AepipeError("train.device = cuda, but no CUDA GPU is available here; use auto or cpu")
-    return torch.device(name)
-
-
-def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (N, 28, 28) → float32 (N, 1, 28, 28) in [0, 1] on `device`, as torchvision's ToTensor."""
-    pixels = torch.from_numpy(np.array(images))  # a copy: arrays parsed from bytes are read-only
-    return pixels.to(device).unsqueeze(1).float().div_(255)
-
-
 def train(
     train_images: torch.Tensor,
     val_images: torch.Tensor,
