@@ -9,7 +9,6 @@ measured the same way. Results: bench/results/train_speed-<device>.json and a ta
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -78,7 +77,7 @@ def seed_loop(raw: Path, epochs: int, device: torch.device, seed: int) -> dict:
 
 def aepipe_loop(raw: Path, epochs: int, device: torch.device, seed: int) -> dict:
     """The pipeline's own code path: the same function the train stage calls."""
-    params = dataclasses.replace(load_params(REPO / "params.yaml").train, epochs=epochs)
+    params = load_params(REPO / "params.yaml").train.model_copy(update={"epochs": epochs})
     train_images = to_tensor(load_split(raw, "train").images, device)
     val_images = to_tensor(load_split(raw, "val").images, device)
     started = time.perf_counter()

@@ -1,7 +1,5 @@
 """Stage tsne: a 2-D openTSNE map of the validation latents, its figure and its quality."""
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 
@@ -18,7 +16,7 @@ def main() -> None:
     params = load_params("params.yaml")
     saved = np.load("data/latents.npz")
     latents, labels = saved["latents"], saved["labels"]
-    result = tsne(latents, **dataclasses.asdict(params.tsne), seed=params.seed)
+    result = tsne(latents, **params.tsne.model_dump(), seed=params.seed)
     accuracy_2d = knn_accuracy(result.embedding, labels, KNN_K)
     write_csv("data/tsne.csv", pd.DataFrame({"x": result.embedding[:, 0], "y": result.embedding[:, 1], "label": labels}))
     write_json("metrics/tsne.json", {

@@ -83,5 +83,5 @@ def test_patch_is_one_white_square_of_the_asked_side():
 def test_rotation_by_90_degrees_turns_a_bar():
     images = torch.zeros(1, 1, 28, 28)
     images[0, 0, 13:15, 4:24] = 1  # horizontal bar
-    rotated = corrupt(images, CorruptionParams(None, 90, None, False, False, False), seed=0)["rotation"]
+    rotated = corrupt(images, CorruptionParams(gaussian_noise=None, rotation=90, patch=None, invert=False, blank=False, saturate=False), seed=0)["rotation"]
     assert rotated[0, 0, 4:24, 13:15].mean() > 0.9 and rotated[0, 0, 13:15, :4].sum() == 0

@@ -232,3 +232,22 @@ def test_one_class_experiment_keeps_held_out_digits_out_of_training_and_calibrat
     assert held_out["anomalies"] == 512 - normal_count
     assert held_out["roc_auc"] > 0.8  # a model of ones reconstructs other digits badly
     run(["git", "checkout", "--", "params.yaml"], project, None)
+
+
+@pytest.mark.parametrize("module, stages", [
+    ("training.py", {"train"}),
+    ("distributed.py", {"train"}),
+    ("plots.py", {"threshold", "evaluate", "training_figures", "tsne", "interpolate", "denoise"}),
+])
+def test_an_edit_to_a_library_module_changes_only_the_stages_that_import_it(project, module, stages):
+    edited = f"src/aepipe/{module}"
+    source = (project / edited).read_text()
+    (project / edited).write_text(source + "\n# an edit\n")
+    try:
+        status = json.loads(run(["dvc", "status", "--json"], project, None).stdout)
+    finally:
+        (project / edited).write_text(source)
+    # Other tests leave other changes in this workspace: count the stages this edit changes.
+    changed_by_edit = {name.split(":")[-1] for name, changes in status.items()
+                       if any(edited in change.get("changed deps", {}) for change in changes if isinstance(change, dict))}
+    assert changed_by_edit == stages

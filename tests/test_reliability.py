@@ -52,11 +52,10 @@ def test_two_runs_with_the_same_params_write_identical_bytes(tmp_path, raw_dir):
 def test_a_checkpoint_of_other_params_or_data_is_ignored(tmp_path, raw_dir):
     from aepipe.mnist import load_split
     from aepipe.params import load_params
-    import dataclasses
 
     cpu = torch.device("cpu")
     images = to_tensor(load_split(raw_dir, "train", 512).images, cpu), to_tensor(load_split(raw_dir, "val", 128).images, cpu)
-    params = dataclasses.replace(load_params(REPO / "params.yaml").train, epochs=1, device="cpu")
+    params = load_params(REPO / "params.yaml").train.model_copy(update={"epochs": 1, "device": "cpu"})
     checkpoint = tmp_path / "train.pt"
     first = train(*images, params, seed=0, log=lambda line: None, checkpoint=checkpoint)
     assert torch.load(checkpoint, weights_only=True)["history"]["epoch"] == 1
@@ -68,7 +67,7 @@ def test_a_checkpoint_of_other_params_or_data_is_ignored(tmp_path, raw_dir):
     assert any("ignoring checkpoint" in line and "other parameters or data" in line for line in lines)
 
     lines.clear()
-    other = train(*images, dataclasses.replace(params, lr=0.01), seed=0, log=lines.append, checkpoint=checkpoint)
+    other = train(*images, params.model_copy(update={"lr": 0.01}), seed=0, log=lines.append, checkpoint=checkpoint)
     assert any("ignoring checkpoint" in line and "other parameters" in line for line in lines)
     assert other.initial_val_loss == first.initial_val_loss and other.val_losses != first.val_losses
 

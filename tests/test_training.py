@@ -1,5 +1,3 @@
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -20,7 +18,7 @@ def images(raw_dir):
 
 @pytest.fixture
 def small_params():
-    return dataclasses.replace(load_params(REPO / "params.yaml").train, epochs=2, device="cpu")
+    return load_params(REPO / "params.yaml").train.model_copy(update={"epochs": 2, "device": "cpu"})
 
 
 def test_to_tensor_scales_like_torchvision_to_tensor():

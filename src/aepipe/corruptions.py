@@ -1,6 +1,5 @@
 """Synthetic anomalies: normal images corrupted in ways a scanner might meet, seeded."""
 
-import dataclasses
 
 import torch
 from torchvision.transforms import InterpolationMode
@@ -34,5 +33,5 @@ def corrupt(images: torch.Tensor, corruptions: CorruptionParams, seed: int) -> d
         "blank": lambda _: torch.zeros_like(images),
         "saturate": lambda _: torch.ones_like(images),
     }
-    settings = dataclasses.asdict(corruptions)
+    settings = corruptions.model_dump()
     return {name: make(settings[name]) for name, make in makers.items() if settings[name] not in (None, False)}

@@ -1,18 +1,16 @@
 """The typed schema of the pipeline's parameters, checked once before a stage does any work.
 
-Values live in params.yaml only; the schema says what each key may hold. `parse_params` turns the
-parsed YAML into frozen dataclasses or raises a ParamsError naming the key, the value and what
+Values live in params.yaml only; the pydantic models below say what each key may hold. `parse_params`
+turns the parsed YAML into frozen models or raises a ParamsError naming the key, the value and what
 is allowed, so a typo or a bad value never reaches the training code.
 """
 
-import math
 import re
-import types
-import typing
-from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from aepipe.errors import AepipeError
 
@@ -24,99 +22,103 @@ class ParamsError(AepipeError):
     pass
 
 
-def rule(*, ge=None, gt=None, le=None, choices=None, min_items=None):
-    """Constraints on one key, beyond its type."""
-    return field(metadata={"ge": ge, "gt": gt, "le": le, "choices": choices, "min_items": min_items})
+_FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
-@dataclass(frozen=True)
-class DownloadParams:
-    mirrors: list[str] = rule(min_items=1)  # base URLs tried in order, after $AEPIPE_MNIST_MIRROR
-    timeout_s: float = rule(gt=0)  # per-connection timeout for each HTTP request
+def _yaml_1_2_float(value: object) -> object:
+    # PyYAML reads YAML 1.1, where `1e-4` (no dot) is a string; DVC's `-S` writes floats that way.
+    if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
-@dataclass(frozen=True)
-class DataParams:
+# strict: YAML's `true` is no number and `"10"` no integer; allow_inf_nan: `.nan` is no threshold.
+Number = Annotated[float, BeforeValidator(_yaml_1_2_float), Field(strict=True, allow_inf_nan=False)]
+Text = Annotated[StrictStr, Field(min_length=1)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DownloadParams(Section):
+    mirrors: list[Text] = Field(min_length=1)  # base URLs tried in order, after $AEPIPE_MNIST_MIRROR
+    timeout_s: Number = Field(gt=0)  # per-connection timeout for each HTTP request
+
+
+class DataParams(Section):
     # Use only the first N images of a split (null: all of it). For quick experiments and tests.
-    train_size: int | None = rule(ge=1, le=MNIST_TRAIN_SIZE)
-    val_size: int | None = rule(ge=1, le=MNIST_VAL_SIZE)
+    train_size: Annotated[StrictInt, Field(ge=1, le=MNIST_TRAIN_SIZE)] | None
+    val_size: Annotated[StrictInt, Field(ge=1, le=MNIST_VAL_SIZE)] | None
     # Digits the model trains and calibrates on; the other digits of the validation set are the
     # anomalies (MNIST's one-class benchmark). All ten: no held-out digits.
-    normal_digits: list[int] = rule(ge=0, le=9, min_items=1)
+    normal_digits: list[Annotated[StrictInt, Field(ge=0, le=9)]] = Field(min_length=1)
 
 
-@dataclass(frozen=True)
-class TrainParams:
-    latent_dim: int = rule(ge=1)
-    epochs: int = rule(ge=1)
-    batch_size: int = rule(ge=1)
-    lr: float = rule(gt=0)
-    weight_decay: float = rule(ge=0)
-    device: str = rule(choices=("auto", "cpu", "cuda"))
+class TrainParams(Section):
+    latent_dim: StrictInt = Field(ge=1)
+    epochs: StrictInt = Field(ge=1)
+    batch_size: StrictInt = Field(ge=1)
+    lr: Number = Field(gt=0)
+    weight_decay: Number = Field(ge=0)
+    device: Literal["auto", "cpu", "cuda"]
     # Data-parallel processes per machine (torchrun + DDP): GPUs on a GPU machine, CPU workers
     # otherwise. 1: a plain process. train.batch_size stays the global batch.
-    workers: int = rule(ge=1)
+    workers: StrictInt = Field(ge=1)
 
 
-@dataclass(frozen=True)
-class ThresholdParams:
-    k: float = rule(ge=0)  # mean + k·std: the seed's per-batch rule, and the per-image mean_std rule
-    method: str = rule(choices=("mean_std", "quantile"))  # per-image threshold rule
-    q: float = rule(gt=0, le=1)  # quantile of normal images' scores, for method quantile
+class ThresholdParams(Section):
+    k: Number = Field(ge=0)  # mean + k·std: the seed's per-batch rule, and the per-image mean_std rule
+    method: Literal["mean_std", "quantile"]  # per-image threshold rule
+    q: Number = Field(gt=0, le=1)  # quantile of normal images' scores, for method quantile
 
 
-@dataclass(frozen=True)
-class CorruptionParams:
+class CorruptionParams(Section):
     """Synthetic anomalies made from normal validation images; null or false leaves one out."""
 
-    gaussian_noise: float | None = rule(gt=0)  # std of added noise, pixels in [0, 1]
-    rotation: float | None = rule(gt=0, le=360)  # degrees, counter-clockwise
-    patch: int | None = rule(ge=1, le=28)  # side of a white square pasted at a random place
-    invert: bool = rule()  # 1 - pixel
-    blank: bool = rule()  # all black
-    saturate: bool = rule()  # all white
+    gaussian_noise: Annotated[Number, Field(gt=0)] | None  # std of added noise, pixels in [0, 1]
+    rotation: Annotated[Number, Field(gt=0, le=360)] | None  # degrees, counter-clockwise
+    patch: Annotated[StrictInt, Field(ge=1, le=28)] | None  # side of a white square pasted at a random place
+    invert: StrictBool  # 1 - pixel
+    blank: StrictBool  # all black
+    saturate: StrictBool  # all white
 
 
-@dataclass(frozen=True)
-class AnomalyParams:
+class AnomalyParams(Section):
     # Share of the normal validation images that sets the per-image threshold; the rest test it.
-    calibration_fraction: float = rule(gt=0, le=0.9)
-    corruptions: CorruptionParams = rule()
+    calibration_fraction: Number = Field(gt=0, le=0.9)
+    corruptions: CorruptionParams
 
 
-@dataclass(frozen=True)
-class TsneParams:
-    perplexity: float = rule(gt=0)
-    early_exaggeration_iter: int = rule(ge=0)  # iterations with exaggerated attraction (openTSNE: 250)
-    n_iter: int = rule(ge=1)  # iterations after that (openTSNE: 500)
-    method: str = rule(choices=("fft", "bh"))  # negative-gradient approximation
-    n_jobs: int = rule(ge=-1)  # threads; -1: all cores
+class TsneParams(Section):
+    perplexity: Number = Field(gt=0)
+    early_exaggeration_iter: StrictInt = Field(ge=0)  # iterations with exaggerated attraction (openTSNE: 250)
+    n_iter: StrictInt = Field(ge=1)  # iterations after that (openTSNE: 500)
+    method: Literal["fft", "bh"]  # negative-gradient approximation
+    n_jobs: StrictInt = Field(ge=-1)  # threads; -1: all cores
 
 
-@dataclass(frozen=True)
-class InterpolateParams:
-    start: int = rule(ge=0)  # index of a validation image
-    end: int = rule(ge=0)
-    steps: int = rule(ge=2)  # decoded points, endpoints included
+class InterpolateParams(Section):
+    start: StrictInt = Field(ge=0)  # index of a validation image
+    end: StrictInt = Field(ge=0)
+    steps: StrictInt = Field(ge=2)  # decoded points, endpoints included
 
 
-@dataclass(frozen=True)
-class DenoiseParams:
-    index: int = rule(ge=0)  # validation image shown in the figure
-    noise_std: list[float] = rule(gt=0, min_items=1)  # Gaussian noise levels (pixels in [0, 1])
+class DenoiseParams(Section):
+    index: StrictInt = Field(ge=0)  # validation image shown in the figure
+    noise_std: list[Annotated[Number, Field(gt=0)]] = Field(min_length=1)  # Gaussian noise levels (pixels in [0, 1])
 
 
-@dataclass(frozen=True)
-class Params:
-    seed: int = rule(ge=0)
-    download: DownloadParams = rule()
-    data: DataParams = rule()
-    train: TrainParams = rule()
-    threshold: ThresholdParams = rule()
-    anomaly: AnomalyParams = rule()
-    tsne: TsneParams = rule()
-    interpolate: InterpolateParams = rule()
-    denoise: DenoiseParams = rule()
+class Params(Section):
+    seed: StrictInt = Field(ge=0)
+    download: DownloadParams
+    data: DataParams
+    train: TrainParams
+    threshold: ThresholdParams
+    anomaly: AnomalyParams
+    tsne: TsneParams
+    interpolate: InterpolateParams
+    denoise: DenoiseParams
 
     @property
     def val_images(self) -> int:
@@ -138,7 +140,10 @@ def load_params(path: str | Path) -> Params:
 
 
 def parse_params(raw: object) -> Params:
-    params = _parse_section(Params, raw, key="")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as error:
+        raise _explain(error) from None
     _check_relations(params)
     return params
 
@@ -166,114 +171,70 @@ def _check_relations(params: Params) -> None:
         )
 
 
-def _parse_section(schema: type, raw: object, key: str):
-    where = key or "the top level"
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{where}: expected a mapping of keys, got {_show(raw)}")
-    allowed = {f.name: f for f in fields(schema)}
-    for name in raw:
-        if name not in allowed:
-            raise ParamsError(
-                f"{_join(key, name)}: unknown key; allowed in {where}: {', '.join(allowed)}"
-            )
-    values = {}
-    for name, spec in allowed.items():
-        full_key = _join(key, name)
-        annotation = typing.get_type_hints(schema)[name]
-        if name not in raw:
-            raise ParamsError(f"{full_key}: missing; expected {_describe(annotation, spec.metadata)}")
-        values[name] = _parse_value(raw[name], annotation, spec.metadata, full_key)
-    return schema(**values)
+# --- pydantic's first error, said in terms of params.yaml -------------------------------------------------
 
 
-def _parse_value(value: object, annotation, meta: dict, key: str):
-    if is_dataclass(annotation):
-        return _parse_section(annotation, value, key)
-    optional_of = _optional_of(annotation)
-    if optional_of is not None:
-        if value is None:
-            return None
-        try:
-            return _parse_value(value, optional_of, meta, key)
-        except ParamsError:
-            raise _bad_value(key, value, annotation, meta) from None
-    if typing.get_origin(annotation) is list:
-        (item_type,) = typing.get_args(annotation)
-        if not isinstance(value, list) or len(value) < (meta.get("min_items") or 0):
-            raise _bad_value(key, value, annotation, meta)
-        item_rules = {**meta, "min_items": None}
-        return [_parse_value(item, item_type, item_rules, f"{key}[{i}]") for i, item in enumerate(value)]
-    scalar = _coerce_scalar(value, annotation)
-    if scalar is None or not _within_rules(scalar, meta):
-        raise _bad_value(key, value, annotation, meta)
-    return scalar
+def _explain(error: ValidationError) -> ParamsError:
+    """One line for the first problem: an unknown key before anything else, since a misspelt key
+    also makes the right one missing."""
+    problems = error.errors(include_url=False)
+    problem = next((p for p in problems if p["type"] == "extra_forbidden"), problems[0])
+    key = _dotted(problem["loc"])
+    if problem["type"] == "extra_forbidden":
+        parents = problem["loc"][:-1]
+        return ParamsError(f"{key}: unknown key; allowed in {_dotted(parents) or 'the top level'}: "
+                           f"{', '.join(_resolve(_schema_at(parents))['properties'])}")
+    schema = _schema_at(problem["loc"])
+    if problem["type"] == "missing":
+        return ParamsError(f"{key}: missing; expected {_describe(schema)}")
+    if problem["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        return ParamsError(f"{key or 'the top level'}: expected a mapping of keys, got {_show(problem['input'])}")
+    return ParamsError(f"{key} = {_show(problem['input'])}: expected {_describe(schema)}")
 
 
-def _coerce_scalar(value: object, annotation):
-    if isinstance(value, bool):  # bool is an int in Python; never a valid number here
-        return value if annotation is bool else None
-    if annotation is int:
-        return value if isinstance(value, int) else None
-    if annotation is float:
-        # PyYAML reads YAML 1.1, where `1e-4` (no dot) is a string; DVC's `-S` writes floats
-        # that way, so such strings count as numbers.
-        if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value.strip()):
-            value = float(value)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            return float(value)
-        return None
-    if annotation is str:
-        return value if isinstance(value, str) and value else None
-    return None
+_SCHEMA = Params.model_json_schema()
 
 
-_FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+def _resolve(schema: dict) -> dict:
+    if "$ref" in schema:
+        return _SCHEMA["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
 
 
-def _within_rules(value, meta: dict) -> bool:
-    checks = [
-        meta.get("ge") is None or value >= meta["ge"],
-        meta.get("gt") is None or value > meta["gt"],
-        meta.get("le") is None or value <= meta["le"],
-        meta.get("choices") is None or value in meta["choices"],
-    ]
-    return all(checks)
+def _schema_at(loc) -> dict:
+    """The JSON schema of the key at `loc` (names of sections and keys, list indices)."""
+    schema = _SCHEMA
+    for step in loc:
+        schema = _resolve(_not_null(schema))
+        schema = schema["items"] if isinstance(step, int) else schema["properties"][step]
+    return schema
 
 
-def _bad_value(key: str, value: object, annotation, meta: dict) -> ParamsError:
-    return ParamsError(f"{key} = {_show(value)}: expected {_describe(annotation, meta)}")
+def _not_null(schema: dict) -> dict:
+    options = [option for option in schema.get("anyOf", []) if option.get("type") != "null"]
+    return options[0] if len(options) == 1 else schema
 
 
-def _describe(annotation, meta: dict) -> str:
-    if is_dataclass(annotation):
-        return f"a mapping with keys {', '.join(f.name for f in fields(annotation))}"
-    optional_of = _optional_of(annotation)
-    if optional_of is not None:
-        return f"null or {_describe(optional_of, meta)}"
-    if typing.get_origin(annotation) is list:
-        (item_type,) = typing.get_args(annotation)
-        at_least = f"at least {meta['min_items']} " if meta.get("min_items") else ""
-        return f"a list of {at_least}items, each {_describe(item_type, {**meta, 'min_items': None})}"
-    if meta.get("choices"):
-        return "one of " + ", ".join(str(choice) for choice in meta["choices"])
-    noun = {int: "an integer", float: "a number", str: "a non-empty string", bool: "true or false"}
-    bounds = [
-        f"{op} {meta[name]}" for name, op in (("ge", ">="), ("gt", ">"), ("le", "<=")) if meta.get(name) is not None
-    ]
-    return noun[annotation] + (" " + " and ".join(bounds) if bounds else "")
+def _describe(schema: dict) -> str:
+    schema = _resolve(schema)
+    if "anyOf" in schema:
+        return f"null or {_describe(_not_null(schema))}"
+    if "properties" in schema:
+        return f"a mapping with keys {', '.join(schema['properties'])}"
+    if "enum" in schema or "const" in schema:
+        return "one of " + ", ".join(map(str, schema.get("enum", [schema.get("const")])))
+    if schema["type"] == "array":
+        at_least = f"at least {schema['minItems']} " if "minItems" in schema else ""
+        return f"a list of {at_least}items, each {_describe(schema['items'])}"
+    noun = {"integer": "an integer", "number": "a number", "string": "a non-empty string", "boolean": "true or false"}
+    # A constraint on a type with a validator of its own stays under its pydantic name (gt, not exclusiveMinimum).
+    bounds = [f"{op} {schema[name]:g}" for names, op in ((("minimum", "ge"), ">="), (("exclusiveMinimum", "gt"), ">"),
+                                                         (("maximum", "le"), "<=")) for name in names if name in schema]
+    return noun[schema["type"]] + (" " + " and ".join(bounds) if bounds else "")
 
 
-def _optional_of(annotation):
-    """`X` for an `X | None` annotation, else None."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        if len(args) == 1 and len(typing.get_args(annotation)) == 2:
-            return args[0]
-    return None
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
+def _dotted(loc) -> str:
+    return "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in loc).lstrip(".")
 
 
 def _show(value: object) -> str:

@@ -1,6 +1,5 @@
 """Train the autoencoder on images held as one tensor on the device, batching by indexing."""
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -71,7 +70,7 @@ def train(
     n_train, batch_size = len(train_images), params.batch_size
     steps = -(-n_train // batch_size)
     samples = val_images[:RECONSTRUCTION_SAMPLES]
-    fingerprint = {**dataclasses.asdict(params), "seed": seed, "device": device.type, "processes": world.size,
+    fingerprint = {**params.model_dump(), "seed": seed, "device": device.type, "processes": world.size,
                    "images": _digest(train_images, val_images)} if checkpoint else None
     history = {
         "epoch": 0,
