@@ -36,7 +36,7 @@ def run_stage(workers: int, epochs: int) -> dict:
         env["OMP_NUM_THREADS"] = "1"  # torchrun's default, made explicit
     subprocess.run([sys.executable, str(REPO / "stages" / "train.py")], cwd=workdir, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return json.loads((workdir / "metrics" / "train.json").read_text())
+    return json.loads((workdir / "reports" / "train.json").read_text())
 
 
 def main() -> None:

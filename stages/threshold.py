@@ -25,7 +25,8 @@ def main() -> None:
     calibration, _ = calibration_split(len(normal_scores), params.anomaly.calibration_fraction, params.seed)
     per_image = per_image_threshold(normal_scores[calibration], rule.method, rule.k, rule.q)
 
-    write_json("metrics/threshold.json", {
+    write_json("metrics/threshold.json", {"threshold": per_image})  # the headline; the rest below
+    write_json("reports/threshold.json", {
         "per_batch": {
             "rule": "mean + k * std of per-batch validation losses (the seed's)",
             "k": rule.k,

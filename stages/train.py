@@ -1,22 +1,48 @@
-"""Stage train: fit the autoencoder; write the model, its loss history and sample reconstructions."""
+"""Stage train: fit the autoencoder; write the model, its loss history (DVCLive) and sample reconstructions."""
 
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from dvclive import Live
 
-from aepipe.atomic import atomic_path, write_csv, write_json
+from aepipe.atomic import atomic_path, write_json
 from aepipe.devices import resolve_device, to_tensor
 from aepipe.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
 from aepipe.errors import exit_on_error
 from aepipe.mnist import load_split
 from aepipe.model import save_model
 from aepipe.params import load_params
-from aepipe.training import train
-
+from aepipe.training import EpochLosses, train
 
 # Outside DVC's outputs (DVC deletes those before rerunning a stage), git- and dvc-ignored.
 CHECKPOINT = Path(".checkpoints/train.pt")
+# DVCLive's files: dvclive/metrics.json (the latest epoch's losses: `dvc exp show` reads it while a
+# queued experiment trains), dvclive/plots/metrics/{train,val}_mse.tsv per epoch, and
+# dvclive/plots/custom/batch_mse.json per step. dvc.yaml declares them itself (dvcyaml=None).
+LIVE_DIR = "dvclive"
+
+
+class LossLogger:
+    """Hands each finished epoch to DVCLive: epoch losses as metrics, every step's loss as a plot."""
+
+    def __init__(self, live: Live):
+        self.live = live
+        self.steps: list[dict] = []
+
+    def __call__(self, epoch: EpochLosses) -> None:
+        first_step = len(self.steps) + 1
+        self.steps += [{"step": first_step + i, "epoch": epoch.epoch, "mse": float(loss)}
+                       for i, loss in enumerate(epoch.batch_losses)]
+        self.live.step = epoch.epoch
+        self.live.log_metric("train_mse", epoch.train_loss)
+        self.live.log_metric("val_mse", epoch.val_loss)
+        self.live.log_plot("batch_mse", self.steps, x="step", y="mse", x_label="training step",
+                           y_label="MSE of the batch")
+        self.live.next_step()
+
+    def finish(self, seconds: float) -> None:
+        self.live.summary["train_seconds"] = round(seconds, 2)
+        self.live.end()
 
 
 def main() -> None:
@@ -29,34 +55,23 @@ def main() -> None:
     # Only normal digits: in one-class mode the model must never see an anomalous digit.
     train_split = load_split("data/raw", "train", params.data.train_size).only_digits(params.data.normal_digits)
     val_split = load_split("data/raw", "val", params.data.val_size).only_digits(params.data.normal_digits)
-    result = train(to_tensor(train_split.images, device), to_tensor(val_split.images, device), params.train, params.seed,
-                   checkpoint=CHECKPOINT, world=world)
+    train_images, val_images = to_tensor(train_split.images, device), to_tensor(val_split.images, device)
+    logger = LossLogger(Live(LIVE_DIR, dvcyaml=None, save_dvc_exp=False)) if world.is_main else None
+    result = train(train_images, val_images, params.train, params.seed, checkpoint=CHECKPOINT, world=world,
+                   on_epoch=logger)
     leave()
     if not world.is_main:
         return  # outputs are written once, by the main process
 
+    logger.finish(result.seconds)
     save_model(result.model, "models/model.pt")
-    epochs, steps = result.batch_losses.shape
-    write_csv(
-        "data/train/batch_losses.csv",
-        pd.DataFrame({
-            "step": np.arange(1, epochs * steps + 1),
-            "epoch": np.repeat(np.arange(1, epochs + 1), steps),
-            "batch": np.tile(np.arange(1, steps + 1), epochs),
-            "loss": result.batch_losses.ravel(),
-        }),
-    )
-    write_csv(
-        "data/train/epoch_losses.csv",
-        pd.DataFrame({"epoch": np.arange(1, epochs + 1), "train_loss": result.train_losses, "val_loss": result.val_losses}),
-    )
     with atomic_path("data/train/reconstructions.npz") as tmp:
         np.savez_compressed(tmp, images=result.sample_images, reconstructions=result.sample_reconstructions)
-    write_json("metrics/train.json", {
+    write_json("reports/train.json", {
         "final_train_loss": result.train_losses[-1],
         "final_val_loss": result.val_losses[-1],
         "initial_val_loss": result.initial_val_loss,
-        "epochs": epochs,
+        "epochs": len(result.train_losses),
         "train_images": len(train_split.labels),
         "val_images": len(val_split.labels),
         "train_seconds": round(result.seconds, 2),

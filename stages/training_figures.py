@@ -1,4 +1,7 @@
-"""Stage training_figures: reconstructions epoch by epoch, and the loss curves."""
+"""Stage training_figures: reconstructions epoch by epoch, and the loss curves from DVCLive's logs."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -6,14 +9,17 @@ import pandas as pd
 from aepipe.errors import exit_on_error
 from aepipe.plots import loss_curves, reconstruction_grid, save
 
+LIVE_PLOTS = "dvclive/plots"
+
 
 def main() -> None:
-    epochs = pd.read_csv("data/train/epoch_losses.csv")
-    batches = pd.read_csv("data/train/batch_losses.csv")
-    batch_loss = batches.pivot(index="epoch", columns="batch", values="loss").to_numpy()
+    train_loss, val_loss = (pd.read_csv(f"{LIVE_PLOTS}/metrics/{name}.tsv", sep="\t")[name].to_numpy()
+                            for name in ("train_mse", "val_mse"))
+    steps = pd.DataFrame(json.loads(Path(f"{LIVE_PLOTS}/custom/batch_mse.json").read_text()))
+    batch_loss = steps.pivot_table(index="epoch", columns=steps.groupby("epoch").cumcount(), values="mse").to_numpy()
     samples = np.load("data/train/reconstructions.npz")
     save(reconstruction_grid(samples["images"], samples["reconstructions"]), "plots/reconstructions.png")
-    save(loss_curves(epochs["train_loss"].to_numpy(), epochs["val_loss"].to_numpy(), batch_loss), "plots/loss_curves.png")
+    save(loss_curves(train_loss, val_loss, batch_loss), "plots/loss_curves.png")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from conftest import REPO
 SMALL_TRAINING = {"data": {"train_size": 8192, "val_size": 512}, "train": {"epochs": 5},
                   "interpolate": {"start": 0, "end": 1}, "denoise": {"index": 0}}
 TIMING_METRICS = {"train_seconds", "images_per_second"}
+LIVE = Path("dvclive")
 
 
 def stage_workdir(path: Path, raw_dir: Path, **train: object) -> Path:
@@ -39,12 +40,15 @@ def finished(workdir: Path) -> str:
 
 
 def outputs(workdir: Path) -> dict:
-    metrics = json.loads((workdir / "metrics" / "train.json").read_text())
+    report = json.loads((workdir / "reports" / "train.json").read_text())
+    live_summary = json.loads((workdir / LIVE / "metrics.json").read_text())
     return {
-        "metrics": {key: value for key, value in metrics.items() if key not in TIMING_METRICS},
+        "report": {key: value for key, value in report.items() if key not in TIMING_METRICS},
+        "live_summary": {key: value for key, value in live_summary.items() if key not in TIMING_METRICS},
         "model": (workdir / "models" / "model.pt").read_bytes(),
-        "batch_losses": (workdir / "data" / "train" / "batch_losses.csv").read_text(),
-        "epoch_losses": (workdir / "data" / "train" / "epoch_losses.csv").read_text(),
+        "batch_losses": (workdir / LIVE / "plots" / "custom" / "batch_mse.json").read_text(),
+        "epoch_losses": [(workdir / LIVE / "plots" / "metrics" / f"{name}.tsv").read_text()
+                         for name in ("train_mse", "val_mse")],
     }
 
 

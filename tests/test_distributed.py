@@ -18,8 +18,8 @@ def test_two_workers_match_one_and_write_outputs_once(tmp_path, raw_dir):
     output = finished(double)
     assert output.count("epoch 3/3:") == 1, "only the main process reports"
 
-    one = json.loads((single / "metrics" / "train.json").read_text())
-    two = json.loads((double / "metrics" / "train.json").read_text())
+    one = json.loads((single / "reports" / "train.json").read_text())
+    two = json.loads((double / "reports" / "train.json").read_text())
     assert one["workers"] == 1 and two["workers"] == 2
     assert two["train_images"] == one["train_images"] == 8192
     # Same global batches in the same order; only the summation order of the gradients differs.
@@ -28,10 +28,11 @@ def test_two_workers_match_one_and_write_outputs_once(tmp_path, raw_dir):
     assert two["final_val_loss"] < two["initial_val_loss"] / 2
 
     written = sorted(str(path.relative_to(double)) for path in double.rglob("*") if path.is_file() and "raw" not in path.parts)
-    assert written == ["data/train/batch_losses.csv", "data/train/epoch_losses.csv", "data/train/reconstructions.npz",
-                       "metrics/train.json", "models/model.pt", "params.yaml"]
-    batch_rows = (double / "data" / "train" / "batch_losses.csv").read_text().splitlines()
-    assert len(batch_rows) == 1 + 3 * 128
+    assert written == ["data/train/reconstructions.npz", "dvclive/metrics.json", "dvclive/plots/custom/batch_mse.json",
+                       "dvclive/plots/metrics/train_mse.tsv", "dvclive/plots/metrics/val_mse.tsv", "models/model.pt",
+                       "params.yaml", "reports/train.json"]
+    steps = json.loads((double / "dvclive" / "plots" / "custom" / "batch_mse.json").read_text())
+    assert [step["step"] for step in steps] == list(range(1, 3 * 128 + 1))
 
 
 def test_a_killed_worker_ends_the_run_with_an_error_not_a_hang(tmp_path, raw_dir):
@@ -53,8 +54,8 @@ def test_a_killed_worker_ends_the_run_with_an_error_not_a_hang(tmp_path, raw_dir
 def test_dvc_exp_run_with_two_workers(project, mnist_dir):
     result = run(["dvc", "exp", "run", *SMALL, "-S", "train.workers=2"], project, str(mnist_dir))
     assert "train" in ran_stages(result.stdout)
-    assert json.loads((project / "metrics" / "train.json").read_text())["workers"] == 2
+    assert json.loads((project / "reports" / "train.json").read_text())["workers"] == 2
     run(["git", "checkout", "--", "params.yaml"], project, None)
     restored = run(["dvc", "exp", "run", *SMALL], project, str(mnist_dir))  # from the run-cache
     assert "train" not in ran_stages(restored.stdout)
-    assert json.loads((project / "metrics" / "train.json").read_text())["workers"] == 1
+    assert json.loads((project / "reports" / "train.json").read_text())["workers"] == 1

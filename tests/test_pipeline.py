@@ -21,16 +21,19 @@ from dvc_project import FIGURES, PNG_SIGNATURE, SMALL, copy_project, project_env
 
 def test_pipeline_outputs_are_complete_and_sane(project):
     assert sorted(path.name for path in (project / "data" / "raw").iterdir()) == sorted(SHA256)
-    train = json.loads((project / "metrics" / "train.json").read_text())
+    train = json.loads((project / "reports" / "train.json").read_text())
     assert train["epochs"] == 2 and train["train_images"] == 2048 and train["val_images"] == 512
     assert train["final_val_loss"] < train["initial_val_loss"], "training did not beat the untrained model"
     assert 0 < train["final_val_loss"] < 0.1 and train["images_per_second"] > 0 and train["device"] == "cpu"
 
-    epochs = pd.read_csv(project / "data" / "train" / "epoch_losses.csv")
-    assert epochs["epoch"].tolist() == [1, 2]
-    assert epochs["val_loss"].iloc[-1] == pytest.approx(train["final_val_loss"])
-    batches = pd.read_csv(project / "data" / "train" / "batch_losses.csv")
-    assert len(batches) == 2 * 32 and batches["step"].tolist() == list(range(1, 65))
+    live = project / "dvclive"
+    val_mse = pd.read_csv(live / "plots" / "metrics" / "val_mse.tsv", sep="\t")
+    assert val_mse["step"].tolist() == [1, 2], "one row per epoch"
+    assert val_mse["val_mse"].iloc[-1] == pytest.approx(train["final_val_loss"])
+    steps = json.loads((live / "plots" / "custom" / "batch_mse.json").read_text())
+    assert [step["step"] for step in steps] == list(range(1, 65)) and {step["epoch"] for step in steps} == {1, 2}
+    summary = json.loads((live / "metrics.json").read_text())
+    assert summary["step"] == 2 and summary["val_mse"] == train["final_val_loss"]
 
     losses = project / "data" / "losses"
     assert len(pd.read_csv(losses / "train_batches.csv")) == 2048 // 64
@@ -41,7 +44,7 @@ def test_pipeline_outputs_are_complete_and_sane(project):
     assert val_batches["loss"].mean() == pytest.approx(val_images["loss"].mean(), rel=1e-5)
     assert val_images["loss"].mean() == pytest.approx(train["final_val_loss"], rel=1e-4)
 
-    threshold = json.loads((project / "metrics" / "threshold.json").read_text())
+    threshold = json.loads((project / "reports" / "threshold.json").read_text())
     per_batch, per_image = threshold["per_batch"], threshold["per_image"]
     assert per_batch["val"]["count"] == 8 and per_batch["k"] == 1.0
     assert per_batch["threshold"] == pytest.approx(per_batch["val"]["mean"] + per_batch["val"]["std"])
@@ -69,10 +72,10 @@ def test_latent_outputs_and_their_metrics(project):
     assert saved["latents"].shape == (512, 20) and saved["labels"][:3].tolist() == [7, 2, 1]
     tsne = pd.read_csv(project / "data" / "tsne.csv")
     assert list(tsne.columns) == ["x", "y", "label"] and len(tsne) == 512
-    tsne_metrics = json.loads((project / "metrics" / "tsne.json").read_text())
+    tsne_metrics = json.loads((project / "reports" / "tsne.json").read_text())
     assert tsne_metrics["points"] == 512 and tsne_metrics["kl_divergence"] > 0
     assert 0.1 < tsne_metrics["knn_accuracy_2d"] <= 1 and 0.1 < tsne_metrics["knn_accuracy_latent"] <= 1
-    denoise = json.loads((project / "metrics" / "denoise.json").read_text())
+    denoise = json.loads((project / "reports" / "denoise.json").read_text())
     levels = [denoise[f"noise_std_{level}"] for level in ("0_1", "0_2", "0_3", "0_5")]
     noisy_db = [level["psnr_noisy_db"] for level in levels]
     assert noisy_db == sorted(noisy_db, reverse=True), "more noise must mean lower PSNR"
@@ -80,10 +83,10 @@ def test_latent_outputs_and_their_metrics(project):
 
 
 def test_changing_only_perplexity_reruns_only_tsne(project, mnist_dir):
-    before = json.loads((project / "metrics" / "tsne.json").read_text())
+    before = json.loads((project / "reports" / "tsne.json").read_text())
     result = run(["dvc", "exp", "run", *SMALL, "-S", "tsne.perplexity=10"], project, str(mnist_dir))
     assert ran_stages(result.stdout) == ["check_params", "tsne"]
-    assert json.loads((project / "metrics" / "tsne.json").read_text())["kl_divergence"] != before["kl_divergence"]
+    assert json.loads((project / "reports" / "tsne.json").read_text())["kl_divergence"] != before["kl_divergence"]
 
 
 def test_a_second_repro_has_nothing_to_do(project, mnist_dir):
@@ -110,21 +113,37 @@ def test_dvc_resumes_a_killed_training_run(tmp_path, mnist_dir):
     assert "resuming from the checkpoint after epoch" in result.stdout
     assert ran_stages(result.stdout)[0] == "train", "the download should have been kept"
     assert not checkpoint.exists()
-    assert json.loads((project / "metrics" / "train.json").read_text())["epochs"] == 5
+    assert json.loads((project / "reports" / "train.json").read_text())["epochs"] == 5
     assert "Data and pipelines are up to date." in run(["dvc", "status"], project, None).stdout
 
 
-def test_metrics_are_tracked_by_dvc(project):
+HEADLINE = ["step", "train_mse", "val_mse", "train_seconds", "threshold", "fp_rate", "auroc_rotation", "auroc_patch",
+            "knn10_acc_tsne", "psnr_gain_db"]
+
+
+def test_metrics_are_the_headline_numbers_and_fit_exp_show(project):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project, None).stdout)
     metrics = shown[""]["data"]  # "" is the workspace
-    assert metrics["metrics/train.json"]["data"]["epochs"] == 2
-    assert "threshold" in metrics["metrics/threshold.json"]["data"]["per_image"]
-    assert "roc_auc" in metrics["metrics/anomaly.json"]["data"]["invert"]
+    names = [name for file in metrics.values() for name in file["data"]]
+    assert sorted(names) == sorted(HEADLINE), "every metric name once, in no more files than declared"
+    assert metrics["dvclive/metrics.json"]["data"]["step"] == 2
+    reports = project / "reports"
+    assert metrics["metrics/threshold.json"]["data"]["threshold"] == \
+        json.loads((reports / "threshold.json").read_text())["per_image"]["threshold"]
+    anomaly = json.loads((reports / "anomaly.json").read_text())
+    assert metrics["metrics/anomaly.json"]["data"]["auroc_patch"] == anomaly["patch"]["roc_auc"]
+    denoise = json.loads((reports / "denoise.json").read_text())["noise_std_0_5"]
+    assert metrics["metrics/denoise.json"]["data"]["psnr_gain_db"] == pytest.approx(
+        denoise["psnr_reconstructed_db"] - denoise["psnr_noisy_db"])
+
+    table = run(["dvc", "exp", "show", "--no-pager"], project, None, COLUMNS="200").stdout
+    header = next(line for line in table.splitlines() if "Experiment" in line)
+    assert all(name in header.split() for name in HEADLINE), header
 
 
 def test_anomaly_evaluation_covers_every_corruption(project):
-    anomaly = json.loads((project / "metrics" / "anomaly.json").read_text())
-    per_image = json.loads((project / "metrics" / "threshold.json").read_text())["per_image"]
+    anomaly = json.loads((project / "reports" / "anomaly.json").read_text())
+    per_image = json.loads((project / "reports" / "threshold.json").read_text())["per_image"]
     assert anomaly["threshold"] == per_image["threshold"]
     assert anomaly["normal_test_images"] == 256 and "held_out_digits" not in anomaly  # all ten digits are normal
     for corruption in ("gaussian_noise", "rotation", "patch", "invert", "blank", "saturate"):
@@ -137,15 +156,16 @@ def test_anomaly_evaluation_covers_every_corruption(project):
 def test_changing_only_the_threshold_param_reruns_only_threshold_and_evaluation(project, mnist_dir):
     result = run(["dvc", "exp", "run", *SMALL, "-S", "threshold.k=2"], project, str(mnist_dir))
     assert ran_stages(result.stdout) == ["check_params", "threshold", "evaluate"]
-    per_batch = json.loads((project / "metrics" / "threshold.json").read_text())["per_batch"]
+    per_batch = json.loads((project / "reports" / "threshold.json").read_text())["per_batch"]
     assert per_batch["threshold"] == pytest.approx(per_batch["val"]["mean"] + 2 * per_batch["val"]["std"])
 
 
 def last_good_run(project: Path) -> dict[str, bytes]:
-    """Every output a user keeps from a run: the model, metrics, latents and figures."""
-    paths = [project / "models" / "model.pt", project / "data" / "latents.npz",
-             *(project / "metrics").glob("*.json"), *(project / "plots").glob("*.png")]
-    assert len(paths) == 2 + 5 + len(FIGURES)
+    """Every output a user keeps from a run: the model, metrics, reports, latents and figures."""
+    paths = [project / "models" / "model.pt", project / "data" / "latents.npz", project / "dvclive" / "metrics.json",
+             *(project / "metrics").glob("*.json"), *(project / "reports").glob("*.json"),
+             *(project / "plots").glob("*.png")]
+    assert len(paths) == 3 + 4 + 5 + len(FIGURES)
     return {str(path.relative_to(project)): path.read_bytes() for path in paths}
 
 
@@ -220,12 +240,12 @@ def test_one_class_experiment_keeps_held_out_digits_out_of_training_and_calibrat
     run(["dvc", "exp", "run", *SMALL, *one_class], project, str(mnist_dir))
     raw = project / "data" / "raw"
     train_labels, val_labels = load_split(raw, "train", 12000).labels, load_split(raw, "val", 512).labels
-    train = json.loads((project / "metrics" / "train.json").read_text())
+    train = json.loads((project / "reports" / "train.json").read_text())
     assert train["train_images"] == int((train_labels == 1).sum()) and train["val_images"] == int((val_labels == 1).sum())
     images = pd.read_csv(project / "data" / "losses" / "val_images.csv")
     assert images["normal"].tolist() == (val_labels == 1).tolist()
-    per_image = json.loads((project / "metrics" / "threshold.json").read_text())["per_image"]
-    anomaly = json.loads((project / "metrics" / "anomaly.json").read_text())
+    per_image = json.loads((project / "reports" / "threshold.json").read_text())["per_image"]
+    anomaly = json.loads((project / "reports" / "anomaly.json").read_text())
     normal_count = int((val_labels == 1).sum())
     assert per_image["calibration"]["count"] + anomaly["normal_test_images"] == normal_count
     held_out = anomaly["held_out_digits"]

@@ -47,7 +47,7 @@ def test_a_folder_of_images_is_scored_and_the_inverted_one_flagged(project, fold
     assert result.returncode == 0, result.stderr
     table = {Path(row["source"]).name: row for row in rows(result.stdout)}
     assert sorted(table) == ["big.jpg", "digit0.png", "digit1.png", "digit2.png", "digit3.png", "inverted.png"]
-    threshold = json.loads((project / "metrics" / "threshold.json").read_text())["per_image"]["threshold"]
+    threshold = json.loads((project / "reports" / "threshold.json").read_text())["per_image"]["threshold"]
     for row in table.values():
         assert row["flagged"] == str(float(row["score"]) > threshold).lower()
     assert table["inverted.png"]["flagged"] == "true"
@@ -99,7 +99,7 @@ def test_bad_inputs_are_refused_clearly(project, tmp_path, make, message):
 
 
 def test_a_threshold_of_another_model_is_refused(project, tmp_path, folder):
-    threshold = json.loads((project / "metrics" / "threshold.json").read_text())
+    threshold = json.loads((project / "reports" / "threshold.json").read_text())
     threshold["model_sha256"] = "0" * 64
     (tmp_path / "other.json").write_text(json.dumps(threshold))
     result = score(project, str(folder), "--threshold", str(tmp_path / "other.json"))

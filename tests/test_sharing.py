@@ -161,7 +161,7 @@ def test_bob_sees_alice_experiments_and_reruns_one_without_computing(team):
         for experiment in commit.get("experiments") or []:
             data = experiment["revs"][0]["data"]
             latent_dim = data["params"]["params.yaml"]["data"]["train"]["latent_dim"]
-            seen[latent_dim] = data["metrics"]["metrics/train.json"]["data"]["final_val_loss"]
+            seen[latent_dim] = data["metrics"]["dvclive/metrics.json"]["data"]["val_mse"]
     assert sorted(seen) == list(LATENT_DIMS) and all(0 < loss < 0.1 for loss in seen.values()), seen
 
     assert seen[2] != seen[4]
@@ -169,21 +169,21 @@ def test_bob_sees_alice_experiments_and_reruns_one_without_computing(team):
     assert ran_stages(result.stdout) == [], result.stdout
     expected = locked_outputs(team.alice_experiments()[4])
     assert locked_outputs((bob / "dvc.lock").read_text()) == expected
-    metrics = json.loads((bob / "metrics" / "train.json").read_text())
-    assert metrics["final_val_loss"] == seen[4]
+    metrics = json.loads((bob / "dvclive" / "metrics.json").read_text())
+    assert metrics["val_mse"] == seen[4]
 
 
 def test_bob_reads_metrics_of_commits_and_pulled_experiments(team):
     bob = team.clone("bob-metrics")
     run(["dvc", "pull"], bob, None, **team.env)
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], bob, None, **team.env).stdout)
-    assert shown[""]["data"]["metrics/train.json"]["data"]["epochs"] == 2
+    assert shown[""]["data"]["dvclive/metrics.json"]["data"]["step"] == 2
 
     run(["dvc", "exp", "pull", "origin", "--all-commits"], bob, None, **team.env)
     names = run(["dvc", "exp", "list", "--name-only"], bob, None).stdout.split()
     assert len(names) == len(LATENT_DIMS)
     diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", names[0], "--json"], bob, None, **team.env).stdout)
-    assert "final_val_loss" in diff["metrics/train.json"]
+    assert "val_mse" in diff["dvclive/metrics.json"]
 
 
 def test_repro_pull_restores_the_committed_run_without_computing(team):

@@ -1,6 +1,6 @@
 """The `aepipe` command: score your own images with a trained model and its threshold.
 
-    aepipe score PATH... [--model models/model.pt] [--threshold metrics/threshold.json] [--out FILE] [--invert]
+    aepipe score PATH... [--model models/model.pt] [--threshold reports/threshold.json] [--out FILE] [--invert]
 
 PATH: PNG or JPEG files, folders of them (not recursive), or .npy arrays of 28×28 images. Images
 are read as greyscale; any other size is resized to 28×28 (Lanczos), as MNIST digits are light
@@ -41,7 +41,7 @@ def run(argv: list[str] | None) -> None:
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     score.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     score.add_argument("--model", type=Path, default=Path("models/model.pt"))
-    score.add_argument("--threshold", type=Path, default=Path("metrics/threshold.json"))
+    score.add_argument("--threshold", type=Path, default=Path("reports/threshold.json"))
     score.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
     score.add_argument("--invert", action="store_true", help="invert greyscale (dark digits on a light background)")
     args = parser.parse_args(argv)
@@ -64,7 +64,7 @@ def run(argv: list[str] | None) -> None:
 
 
 def read_threshold(path: Path, model_path: Path) -> float:
-    """The per-image threshold from the threshold stage's metrics, checked against the model file."""
+    """The per-image threshold from the threshold stage's report, checked against the model file."""
     try:
         saved = json.loads(path.read_text())
         threshold, model_sha256 = float(saved["per_image"]["threshold"]), saved["model_sha256"]

@@ -26,6 +26,16 @@ class TrainingDiverged(AepipeError):
 
 
 @dataclass
+class EpochLosses:
+    """What one finished epoch adds to the loss history."""
+
+    epoch: int  # 1-based
+    batch_losses: np.ndarray  # the training loss of each step of this epoch
+    train_loss: float  # their mean
+    val_loss: float  # mean squared error over the whole validation set
+
+
+@dataclass
 class TrainingResult:
     model: AutoEncoder
     batch_losses: np.ndarray  # (epochs, steps): the training loss of every step
@@ -47,13 +57,16 @@ def train(
     log: Callable[[str], None] = print,
     checkpoint: Path | None = None,
     world: World = World(),
+    on_epoch: Callable[[EpochLosses], None] | None = None,
 ) -> TrainingResult | None:
     """Train from scratch, or resume from `checkpoint` if it was saved by a run with the same inputs.
 
     With a `checkpoint` path, the state after every epoch is saved there, so a killed run resumes
     from its last completed epoch and ends exactly as an uninterrupted one would (on a CPU).
     In a data-parallel `world`, each process trains on its share of every global batch; only the
-    main process validates, checkpoints and gets the result (the others get None).
+    main process validates, checkpoints and gets the result (the others get None). `on_epoch` gets
+    each finished epoch's losses as soon as they are known, on the main process; a resumed run
+    first replays those of the epochs it restored, so a logger always sees the whole history.
     """
     device = train_images.device
     if device.type == "cpu":
@@ -89,6 +102,8 @@ def train(
         shuffle.set_state(saved["shuffle"])
         history = saved["history"]
         log(f"resuming from the checkpoint after epoch {history['epoch']}/{params.epochs}")
+        for done in range(history["epoch"]):
+            _report_epoch(on_epoch, done, history)
     elif world.is_main:
         history["initial_val_loss"] = mean_squared_error(model, val_images)
     batch_losses = history["batch_losses"].to(device)
@@ -127,8 +142,9 @@ def train(
         history["seconds"] = time.perf_counter() - started
         log(f"epoch {epoch + 1}/{params.epochs}: train loss {history['train_losses'][-1]:.6f}, "
             f"val loss {history['val_losses'][-1]:.6f}")
+        history["batch_losses"] = batch_losses.cpu()
+        _report_epoch(on_epoch, epoch, history)
         if checkpoint:
-            history["batch_losses"] = batch_losses.cpu()
             _save_checkpoint(checkpoint, fingerprint, model, optimizer, shuffle, history)
 
     if not world.is_main:
@@ -145,6 +161,12 @@ def train(
         images_per_second=params.epochs * n_train / history["step_seconds"],
         device=str(device),
     )
+
+
+def _report_epoch(on_epoch: Callable[[EpochLosses], None] | None, epoch: int, history: dict) -> None:
+    if on_epoch:
+        on_epoch(EpochLosses(epoch + 1, history["batch_losses"][epoch].numpy(), history["train_losses"][epoch],
+                             history["val_losses"][epoch]))
 
 
 def _global_batch_means(local_losses: torch.Tensor, n_train: int, batch_size: int, world: World) -> torch.Tensor:
