@@ -8,7 +8,7 @@ DVC := PATH="$(BIN):$$PATH" dvc
 # path goes into .dvc/config.local (see the README: a relative URL breaks `dvc exp push`).
 DVC_STORAGE ?= ../aepipe-dvc-storage
 
-.PHONY: setup remote repro test bench share pull
+.PHONY: setup remote repro test bench share pull compare
 
 setup: $(STAMP)
 	@$(DVC) config --local remote.local.url >/dev/null 2>&1 || $(MAKE) --no-print-directory remote
@@ -43,3 +43,8 @@ share: setup
 pull: setup
 	$(DVC) pull --run-cache
 	$(DVC) exp pull origin --all-commits
+
+# The headline metrics of every experiment and the params that differ: no dependency hashes (every
+# column with a `/`), so the table fits a 200-column terminal.
+compare:
+	$(DVC) exp show --only-changed --drop '.*/'

@@ -24,7 +24,7 @@ from aepipe.reconstruction import per_image_errors
 MOST_ANOMALOUS = 16
 # Shown in `dvc exp show`: the anomalies that tell models apart (noise, inversion and saturation are
 # caught by every model, a blank image by none). All of them are in reports/anomaly.json.
-HEADLINE_ANOMALIES = {"held_out_digits": "auroc_held_out", "rotation": "auroc_rotation", "patch": "auroc_patch"}
+HEADLINE_ANOMALIES = {"held_out_digits": "auc_held_out", "rotation": "auc_rotation", "patch": "auc_patch"}
 
 
 def main() -> None:

@@ -36,6 +36,9 @@ class LossLogger:
         self.live.step = epoch.epoch
         self.live.log_metric("train_mse", epoch.train_loss)
         self.live.log_metric("val_mse", epoch.val_loss)
+        # The summary (a DVC metric) keeps only what compares experiments: `dvc exp show` has room
+        # for about ten numbers on a 200-column terminal. The history keeps both losses.
+        del self.live.summary["train_mse"]
         self.live.log_plot("batch_mse", self.steps, x="step", y="mse", x_label="training step",
                            y_label="MSE of the batch")
         self.live.next_step()

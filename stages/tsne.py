@@ -19,7 +19,7 @@ def main() -> None:
     result = tsne(latents, **params.tsne.model_dump(), seed=params.seed)
     accuracy_2d = knn_accuracy(result.embedding, labels, KNN_K)
     write_csv("data/tsne.csv", pd.DataFrame({"x": result.embedding[:, 0], "y": result.embedding[:, 1], "label": labels}))
-    write_json("metrics/tsne.json", {"knn10_acc_tsne": accuracy_2d})
+    write_json("metrics/tsne.json", {"tsne_knn10": accuracy_2d})
     write_json("reports/tsne.json", {
         "kl_divergence": result.kl_divergence,
         "seconds": round(result.seconds, 2),
