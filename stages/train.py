@@ -16,8 +16,8 @@ from aepipe.training import EpochLosses, train
 
 # Outside DVC's outputs (DVC deletes those before rerunning a stage), git- and dvc-ignored.
 CHECKPOINT = Path(".checkpoints/train.pt")
-# DVCLive's files: dvclive/metrics.json (the latest epoch's losses: `dvc exp show` reads it while a
-# queued experiment trains), dvclive/plots/metrics/{train,val}_mse.tsv per epoch, and
+# DVCLive's files: dvclive/metrics.json (epochs done and the latest validation MSE: `dvc exp show`
+# reads it while a queued experiment trains), dvclive/plots/metrics/{train,val}_mse.tsv per epoch, and
 # dvclive/plots/custom/batch_mse.json per step. dvc.yaml declares them itself (dvcyaml=None).
 LIVE_DIR = "dvclive"
 
