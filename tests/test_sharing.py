@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dvc_project import SMALL, copy_project, ran_stages, run
+from dvc_project import SMALL, copy_project, project_env, ran_stages, run
 
 UP_TO_DATE = "Data and pipelines are up to date."
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -205,3 +205,30 @@ def test_a_remote_missing_objects_fails_clearly_and_changes_nothing(team, tmp_pa
     output = result.stdout + result.stderr
     assert "failed to pull data from the cloud" in output and "Missing cache files" in output
     assert workspace_files(colleague) == before
+
+
+def test_exp_show_follows_a_queued_experiment_epoch_by_epoch(tmp_path, mnist_dir):
+    project = copy_project(tmp_path / "queue")
+    longer = [*SMALL, "-S", "data.train_size=8192", "-S", "train.epochs=20"]
+    run(["dvc", "exp", "run", "--queue", "-n", "watched", *longer], project, str(mnist_dir))
+    # The queue's worker outlives `dvc queue start`, and would hold a captured stdout open till it ends.
+    subprocess.run(["dvc", "queue", "start"], cwd=project, env=project_env(str(mnist_dir)), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen_steps, deadline = set(), time.monotonic() + 600
+    while time.monotonic() < deadline:
+        shown = json.loads(run(["dvc", "exp", "show", "--json"], project, None).stdout)
+        states = {}
+        for commit in shown:
+            for experiment in commit.get("experiments") or []:
+                if experiment.get("name") != "watched":
+                    continue
+                states["watched"] = (experiment.get("executor") or {}).get("state")
+                data = experiment["revs"][0].get("data") or {}
+                summary = (data.get("metrics") or {}).get("dvclive/metrics.json", {}).get("data", {})
+                if states["watched"] == "running" and "step" in summary:
+                    seen_steps.add(summary["step"])
+        if states.get("watched") not in ("running", "queued", None):
+            break
+        time.sleep(0.5)
+    assert states.get("watched") == "success", states
+    assert any(0 < step < 20 for step in seen_steps), f"no epoch seen while training ran: {sorted(seen_steps)}"
