@@ -29,7 +29,7 @@ def main() -> None:
         denoised_shown.append(denoised[index, 0].cpu().numpy())
         mean_psnr.append((noisy_db, denoised_db))
     # The headline: what denoising gains at the heaviest noise level (negative: it loses).
-    heaviest = max(range(len(mean_psnr)), key=lambda level: params.denoise.noise_std[level])
+    heaviest = params.denoise.noise_std.index(max(params.denoise.noise_std))
     write_json("metrics/denoise.json", {"psnr_gain": mean_psnr[heaviest][1] - mean_psnr[heaviest][0]})
     write_json("reports/denoise.json", metrics)
     figure = denoising_grid(clean[index, 0].cpu().numpy(), noisy_shown, denoised_shown, params.denoise.noise_std, mean_psnr)

@@ -1,6 +1,5 @@
 """Synthetic anomalies: normal images corrupted in ways a scanner might meet, seeded."""
 
-
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.functional import rotate
