@@ -7,9 +7,8 @@ or a quantile of the scores of the calibration part of the normal validation ima
 import pandas as pd
 
 from aepipe.anomaly import calibration_split, mean_std_threshold, per_image_threshold, summary
-from aepipe.atomic import write_json
+from aepipe.atomic import file_sha256, write_json
 from aepipe.errors import exit_on_error
-from aepipe.model import file_sha256
 from aepipe.params import load_params
 from aepipe.plots import loss_histograms, save
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from aepipe.anomaly import calibration_split, detection_metrics, mean_std_threshold, per_image_threshold, summary
-from aepipe.corruptions import corrupt, patch
+from aepipe.corruptions import corrupt, patch, rotate
 from aepipe.params import CorruptionParams
 
 ALL_CORRUPTIONS = CorruptionParams(gaussian_noise=0.5, rotation=90, patch=8, invert=True, blank=True, saturate=True)
@@ -78,6 +78,15 @@ def test_patch_is_one_white_square_of_the_asked_side():
     assert patched.sum(dim=(1, 2, 3)).tolist() == [25.0] * 20
     rows_with_white = (patched[:, 0].amax(dim=2) > 0).sum(dim=1)
     assert rows_with_white.tolist() == [5] * 20
+
+
+@pytest.mark.parametrize("degrees", [90, 45, -30, 17.5, 180])
+def test_rotation_equals_torchvision_to_the_bit(degrees):
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.functional import rotate as torchvision_rotate
+
+    images = torch.rand(5, 1, 20, 28, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(rotate(images, degrees), torchvision_rotate(images, degrees, interpolation=InterpolationMode.BILINEAR))
 
 
 def test_rotation_by_90_degrees_turns_a_bar():

@@ -50,6 +50,8 @@ def test_the_repository_params_are_valid():
         ("interpolate.start", 10_000, "interpolate.start = 10000: expected the index of a validation image, 0 to 9999"),
         ("denoise.noise_std", [0.1, 0], "denoise.noise_std[1] = 0: expected a number > 0"),
         ("tsne.method", "exact", "tsne.method = 'exact': expected one of fft, bh"),
+        ("tsne.neighbors", "kd-tree", "tsne.neighbors = 'kd-tree': expected one of exact, annoy, pynndescent, auto"),
+        ("tsne.ints_in_interval", 0, "tsne.ints_in_interval = 0: expected a number > 0"),
         ("tsne.n_jobs", 0, "tsne.n_jobs = 0: expected -1 (all cores) or a number of threads >= 1"),
     ],
 )

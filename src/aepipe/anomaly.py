@@ -1,7 +1,6 @@
 """Anomaly detection by reconstruction error: thresholds, and how well they separate anomalies."""
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
 
 def summary(losses: np.ndarray) -> dict[str, float]:
@@ -39,6 +38,9 @@ def calibration_split(n_normal: int, fraction: float, seed: int) -> tuple[np.nda
 
 def detection_metrics(normal_scores: np.ndarray, anomaly_scores: np.ndarray, threshold: float) -> dict[str, float]:
     """Ranking quality (ROC AUC, average precision) and the errors of flagging `score > threshold`."""
+    # Imported here: scikit-learn takes a second to import, which the threshold stage does not need.
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
+
     truth = np.concatenate([np.zeros(len(normal_scores)), np.ones(len(anomaly_scores))])
     scores = np.concatenate([normal_scores, anomaly_scores])
     flagged = scores > threshold

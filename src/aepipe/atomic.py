@@ -1,5 +1,6 @@
-"""Write files so that a crash leaves either the old file or the new one, never half of one."""
+"""Write files so that a crash leaves either the old file or the new one, never half of one; name a file by its content."""
 
+import hashlib
 import json
 import os
 import tempfile
@@ -48,3 +49,8 @@ def write_csv(path: str | os.PathLike, frame) -> None:
     """Write a pandas DataFrame without its index."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Identifies a saved model, so results computed from it can be matched to it later."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from aepipe.atomic import atomic_path
+from aepipe.atomic import atomic_path, file_sha256
 from aepipe.errors import AepipeError, exit_on_error
-from aepipe.model import file_sha256, load_model
+from aepipe.model import load_model
 from aepipe.reconstruction import per_image_errors
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

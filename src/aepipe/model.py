@@ -4,7 +4,6 @@ Encoder: 28×28 → stride-2 conv → 14×14 → stride-2 conv → 7×7 → 7×7
 Decoder: the mirror image, ending in a sigmoid so reconstructions lie in [0, 1] like the inputs.
 """
 
-import hashlib
 import zipfile
 from pathlib import Path
 
@@ -74,11 +73,6 @@ def torch_save(state: dict, path: str | Path) -> None:
     """
     with atomic_path(path) as tmp, open(tmp, "wb") as file:
         torch.save(state, file)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Identifies a saved model, so results computed from it can be matched to it later."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> AutoEncoder:

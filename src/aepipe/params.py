@@ -95,6 +95,8 @@ class TsneParams(Section):
     early_exaggeration_iter: StrictInt = Field(ge=0)  # iterations with exaggerated attraction (openTSNE: 250)
     n_iter: StrictInt = Field(ge=1)  # iterations after that (openTSNE: 500)
     method: Literal["fft", "bh"]  # negative-gradient approximation
+    ints_in_interval: Number = Field(gt=0)  # fft grid spacing in embedding units (openTSNE: 1)
+    neighbors: Literal["exact", "annoy", "pynndescent", "auto"]  # nearest-neighbour search (openTSNE: auto)
     n_jobs: StrictInt = Field(ge=-1)  # threads; -1: all cores
 
 

@@ -15,15 +15,18 @@ class TsneResult:
     seconds: float
 
 
-def tsne(latents: np.ndarray, *, perplexity: float, early_exaggeration_iter: int, n_iter: int,
-         method: str, n_jobs: int, seed: int) -> TsneResult:
-    """openTSNE with its PCA initialisation; `method` is the negative-gradient method (fft or bh)."""
+def tsne(latents: np.ndarray, *, perplexity: float, early_exaggeration_iter: int, n_iter: int, method: str,
+         ints_in_interval: float, neighbors: str, n_jobs: int, seed: int) -> TsneResult:
+    """openTSNE with its PCA initialisation; `method` is the negative-gradient method (fft or bh),
+    `ints_in_interval` the fft grid's spacing, `neighbors` the nearest-neighbour search."""
     started = time.perf_counter()
     embedding = openTSNE.TSNE(
         perplexity=perplexity,
         early_exaggeration_iter=early_exaggeration_iter,
         n_iter=n_iter,
         negative_gradient_method=method,
+        ints_in_interval=ints_in_interval,
+        neighbors=neighbors,
         n_jobs=n_jobs,
         random_state=seed,
     ).fit(np.asarray(latents, dtype=np.float64))
