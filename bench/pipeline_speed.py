@@ -14,6 +14,7 @@ Results: bench/results/pipeline_speed-<device>.json and a table on stdout.
 """
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -23,12 +24,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-import torch
 import yaml
 
 from aepipe.atomic import write_json
-from aepipe.devices import resolve_device
-from aepipe.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -39,13 +37,24 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
 
 
+def torch_and_device() -> dict:
+    """Asked of a child process: a parent holding torch would count its memory in every child's peak
+    (a forked child starts with its parent's resident pages)."""
+    probe = ("import json, torch; from aepipe.devices import resolve_device; from aepipe.params import load_params; "
+             "device = resolve_device(load_params('params.yaml').train.device); "
+             "print(json.dumps({'torch': torch.__version__, 'device': device.type, "
+             "'gpu': torch.cuda.get_device_name() if device.type == 'cuda' else None}))")
+    return json.loads(subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True).stdout)
+
+
 def queue_busy(project: Path) -> bool:
     status = subprocess.run(["dvc", "queue", "status"], cwd=project, capture_output=True, text=True).stdout
     return "Queued" in status or "Running" in status
 
 
 def timed(command: list[str], cwd: Path) -> dict:
-    """Wall seconds and peak resident memory (MB) of `command` and every process it waited for."""
+    """Wall seconds and peak resident memory (MB) of `command` and of every process it waited for:
+    the larger of DVC's own (about 150 MB) and the stage's."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1",
                GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@localhost",
                GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@localhost")
@@ -68,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
 
     stages = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
-    device = resolve_device(load_params(REPO / "params.yaml").train.device)
+    versions = torch_and_device()
     if git("status", "--porcelain", "--untracked-files=no"):
         print("bench: uncommitted changes are not measured; this measures HEAD", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="aepipe-bench-") as tmp:
@@ -96,8 +105,8 @@ def main() -> None:
     outside_training = [name for name in stages if name not in TRAINING_STAGES]
     report = {
         "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores" + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""),
-        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores" + (f", {versions['gpu']}" if versions["gpu"] else ""),
+        "torch": versions["torch"],
         "commit": git("rev-parse", "--short", "HEAD"),
         "command": "python bench/pipeline_speed.py" + (" --grid" if args.grid else ""),
         "whole_pipeline": whole,
@@ -107,7 +116,7 @@ def main() -> None:
         "one_class_experiment": {"digit": args.digit, **one_class},
         "one_class_grid_through_queue": grid,
     }
-    write_json(RESULTS / f"pipeline_speed-{device.type}.json", report)
+    write_json(RESULTS / f"pipeline_speed-{versions['device']}.json", report)
     print("\n| run | seconds | peak RSS MB |\n|---|---|---|")
     print(f"| `dvc repro`, whole pipeline | {whole['seconds']} | {whole['peak_rss_mb']:,.0f} |")
     for name, run in per_stage.items():

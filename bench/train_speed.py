@@ -24,7 +24,7 @@ import torch
 
 from aepipe.atomic import write_json
 from aepipe.devices import resolve_device, to_tensor
-from aepipe.mnist import SHA256, download_mnist, load_split
+from aepipe.mnist import DATASETS, download_dataset, load_split
 from aepipe.model import AutoEncoder
 from aepipe.params import load_params
 from aepipe.reconstruction import mean_squared_error
@@ -36,13 +36,13 @@ RESULTS = REPO / "bench" / "results"
 
 def raw_mnist_dir() -> Path:
     raw = REPO / "data" / "raw"
-    if all((raw / name).is_file() for name in SHA256):
+    if all((raw / name).is_file() for name in DATASETS["mnist"].sha256):
         return raw
     mirror = os.environ.get("AEPIPE_MNIST_MIRROR")
     if not mirror:
         sys.exit("bench: no data/raw; run `dvc repro download` or set AEPIPE_MNIST_MIRROR")
     raw = Path(tempfile.mkdtemp()) / "raw"
-    download_mnist(raw, [mirror], timeout_s=30)
+    download_dataset(raw, [mirror], timeout_s=30)
     return raw
 
 

@@ -1,16 +1,17 @@
-"""Stage losses: reconstruction loss of the trained model per batch (normal images of both splits) and
-per image (every validation image, marked normal or not)."""
+"""Stage losses: one pass of the trained model over both splits. Reconstruction loss per batch (normal
+images of both splits) and per image (every validation image, marked normal or not), and the latent
+vector of every validation image."""
 
 import numpy as np
 import pandas as pd
 
-from aepipe.atomic import write_csv
+from aepipe.atomic import atomic_path, write_csv
 from aepipe.devices import resolve_device, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.mnist import load_split
 from aepipe.model import load_model
 from aepipe.params import load_params
-from aepipe.reconstruction import batch_means, per_image_errors
+from aepipe.reconstruction import batch_means, errors_and_latents
 
 
 def main() -> None:
@@ -19,7 +20,7 @@ def main() -> None:
     model = load_model("models/model.pt", device)
     for split, limit in (("train", params.data.train_size), ("val", params.data.val_size)):
         data = load_split("data/raw", split, limit)
-        errors = per_image_errors(model, to_tensor(data.images, device)).cpu().numpy()
+        errors, latents = (tensor.cpu().numpy() for tensor in errors_and_latents(model, to_tensor(data.images, device)))
         normal = np.isin(data.labels, params.data.normal_digits)
         # Batches of the training batch size in a seeded random order, as the seed's shuffled
         # DataLoader: MNIST's files are not shuffled (the test set's halves come from different writers).
@@ -30,6 +31,8 @@ def main() -> None:
         if split == "val":
             write_csv("data/losses/val_images.csv",
                       pd.DataFrame({"index": np.arange(len(errors)), "label": data.labels, "normal": normal, "loss": errors}))
+            with atomic_path("data/latents.npz") as tmp:
+                np.savez(tmp, latents=latents, labels=data.labels)
 
 
 if __name__ == "__main__":

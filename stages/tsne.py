@@ -5,6 +5,7 @@ import pandas as pd
 
 from aepipe.atomic import write_csv, write_json
 from aepipe.errors import exit_on_error
+from aepipe.mnist import DATASETS
 from aepipe.params import load_params
 from aepipe.plots import save, tsne_map
 from aepipe.tsne import knn_accuracy, tsne
@@ -28,7 +29,8 @@ def main() -> None:
         "knn_k": KNN_K,
         "points": len(labels),
     })
-    save(tsne_map(result.embedding, labels, accuracy_2d), "plots/tsne.png")
+    dataset = DATASETS[params.data.dataset]
+    save(tsne_map(result.embedding, labels, accuracy_2d, dataset.classes, dataset.label_noun), "plots/tsne.png")
 
 
 if __name__ == "__main__":

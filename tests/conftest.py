@@ -19,12 +19,20 @@ def mnist_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def fashion_mnist_dir() -> Path:
+    """The four original Fashion-MNIST .gz files: ../shared/fashion-mnist, or $AEPIPE_TEST_FASHION_MNIST_DIR."""
+    path = Path(os.environ.get("AEPIPE_TEST_FASHION_MNIST_DIR", REPO.parent / "shared" / "fashion-mnist")).resolve()
+    assert (path / "train-images-idx3-ubyte.gz").is_file(), f"the tests need the Fashion-MNIST .gz files in {path} (set AEPIPE_TEST_FASHION_MNIST_DIR)"
+    return path
+
+
+@pytest.fixture(scope="session")
 def raw_dir(mnist_dir, tmp_path_factory) -> Path:
     """The decompressed, verified IDX files, downloaded once from the local MNIST copy."""
-    from aepipe.mnist import download_mnist
+    from aepipe.mnist import download_dataset
 
     raw = tmp_path_factory.mktemp("mnist") / "raw"
-    download_mnist(raw, [str(mnist_dir)], timeout_s=5)
+    download_dataset(raw, [str(mnist_dir)], timeout_s=5)
     return raw
 
 

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from aepipe.denoising import add_gaussian_noise, psnr
-from aepipe.latent import encode, interpolate
+from aepipe.latent import interpolate
 from aepipe.model import AutoEncoder
+from aepipe.reconstruction import errors_and_latents
 from aepipe.tsne import knn_accuracy, tsne
 
 
@@ -25,11 +26,13 @@ def test_interpolation_runs_from_start_to_end_in_order(model):
     assert torch.allclose(decoded[3], middle, atol=1e-6)
 
 
-def test_encode_batches_give_the_same_latents_as_one_pass(model):
+def test_one_batched_pass_gives_the_errors_and_latents_of_one_big_pass(model):
     images = torch.rand(2500, 1, 28, 28)  # more than one evaluation batch
     with torch.no_grad():
-        expected = model.encode(images).numpy()
-    assert np.allclose(encode(model, images), expected, atol=1e-5)
+        reconstructions, expected_latents = model(images)
+    errors, latents = errors_and_latents(model, images)
+    assert latents.shape == (2500, 5) and torch.allclose(latents, expected_latents, atol=1e-5)
+    assert torch.allclose(errors, (reconstructions - images).square().mean(dim=(1, 2, 3)), atol=1e-6)
 
 
 def test_noise_is_seeded_clipped_and_of_the_asked_strength():

@@ -5,15 +5,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aepipe.mnist import SHA256, DownloadError, IdxFormatError, download_mnist, load_split, parse_idx, verify
+from aepipe.mnist import DATASETS, DownloadError, IdxFormatError, download_dataset, load_split, parse_idx, verify
 
+MNIST_SHA256 = DATASETS["mnist"].sha256
 # Class counts from the shared data's README.
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 VAL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def test_download_from_local_directory_gives_verified_idx_files(raw_dir):
-    assert sorted(path.name for path in raw_dir.iterdir()) == sorted(SHA256)
+    assert sorted(path.name for path in raw_dir.iterdir()) == sorted(DATASETS["mnist"].sha256)
     assert not list(raw_dir.parent.glob(".raw*")), "the staging directory was left behind"
 
 
@@ -47,21 +48,21 @@ def test_missing_idx_names_the_file(tmp_path):
 
 def test_verify_rejects_truncated_gzip(mnist_dir):
     compressed = (mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()
-    assert verify("t10k-labels-idx1-ubyte", compressed)[:4] == b"\x00\x00\x08\x01"
+    assert verify(compressed, MNIST_SHA256["t10k-labels-idx1-ubyte"])[:4] == b"\x00\x00\x08\x01"
     with pytest.raises(DownloadError, match="truncated or corrupt"):
-        verify("t10k-labels-idx1-ubyte", compressed[: len(compressed) // 2])
+        verify(compressed[: len(compressed) // 2], MNIST_SHA256["t10k-labels-idx1-ubyte"])
 
 
 def test_verify_rejects_wrong_content_by_checksum(mnist_dir):
     content = bytearray(gzip.decompress((mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()))
     content[100] ^= 1
-    with pytest.raises(DownloadError, match=f"expected {SHA256['t10k-labels-idx1-ubyte']}"):
-        verify("t10k-labels-idx1-ubyte", gzip.compress(bytes(content)))
+    with pytest.raises(DownloadError, match=f"expected {MNIST_SHA256['t10k-labels-idx1-ubyte']}"):
+        verify(gzip.compress(bytes(content)), MNIST_SHA256["t10k-labels-idx1-ubyte"])
 
 
 def test_download_over_http(mnist_dir, serve, tmp_path):
     dest = tmp_path / "data" / "raw"
-    download_mnist(dest, [serve(mnist_dir)], timeout_s=5)
+    download_dataset(dest, [serve(mnist_dir)], timeout_s=5)
     assert load_split(dest, "val").labels.tolist()[:5] == [7, 2, 1, 0, 4]
 
 
@@ -80,7 +81,7 @@ def test_corrupted_http_mirror_fails_cleanly_naming_file_and_mirror(mnist_dir, s
     url = serve(_corrupted_mirror(mnist_dir, tmp_path / "bad"))
     dest = tmp_path / "data" / "raw"
     with pytest.raises(DownloadError) as failure:
-        download_mnist(dest, [url], timeout_s=5)
+        download_dataset(dest, [url], timeout_s=5)
     message = str(failure.value)
     assert "train-images-idx3-ubyte.gz" in message and url in message and "truncated" in message
     assert not dest.exists()
@@ -91,7 +92,7 @@ def test_every_failing_mirror_is_listed_with_its_reason(serve, tmp_path):
     (tmp_path / "empty").mkdir()
     mirrors = [serve(tmp_path / "empty"), str(tmp_path / "nowhere"), "http://127.0.0.1:9/"]
     with pytest.raises(DownloadError) as failure:
-        download_mnist(tmp_path / "raw", mirrors, timeout_s=5)
+        download_dataset(tmp_path / "raw", mirrors, timeout_s=5)
     lines = str(failure.value).splitlines()
     assert "train-images-idx3-ubyte.gz from any mirror" in lines[0]
     assert [line.split(": ", 1)[1] for line in lines[1:]][:2] == ["HTTP 404 File not found", "no such file"]
@@ -102,5 +103,23 @@ def test_every_failing_mirror_is_listed_with_its_reason(serve, tmp_path):
 def test_next_mirror_is_tried_after_a_bad_one(mnist_dir, serve, tmp_path):
     bad = serve(_corrupted_mirror(mnist_dir, tmp_path / "bad"))
     dest = tmp_path / "raw"
-    download_mnist(dest, [bad, serve(mnist_dir)], timeout_s=5)
-    assert sorted(path.name for path in dest.iterdir()) == sorted(SHA256)
+    download_dataset(dest, [bad, serve(mnist_dir)], timeout_s=5)
+    assert sorted(path.name for path in dest.iterdir()) == sorted(DATASETS["mnist"].sha256)
+
+
+# --- Fashion-MNIST: the same format, its own checksums ----------------------------------------------
+
+
+def test_fashion_mnist_downloads_over_http_with_its_own_checksums(fashion_mnist_dir, serve, tmp_path):
+    dest = tmp_path / "raw"
+    download_dataset(dest, [serve(fashion_mnist_dir)], timeout_s=5, dataset="fashion-mnist")
+    train, val = load_split(dest, "train"), load_split(dest, "val")
+    assert np.bincount(train.labels).tolist() == [6000] * 10 and np.bincount(val.labels).tolist() == [1000] * 10
+    assert train.images.shape == (60_000, 28, 28) and len(DATASETS["fashion-mnist"].classes) == 10
+
+
+def test_mnist_files_served_as_fashion_mnist_are_refused(mnist_dir, serve, tmp_path):
+    with pytest.raises(DownloadError) as failure:
+        download_dataset(tmp_path / "raw", [serve(mnist_dir)], timeout_s=5, dataset="fashion-mnist")
+    assert f"expected {DATASETS['fashion-mnist'].sha256['train-images-idx3-ubyte']}" in str(failure.value)
+    assert not (tmp_path / "raw").exists()

@@ -27,7 +27,8 @@ def with_value(raw: dict, key: str, value) -> dict:
 def test_the_repository_params_are_valid():
     params = load_params(REPO / "params.yaml")
     assert params.train.latent_dim == 20 and params.train.batch_size == 64 and params.train.epochs == 20
-    assert params.download.mirrors[0] == "https://ossci-datasets.s3.amazonaws.com/mnist/"
+    assert params.download.mirrors.of("mnist")[0] == "https://ossci-datasets.s3.amazonaws.com/mnist/"
+    assert params.data.dataset == "mnist"
 
 
 @pytest.mark.parametrize(
@@ -43,8 +44,9 @@ def test_the_repository_params_are_valid():
         ("train.weight_decay", -0.1, "train.weight_decay = -0.1: expected a number >= 0"),
         ("train.device", "gpu", "train.device = 'gpu': expected one of auto, cpu, cuda"),
         ("data.train_size", 60_001, "data.train_size = 60001: expected null or an integer >= 1 and <= 60000"),
-        ("download.mirrors", [], "download.mirrors = []: expected a list of at least 1 items, each a non-empty string"),
-        ("download.mirrors", ["https://a/", 3], "download.mirrors[1] = 3: expected a non-empty string"),
+        ("download.mirrors.mnist", [], "download.mirrors.mnist = []: expected a list of at least 1 items, each a non-empty string"),
+        ("download.mirrors.fashion-mnist", ["https://a/", 3], "download.mirrors.fashion-mnist[1] = 3: expected a non-empty string"),
+        ("data.dataset", "cifar10", "data.dataset = 'cifar10': expected one of mnist, fashion-mnist"),
         ("seed", -1, "seed = -1: expected an integer >= 0"),
         ("threshold.k", float("nan"), "threshold.k = .nan: expected a number >= 0"),
         ("interpolate.start", 10_000, "interpolate.start = 10000: expected the index of a validation image, 0 to 9999"),
@@ -64,6 +66,12 @@ def test_bad_values_are_refused_naming_key_value_and_rule(raw, key, value, expec
 def test_unknown_key_is_refused_with_the_allowed_keys(raw):
     raw["train"]["latnet_dim"] = 10
     with pytest.raises(ParamsError, match=r"^train.latnet_dim: unknown key; allowed in train: latent_dim, epochs"):
+        parse_params(raw)
+
+
+def test_a_dataset_without_mirrors_is_refused_naming_the_datasets(raw):
+    raw["download"]["mirrors"]["fashion_mnist"] = raw["download"]["mirrors"].pop("fashion-mnist")
+    with pytest.raises(ParamsError, match=r"^download.mirrors.fashion_mnist: unknown key; allowed in download.mirrors: mnist, fashion-mnist$"):
         parse_params(raw)
 
 

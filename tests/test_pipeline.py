@@ -14,13 +14,14 @@ import pytest
 import yaml
 
 from aepipe.anomaly import calibration_split
-from aepipe.mnist import SHA256
+from aepipe.atomic import file_sha256
+from aepipe.mnist import DATASETS
 from aepipe.model import load_model
 from conftest import REPO
 from dvc_project import FIGURES, PNG_SIGNATURE, SMALL, copy_project, project_env, ran_stages, run
 
 def test_pipeline_outputs_are_complete_and_sane(project):
-    assert sorted(path.name for path in (project / "data" / "raw").iterdir()) == sorted(SHA256)
+    assert sorted(path.name for path in (project / "data" / "raw").iterdir()) == sorted(DATASETS["mnist"].sha256)
     train = json.loads((project / "reports" / "train.json").read_text())
     assert train["epochs"] == 2 and train["train_images"] == 2048 and train["val_images"] == 512
     assert train["final_val_loss"] < train["initial_val_loss"], "training did not beat the untrained model"
@@ -204,7 +205,7 @@ def test_a_typo_in_params_yaml_stops_repro_and_keeps_the_last_run(project, mnist
 
 def download_stage(workdir: Path, mirrors: list[str], env_mirror: str | None) -> subprocess.CompletedProcess:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["download"].update(mirrors=mirrors, timeout_s=5)
+    params["download"].update(mirrors={**params["download"]["mirrors"], "mnist": mirrors}, timeout_s=5)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     return run([sys.executable, str(REPO / "stages" / "download.py")], workdir, env_mirror, check=False)
 
@@ -212,7 +213,7 @@ def download_stage(workdir: Path, mirrors: list[str], env_mirror: str | None) ->
 def test_download_stage_uses_the_env_mirror_first(mnist_dir, serve, tmp_path):
     result = download_stage(tmp_path, ["http://127.0.0.1:9/"], env_mirror=serve(mnist_dir))
     assert result.returncode == 0, result.stderr
-    assert sorted(path.name for path in (tmp_path / "data" / "raw").iterdir()) == sorted(SHA256)
+    assert sorted(path.name for path in (tmp_path / "data" / "raw").iterdir()) == sorted(DATASETS["mnist"].sha256)
 
 
 def test_download_stage_with_a_corrupted_mirror_fails_cleanly(mnist_dir, serve, tmp_path):
@@ -252,6 +253,27 @@ def test_one_class_experiment_keeps_held_out_digits_out_of_training_and_calibrat
     assert held_out["anomalies"] == 512 - normal_count
     assert held_out["roc_auc"] > 0.8  # a model of ones reconstructs other digits badly
     run(["git", "checkout", "--", "params.yaml"], project, None)
+
+
+def test_fashion_mnist_runs_the_whole_pipeline_from_its_own_mirror(tmp_path, fashion_mnist_dir, serve):
+    from aepipe.mnist import load_split
+
+    project = copy_project(tmp_path)
+    # Only the Fashion-MNIST variable names a mirror: the MNIST one is unset, its params mirrors unreachable.
+    result = run(["dvc", "exp", "run", *SMALL, "-S", "data.dataset=fashion-mnist", "-S", "data.normal_digits=[7]"],
+                 project, None, AEPIPE_FASHION_MNIST_MIRROR=serve(fashion_mnist_dir))
+    assert "download" in ran_stages(result.stdout)
+    raw = project / "data" / "raw"
+    assert {path.name: file_sha256(path) for path in raw.iterdir()} == DATASETS["fashion-mnist"].sha256
+    val_labels = load_split(raw, "val", 512).labels
+    images = pd.read_csv(project / "data" / "losses" / "val_images.csv")
+    assert images["label"].tolist() == val_labels.tolist() and images["normal"].tolist() == (val_labels == 7).tolist()
+    anomaly = json.loads((project / "metrics" / "anomaly.json").read_text())
+    assert 0.5 < anomaly["auc_held_out"] <= 1  # sneakers only: the other classes reconstruct worse
+    tsne = json.loads((project / "reports" / "tsne.json").read_text())
+    assert tsne["points"] == 512 and 0.3 < tsne["knn_accuracy_2d"] <= 1
+    for figure in FIGURES:
+        assert (project / "plots" / f"{figure}.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
 @pytest.mark.parametrize("module, stages", [

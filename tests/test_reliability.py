@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from aepipe.devices import to_tensor
-from aepipe.mnist import SHA256, DownloadError, download_mnist
+from aepipe.mnist import DATASETS, DownloadError, download_dataset
 from aepipe.training import train
 from conftest import REPO
 from stage_workdir import finished, outputs, stage_workdir, train_stage
@@ -109,14 +109,14 @@ def failing_server():
 
 def test_a_hanging_mirror_times_out_and_the_next_one_is_used(silent_server, mnist_dir, tmp_path):
     started = time.monotonic()
-    download_mnist(tmp_path / "raw", [silent_server, str(mnist_dir)], timeout_s=0.5)
-    assert sorted(path.name for path in (tmp_path / "raw").iterdir()) == sorted(SHA256)
+    download_dataset(tmp_path / "raw", [silent_server, str(mnist_dir)], timeout_s=0.5)
+    assert sorted(path.name for path in (tmp_path / "raw").iterdir()) == sorted(DATASETS["mnist"].sha256)
     assert time.monotonic() - started < 30  # 4 files × one 0.5 s timeout, plus the work
 
 
 def test_failing_mirrors_are_reported_each_with_its_reason(silent_server, failing_server, tmp_path):
     with pytest.raises(DownloadError) as failure:
-        download_mnist(tmp_path / "raw", [failing_server, silent_server], timeout_s=0.5)
+        download_dataset(tmp_path / "raw", [failing_server, silent_server], timeout_s=0.5)
     reasons = [line.split(": ", 1)[1] for line in str(failure.value).splitlines()[1:]]
     assert reasons == ["HTTP 500 Internal Server Error", "timed out"]
     assert not (tmp_path / "raw").exists() and list(tmp_path.iterdir()) == []

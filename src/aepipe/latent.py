@@ -1,17 +1,8 @@
-"""The latent space: encode images into it, and walk the straight line between two latents."""
+"""The latent space: walk the straight line between two latents."""
 
-import numpy as np
 import torch
 
 from aepipe.model import AutoEncoder
-from aepipe.reconstruction import EVAL_BATCH_SIZE
-
-
-@torch.no_grad()
-def encode(model: AutoEncoder, images: torch.Tensor) -> np.ndarray:
-    """(N, 1, 28, 28) → (N, latent_dim) float32, in batches."""
-    model.eval()
-    return torch.cat([model.encode(chunk) for chunk in images.split(EVAL_BATCH_SIZE)]).cpu().numpy()
 
 
 @torch.no_grad()

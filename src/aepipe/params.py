@@ -41,17 +41,28 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Mirrors(Section):
+    """Base URLs of each dataset's files, tried in order after the dataset's environment variable."""
+
+    mnist: list[Text] = Field(min_length=1)
+    fashion_mnist: list[Text] = Field(min_length=1, alias="fashion-mnist")
+
+    def of(self, dataset: str) -> list[str]:
+        return self.model_dump(by_alias=True)[dataset]
+
+
 class DownloadParams(Section):
-    mirrors: list[Text] = Field(min_length=1)  # base URLs tried in order, after $AEPIPE_MNIST_MIRROR
+    mirrors: Mirrors
     timeout_s: Number = Field(gt=0)  # per-connection timeout for each HTTP request
 
 
 class DataParams(Section):
+    dataset: Literal["mnist", "fashion-mnist"]
     # Use only the first N images of a split (null: all of it). For quick experiments and tests.
     train_size: Annotated[StrictInt, Field(ge=1, le=MNIST_TRAIN_SIZE)] | None
     val_size: Annotated[StrictInt, Field(ge=1, le=MNIST_VAL_SIZE)] | None
-    # Digits the model trains and calibrates on; the other digits of the validation set are the
-    # anomalies (MNIST's one-class benchmark). All ten: no held-out digits.
+    # Classes (labels 0-9: digits, or Fashion-MNIST's classes) the model trains and calibrates on; the
+    # other classes of the validation set are the anomalies (the one-class benchmark). All ten: none held out.
     normal_digits: list[Annotated[StrictInt, Field(ge=0, le=9)]] = Field(min_length=1)
 
 

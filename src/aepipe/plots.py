@@ -1,5 +1,6 @@
 """Figures, drawn off-screen with matplotlib's Agg backend and written atomically."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -81,15 +82,19 @@ def loss_curves(train_loss: np.ndarray, val_loss: np.ndarray, batch_loss: np.nda
     return figure
 
 
-def tsne_map(embedding: np.ndarray, labels: np.ndarray, knn_accuracy: float) -> plt.Figure:
+def tsne_map(embedding: np.ndarray, labels: np.ndarray, knn_accuracy: float, class_names: Sequence[str],
+             label_noun: str = "digit") -> plt.Figure:
     figure, ax = plt.subplots(figsize=(9, 8))
     points = ax.scatter(embedding[:, 0], embedding[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=3,
                         linewidths=0, rasterized=True)
-    for digit in np.unique(labels):
-        centre = np.median(embedding[labels == digit], axis=0)
-        ax.annotate(str(digit), centre, fontsize=16, weight="bold", ha="center", va="center",
-                    bbox={"boxstyle": "circle", "facecolor": "white", "alpha": 0.7, "linewidth": 0})
-    figure.colorbar(points, ax=ax, ticks=range(10), label="digit", fraction=0.04)
+    for label in np.unique(labels):
+        centre = np.median(embedding[labels == label], axis=0)
+        name = class_names[label]
+        ax.annotate(name, centre, fontsize=16 if len(name) == 1 else 10, weight="bold", ha="center", va="center",
+                    bbox={"boxstyle": "circle" if len(name) == 1 else "round", "facecolor": "white", "alpha": 0.7,
+                          "linewidth": 0})
+    colorbar = figure.colorbar(points, ax=ax, ticks=range(10), label=label_noun, fraction=0.04)
+    colorbar.ax.set_yticklabels(class_names)
     ax.set(title=f"t-SNE of the validation latents ({len(labels)} images; 10-NN accuracy {knn_accuracy:.1%})",
            xlabel="t-SNE component 1", ylabel="t-SNE component 2")
     ax.set_aspect("equal", adjustable="datalim")
@@ -151,14 +156,14 @@ def anomaly_scores(normal: np.ndarray, anomalies: dict[str, np.ndarray], thresho
 
 
 def most_anomalous(images: np.ndarray, scores: np.ndarray, labels: np.ndarray, normal: np.ndarray,
-                   threshold: float, columns: int = 8) -> plt.Figure:
-    """The highest-scoring validation images, with digit and score; held-out digits marked."""
+                   threshold: float, class_names: Sequence[str], label_noun: str = "digit", columns: int = 8) -> plt.Figure:
+    """The highest-scoring validation images, with class and score; held-out classes marked."""
     rows = -(-len(images) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.8), squeeze=False)
     for ax, image, score, label, is_normal in zip(axes.flat, images, scores, labels, normal):
-        _show_digit(ax, image, f"{label}{'' if is_normal else ' (held out)'}\n{score:.4f}")
+        _show_digit(ax, image, f"{class_names[label]}{'' if is_normal else ' (held out)'}\n{score:.4f}")
     for ax in axes.flat[len(images):]:
         ax.set_visible(False)
-    figure.suptitle(f"Most anomalous validation images (digit, reconstruction error; threshold {threshold:.4f})")
+    figure.suptitle(f"Most anomalous validation images ({label_noun}, reconstruction error; threshold {threshold:.4f})")
     figure.tight_layout()
     return figure

@@ -19,13 +19,23 @@ def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def per_image_errors(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between each image and its reconstruction: (N, 1, 28, 28) → (N,).
+def errors_and_latents(model: AutoEncoder, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's reconstruction error (MSE) and latent vector, from one pass of the model:
+    (N, 1, 28, 28) → (N,), (N, latent_dim). Batch by batch, so only one batch of reconstructions is held."""
+    was_training = model.training
+    model.eval()
+    errors, latents = [], []
+    for chunk in images.split(EVAL_BATCH_SIZE):
+        reconstruction, latent = model(chunk)
+        errors.append((reconstruction - chunk).square().mean(dim=(1, 2, 3)))
+        latents.append(latent)
+    model.train(was_training)
+    return torch.cat(errors), torch.cat(latents)
 
-    Batch by batch, so only one batch of reconstructions is held at a time.
-    """
-    return torch.cat([(reconstruct(model, chunk) - chunk).square().mean(dim=(1, 2, 3))
-                      for chunk in images.split(EVAL_BATCH_SIZE)])
+
+def per_image_errors(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between each image and its reconstruction: (N, 1, 28, 28) → (N,)."""
+    return errors_and_latents(model, images)[0]
 
 
 def mean_squared_error(model: AutoEncoder, images: torch.Tensor) -> float:
