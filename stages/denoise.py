@@ -6,7 +6,7 @@ from aepipe.devices import resolve_device, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.mnist import load_split
 from aepipe.model import load_model
-from aepipe.params import load_params
+from aepipe.params import check_against_validation_set, load_params
 from aepipe.plots import denoising_grid, save
 from aepipe.reconstruction import reconstruct
 
@@ -15,7 +15,9 @@ def main() -> None:
     params = load_params("params.yaml")
     device = resolve_device(params.train.device)
     model = load_model("models/model.pt", device)
-    clean = to_tensor(load_split("data/raw", "val", params.data.val_size).images, device)
+    val = load_split("data/raw", "val", params.data.val_size)
+    check_against_validation_set(params, len(val.labels))
+    clean = to_tensor(val.images, device)
     index = params.denoise.index
     # The autoencoder's own reconstruction error bounds what denoising can reach.
     metrics = {"clean": {"psnr_reconstructed_db": psnr(reconstruct(model, clean), clean).mean().item()}}

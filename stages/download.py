@@ -1,15 +1,28 @@
-"""Stage download: the four IDX files of data.dataset (MNIST or Fashion-MNIST) into data/raw/, verified by SHA-256."""
+"""Stage download: the dataset data.dataset names into data/raw/ as IDX files and classes.json.
+
+MNIST and Fashion-MNIST are downloaded and verified by SHA-256; a folder of your own images
+(data/images/, one subfolder per class or none) is converted and split into training and validation.
+"""
 
 import os
 
 from aepipe.errors import exit_on_error
-from aepipe.mnist import DATASETS, download_dataset
+from aepipe.folder import read_folder, split_at_random
+from aepipe.mnist import DATASETS, download_dataset, write_dataset
 from aepipe.params import load_params
+
+IMAGES = "data/images"  # a dependency of this stage in dvc.yaml
 
 
 def main() -> None:
     params = load_params("params.yaml")
     dataset = params.data.dataset
+    if dataset == "folder":
+        folder = params.data.folder
+        images, classes = read_folder(IMAGES, folder.invert)
+        train, val = split_at_random(images, folder.val_fraction, folder.seed)
+        write_dataset("data/raw", train, val, classes)
+        return
     mirror_env = DATASETS[dataset].mirror_env  # a URL or a local directory, tried before params' mirrors
     preferred = [os.environ[mirror_env]] if os.environ.get(mirror_env) else []
     download_dataset("data/raw", preferred + params.download.mirrors.of(dataset), params.download.timeout_s, dataset)

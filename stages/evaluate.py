@@ -15,7 +15,7 @@ from aepipe.atomic import write_json
 from aepipe.corruptions import corrupt
 from aepipe.devices import resolve_device, to_tensor
 from aepipe.errors import exit_on_error
-from aepipe.mnist import DATASETS, load_split
+from aepipe.mnist import load_classes, load_split
 from aepipe.model import load_model
 from aepipe.params import load_params
 from aepipe.plots import anomaly_scores, most_anomalous, save
@@ -61,9 +61,9 @@ def main() -> None:
     })
     save(anomaly_scores(normal_scores, anomaly_sets, threshold, evaluation), "plots/anomaly_scores.png")
     top = np.argsort(scores["loss"].to_numpy())[::-1][:MOST_ANOMALOUS]
-    dataset = DATASETS[params.data.dataset]
+    classes = load_classes("data/raw")
     save(most_anomalous(val.images[top] / 255, scores["loss"].to_numpy()[top], val.labels[top],
-                        scores["normal"].to_numpy()[top], threshold, dataset.classes, dataset.label_noun),
+                        scores["normal"].to_numpy()[top], threshold, classes.names, classes.noun),
          "plots/most_anomalous.png")
 
 

@@ -8,7 +8,7 @@ from aepipe.errors import exit_on_error
 from aepipe.latent import interpolate
 from aepipe.mnist import load_split
 from aepipe.model import load_model
-from aepipe.params import load_params
+from aepipe.params import check_against_validation_set, load_params
 from aepipe.plots import interpolation_strip, save
 
 
@@ -17,9 +17,10 @@ def main() -> None:
     start, end = params.interpolate.start, params.interpolate.end
     device = resolve_device(params.train.device)
     model = load_model("models/model.pt", device)
+    images = load_split("data/raw", "val", params.data.val_size).images / 255
+    check_against_validation_set(params, len(images))
     latents = torch.from_numpy(np.load("data/latents.npz")["latents"]).to(device)
     decoded = interpolate(model, latents[start], latents[end], params.interpolate.steps)
-    images = load_split("data/raw", "val", params.data.val_size).images / 255
     save(interpolation_strip(images[start], decoded[:, 0].cpu().numpy(), images[end], start, end), "plots/interpolation.png")
 
 

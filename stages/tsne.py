@@ -5,8 +5,8 @@ import pandas as pd
 
 from aepipe.atomic import write_csv, write_json
 from aepipe.errors import exit_on_error
-from aepipe.mnist import DATASETS
-from aepipe.params import load_params
+from aepipe.mnist import load_classes
+from aepipe.params import check_against_validation_set, load_params
 from aepipe.plots import save, tsne_map
 from aepipe.tsne import knn_accuracy, tsne
 
@@ -17,20 +17,23 @@ def main() -> None:
     params = load_params("params.yaml")
     saved = np.load("data/latents.npz")
     latents, labels = saved["latents"], saved["labels"]
+    check_against_validation_set(params, len(labels))
+    classes = load_classes("data/raw")
     result = tsne(latents, **params.tsne.model_dump(), seed=params.seed)
-    accuracy_2d = knn_accuracy(result.embedding, labels, KNN_K)
+    # Without labels (a folder without class subfolders) there is no accuracy to measure: null, not a guess.
+    accuracy_2d = knn_accuracy(result.embedding, labels, KNN_K) if classes.labelled else None
     write_csv("data/tsne.csv", pd.DataFrame({"x": result.embedding[:, 0], "y": result.embedding[:, 1], "label": labels}))
     write_json("metrics/tsne.json", {"tsne_knn10": accuracy_2d})
     write_json("reports/tsne.json", {
         "kl_divergence": result.kl_divergence,
         "seconds": round(result.seconds, 2),
         "knn_accuracy_2d": accuracy_2d,
-        "knn_accuracy_latent": knn_accuracy(latents, labels, KNN_K),
+        "knn_accuracy_latent": knn_accuracy(latents, labels, KNN_K) if classes.labelled else None,
         "knn_k": KNN_K,
         "points": len(labels),
+        **({} if classes.labelled else {"knn_accuracy": "not measured: the images have no classes"}),
     })
-    dataset = DATASETS[params.data.dataset]
-    save(tsne_map(result.embedding, labels, accuracy_2d, dataset.classes, dataset.label_noun), "plots/tsne.png")
+    save(tsne_map(result.embedding, labels, accuracy_2d, classes.names, classes.noun), "plots/tsne.png")
 
 
 if __name__ == "__main__":

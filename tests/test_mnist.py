@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aepipe.mnist import DATASETS, DownloadError, IdxFormatError, download_dataset, load_split, parse_idx, verify
+from aepipe.mnist import CLASSES_FILE, DATASETS, DownloadError, IdxFormatError, download_dataset, load_split, parse_idx, verify
 
 MNIST_SHA256 = DATASETS["mnist"].sha256
 # Class counts from the shared data's README.
@@ -14,7 +14,7 @@ VAL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def test_download_from_local_directory_gives_verified_idx_files(raw_dir):
-    assert sorted(path.name for path in raw_dir.iterdir()) == sorted(DATASETS["mnist"].sha256)
+    assert sorted(path.name for path in raw_dir.iterdir()) == sorted([*DATASETS["mnist"].sha256, CLASSES_FILE])
     assert not list(raw_dir.parent.glob(".raw*")), "the staging directory was left behind"
 
 
@@ -85,7 +85,7 @@ def test_corrupted_http_mirror_fails_cleanly_naming_file_and_mirror(mnist_dir, s
     message = str(failure.value)
     assert "train-images-idx3-ubyte.gz" in message and url in message and "truncated" in message
     assert not dest.exists()
-    assert list((tmp_path / "data").iterdir()) == [], "a partial download was left behind"
+    assert not (tmp_path / "data").exists(), "a partial download was left behind"
 
 
 def test_every_failing_mirror_is_listed_with_its_reason(serve, tmp_path):
@@ -104,7 +104,7 @@ def test_next_mirror_is_tried_after_a_bad_one(mnist_dir, serve, tmp_path):
     bad = serve(_corrupted_mirror(mnist_dir, tmp_path / "bad"))
     dest = tmp_path / "raw"
     download_dataset(dest, [bad, serve(mnist_dir)], timeout_s=5)
-    assert sorted(path.name for path in dest.iterdir()) == sorted(DATASETS["mnist"].sha256)
+    assert sorted(path.name for path in dest.iterdir()) == sorted([*DATASETS["mnist"].sha256, CLASSES_FILE])
 
 
 # --- Fashion-MNIST: the same format, its own checksums ----------------------------------------------

@@ -46,7 +46,7 @@ def test_the_repository_params_are_valid():
         ("data.train_size", 60_001, "data.train_size = 60001: expected null or an integer >= 1 and <= 60000"),
         ("download.mirrors.mnist", [], "download.mirrors.mnist = []: expected a list of at least 1 items, each a non-empty string"),
         ("download.mirrors.fashion-mnist", ["https://a/", 3], "download.mirrors.fashion-mnist[1] = 3: expected a non-empty string"),
-        ("data.dataset", "cifar10", "data.dataset = 'cifar10': expected one of mnist, fashion-mnist"),
+        ("data.dataset", "cifar10", "data.dataset = 'cifar10': expected one of mnist, fashion-mnist, folder"),
         ("seed", -1, "seed = -1: expected an integer >= 0"),
         ("threshold.k", float("nan"), "threshold.k = .nan: expected a number >= 0"),
         ("interpolate.start", 10_000, "interpolate.start = 10000: expected the index of a validation image, 0 to 9999"),

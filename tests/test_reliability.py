@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from aepipe.devices import to_tensor
-from aepipe.mnist import DATASETS, DownloadError, download_dataset
+from aepipe.mnist import CLASSES_FILE, DATASETS, DownloadError, download_dataset
 from aepipe.training import train
 from conftest import REPO
 from stage_workdir import finished, outputs, stage_workdir, train_stage
@@ -110,7 +110,7 @@ def failing_server():
 def test_a_hanging_mirror_times_out_and_the_next_one_is_used(silent_server, mnist_dir, tmp_path):
     started = time.monotonic()
     download_dataset(tmp_path / "raw", [silent_server, str(mnist_dir)], timeout_s=0.5)
-    assert sorted(path.name for path in (tmp_path / "raw").iterdir()) == sorted(DATASETS["mnist"].sha256)
+    assert sorted(path.name for path in (tmp_path / "raw").iterdir()) == sorted([*DATASETS["mnist"].sha256, CLASSES_FILE])
     assert time.monotonic() - started < 30  # 4 files × one 0.5 s timeout, plus the work
 
 

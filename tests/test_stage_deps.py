@@ -43,3 +43,10 @@ def test_stage_deps_list_exactly_the_library_modules_it_imports(stage):
     listed = {Path(dep).stem for dep in deps if dep.startswith("src/aepipe/")}
     assert not imported - listed, f"stage {stage}: dvc.yaml misses src/aepipe/{sorted(imported - listed)} in its deps"
     assert not listed - imported, f"stage {stage}: dvc.yaml lists src/aepipe/{sorted(listed - imported)}, not imported"
+
+
+def test_dvc_lock_holds_only_stages_that_dvc_yaml_defines():
+    # DVC keeps the lock entry of a stage removed from dvc.yaml; a stale one makes `dvc exp push`
+    # and the outputs read from the lock name files that no stage writes any more.
+    locked = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
+    assert set(locked) <= set(STAGES), f"dvc.lock has stages dvc.yaml lacks: {sorted(set(locked) - set(STAGES))}"

@@ -18,16 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from aepipe.atomic import atomic_path, file_sha256
 from aepipe.errors import AepipeError, exit_on_error
+from aepipe.images import IMAGE_SUFFIXES, SIDE, image_files, read_greyscale
 from aepipe.model import load_model
 from aepipe.reconstruction import per_image_errors
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-SIDE = 28
-MAX_PIXELS = 4096 * 4096  # larger inputs are refused before their pixels are read
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,7 +81,7 @@ def load_images(paths: list[Path]) -> tuple[list[str], np.ndarray]:
     sources, arrays = [], []
     for path in paths:
         if path.is_dir():
-            files = sorted(file for file in path.iterdir() if file.suffix.lower() in IMAGE_SUFFIXES)
+            files = image_files(path)
             if not files:
                 raise AepipeError(f"{path}: no .png, .jpg or .jpeg files in this folder")
             for file in files:
@@ -106,16 +102,7 @@ def load_images(paths: list[Path]) -> tuple[list[str], np.ndarray]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise AepipeError(f"{path}: {image.width}×{image.height} pixels is too large (at most {MAX_PIXELS:,})")
-            greyscale = image.convert("L")
-            if greyscale.size != (SIDE, SIDE):
-                greyscale = greyscale.resize((SIDE, SIDE), Image.Resampling.LANCZOS)
-            return np.asarray(greyscale, dtype=np.float32) / 255
-    except (UnidentifiedImageError, OSError) as error:
-        raise AepipeError(f"{path}: not a readable PNG or JPEG image ({type(error).__name__})") from None
+    return read_greyscale(path).astype(np.float32) / 255
 
 
 def read_npy(path: Path) -> np.ndarray:

@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import http.client
+import json
 import shutil
 import tempfile
 import urllib.error
@@ -54,6 +55,7 @@ SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+CLASSES_FILE = "classes.json"  # beside the IDX files: the names of the labels
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 
@@ -70,17 +72,35 @@ class IdxFormatError(AepipeError):
 
 
 def download_dataset(dest: str | Path, mirrors: list[str], timeout_s: float, dataset: str = "mnist") -> None:
-    """Fetch the four files of `dataset` (a key of DATASETS) into directory `dest`, decompressed and verified.
+    """Fetch the four files of `dataset` (a key of DATASETS) into directory `dest`, decompressed and
+    verified, with its CLASSES_FILE.
 
     Each mirror is a base URL (http, https, file) or a local directory holding the `.gz` files;
     they are tried in order for each file. `dest` appears complete or not at all.
     """
+    known = DATASETS[dataset]
+    files = {name: _fetch_verified(name, sha256, mirrors, timeout_s) for name, sha256 in known.sha256.items()}
+    replace_dir(dest, {**files, CLASSES_FILE: Classes(list(known.classes), known.label_noun, True).to_json()})
+
+
+def write_dataset(dest: str | Path, train: "Split", val: "Split", classes: "Classes") -> None:
+    """Write splits of any 28×28 greyscale images as `dest` in the layout download_dataset gives."""
+    files = {}
+    for split, data in (("train", train), ("val", val)):
+        images_name, labels_name = SPLIT_FILES[split]
+        files[images_name] = encode_idx(data.images, IMAGES_MAGIC)
+        files[labels_name] = encode_idx(data.labels, LABELS_MAGIC)
+    replace_dir(dest, {**files, CLASSES_FILE: classes.to_json()})
+
+
+def replace_dir(dest: str | Path, files: dict[str, bytes]) -> None:
+    """Make directory `dest` hold exactly `files` (name → content): all of them or, on failure, what it held before."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
     try:
-        for name, sha256 in DATASETS[dataset].sha256.items():
-            (staging / name).write_bytes(_fetch_verified(name, sha256, mirrors, timeout_s))
+        for name, content in files.items():
+            (staging / name).write_bytes(content)
         staging.chmod(DIR_MODE)
         if dest.exists():
             shutil.rmtree(dest)
@@ -141,6 +161,29 @@ def _reason(error: Exception) -> str:
 
 
 @dataclass(frozen=True)
+class Classes:
+    """What the labels of a prepared dataset mean."""
+
+    names: list[str]  # by label
+    noun: str  # what a label is called in figures: digit, class
+    labelled: bool  # False: a folder of images without classes; every label is 0
+
+    def to_json(self) -> bytes:
+        return (json.dumps({"names": self.names, "noun": self.noun, "labelled": self.labelled}, indent=2) + "\n").encode()
+
+
+def load_classes(raw_dir: str | Path) -> Classes:
+    path = Path(raw_dir) / CLASSES_FILE
+    try:
+        saved = json.loads(path.read_text())
+        return Classes(list(saved["names"]), saved["noun"], saved["labelled"])
+    except FileNotFoundError:
+        raise IdxFormatError(f"{path}: file not found; run the download stage first") from None
+    except (ValueError, KeyError, TypeError):
+        raise IdxFormatError(f"{path}: not a classes file written by the download stage") from None
+
+
+@dataclass(frozen=True)
 class Split:
     images: np.ndarray  # (N, 28, 28) uint8
     labels: np.ndarray  # (N,) uint8
@@ -158,6 +201,12 @@ def load_split(raw_dir: str | Path, split: str, limit: int | None = None) -> Spl
     if len(images) != len(labels):
         raise IdxFormatError(f"{split}: {len(images)} images but {len(labels)} labels")
     return Split(images[:limit], labels[:limit])
+
+
+def encode_idx(array: np.ndarray, magic: int) -> bytes:
+    """The IDX bytes of an unsigned-byte array: big-endian magic, one uint32 per dimension, the values."""
+    header = magic.to_bytes(4, "big") + b"".join(size.to_bytes(4, "big") for size in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
 def parse_idx(path: Path, expected_magic: int) -> np.ndarray:

@@ -56,8 +56,17 @@ class DownloadParams(Section):
     timeout_s: Number = Field(gt=0)  # per-connection timeout for each HTTP request
 
 
+class FolderParams(Section):
+    """For data.dataset = folder: your images in data/images/."""
+
+    val_fraction: Number = Field(gt=0, lt=1)  # share of the images, picked at random, for validation
+    seed: StrictInt = Field(ge=0)  # of that random split
+    invert: StrictBool  # dark shapes on a light background: invert, so the background is black as in MNIST
+
+
 class DataParams(Section):
-    dataset: Literal["mnist", "fashion-mnist"]
+    dataset: Literal["mnist", "fashion-mnist", "folder"]
+    folder: FolderParams
     # Use only the first N images of a split (null: all of it). For quick experiments and tests.
     train_size: Annotated[StrictInt, Field(ge=1, le=MNIST_TRAIN_SIZE)] | None
     val_size: Annotated[StrictInt, Field(ge=1, le=MNIST_VAL_SIZE)] | None
@@ -161,13 +170,23 @@ def parse_params(raw: object) -> Params:
     return params
 
 
-def _check_relations(params: Params) -> None:
-    """Rules that tie one key to another."""
-    n_val = params.val_images
+def check_against_validation_set(params: Params, n_val: int) -> None:
+    """The keys that must fit the number of validation images: checked here for MNIST's sizes, and
+    again by the stages on the images they load (a folder of your own has any number)."""
     for key, index in (("interpolate.start", params.interpolate.start), ("interpolate.end", params.interpolate.end),
                        ("denoise.index", params.denoise.index)):
         if index >= n_val:
             raise ParamsError(f"{key} = {index}: expected the index of a validation image, 0 to {n_val - 1}")
+    most = (n_val - 1) / 3  # openTSNE needs 3·perplexity neighbours for every point
+    if params.tsne.perplexity > most:
+        raise ParamsError(
+            f"tsne.perplexity = {params.tsne.perplexity:g}: too large for {n_val} validation images; expected at most {most:g}"
+        )
+
+
+def _check_relations(params: Params) -> None:
+    """Rules that tie one key to another."""
+    check_against_validation_set(params, params.val_images)
     if len(set(params.data.normal_digits)) != len(params.data.normal_digits):
         raise ParamsError(f"data.normal_digits = {list(params.data.normal_digits)}: expected each digit at most once")
     if params.train.batch_size < params.train.workers:
@@ -177,11 +196,6 @@ def _check_relations(params: Params) -> None:
         )
     if params.tsne.n_jobs == 0:
         raise ParamsError("tsne.n_jobs = 0: expected -1 (all cores) or a number of threads >= 1")
-    most = (n_val - 1) / 3  # openTSNE needs 3·perplexity neighbours for every point
-    if params.tsne.perplexity > most:
-        raise ParamsError(
-            f"tsne.perplexity = {params.tsne.perplexity:g}: too large for {n_val} validation images; expected at most {most:g}"
-        )
 
 
 # --- pydantic's first error, said in terms of params.yaml -------------------------------------------------

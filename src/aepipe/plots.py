@@ -82,7 +82,7 @@ def loss_curves(train_loss: np.ndarray, val_loss: np.ndarray, batch_loss: np.nda
     return figure
 
 
-def tsne_map(embedding: np.ndarray, labels: np.ndarray, knn_accuracy: float, class_names: Sequence[str],
+def tsne_map(embedding: np.ndarray, labels: np.ndarray, knn_accuracy: float | None, class_names: Sequence[str],
              label_noun: str = "digit") -> plt.Figure:
     figure, ax = plt.subplots(figsize=(9, 8))
     points = ax.scatter(embedding[:, 0], embedding[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=3,
@@ -93,9 +93,10 @@ def tsne_map(embedding: np.ndarray, labels: np.ndarray, knn_accuracy: float, cla
         ax.annotate(name, centre, fontsize=16 if len(name) == 1 else 10, weight="bold", ha="center", va="center",
                     bbox={"boxstyle": "circle" if len(name) == 1 else "round", "facecolor": "white", "alpha": 0.7,
                           "linewidth": 0})
-    colorbar = figure.colorbar(points, ax=ax, ticks=range(10), label=label_noun, fraction=0.04)
+    colorbar = figure.colorbar(points, ax=ax, ticks=range(len(class_names)), label=label_noun, fraction=0.04)
     colorbar.ax.set_yticklabels(class_names)
-    ax.set(title=f"t-SNE of the validation latents ({len(labels)} images; 10-NN accuracy {knn_accuracy:.1%})",
+    accuracy = "no classes" if knn_accuracy is None else f"10-NN accuracy {knn_accuracy:.1%}"
+    ax.set(title=f"t-SNE of the validation latents ({len(labels)} images; {accuracy})",
            xlabel="t-SNE component 1", ylabel="t-SNE component 2")
     ax.set_aspect("equal", adjustable="datalim")
     return figure
