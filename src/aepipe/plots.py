@@ -95,6 +95,7 @@ def tsne_map(embedding: np.ndarray, labels: np.ndarray, knn_accuracy: float | No
                           "linewidth": 0})
     colorbar = figure.colorbar(points, ax=ax, ticks=range(len(class_names)), label=label_noun, fraction=0.04)
     colorbar.ax.set_yticklabels(class_names)
+    colorbar.ax.set_ylim(-0.5, len(class_names) - 0.5)  # only the colours of the classes there are
     accuracy = "no classes" if knn_accuracy is None else f"10-NN accuracy {knn_accuracy:.1%}"
     ax.set(title=f"t-SNE of the validation latents ({len(labels)} images; {accuracy})",
            xlabel="t-SNE component 1", ylabel="t-SNE component 2")
