@@ -129,6 +129,12 @@ def test_the_whole_pipeline_runs_on_class_folders_and_refuses_broken_ones(tmp_pa
     assert {path: path.read_bytes() for path in kept} == kept, "the last good run's outputs were touched"
     assert not list((project / "data").glob(".raw*")), "a half-written data/raw was left behind"
 
+    (images / "seven" / "0000.png").unlink()
+    (images / "scratched").mkdir()
+    failed = run(["dvc", "exp", "run", *FOLDER_RUN, *one_class], project, None, check=False)
+    assert failed.returncode != 0 and "scratched: empty class folder" in failed.stdout + failed.stderr
+    assert {path: path.read_bytes() for path in kept} == kept
+
 
 def test_a_folder_without_classes_runs_without_label_metrics(tmp_path, raw_dir):
     project = copy_project(tmp_path)
@@ -142,3 +148,11 @@ def test_a_folder_without_classes_runs_without_label_metrics(tmp_path, raw_dir):
     assert report["points"] == 75 and report["knn_accuracy_latent"] is None and "no classes" in report["knn_accuracy"]
     assert "held_out_digits" not in json.loads((project / "reports" / "anomaly.json").read_text())
     assert (project / "plots" / "tsne.png").read_bytes().startswith(PNG_SIGNATURE)
+
+    # MNIST's 10,000 validation images allow index 500; these 75 do not: the stage says so.
+    model = (project / "models" / "model.pt").read_bytes()
+    failed = run(["dvc", "exp", "run", *FOLDER_RUN, "-S", "data.folder.val_fraction=0.25", "-S", "interpolate.end=500"],
+                 project, None, check=False)
+    assert failed.returncode != 0
+    assert "interpolate.end = 500: expected the index of a validation image, 0 to 74" in failed.stdout + failed.stderr
+    assert (project / "models" / "model.pt").read_bytes() == model
