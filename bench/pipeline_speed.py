@@ -1,6 +1,6 @@
 """Pipeline speed: every stage, the whole `dvc repro`, and one-class experiments, as a user runs them.
 
-    python bench/pipeline_speed.py [--digit 3] [--grid]
+    python bench/pipeline_speed.py [--digit 3]
 
 Works on a fresh `git clone` of this repository's HEAD in a temporary directory (so it measures
 committed code, named in the results, and leaves the workspace, its dvc.lock and its cache alone). MNIST comes from
@@ -9,7 +9,7 @@ $AEPIPE_MNIST_MIRROR (a URL or a local folder of the four .gz files) or the offi
 2. `dvc repro -f -s NAME` for each stage: its wall time and the peak memory of the stage's process
    (the largest resident set of DVC and the stage it runs).
 3. `dvc exp run -S data.normal_digits=[D]`: a one-class experiment end to end (every stage but the
-   download reruns); with --grid also all ten digits through `dvc exp run --queue` + `dvc queue start`.
+   download reruns).
 Results: bench/results/pipeline_speed-<device>.json and a table on stdout.
 """
 
@@ -47,33 +47,9 @@ def torch_and_device() -> dict:
     return json.loads(subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True).stdout)
 
 
-def queue_busy(project: Path) -> bool:
-    status = subprocess.run(["dvc", "queue", "status"], cwd=project, capture_output=True, text=True).stdout
-    return "Queued" in status or "Running" in status
-
-
-def timed(command: list[str], cwd: Path) -> dict:
-    """Wall seconds and peak resident memory (MB) of `command` and of every process it waited for:
-    the larger of DVC's own (about 150 MB) and the stage's."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1",
-               GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@localhost",
-               GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@localhost")
-    with tempfile.TemporaryFile() as log:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        # wait4's usage covers the child and the descendants it waited for: DVC and the stage it ran.
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        if os.waitstatus_to_exitcode(status) != 0:
-            log.seek(0)
-            sys.exit(f"bench: {' '.join(command)} failed:\n{log.read().decode(errors='replace')[-3000:]}")
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--digit", type=int, default=3, help="normal digit of the one-class experiment")
-    parser.add_argument("--grid", action="store_true", help="also all ten one-class experiments through the queue")
     args = parser.parse_args()
 
     stages = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
@@ -91,16 +67,6 @@ def main() -> None:
             per_stage[stage] = timed(["dvc", "repro", "-f", "-s", stage], project)
         print(f"dvc exp run -S data.normal_digits=[{args.digit}] ...", flush=True)
         one_class = timed(["dvc", "exp", "run", "-S", f"data.normal_digits=[{args.digit}]"], project)
-        grid = None
-        if args.grid:
-            print("ten one-class experiments through the queue ...", flush=True)
-            for digit in range(10):
-                timed(["dvc", "exp", "run", "--queue", "-S", f"data.normal_digits=[{digit}]"], project)
-            started = time.perf_counter()
-            timed(["dvc", "queue", "start", "--jobs", "1"], project)
-            while queue_busy(project):  # `queue start` returns at once; its worker runs in the background
-                time.sleep(2)
-            grid = {"experiments": 10, "seconds": round(time.perf_counter() - started, 2)}
 
     outside_training = [name for name in stages if name not in TRAINING_STAGES]
     report = {
@@ -108,13 +74,12 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores" + (f", {versions['gpu']}" if versions["gpu"] else ""),
         "torch": versions["torch"],
         "commit": git("rev-parse", "--short", "HEAD"),
-        "command": "python bench/pipeline_speed.py" + (" --grid" if args.grid else ""),
+        "command": "python bench/pipeline_speed.py",
         "whole_pipeline": whole,
         "stages": per_stage,
         "stages_outside_training_seconds": round(sum(per_stage[name]["seconds"] for name in outside_training), 2),
         "peak_rss_mb": max(run["peak_rss_mb"] for run in [whole, *per_stage.values()]),
         "one_class_experiment": {"digit": args.digit, **one_class},
-        "one_class_grid_through_queue": grid,
     }
     write_json(RESULTS / f"pipeline_speed-{versions['device']}.json", report)
     print("\n| run | seconds | peak RSS MB |\n|---|---|---|")
@@ -123,8 +88,6 @@ def main() -> None:
         print(f"| `dvc repro -f -s {name}` | {run['seconds']} | {run['peak_rss_mb']:,.0f} |")
     print(f"| the {len(outside_training)} stages after training, together | {report['stages_outside_training_seconds']} | |")
     print(f"| one-class `dvc exp run` (digit {args.digit}) | {one_class['seconds']} | {one_class['peak_rss_mb']:,.0f} |")
-    if grid:
-        print(f"| ten one-class experiments through the queue | {grid['seconds']} | |")
 
 
 if __name__ == "__main__":

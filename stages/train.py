@@ -9,9 +9,9 @@ from aepipe.atomic import atomic_path, write_json
 from aepipe.devices import resolve_device, to_tensor
 from aepipe.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
 from aepipe.errors import exit_on_error
-from aepipe.mnist import load_split
+from aepipe.mnist import load_classes, load_split
 from aepipe.model import save_model
-from aepipe.params import load_params
+from aepipe.params import ParamsError, load_params
 from aepipe.training import EpochLosses, train
 
 # Outside DVC's outputs (DVC deletes those before rerunning a stage), git- and dvc-ignored.
@@ -58,6 +58,11 @@ def main() -> None:
     # Only normal digits: in one-class mode the model must never see an anomalous digit.
     train_split = load_split("data/raw", "train", params.data.train_size).only_digits(params.data.normal_digits)
     val_split = load_split("data/raw", "val", params.data.val_size).only_digits(params.data.normal_digits)
+    for split, data in (("training", train_split), ("validation", val_split)):
+        if not len(data.labels):  # a folder of your own may have fewer classes than the labels asked for
+            names = load_classes("data/raw").names
+            raise ParamsError(f"data.normal_digits = {list(params.data.normal_digits)}: no {split} images have these "
+                              f"labels; this dataset's are 0 to {len(names) - 1} ({', '.join(names)})")
     train_images, val_images = to_tensor(train_split.images, device), to_tensor(val_split.images, device)
     logger = LossLogger(Live(LIVE_DIR, dvcyaml=None, save_dvc_exp=False)) if world.is_main else None
     result = train(train_images, val_images, params.train, params.seed, checkpoint=CHECKPOINT, world=world,

@@ -156,3 +156,9 @@ def test_a_folder_without_classes_runs_without_label_metrics(tmp_path, raw_dir):
     assert failed.returncode != 0
     assert "interpolate.end = 500: expected the index of a validation image, 0 to 74" in failed.stdout + failed.stderr
     assert (project / "models" / "model.pt").read_bytes() == model
+
+    # Labels only the images can refuse: the train stage stops, naming the labels there are.
+    failed = run(["dvc", "exp", "run", *FOLDER_RUN, "-S", "data.folder.val_fraction=0.25", "-S", "data.normal_digits=[3]"],
+                 project, None, check=False)
+    assert "data.normal_digits = [3]: no training images have these labels; this dataset's are 0 to 0 (images)" \
+        in failed.stdout + failed.stderr

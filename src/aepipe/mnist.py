@@ -1,4 +1,5 @@
-"""MNIST and Fashion-MNIST: download from mirrors with checksum verification, and parse the IDX files into arrays."""
+"""MNIST and Fashion-MNIST: download from mirrors with checksum verification; any images written in
+the same layout (IDX files and the class names); and the IDX files parsed into arrays."""
 
 import gzip
 import hashlib
@@ -80,7 +81,7 @@ def download_dataset(dest: str | Path, mirrors: list[str], timeout_s: float, dat
     """
     known = DATASETS[dataset]
     files = {name: _fetch_verified(name, sha256, mirrors, timeout_s) for name, sha256 in known.sha256.items()}
-    replace_dir(dest, {**files, CLASSES_FILE: Classes(list(known.classes), known.label_noun, True).to_json()})
+    replace_dir(dest, {**files, CLASSES_FILE: Classes(list(known.classes), known.label_noun, labelled=True).to_json()})
 
 
 def write_dataset(dest: str | Path, train: "Split", val: "Split", classes: "Classes") -> None:
