@@ -161,9 +161,11 @@ def most_anomalous(images: np.ndarray, scores: np.ndarray, labels: np.ndarray, n
                    threshold: float, class_names: Sequence[str], label_noun: str = "digit", columns: int = 8) -> plt.Figure:
     """The highest-scoring validation images, with class and score; held-out classes marked."""
     rows = -(-len(images) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.8), squeeze=False)
+    row_height = 1.8 if np.all(normal) else 2.4  # a held-out mark takes a third title line
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * row_height), squeeze=False)
     for ax, image, score, label, is_normal in zip(axes.flat, images, scores, labels, normal):
-        _show_digit(ax, image, f"{class_names[label]}{'' if is_normal else ' (held out)'}\n{score:.4f}")
+        held_out = "" if is_normal else "\n(held out)"  # on its own line: class names can be long
+        _show_digit(ax, image, f"{class_names[label]}{held_out}\n{score:.4f}")
     for ax in axes.flat[len(images):]:
         ax.set_visible(False)
     figure.suptitle(f"Most anomalous validation images ({label_noun}, reconstruction error; threshold {threshold:.4f})")
