@@ -30,7 +30,8 @@ from aepipe.atomic import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-TRAINING_STAGES = {"check_params", "download", "train"}
+# Not counted as "after training": the judge trains too, and is run-cached across autoencoder experiments.
+TRAINING_STAGES = {"check_params", "download", "train", "judge"}
 
 
 def git(*args: str) -> str:

@@ -1,6 +1,6 @@
 """Stage losses: one pass of the trained model over both splits. Reconstruction loss per batch (normal
 images of both splits) and per image (every validation image, marked normal or not), and the latent
-vector of every validation image."""
+vector of every image of both splits."""
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ def main() -> None:
     params = load_params("params.yaml")
     device = resolve_device(params.train.device)
     model = load_model("models/model.pt", device)
+    latents_of = {}
     for split, limit in (("train", params.data.train_size), ("val", params.data.val_size)):
         data = load_split("data/raw", split, limit)
         errors, latents = (tensor.cpu().numpy() for tensor in errors_and_latents(model, to_tensor(data.images, device)))
@@ -28,11 +29,13 @@ def main() -> None:
         order = np.random.default_rng(params.seed).permutation(len(normal_errors))
         batches = batch_means(normal_errors[order], params.train.batch_size)
         write_csv(f"data/losses/{split}_batches.csv", pd.DataFrame({"batch": np.arange(1, len(batches) + 1), "loss": batches}))
+        latents_of[split] = latents, data.labels
         if split == "val":
             write_csv("data/losses/val_images.csv",
                       pd.DataFrame({"index": np.arange(len(errors)), "label": data.labels, "normal": normal, "loss": errors}))
-            with atomic_path("data/latents.npz") as tmp:
-                np.savez(tmp, latents=latents, labels=data.labels)
+    (train_latents, train_labels), (val_latents, val_labels) = latents_of["train"], latents_of["val"]
+    with atomic_path("data/latents.npz") as tmp:
+        np.savez(tmp, latents=val_latents, labels=val_labels, train_latents=train_latents, train_labels=train_labels)
 
 
 if __name__ == "__main__":

@@ -148,6 +148,14 @@ def test_a_folder_without_classes_runs_without_label_metrics(tmp_path, raw_dir):
     assert report["points"] == 75 and report["knn_accuracy_latent"] is None and "no classes" in report["knn_accuracy"]
     assert "held_out_digits" not in json.loads((project / "reports" / "anomaly.json").read_text())
     assert (project / "plots" / "tsne.png").read_bytes().startswith(PNG_SIGNATURE)
+    # Nothing to judge with either: no judge is trained, and what it would measure is null.
+    assert json.loads((project / "metrics" / "judge.json").read_text()) == {"judge_accuracy": None}
+    assert set(json.loads((project / "metrics" / "samples.json").read_text()).values()) == {None}
+    denoise = json.loads((project / "metrics" / "denoise.json").read_text())
+    assert denoise["noisy_acc"] is None and denoise["denoised_acc"] is None and denoise["psnr_gain"] is not None
+    assert np.load(project / "data" / "samples.npz")["images"].shape == (500, 28, 28)
+    for figure in ("samples", "denoising_curves"):
+        assert (project / "plots" / f"{figure}.png").read_bytes().startswith(PNG_SIGNATURE)
 
     # MNIST's 10,000 validation images allow index 500; these 75 do not: the stage says so.
     model = (project / "models" / "model.pt").read_bytes()

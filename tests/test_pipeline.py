@@ -71,6 +71,7 @@ def test_every_figure_is_a_png_of_sensible_size(project, figure):
 def test_latent_outputs_and_their_metrics(project):
     saved = np.load(project / "data" / "latents.npz")
     assert saved["latents"].shape == (512, 20) and saved["labels"][:3].tolist() == [7, 2, 1]
+    assert saved["train_latents"].shape == (2048, 20) and saved["train_labels"][:3].tolist() == [5, 0, 4]
     tsne = pd.read_csv(project / "data" / "tsne.csv")
     assert list(tsne.columns) == ["x", "y", "label"] and len(tsne) == 512
     tsne_metrics = json.loads((project / "reports" / "tsne.json").read_text())
@@ -81,6 +82,57 @@ def test_latent_outputs_and_their_metrics(project):
     noisy_db = [level["psnr_noisy_db"] for level in levels]
     assert noisy_db == sorted(noisy_db, reverse=True), "more noise must mean lower PSNR"
     assert 5 < denoise["clean"]["psnr_reconstructed_db"] < 40
+
+
+def test_the_judge_and_what_it_says_of_samples_reconstructions_and_denoising(project):
+    judge = json.loads((project / "reports" / "judge.json").read_text())
+    assert judge["train_images"] == 2048 and judge["val_images"] == 10_000  # judged on the whole test set
+    accuracy = json.loads((project / "metrics" / "judge.json").read_text())["judge_accuracy"]
+    assert accuracy == judge["accuracy_per_epoch"][-1] > 0.85  # one epoch on 2,048 images; chance is 0.1
+
+    samples = np.load(project / "data" / "samples.npz")
+    assert samples["images"].shape == (500, 28, 28) and samples["images"].dtype == np.uint8
+    assert samples["latents"].shape == (500, 20) and samples["judge_labels"].shape == (500,)
+    report = json.loads((project / "reports" / "samples.json").read_text())
+    shares = np.bincount(samples["judge_labels"], minlength=10) / 500
+    assert list(report["samples"]["class_shares"].values()) == pytest.approx(shares.tolist())
+    assert report["samples"]["judge_confidence"] == pytest.approx(float(samples["judge_confidence"].mean()))
+    distances = report["frechet_distance"]
+    assert distances["reference_images"] == distances["compared_images"] == 256  # halves of 512 validation images
+    # Two halves of real images are closer than anything the barely trained autoencoder makes.
+    assert 0 < distances["real"] < distances["reconstructions"] and distances["real"] < distances["samples"]
+    assert set(report["prototypes"]) == set("0123456789")
+    reconstructions = report["reconstructions"]
+    assert reconstructions["images"] == 512 and reconstructions["judge_accuracy"] < reconstructions["judge_accuracy_originals"]
+
+    metrics = json.loads((project / "metrics" / "samples.json").read_text())
+    assert metrics == {"fd_samples": distances["samples"], "fd_recon": distances["reconstructions"],
+                       "fd_real": distances["real"], "sample_conf": report["samples"]["judge_confidence"],
+                       "sample_min_share": min(shares), "recon_acc": reconstructions["judge_accuracy"]}
+
+    denoise = json.loads((project / "reports" / "denoise.json").read_text())
+    assert denoise["clean"]["judge_accuracy"] == reconstructions["judge_accuracy_originals"]
+    noisy = [denoise[f"noise_std_{level}"]["judge_accuracy_noisy"] for level in ("0_1", "0_2", "0_3", "0_5")]
+    assert noisy == sorted(noisy, reverse=True) and noisy[-1] < denoise["clean"]["judge_accuracy"]
+    heaviest = denoise["noise_std_0_5"]
+    assert json.loads((project / "metrics" / "denoise.json").read_text()) == pytest.approx({
+        "psnr_gain": heaviest["psnr_reconstructed_db"] - heaviest["psnr_noisy_db"],
+        "noisy_acc": heaviest["judge_accuracy_noisy"], "denoised_acc": heaviest["judge_accuracy_reconstructed"]})
+
+
+def test_an_autoencoder_experiment_never_retrains_the_judge(project, mnist_dir):
+    judge = (project / "models" / "judge.pt").read_bytes()
+    result = run(["dvc", "exp", "run", *SMALL, "-S", "train.latent_dim=8"], project, str(mnist_dir))
+    assert "judge" not in ran_stages(result.stdout) and "sample" in ran_stages(result.stdout)
+    assert (project / "models" / "judge.pt").read_bytes() == judge
+    assert np.load(project / "data" / "samples.npz")["latents"].shape == (500, 8)
+    result = run(["dvc", "exp", "run", *SMALL, "-S", "train.latent_dim=8", "-S", "sample.distribution=class_gaussian"],
+                 project, str(mnist_dir))
+    assert ran_stages(result.stdout) == ["check_params", "sample"]
+    assert json.loads((project / "reports" / "samples.json").read_text())["samples"]["distribution"] == "class_gaussian"
+    back = run(["dvc", "exp", "run", *SMALL, "-S", "sample.distribution=gaussian"], project, str(mnist_dir))
+    assert ran_stages(back.stdout) == [], "the first run's results should come back from the run-cache"
+    assert (project / "models" / "judge.pt").read_bytes() == judge
 
 
 def test_changing_only_perplexity_reruns_only_tsne(project, mnist_dir):
@@ -119,7 +171,8 @@ def test_dvc_resumes_a_killed_training_run(tmp_path, mnist_dir):
 
 
 HEADLINE = ["step", "val_mse", "train_seconds", "threshold", "fp_rate", "auc_rotation", "auc_patch", "tsne_knn10",
-            "psnr_gain"]
+            "psnr_gain", "noisy_acc", "denoised_acc", "judge_accuracy", "fd_samples", "fd_recon", "fd_real", "sample_conf",
+            "sample_min_share", "recon_acc"]
 
 
 def test_metrics_are_the_headline_numbers_and_fit_exp_show(project):
@@ -162,11 +215,11 @@ def test_changing_only_the_threshold_param_reruns_only_threshold_and_evaluation(
 
 
 def last_good_run(project: Path) -> dict[str, bytes]:
-    """Every output a user keeps from a run: the model, metrics, reports, latents and figures."""
-    paths = [project / "models" / "model.pt", project / "data" / "latents.npz", project / "dvclive" / "metrics.json",
-             *(project / "metrics").glob("*.json"), *(project / "reports").glob("*.json"),
-             *(project / "plots").glob("*.png")]
-    assert len(paths) == 3 + 4 + 5 + len(FIGURES)
+    """Every output a user keeps from a run: the models, metrics, reports, latents, samples and figures."""
+    paths = [*(project / "models").glob("*.pt"), project / "data" / "latents.npz", project / "data" / "samples.npz",
+             project / "dvclive" / "metrics.json", *(project / "metrics").glob("*.json"),
+             *(project / "reports").glob("*.json"), *(project / "plots").glob("*.png")]
+    assert len(paths) == 2 + 2 + 1 + 6 + 7 + len(FIGURES)
     return {str(path.relative_to(project)): path.read_bytes() for path in paths}
 
 
@@ -282,7 +335,8 @@ def test_fashion_mnist_runs_the_whole_pipeline_from_its_own_mirror(tmp_path, fas
 @pytest.mark.parametrize("module, stages", [
     ("training.py", {"train"}),
     ("distributed.py", {"train"}),
-    ("plots.py", {"threshold", "evaluate", "training_figures", "tsne", "interpolate", "denoise"}),
+    ("plots.py", {"threshold", "evaluate", "training_figures", "tsne", "interpolate", "denoise", "sample"}),
+    ("model.py", {"train", "losses", "evaluate", "interpolate", "denoise", "sample"}),  # not the judge
 ])
 def test_an_edit_to_a_library_module_changes_only_the_stages_that_import_it(project, module, stages):
     edited = f"src/aepipe/{module}"

@@ -1,13 +1,15 @@
-"""Where tensors live: the device train.device names, and images as tensors on it.
+"""Where tensors live: the device train.device names, images as tensors on it, and their layout there.
 
-Kept apart from the training loop so that the evaluation stages, which need only these two, do not
-depend on (and rerun after every edit of) training.py.
+Kept apart from the models and the training loop so that the stages, which all need these, do not
+depend on (and rerun after every edit of) training.py, or the judge on the autoencoder's model.py.
 """
 
 import numpy as np
 import torch
 
 from aepipe.errors import AepipeError
+
+EVAL_BATCH_SIZE = 1024  # for passes without gradients: large batches, and memory stays small
 
 
 def resolve_device(name: str) -> torch.device:
@@ -23,3 +25,8 @@ def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (N, 28, 28) → float32 (N, 1, 28, 28) in [0, 1] on `device`, as torchvision's ToTensor."""
     pixels = torch.from_numpy(np.array(images))  # a copy: arrays parsed from bytes are read-only
     return pixels.to(device).unsqueeze(1).float().div_(255)
+
+
+def preferred_memory_format(device: torch.device) -> torch.memory_format:
+    """Channels-last convolutions measured 20-30 % faster on a 2-core CPU (not measured on a GPU yet)."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format

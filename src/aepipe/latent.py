@@ -1,7 +1,8 @@
-"""The latent space: walk the straight line between two latents."""
+"""The latent space: decode latents, and walk the straight line between two."""
 
 import torch
 
+from aepipe.devices import EVAL_BATCH_SIZE
 from aepipe.model import AutoEncoder
 
 
@@ -15,3 +16,10 @@ def interpolate(model: AutoEncoder, start: torch.Tensor, end: torch.Tensor, step
     model.eval()
     fractions = torch.linspace(0, 1, steps, device=start.device).unsqueeze(1)
     return model.decode((1 - fractions) * start + fractions * end)
+
+
+@torch.no_grad()
+def decode(model: AutoEncoder, latents: torch.Tensor) -> torch.Tensor:
+    """(N, latent_dim) → (N, 1, 28, 28), in batches."""
+    model.eval()
+    return torch.cat([model.decode(chunk) for chunk in latents.split(EVAL_BATCH_SIZE)])

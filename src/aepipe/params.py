@@ -131,6 +131,25 @@ class DenoiseParams(Section):
     noise_std: list[Annotated[Number, Field(gt=0)]] = Field(min_length=1)  # Gaussian noise levels (pixels in [0, 1])
 
 
+class JudgeParams(Section):
+    """The classifier that judges generated, reconstructed and denoised images (independent of the autoencoder)."""
+
+    epochs: StrictInt = Field(ge=1)
+    batch_size: StrictInt = Field(ge=1)
+    lr: Number = Field(gt=0)  # peak learning rate of the one-cycle schedule
+    seed: StrictInt = Field(ge=0)  # its own: the autoencoder's seed never retrains the judge
+    train_size: Annotated[StrictInt, Field(ge=1, le=MNIST_TRAIN_SIZE)] | None  # first N training images (null: all)
+
+
+class SampleParams(Section):
+    """New images decoded from a distribution fitted to the training latents."""
+
+    distribution: Literal["gaussian", "class_gaussian", "mixture"]
+    components: StrictInt = Field(ge=1)  # for mixture: Gaussians in the mixture
+    count: StrictInt = Field(ge=2)  # samples decoded (and judged)
+    seed: StrictInt = Field(ge=0)  # of the samples, and of the random halves of the validation images
+
+
 class Params(Section):
     seed: StrictInt = Field(ge=0)
     download: DownloadParams
@@ -141,6 +160,8 @@ class Params(Section):
     tsne: TsneParams
     interpolate: InterpolateParams
     denoise: DenoiseParams
+    judge: JudgeParams
+    sample: SampleParams
 
     @property
     def val_images(self) -> int:

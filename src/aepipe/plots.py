@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
 from aepipe.atomic import atomic_path  # noqa: E402
 
@@ -169,5 +169,69 @@ def most_anomalous(images: np.ndarray, scores: np.ndarray, labels: np.ndarray, n
     for ax in axes.flat[len(images):]:
         ax.set_visible(False)
     figure.suptitle(f"Most anomalous validation images ({label_noun}, reconstruction error; threshold {threshold:.4f})")
+    figure.tight_layout()
+    return figure
+
+
+def _frame(ax: plt.Axes, color: str, width: float = 2.5) -> None:
+    for spine in ax.spines.values():
+        spine.set(color=color, linewidth=width)
+
+
+def _confidence_color(confidence: float) -> str:
+    return "#55a868" if confidence >= 0.9 else "#dd8452" if confidence >= 0.5 else "#c44e52"
+
+
+def samples_grid(prototypes: np.ndarray, prototype_names: Sequence[str], samples: np.ndarray,
+                 verdicts: tuple[np.ndarray, np.ndarray] | None, class_names: Sequence[str], columns: int = 10) -> plt.Figure:
+    """Decoded class means on top, then samples; with a judge (`verdicts`: its labels and confidences of
+    the prototypes and samples together), each image is titled and framed by what the judge says."""
+    sample_rows = -(-len(samples) // columns)
+    figure, axes = plt.subplots(1 + sample_rows, columns, figsize=(columns * 1.0, (1 + sample_rows) * 1.25),
+                                squeeze=False)
+    shown = [(axes[0, i], image, name) for i, (image, name) in enumerate(zip(prototypes, prototype_names))]
+    shown += [(ax, image, None) for ax, image in zip(axes[1:].flat, samples)]
+    for i, (ax, image, name) in enumerate(shown):
+        title = f"mean of {name}" if name is not None else None
+        if verdicts:
+            label, confidence = verdicts[0][i], verdicts[1][i]
+            judged = f"{class_names[label]} {confidence:.2f}"
+            title = f"{title}\n{judged}" if title else judged
+        _show_digit(ax, image)
+        if title:
+            ax.set_title(title, fontsize=7)
+        if verdicts:
+            _frame(ax, _confidence_color(verdicts[1][i]))
+    for ax in [*axes[0, len(prototypes):], *axes[1:].flat[len(samples):]]:
+        ax.set_visible(False)
+    judged = ("; title and frame: the judge's class and confidence (green ≥ 0.9, orange ≥ 0.5, red below)"
+              if verdicts else "")
+    figure.suptitle(f"Decoded class means (top row) and samples from the latent distribution{judged}", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def denoising_curves(noise_std: Sequence[float], psnr: Sequence[tuple[float, float]], clean_psnr: float,
+                     accuracy: Sequence[tuple[float, float]] | None) -> plt.Figure:
+    """Mean PSNR of noisy and reconstructed images by noise level; with a judge, its accuracy on them,
+    where `accuracy` starts at noise 0: the clean images and their plain reconstructions."""
+    figure, axes = plt.subplots(1, 1 if accuracy is None else 2, figsize=(5.5 if accuracy is None else 11, 3.8),
+                                squeeze=False)
+    by_noise = axes[0, 0]
+    noisy, reconstructed = zip(*psnr)
+    by_noise.plot(noise_std, noisy, marker="o", label="noisy input")
+    by_noise.plot(noise_std, reconstructed, marker="o", label="reconstructed")
+    by_noise.axhline(clean_psnr, color="grey", linestyle="--", label=f"clean images reconstructed ({clean_psnr:.1f} dB)")
+    by_noise.set(xlabel="noise σ", ylabel="mean PSNR (dB)", title="PSNR against the clean images")
+    by_noise.legend(fontsize="small")
+    if accuracy is not None:
+        judged = axes[0, 1]
+        noisy, reconstructed = zip(*accuracy)
+        levels = [0, *noise_std]
+        judged.plot(levels, noisy, marker="o", label="noisy input (σ 0: the clean images)")
+        judged.plot(levels, reconstructed, marker="o", label="reconstructed")
+        judged.set(xlabel="noise σ", ylabel="judge's accuracy", title="Is it still the same class? (the judge)")
+        judged.yaxis.set_major_formatter(PercentFormatter(1.0))
+        judged.legend(fontsize="small")
     figure.tight_layout()
     return figure

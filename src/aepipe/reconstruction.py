@@ -3,9 +3,8 @@
 import numpy as np
 import torch
 
+from aepipe.devices import EVAL_BATCH_SIZE
 from aepipe.model import AutoEncoder
-
-EVAL_BATCH_SIZE = 1024  # large batches: no gradients are kept, so memory stays small
 
 
 @torch.no_grad()

@@ -12,9 +12,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from aepipe.checkpoints import torch_save
+from aepipe.devices import preferred_memory_format
 from aepipe.distributed import World
 from aepipe.errors import AepipeError
-from aepipe.model import AutoEncoder, preferred_memory_format, torch_save
+from aepipe.model import AutoEncoder
 from aepipe.params import TrainParams
 from aepipe.reconstruction import mean_squared_error, reconstruct
 

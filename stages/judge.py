@@ -1,0 +1,41 @@
+"""Stage judge: train the digit classifier that judges the autoencoder's images; its test accuracy."""
+
+import numpy as np
+import torch
+
+from aepipe.atomic import write_json
+from aepipe.devices import resolve_device, to_tensor
+from aepipe.errors import exit_on_error
+from aepipe.judge import save_judge, train_judge
+from aepipe.mnist import load_classes, load_split
+from aepipe.params import load_params
+
+
+def main() -> None:
+    params = load_params("params.yaml")
+    classes = load_classes("data/raw")
+    if not classes.labelled or len(classes.names) < 2:
+        # A folder without classes: nothing to learn, so no judge; the later stages report null.
+        save_judge(None, "models/judge.pt")
+        write_json("metrics/judge.json", {"judge_accuracy": None})
+        write_json("reports/judge.json", {"judge": "not trained: the images have no classes"})
+        return
+    device = resolve_device(params.train.device)
+    # All classes, whatever data.normal_digits says: the judge knows every class the autoencoder may draw.
+    train = load_split("data/raw", "train", params.judge.train_size)
+    val = load_split("data/raw", "val")
+    result = train_judge(to_tensor(train.images, device), torch.as_tensor(train.labels.astype(np.int64), device=device),
+                         to_tensor(val.images, device), val.labels, len(classes.names), params.judge)
+    save_judge(result.judge, "models/judge.pt")
+    write_json("metrics/judge.json", {"judge_accuracy": result.epoch_accuracies[-1]})
+    write_json("reports/judge.json", {
+        "accuracy_per_epoch": result.epoch_accuracies,
+        "train_images": len(train.labels),
+        "val_images": len(val.labels),
+        "seconds": round(result.seconds, 2),
+        "device": str(device),
+    })
+
+
+if __name__ == "__main__":
+    exit_on_error(main)

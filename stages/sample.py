@@ -1,0 +1,81 @@
+"""Stage sample: new images decoded from a distribution fitted to the training latents, and the judge's
+view of them: how sure it is, which classes they cover, and how far they are from real images (Fréchet
+distance of its features), beside the same distance for reconstructions and for real images."""
+
+import numpy as np
+import torch
+
+from aepipe.atomic import atomic_path, write_json
+from aepipe.devices import resolve_device, to_tensor
+from aepipe.errors import exit_on_error
+from aepipe.judge import judge_images, load_judge
+from aepipe.latent import decode
+from aepipe.mnist import load_classes, load_split
+from aepipe.model import load_model
+from aepipe.params import load_params
+from aepipe.plots import samples_grid, save
+from aepipe.reconstruction import reconstruct
+from aepipe.sampling import class_means, coverage, frechet_distances, sample_latents
+
+SHOWN = 100  # samples in the figure
+METRICS = ["fd_samples", "fd_recon", "fd_real", "sample_conf", "sample_min_share", "recon_acc"]
+
+
+def main() -> None:
+    params = load_params("params.yaml")
+    device = resolve_device(params.train.device)
+    model = load_model("models/model.pt", device)
+    judge = load_judge("models/judge.pt", device)
+    classes = load_classes("data/raw")
+    normal_digits = params.data.normal_digits
+    saved = np.load("data/latents.npz")
+    # The distribution of what the model was trained on: in one-class mode, the normal classes only.
+    trained_on = np.isin(saved["train_labels"], normal_digits)
+    latents, labels = saved["train_latents"][trained_on], saved["train_labels"][trained_on]
+    drawn = sample_latents(latents, labels, params.sample.distribution, params.sample.count, params.sample.seed,
+                           params.sample.components)
+    samples = decode(model, torch.from_numpy(drawn).to(device))
+    prototype_labels, means = class_means(latents, labels)
+    prototypes = decode(model, torch.from_numpy(means).to(device))
+    prototype_names = [classes.names[label] for label in prototype_labels] if classes.labelled else ["all"]
+    shown = (prototypes[:, 0].cpu().numpy(), prototype_names, samples[:SHOWN, 0].cpu().numpy())
+    pixels = (samples[:, 0] * 255).round().byte().cpu().numpy()
+
+    if judge is None:
+        with atomic_path("data/samples.npz") as tmp:
+            np.savez_compressed(tmp, images=pixels, latents=drawn)
+        write_json("metrics/samples.json", dict.fromkeys(METRICS))
+        write_json("reports/samples.json", {"judge": "not measured: the images have no classes", "samples": len(drawn)})
+        save(samples_grid(*shown, None, classes.names), "plots/samples.png")
+        return
+
+    judged, judged_prototypes = judge_images(judge, samples), judge_images(judge, prototypes)
+    with atomic_path("data/samples.npz") as tmp:
+        np.savez_compressed(tmp, images=pixels, latents=drawn, judge_labels=judged.labels,
+                            judge_confidence=judged.confidence)
+    val = load_split("data/raw", "val", params.data.val_size).only_digits(normal_digits)
+    originals = to_tensor(val.images, device)
+    real, reconstructed = judge_images(judge, originals), judge_images(judge, reconstruct(model, originals))
+    distances = frechet_distances(real.features, reconstructed.features, judged.features, params.sample.seed)
+    samples_report = {"count": len(drawn), "distribution": params.sample.distribution,
+                      "judge_confidence": float(judged.confidence.mean()),
+                      **coverage(judged.labels, classes.names, normal_digits)}
+    reconstructions_report = {"judge_accuracy": reconstructed.accuracy(val.labels),
+                              "judge_accuracy_originals": real.accuracy(val.labels), "images": len(val.labels)}
+    write_json("metrics/samples.json", dict(zip(METRICS, [
+        distances["samples"], distances["reconstructions"], distances["real"], samples_report["judge_confidence"],
+        samples_report["smallest_normal_class_share"], reconstructions_report["judge_accuracy"]])))
+    write_json("reports/samples.json", {
+        "samples": samples_report,
+        "frechet_distance": distances,
+        "reconstructions": reconstructions_report,
+        "prototypes": {name: {"judge": classes.names[label], "confidence": float(confidence)} for name, label, confidence
+                       in zip(prototype_names, judged_prototypes.labels, judged_prototypes.confidence)},
+    })
+    verdicts = tuple(np.concatenate([of_prototypes, of_samples[:SHOWN]]) for of_prototypes, of_samples in
+                     ((judged_prototypes.labels, judged.labels), (judged_prototypes.confidence, judged.confidence)))
+    save(samples_grid(*shown, verdicts, classes.names), "plots/samples.png")
+
+
+if __name__ == "__main__":
+    exit_on_error(main)
