@@ -1,8 +1,8 @@
 """Pipeline speed: every stage, the whole `dvc repro`, and one-class experiments, as a user runs them.
 
-    python bench/pipeline_speed.py [--digit 3]
+    python bench/pipeline_speed.py [--digit 3] [--rev REV]
 
-Works on a fresh `git clone` of this repository's HEAD in a temporary directory (so it measures
+Works on a fresh `git clone` of this repository's HEAD (or REV) in a temporary directory (so it measures
 committed code, named in the results, and leaves the workspace, its dvc.lock and its cache alone). MNIST comes from
 $AEPIPE_MNIST_MIRROR (a URL or a local folder of the four .gz files) or the official mirrors.
 1. `dvc repro`: the whole default pipeline from nothing (the download included).
@@ -10,7 +10,8 @@ $AEPIPE_MNIST_MIRROR (a URL or a local folder of the four .gz files) or the offi
    (the largest resident set of DVC and the stage it runs).
 3. `dvc exp run -S data.normal_digits=[D]`: a one-class experiment end to end (every stage but the
    download reruns).
-Results: bench/results/pipeline_speed-<device>.json and a table on stdout.
+Results: bench/results/pipeline_speed-<device>.json (pipeline_speed-<device>-<REV>.json for --rev, to
+compare an earlier commit on the same day and machine) and a table on stdout.
 """
 
 import argparse
@@ -69,15 +70,18 @@ def timed(command: list[str], cwd: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--digit", type=int, default=3, help="normal digit of the one-class experiment")
+    parser.add_argument("--rev", help="measure this commit instead of HEAD")
     args = parser.parse_args()
 
-    stages = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
     versions = torch_and_device()
-    if git("status", "--porcelain", "--untracked-files=no"):
+    if git("status", "--porcelain", "--untracked-files=no") and not args.rev:
         print("bench: uncommitted changes are not measured; this measures HEAD", file=sys.stderr)
+    commit = git("rev-parse", "--short", f"{args.rev or 'HEAD'}^{{commit}}")
     with tempfile.TemporaryDirectory(prefix="aepipe-bench-") as tmp:
         project = Path(tmp) / "aepipe"
         subprocess.run(["git", "clone", "--quiet", str(REPO), str(project)], check=True)
+        subprocess.run(["git", "checkout", "--quiet", commit], cwd=project, check=True)
+        stages = list(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
         print("dvc repro (whole pipeline) ...", flush=True)
         whole = timed(["dvc", "repro"], project)
         per_stage = {}
@@ -92,7 +96,7 @@ def main() -> None:
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores" + (f", {versions['gpu']}" if versions["gpu"] else ""),
         "torch": versions["torch"],
-        "commit": git("rev-parse", "--short", "HEAD"),
+        "commit": commit,
         "command": "python bench/pipeline_speed.py",
         "whole_pipeline": whole,
         "stages": per_stage,
@@ -100,7 +104,7 @@ def main() -> None:
         "peak_rss_mb": max(run["peak_rss_mb"] for run in [whole, *per_stage.values()]),
         "one_class_experiment": {"digit": args.digit, **one_class},
     }
-    write_json(RESULTS / f"pipeline_speed-{versions['device']}.json", report)
+    write_json(RESULTS / f"pipeline_speed-{versions['device']}{'-' + args.rev if args.rev else ''}.json", report)
     print("\n| run | seconds | peak RSS MB |\n|---|---|---|")
     print(f"| `dvc repro`, whole pipeline | {whole['seconds']} | {whole['peak_rss_mb']:,.0f} |")
     for name, run in per_stage.items():

@@ -1,7 +1,8 @@
 """Stage evaluate: how well the per-image threshold separates anomalies from normal images.
 
 Normal images: the normal validation images not used for calibration. Anomalies: the held-out
-digits (in one-class mode) and each synthetic corruption of the normal test images.
+digits (in one-class mode) and each synthetic corruption of the normal test images, all scored by
+the losses stage: this one runs no model.
 """
 
 import json
@@ -12,14 +13,10 @@ import pandas as pd
 
 from aepipe.anomaly import calibration_split, detection_metrics
 from aepipe.atomic import write_json
-from aepipe.corruptions import corrupt
-from aepipe.devices import resolve_device, to_tensor
-from aepipe.errors import exit_on_error
+from aepipe.errors import AepipeError, exit_on_error
 from aepipe.mnist import load_classes, load_split
-from aepipe.model import load_model
 from aepipe.params import load_params
 from aepipe.plots import anomaly_scores, most_anomalous, save
-from aepipe.reconstruction import per_image_errors
 
 MOST_ANOMALOUS = 16
 # Shown in `dvc exp show`: the anomalies that tell models apart (noise, inversion and saturation are
@@ -29,8 +26,6 @@ HEADLINE_ANOMALIES = {"held_out_digits": "auc_held_out", "rotation": "auc_rotati
 
 def main() -> None:
     params = load_params("params.yaml")
-    device = resolve_device(params.train.device)
-    model = load_model("models/model.pt", device)
     threshold = json.loads(Path("reports/threshold.json").read_text())["per_image"]["threshold"]
     val = load_split("data/raw", "val", params.data.val_size)
     scores = pd.read_csv("data/losses/val_images.csv")
@@ -43,9 +38,11 @@ def main() -> None:
     held_out = np.flatnonzero(~scores["normal"].to_numpy())
     if len(held_out):
         anomaly_sets["held_out_digits"] = scores["loss"].to_numpy()[held_out]
-    normal_images = to_tensor(val.images[normal_test], device)
-    for name, corrupted in corrupt(normal_images, params.anomaly.corruptions, params.seed).items():
-        anomaly_sets[name] = per_image_errors(model, corrupted).cpu().numpy()
+    corrupted = pd.read_csv("data/losses/corrupted_images.csv")
+    if not np.array_equal(corrupted["index"].to_numpy(), normal_test):
+        raise AepipeError("data/losses/corrupted_images.csv: scored for another calibration split; "
+                          "run the losses stage again (dvc repro)")
+    anomaly_sets.update({name: corrupted[name].to_numpy() for name in corrupted.columns if name != "index"})
 
     evaluation = {name: detection_metrics(normal_scores, anomaly, threshold) for name, anomaly in anomaly_sets.items()}
     false_positive_rate = float(np.mean(normal_scores > threshold))

@@ -41,6 +41,24 @@ def test_identical_scores_give_auc_one_half():
     assert result["recall"] == 0.0 and result["precision"] == 0.0 and result["false_positive_rate"] == 0.0
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_detection_metrics_equal_scikit_learns_to_the_bit(seed):
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    # Rounded, so that many scores tie (as equal reconstruction errors do), across and within the classes.
+    normal = rng.gamma(2.0, 0.01, size=500).round(3)
+    anomalous = (rng.gamma(2.0, 0.01, size=200) + rng.uniform(0, 0.02)).round(3)
+    threshold = float(np.quantile(normal, 0.9))
+    truth = np.r_[np.zeros(len(normal)), np.ones(len(anomalous))]
+    scores = np.r_[normal, anomalous]
+    precision, recall, f1, _ = precision_recall_fscore_support(truth, scores > threshold, average="binary", zero_division=0)
+    result = detection_metrics(normal, anomalous, threshold)
+    assert result["roc_auc"] == roc_auc_score(truth, scores)
+    assert result["average_precision"] == average_precision_score(truth, scores)
+    assert (result["precision"], result["recall"], result["f1"]) == (precision, recall, f1)
+
+
 def test_calibration_split_is_seeded_disjoint_and_complete():
     calibration, test = calibration_split(101, 0.5, seed=3)
     assert len(calibration) == 50 or len(calibration) == 51

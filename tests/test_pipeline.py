@@ -214,6 +214,16 @@ def test_changing_only_the_threshold_param_reruns_only_threshold_and_evaluation(
     assert per_batch["threshold"] == pytest.approx(per_batch["val"]["mean"] + 2 * per_batch["val"]["std"])
 
 
+@pytest.mark.parametrize("stage", ["threshold", "evaluate"])
+def test_the_stages_of_a_threshold_experiment_never_import_torch(project, stage):
+    # Importing torch costs each stage about two seconds; the losses stage scored every image for them.
+    probe = f"import runpy, sys; runpy.run_path('stages/{stage}.py', run_name='__main__'); print(sorted(sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=project, env=project_env(None, PYTHONPATH="src"),
+                            capture_output=True, text=True, check=True)
+    loaded = result.stdout.split("\n")[-2]
+    assert "'aepipe.plots'" in loaded and "'torch'" not in loaded
+
+
 def last_good_run(project: Path) -> dict[str, bytes]:
     """Every output a user keeps from a run: the models, metrics, reports, latents, samples and figures."""
     paths = [*(project / "models").glob("*.pt"), project / "data" / "latents.npz", project / "data" / "samples.npz",
@@ -336,7 +346,7 @@ def test_fashion_mnist_runs_the_whole_pipeline_from_its_own_mirror(tmp_path, fas
     ("training.py", {"train"}),
     ("distributed.py", {"train"}),
     ("plots.py", {"threshold", "evaluate", "training_figures", "tsne", "interpolate", "denoise", "sample"}),
-    ("model.py", {"train", "losses", "evaluate", "interpolate", "denoise", "sample"}),  # not the judge
+    ("model.py", {"train", "losses", "interpolate", "denoise", "sample"}),  # not the judge, nor evaluate (no model)
 ])
 def test_an_edit_to_a_library_module_changes_only_the_stages_that_import_it(project, module, stages):
     edited = f"src/aepipe/{module}"

@@ -15,11 +15,14 @@ import torch
 from torch import nn
 
 from aepipe.checkpoints import load_weights, read_checkpoint, torch_save
-from aepipe.devices import EVAL_BATCH_SIZE, preferred_memory_format
+from aepipe.devices import preferred_memory_format
 from aepipe.params import JudgeParams
 
 JUDGE_FORMAT = "aepipe.judge/1"
 FEATURES = 128
+# Images per batch when judging: its 28×28×16 activations are large, so batches of 1024 spill out of the
+# CPU caches (measured 0.65 s for 10,000 images; 0.41 s in batches of 256, the same verdicts to the bit).
+JUDGING_BATCH_SIZE = 256
 
 
 class Judge(nn.Module):
@@ -97,7 +100,7 @@ def judge_images(judge: Judge, images: torch.Tensor) -> Verdicts:
     """The judge's class, confidence and features for (N, 1, 28, 28) images in [0, 1], in batches."""
     judge.eval()
     labels, confidence, features = [], [], []
-    for chunk in images.split(EVAL_BATCH_SIZE):
+    for chunk in images.split(JUDGING_BATCH_SIZE):
         chunk_features = judge.features(chunk)
         best = judge.head(chunk_features).softmax(dim=1).max(dim=1)
         labels.append(best.indices)

@@ -2,7 +2,6 @@
 measure how far a set of images is from real ones (the Fréchet distance between their features)."""
 
 import numpy as np
-from sklearn.mixture import GaussianMixture
 
 
 def sample_latents(latents: np.ndarray, labels: np.ndarray, distribution: str, count: int, seed: int,
@@ -21,6 +20,9 @@ def sample_latents(latents: np.ndarray, labels: np.ndarray, distribution: str, c
         covariances = np.stack([_covariance(latents[labels == label]) for label in classes])
         weights = sizes / sizes.sum()
     elif distribution == "mixture":
+        # Imported only here: scikit-learn takes a second to import, which the other distributions do not need.
+        from sklearn.mixture import GaussianMixture
+
         mixture = GaussianMixture(components, covariance_type="full", random_state=seed).fit(latents)
         means, covariances, weights = mixture.means_, mixture.covariances_, mixture.weights_
     else:
