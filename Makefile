@@ -31,9 +31,10 @@ repro: setup
 test: setup
 	PATH="$(BIN):$$PATH" python -m pytest
 
-# Both benchmarks (about 12 minutes on 2 cores); results in bench/results/, tables on stdout.
+# The benchmarks (about 25 minutes on 2 cores); results in bench/results/, tables on stdout.
 bench: setup
 	PATH="$(BIN):$$PATH" python bench/train_speed.py
+	PATH="$(BIN):$$PATH" python bench/train_levers.py
 	PATH="$(BIN):$$PATH" python bench/pipeline_speed.py
 
 # Alice's half of the team workflow (README, "Share experiments with your team")...

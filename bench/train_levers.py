@@ -1,0 +1,112 @@
+"""Training-speed levers, each against the training loop as it is, interleaved in one process.
+
+    python bench/train_levers.py [--rounds 6] [--steps 200]
+
+This machine's speed drifts by ±30 % within minutes, so a lever is only compared with the current
+loop measured right beside it: every round runs a block of `--steps` batch-64 training steps of
+each variant in turn, each variant with its own model and optimizer (the same initialisation), on
+real MNIST from data/raw. Reported: images/s of every block, the median per variant, and its ratio
+to the current loop's median. Levers:
+
+- autocast_bf16: the forward pass under torch.autocast(bfloat16) (AMX or AVX-512 BF16 where the CPU has them);
+- onednn_bf16: float32 convolutions and matrix products computed by oneDNN in bfloat16
+  (torch.backends.mkldnn.{conv,matmul}.fp32_precision = "bf16");
+- contiguous: the contiguous memory format instead of channels-last;
+- one_thread: one intra-op thread instead of all cores.
+
+Results: bench/results/train_levers-<device>.json and a table on stdout.
+"""
+
+import argparse
+import contextlib
+import os
+import platform
+import statistics
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from aepipe.atomic import write_json
+from aepipe.devices import to_tensor
+from aepipe.mnist import load_split
+from aepipe.model import AutoEncoder
+
+REPO = Path(__file__).resolve().parents[1]
+LEVERS = ["current", "autocast_bf16", "onednn_bf16", "contiguous", "one_thread"]
+BATCH_SIZE = 64
+
+
+@contextlib.contextmanager
+def lever_settings(lever: str):
+    """The global settings a lever needs while its block runs; the current loop's afterwards."""
+    threads = torch.get_num_threads()
+    if lever == "onednn_bf16":
+        torch.backends.mkldnn.conv.fp32_precision = torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    if lever == "one_thread":
+        torch.set_num_threads(1)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16) if lever == "autocast_bf16" else contextlib.nullcontext():
+            yield
+    finally:
+        torch.backends.mkldnn.conv.fp32_precision = torch.backends.mkldnn.matmul.fp32_precision = "none"
+        torch.set_num_threads(threads)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=200, help="training steps per block")
+    args = parser.parse_args()
+
+    torch.set_flush_denormal(True)  # as aepipe.training does
+    images = to_tensor(load_split(REPO / "data" / "raw", "train").images, torch.device("cpu"))
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    variants = {}
+    for lever in LEVERS:
+        memory_format = torch.contiguous_format if lever == "contiguous" else torch.channels_last
+        torch.manual_seed(0)
+        model = AutoEncoder(20).to(memory_format=memory_format)
+        variants[lever] = (model, torch.optim.Adam(model.parameters(), lr=1e-3, fused=True), memory_format)
+
+    def block(lever: str, first_step: int) -> float:
+        model, optimizer, memory_format = variants[lever]
+        started = time.perf_counter()
+        with lever_settings(lever):
+            for step in range(first_step, first_step + args.steps):
+                start = step * BATCH_SIZE % (len(images) - BATCH_SIZE)
+                batch = images[order[start : start + BATCH_SIZE]].contiguous(memory_format=memory_format)
+                reconstruction, _ = model(batch)
+                loss = torch.nn.functional.mse_loss(reconstruction.float(), batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        return args.steps * BATCH_SIZE / (time.perf_counter() - started)
+
+    for lever in LEVERS:  # warm-up: oneDNN builds its kernels on first use
+        block(lever, 0)
+    speeds = {lever: [] for lever in LEVERS}
+    for round_ in range(args.rounds):
+        for lever in LEVERS:
+            speeds[lever].append(round(block(lever, (round_ + 1) * args.steps), 1))
+    medians = {lever: statistics.median(values) for lever, values in speeds.items()}
+    report = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "command": f"python bench/train_levers.py --rounds {args.rounds} --steps {args.steps}",
+        "images_per_second": speeds,
+        "median_images_per_second": medians,
+        "ratio_to_current": {lever: round(median / medians["current"], 3) for lever, median in medians.items()},
+    }
+    write_json(REPO / "bench" / "results" / "train_levers-cpu.json", report)
+    print("| lever | images/s per block | median | vs current |\n|---|---|---|---|")
+    for lever in LEVERS:
+        print(f"| {lever} | {', '.join(f'{v:,.0f}' for v in speeds[lever])} | {medians[lever]:,.0f} | "
+              f"{report['ratio_to_current'][lever]:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
