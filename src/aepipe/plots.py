@@ -58,7 +58,7 @@ class Cell(NamedTuple):
 
 
 def _digit_mosaic(cells: Sequence[Cell], rows: int, columns: int, title_lines: int, fontsize: float,
-                  column_inches: float, row_labels: Sequence[str] = ()) -> tuple[plt.Figure, plt.Axes]:
+                  column_inches: float, row_labels: Sequence[str] = ()) -> plt.Figure:
     """Digits in a grid drawn as one image on one Axes, titles and frames on top of it: as many Axes
     as digits took seconds to lay out (about 25 ms each)."""
     side, gap = 28, 6  # pixels of a digit, and between two
@@ -76,10 +76,10 @@ def _digit_mosaic(cells: Sequence[Cell], rows: int, columns: int, title_lines: i
             ax.text(left + side / 2 - 0.5, top - 2.5, cell.title, ha="center", va="bottom", fontsize=fontsize,
                     linespacing=1.1)
     for row, label in enumerate(row_labels):
-        ax.text(-2, row * cell_height + title_height + cell_height / 2, label, ha="right", va="center", fontsize=fontsize)
+        ax.text(-2, row * cell_height + title_height + (gap + side) / 2, label, ha="right", va="center", fontsize=fontsize)
     ax.imshow(mosaic, cmap="binary", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
-    return figure, ax
+    return figure
 
 
 def reconstruction_grid(images: np.ndarray, reconstructions: np.ndarray, every: int = 4, columns: int = 9) -> plt.Figure:
@@ -91,8 +91,8 @@ def reconstruction_grid(images: np.ndarray, reconstructions: np.ndarray, every: 
     rows = [("input", images)] + [(f"epoch {epoch + 1}", reconstructions[epoch]) for epoch in shown_epochs]
     cells = [Cell(row, column, image) for row, (_, row_images) in enumerate(rows)
              for column, image in enumerate(row_images[:columns])]
-    figure, _ = _digit_mosaic(cells, len(rows), columns, title_lines=0, fontsize=9, column_inches=0.9,
-                              row_labels=[label for label, _ in rows])
+    figure = _digit_mosaic(cells, len(rows), columns, title_lines=0, fontsize=9, column_inches=0.9,
+                           row_labels=[label for label, _ in rows])
     figure.suptitle("Validation images and their reconstructions during training")
     figure.tight_layout()
     return figure
@@ -199,7 +199,7 @@ def most_anomalous(images: np.ndarray, scores: np.ndarray, labels: np.ndarray, n
     marks = ["" if is_normal else "\n(held out)" for is_normal in normal]
     cells = [Cell(i // columns, i % columns, image, f"{class_names[label]}{mark}\n{score:.4f}")
              for i, (image, score, label, mark) in enumerate(zip(images, scores, labels, marks))]
-    figure, _ = _digit_mosaic(cells, rows, columns, title_lines=3 if held_out else 2, fontsize=9, column_inches=1.3)
+    figure = _digit_mosaic(cells, rows, columns, title_lines=3 if held_out else 2, fontsize=9, column_inches=1.3)
     figure.suptitle(f"Most anomalous validation images ({label_noun}, reconstruction error; threshold {threshold:.4f})")
     figure.tight_layout()
     return figure
@@ -223,8 +223,8 @@ def samples_grid(prototypes: np.ndarray, prototype_names: Sequence[str], samples
             judged = f"{class_names[label]} {confidence:.2f}"
             title, frame = (f"{title}\n{judged}" if title else judged), _confidence_color(confidence)
         cells.append(Cell(row, column, image, title, frame))
-    figure, _ = _digit_mosaic(cells, 1 + -(-len(samples) // columns), columns, title_lines=2 if verdicts else 1,
-                              fontsize=7, column_inches=1.0)
+    figure = _digit_mosaic(cells, 1 + -(-len(samples) // columns), columns, title_lines=2 if verdicts else 1,
+                           fontsize=7, column_inches=1.0)
     judged = ("; title and frame: the judge's class and confidence (green ≥ 0.9, orange ≥ 0.5, red below)"
               if verdicts else "")
     figure.suptitle(f"Decoded class means (top row) and samples from the latent distribution{judged}", fontsize=10)
