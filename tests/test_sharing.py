@@ -214,9 +214,16 @@ def test_exp_show_follows_a_queued_experiment_epoch_by_epoch(tmp_path, mnist_dir
     # The queue's worker outlives `dvc queue start`, and would hold a captured stdout open till it ends.
     subprocess.run(["dvc", "queue", "start"], cwd=project, env=project_env(str(mnist_dir)), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seen_steps, deadline = set(), time.monotonic() + 600
+    seen_steps, states, deadline = set(), {}, time.monotonic() + 600
     while time.monotonic() < deadline:
-        shown = json.loads(run(["dvc", "exp", "show", "--json"], project, None).stdout)
+        result = run(["dvc", "exp", "show", "--json"], project, None, check=False)
+        if result.returncode != 0:
+            # DVC 3.67: while the queue makes or removes an experiment's temporary copy, `exp show` can fail
+            # for a moment naming that copy; the next call works. Any other failure is a failure.
+            assert ".dvc/tmp/exps/tmp" in result.stderr and "does not exist" in result.stderr, result.stderr
+            time.sleep(0.5)
+            continue
+        shown = json.loads(result.stdout)
         states = {}
         for commit in shown:
             for experiment in commit.get("experiments") or []:
