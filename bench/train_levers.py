@@ -1,6 +1,6 @@
 """Training-speed levers, each against the training loop as it is, interleaved in one process.
 
-    python bench/train_levers.py [--rounds 6] [--steps 200]
+    python bench/train_levers.py [--rounds 6] [--steps 200] [--val-mse-epochs 20]
 
 This machine's speed drifts by ±30 % within minutes, so a lever is only compared with the current
 loop measured right beside it: every round runs a block of `--steps` batch-64 training steps of
@@ -13,6 +13,10 @@ to the current loop's median. Levers:
   (torch.backends.mkldnn.{conv,matmul}.fp32_precision = "bf16");
 - contiguous: the contiguous memory format instead of channels-last;
 - one_thread: one intra-op thread instead of all cores.
+
+With --val-mse-epochs N, the levers that change the arithmetic (autocast_bf16, onednn_bf16) and the
+current loop then each train a fresh model for N epochs' worth of steps, and the final models'
+validation MSE is compared (a lever that changes the numbers is only worth it within 1 %).
 
 Results: bench/results/train_levers-<device>.json and a table on stdout.
 """
@@ -32,6 +36,7 @@ from aepipe.atomic import write_json
 from aepipe.devices import to_tensor
 from aepipe.mnist import load_split
 from aepipe.model import AutoEncoder
+from aepipe.reconstruction import mean_squared_error
 
 REPO = Path(__file__).resolve().parents[1]
 LEVERS = ["current", "autocast_bf16", "onednn_bf16", "contiguous", "one_thread"]
@@ -58,23 +63,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=200, help="training steps per block")
+    parser.add_argument("--val-mse-epochs", type=int, default=0, help="also train N epochs per arithmetic lever")
     args = parser.parse_args()
 
     torch.set_flush_denormal(True)  # as aepipe.training does
     images = to_tensor(load_split(REPO / "data" / "raw", "train").images, torch.device("cpu"))
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     variants = {}
-    for lever in LEVERS:
+
+    def fresh(lever: str) -> None:
         memory_format = torch.contiguous_format if lever == "contiguous" else torch.channels_last
         torch.manual_seed(0)
         model = AutoEncoder(20).to(memory_format=memory_format)
         variants[lever] = (model, torch.optim.Adam(model.parameters(), lr=1e-3, fused=True), memory_format)
 
-    def block(lever: str, first_step: int) -> float:
+    def block(lever: str, first_step: int, steps: int = args.steps) -> float:
         model, optimizer, memory_format = variants[lever]
         started = time.perf_counter()
         with lever_settings(lever):
-            for step in range(first_step, first_step + args.steps):
+            for step in range(first_step, first_step + steps):
                 start = step * BATCH_SIZE % (len(images) - BATCH_SIZE)
                 batch = images[order[start : start + BATCH_SIZE]].contiguous(memory_format=memory_format)
                 reconstruction, _ = model(batch)
@@ -82,8 +89,10 @@ def main() -> None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-        return args.steps * BATCH_SIZE / (time.perf_counter() - started)
+        return steps * BATCH_SIZE / (time.perf_counter() - started)
 
+    for lever in LEVERS:
+        fresh(lever)
     for lever in LEVERS:  # warm-up: oneDNN builds its kernels on first use
         block(lever, 0)
     speeds = {lever: [] for lever in LEVERS}
@@ -101,11 +110,26 @@ def main() -> None:
         "median_images_per_second": medians,
         "ratio_to_current": {lever: round(median / medians["current"], 3) for lever, median in medians.items()},
     }
+    if args.val_mse_epochs:
+        val_images = to_tensor(load_split(REPO / "data" / "raw", "val").images, torch.device("cpu"))
+        steps = args.val_mse_epochs * (len(images) // BATCH_SIZE)
+        val_mse = {}
+        for lever in ("current", "autocast_bf16", "onednn_bf16"):
+            fresh(lever)
+            block(lever, 0, steps)
+            val_mse[lever] = mean_squared_error(variants[lever][0], val_images)
+        report["val_mse"] = {"epochs": args.val_mse_epochs, **val_mse,
+                             **{f"{lever}_relative_difference": round(val_mse[lever] / val_mse["current"] - 1, 4)
+                                for lever in ("autocast_bf16", "onednn_bf16")}}
+        report["command"] += f" --val-mse-epochs {args.val_mse_epochs}"
     write_json(REPO / "bench" / "results" / "train_levers-cpu.json", report)
     print("| lever | images/s per block | median | vs current |\n|---|---|---|---|")
     for lever in LEVERS:
         print(f"| {lever} | {', '.join(f'{v:,.0f}' for v in speeds[lever])} | {medians[lever]:,.0f} | "
               f"{report['ratio_to_current'][lever]:.2f}× |")
+    if args.val_mse_epochs:
+        print(f"validation MSE after {args.val_mse_epochs} epochs: " +
+              ", ".join(f"{lever} {report['val_mse'][lever]:.6f}" for lever in ("current", "autocast_bf16", "onednn_bf16")))
 
 
 if __name__ == "__main__":
