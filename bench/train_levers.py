@@ -18,7 +18,7 @@ With --val-mse-epochs N, the levers that change the arithmetic (autocast_bf16, o
 current loop then each train a fresh model for N epochs' worth of steps, and the final models'
 validation MSE is compared (a lever that changes the numbers is only worth it within 1 %).
 
-Results: bench/results/train_levers-<device>.json and a table on stdout.
+Results (CPU only: the levers are the CPU's): bench/results/train_levers-cpu.json and a table on stdout.
 """
 
 import argparse

@@ -224,6 +224,23 @@ def test_the_stages_of_a_threshold_experiment_never_import_torch(project, stage)
     assert "'aepipe.plots'" in loaded and "'torch'" not in loaded
 
 
+def test_evaluate_refuses_anomaly_scores_made_for_another_calibration_split(project, tmp_path):
+    # `dvc repro -s evaluate` after a calibration_fraction change runs evaluate on the old losses' scores.
+    for name in ("data/raw", "data/losses", "reports/threshold.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).symlink_to(project / name)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["anomaly"]["calibration_fraction"] = 0.3
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, str(REPO / "stages" / "evaluate.py")], cwd=tmp_path,
+                            env=project_env(None, PYTHONPATH=str(REPO / "src")), capture_output=True, text=True)
+    assert result.returncode == 2
+    assert ("error: data/losses/corrupted_images.csv: scored for another calibration split; run the losses stage "
+            "again (dvc repro)") in result.stderr
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "plots").exists()
+    assert not (tmp_path / "reports" / "anomaly.json").exists()
+
+
 def last_good_run(project: Path) -> dict[str, bytes]:
     """Every output a user keeps from a run: the models, metrics, reports, latents, samples and figures."""
     paths = [*(project / "models").glob("*.pt"), project / "data" / "latents.npz", project / "data" / "samples.npz",
