@@ -105,11 +105,13 @@ class Team:
         return found
 
 
-def share(root: Path, mnist_dir: Path, s3=None, **env: str) -> Team:
+def share(root: Path, mnist_dir: Path, cache: Path, s3=None, **env: str) -> Team:
     """Alice commits a small run, queues one experiment per latent size, runs the queue and shares it
-    all with the plain commands: git push, dvc push, dvc exp push."""
+    all with the plain commands: git push, dvc push, dvc exp push. Her DVC cache is `cache`: the one
+    Alice of the module that runs second restores every stage from the first one's run-cache."""
     alice = copy_project(root / "alice")
     setup_clone(alice)
+    run(["dvc", "cache", "dir", "--local", str(cache)], alice, None)
     if s3 is not None:
         run(["dvc", "remote", "add", "-d", "s3", "s3://aepipe-cache/pipeline"], alice, None)
         run(["dvc", "remote", "modify", "s3", "endpointurl", env.pop("endpoint")], alice, None)
@@ -130,13 +132,19 @@ def share(root: Path, mnist_dir: Path, s3=None, **env: str) -> Team:
     return Team(root, alice, origin, env, s3)
 
 
+@pytest.fixture(scope="module")
+def alice_cache(tmp_path_factory) -> Path:
+    """What is computed once need not be computed for the second remote (a DVC cache shared on one machine)."""
+    return tmp_path_factory.mktemp("alice-cache")
+
+
 @pytest.fixture(scope="module", params=["local", "s3"])
-def team(request, tmp_path_factory, mnist_dir) -> Team:
+def team(request, tmp_path_factory, mnist_dir, alice_cache) -> Team:
     root = tmp_path_factory.mktemp(f"team-{request.param}")
     if request.param == "local":
-        return share(root, mnist_dir)
+        return share(root, mnist_dir, alice_cache)
     endpoint, s3 = request.getfixturevalue("s3_endpoint")
-    return share(root, mnist_dir, s3, endpoint=endpoint, **S3_CREDENTIALS)
+    return share(root, mnist_dir, alice_cache, s3, endpoint=endpoint, **S3_CREDENTIALS)
 
 
 def test_alice_shares_every_output_of_her_experiments(team):
