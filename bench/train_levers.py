@@ -12,6 +12,8 @@ to the current loop's median. Levers:
 - onednn_bf16: float32 convolutions and matrix products computed by oneDNN in bfloat16
   (torch.backends.mkldnn.{conv,matmul}.fp32_precision = "bf16");
 - contiguous: the contiguous memory format instead of channels-last;
+- native_convs: PyTorch's own convolutions (im2col and a matrix product) instead of oneDNN's, in
+  the contiguous layout they work in;
 - one_thread: one intra-op thread instead of all cores.
 
 With --val-mse-epochs N, the levers that change the arithmetic (autocast_bf16, onednn_bf16) and the
@@ -39,7 +41,7 @@ from aepipe.model import AutoEncoder
 from aepipe.reconstruction import mean_squared_error
 
 REPO = Path(__file__).resolve().parents[1]
-LEVERS = ["current", "autocast_bf16", "onednn_bf16", "contiguous", "one_thread"]
+LEVERS = ["current", "autocast_bf16", "onednn_bf16", "contiguous", "native_convs", "one_thread"]
 BATCH_SIZE = 64
 
 
@@ -52,7 +54,8 @@ def lever_settings(lever: str):
     if lever == "one_thread":
         torch.set_num_threads(1)
     try:
-        with torch.autocast("cpu", dtype=torch.bfloat16) if lever == "autocast_bf16" else contextlib.nullcontext():
+        with (torch.autocast("cpu", dtype=torch.bfloat16) if lever == "autocast_bf16" else contextlib.nullcontext(),
+              torch.backends.mkldnn.flags(enabled=lever != "native_convs")):
             yield
     finally:
         torch.backends.mkldnn.conv.fp32_precision = torch.backends.mkldnn.matmul.fp32_precision = "none"
@@ -72,7 +75,7 @@ def main() -> None:
     variants = {}
 
     def fresh(lever: str) -> None:
-        memory_format = torch.contiguous_format if lever == "contiguous" else torch.channels_last
+        memory_format = torch.contiguous_format if lever in ("contiguous", "native_convs") else torch.channels_last
         torch.manual_seed(0)
         model = AutoEncoder(20).to(memory_format=memory_format)
         variants[lever] = (model, torch.optim.Adam(model.parameters(), lr=1e-3, fused=True), memory_format)

@@ -8,6 +8,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # Test processes run side by side: the cores are shared out between them (torch, and the stages
+    # they start, read this), as more threads than cores spin in OpenMP's barriers and slow everything.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, os.cpu_count() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+# Modules that take longest go first, so no worker is left with one long module at the end.
+SLOWEST_MODULES = ["test_sharing.py", "test_pipeline.py", "test_folder.py", "test_distributed.py", "test_reliability.py"]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        name = item.path.name
+        return SLOWEST_MODULES.index(name) if name in SLOWEST_MODULES else len(SLOWEST_MODULES)
+
+    items.sort(key=rank)  # stable: the tests of a module keep their order
+
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
