@@ -39,7 +39,7 @@ bench: setup
 
 # Alice's half of the team workflow (README, "Share experiments with your team")...
 share: setup
-	$(DVC) push --run-cache
+	$(DVC) push --run-cache --all-branches
 	$(DVC) exp push origin --all-commits --run-cache
 
 # ... and Bob's.

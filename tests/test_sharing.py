@@ -202,6 +202,27 @@ def test_repro_pull_restores_the_committed_run_without_computing(team):
     assert (bob / "models" / "model.pt").read_bytes() == (team.alice / "models" / "model.pt").read_bytes()
 
 
+def test_a_commit_shared_after_the_workspace_moved_on_is_pulled_whole(team):
+    # `dvc push --run-cache` pushes the workspace's outputs and the run-cache's records, not the outputs
+    # those records name: a commit whose outputs the workspace no longer holds needs --all-branches.
+    carol = team.clone("carol")
+    run(["dvc", "pull"], carol, None, **team.env)
+    run(["git", "checkout", "-q", "-b", "carol"], carol, None)
+    run(["dvc", "exp", "run", "-S", "threshold.k=2"], carol, None, **team.env)
+    run(["git", "commit", "-qam", "threshold k 2"], carol, None)
+    committed = locked_outputs((carol / "dvc.lock").read_text())
+    run(["dvc", "exp", "run", "-S", "threshold.k=3"], carol, None, **team.env)  # the workspace moves on
+    run(["git", "push", "-q", "origin", "carol"], carol, None)
+    run(["dvc", "push", "--run-cache", "--all-branches"], carol, None, **team.env)  # the README's, as `make share`
+
+    dave = team.root / "dave"
+    run(["git", "clone", "-q", "-b", "carol", str(team.origin), str(dave)], team.root, None)
+    setup_clone(dave)
+    run(["dvc", "pull"], dave, None, **team.env)
+    assert UP_TO_DATE in run(["dvc", "status"], dave, None, **team.env).stdout
+    assert locked_outputs((dave / "dvc.lock").read_text()) == committed
+
+
 def test_a_remote_missing_objects_fails_clearly_and_changes_nothing(team, tmp_path):
     colleague = team.clone("unlucky")
     before = workspace_files(colleague)
