@@ -8,7 +8,7 @@ DVC := PATH="$(BIN):$$PATH" dvc
 # path goes into .dvc/config.local (see the README: a relative URL breaks `dvc exp push`).
 DVC_STORAGE ?= ../aepipe-dvc-storage
 
-.PHONY: setup remote repro test bench share pull compare
+.PHONY: setup remote repro test bench share pull compare restore-params
 
 setup: $(STAMP)
 	@$(DVC) config --local remote.local.url >/dev/null 2>&1 || $(MAKE) --no-print-directory remote
@@ -51,3 +51,9 @@ pull: setup
 # column with a `/`), so the table fits a 200-column terminal.
 compare:
 	$(DVC) exp show --only-changed --drop '.*/'
+
+# Back to the committed params.yaml, e.g. after a refused `dvc exp run -S` left its value there. Written
+# from git's copy: DVC's restore of a failed run can leave the index's stat data matching the changed
+# file, and then `git checkout params.yaml` sees nothing to do.
+restore-params:
+	git show HEAD:params.yaml > .params.yaml.tmp && mv .params.yaml.tmp params.yaml

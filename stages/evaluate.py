@@ -1,8 +1,8 @@
 """Stage evaluate: how well the per-image threshold separates anomalies from normal images.
 
-Normal images: the normal validation images not used for calibration. Anomalies: the held-out
-digits (in one-class mode) and each synthetic corruption of the normal test images, all scored by
-the losses stage: this one runs no model.
+Normal images: the normal validation images the losses stage marked for testing (not those that
+calibrated the threshold). Anomalies: the held-out classes (in one-class mode) and each synthetic
+corruption of the normal test images, all scored by the losses stage: this one runs no model.
 """
 
 import json
@@ -11,56 +11,52 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aepipe.anomaly import calibration_split, detection_metrics
+from aepipe.anomaly import detection_metrics
 from aepipe.atomic import write_json
-from aepipe.errors import AepipeError, exit_on_error
-from aepipe.mnist import load_classes, load_split
-from aepipe.params import load_params
+from aepipe.errors import exit_on_error
+from aepipe.mnist import load_classes
 from aepipe.plots import anomaly_scores, most_anomalous, save
 
-MOST_ANOMALOUS = 16
-# Shown in `dvc exp show`: the anomalies that tell models apart (noise, inversion and saturation are
-# caught by every model, a blank image by none). All of them are in reports/anomaly.json.
-HEADLINE_ANOMALIES = {"held_out_digits": "auc_held_out", "rotation": "auc_rotation", "patch": "auc_patch"}
+# Shown in `dvc exp show`: the anomalies that tell models and scores apart (noise, inversion and
+# saturation are caught by every model). All of them are in reports/anomaly.json.
+HEADLINE_ANOMALIES = {"held_out_digits": "auc_held_out", "rotation": "auc_rotation", "patch": "auc_patch",
+                      "blank": "auc_blank"}
 
 
 def main() -> None:
-    params = load_params("params.yaml")
-    threshold = json.loads(Path("reports/threshold.json").read_text())["per_image"]["threshold"]
-    val = load_split("data/raw", "val", params.data.val_size)
-    scores = pd.read_csv("data/losses/val_images.csv")
-    normal_index = np.flatnonzero(scores["normal"].to_numpy())
-    _, test = calibration_split(len(normal_index), params.anomaly.calibration_fraction, params.seed)
-    normal_test = normal_index[test]
-    normal_scores = scores["loss"].to_numpy()[normal_test]
-
+    threshold_report = json.loads(Path("reports/threshold.json").read_text())["per_image"]
+    threshold, method = threshold_report["threshold"], threshold_report["score"]
+    images = pd.read_csv("data/losses/val_images.csv")
+    normal_scores = images.loc[images["role"] == "test", "score"].to_numpy()
     anomaly_sets = {}
-    held_out = np.flatnonzero(~scores["normal"].to_numpy())
+    held_out = images.loc[images["role"] == "held_out", "score"].to_numpy()
     if len(held_out):
-        anomaly_sets["held_out_digits"] = scores["loss"].to_numpy()[held_out]
+        anomaly_sets["held_out_digits"] = held_out
     corrupted = pd.read_csv("data/losses/corrupted_images.csv")
-    if not np.array_equal(corrupted["index"].to_numpy(), normal_test):
-        raise AepipeError("data/losses/corrupted_images.csv: scored for another calibration split; "
-                          "run the losses stage again (dvc repro)")
     anomaly_sets.update({name: corrupted[name].to_numpy() for name in corrupted.columns if name != "index"})
+    localisation = json.loads(Path("data/losses/localisation.json").read_text())
 
     evaluation = {name: detection_metrics(normal_scores, anomaly, threshold) for name, anomaly in anomaly_sets.items()}
     false_positive_rate = float(np.mean(normal_scores > threshold))
     write_json("metrics/anomaly.json", {
         "fp_rate": false_positive_rate,
         **{headline: evaluation[name]["roc_auc"] for name, headline in HEADLINE_ANOMALIES.items() if name in evaluation},
+        **({"auc_patch_pixels": localisation["patch_pixel_roc_auc"]} if localisation else {}),
     })
     write_json("reports/anomaly.json", {
+        "score": method,
         "threshold": threshold,
-        "normal_test_images": len(normal_test),
+        "normal_test_images": len(normal_scores),
         "false_positive_rate": false_positive_rate,
         **evaluation,
+        "localisation": localisation,
     })
-    save(anomaly_scores(normal_scores, anomaly_sets, threshold, evaluation), "plots/anomaly_scores.png")
-    top = np.argsort(scores["loss"].to_numpy())[::-1][:MOST_ANOMALOUS]
+    save(anomaly_scores(normal_scores, anomaly_sets, threshold, evaluation, method), "plots/anomaly_scores.png")
+    top = np.load("data/losses/most_anomalous.npz")
+    shown = images.iloc[top["index"]]
     classes = load_classes("data/raw")
-    save(most_anomalous(val.images[top] / 255, scores["loss"].to_numpy()[top], val.labels[top],
-                        scores["normal"].to_numpy()[top], threshold, classes.names, classes.noun),
+    save(most_anomalous(top["images"], top["maps"], shown["score"].to_numpy(), shown["label"].to_numpy(),
+                        shown["normal"].to_numpy(), threshold, method, classes.names, classes.noun),
          "plots/most_anomalous.png")
 
 

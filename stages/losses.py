@@ -1,53 +1,86 @@
 """Stage losses: one pass of the trained model over both splits, and over the synthetic anomalies.
-Reconstruction loss per batch (normal images of both splits) and per image (every validation image,
-marked normal or not; every corruption of each normal test image), and the latent vector of every
-image of both splits."""
+
+Fits the anomaly score (anomaly.score) on the normal training images and scores every validation
+image with it, marking which normal images calibrate the threshold and which test it (the one
+place that split is made); scores every corruption of each normal test image, measures how well
+the anomaly map finds the patch, and keeps the most anomalous images with their maps. Also the
+seed's per-batch reconstruction loss, and the latent vector of every image of both splits."""
 
 import numpy as np
 import pandas as pd
+import torch
 
-from aepipe.anomaly import calibration_split
-from aepipe.atomic import atomic_path, write_csv
-from aepipe.corruptions import corrupt
+from aepipe.anomaly import calibration_roles, pixel_roc_auc
+from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
+from aepipe.corruptions import corrupt, patch_mask
 from aepipe.devices import resolve_device, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.mnist import load_split
 from aepipe.model import load_model
 from aepipe.params import load_params
-from aepipe.reconstruction import batch_means, errors_and_latents, per_image_errors
+from aepipe.reconstruction import batch_means, error_maps
+from aepipe.scores import FittedScore, fit_score, image_features
+
+MOST_ANOMALOUS = 16  # validation images kept with their anomaly maps, for the evaluate stage's figure
 
 
 def main() -> None:
     params = load_params("params.yaml")
     device = resolve_device(params.train.device)
     model = load_model("models/model.pt", device)
-    latents_of = {}
-    for split, limit in (("train", params.data.train_size), ("val", params.data.val_size)):
-        data = load_split("data/raw", split, limit)
-        images = to_tensor(data.images, device)
-        errors, latents = (tensor.cpu().numpy() for tensor in errors_and_latents(model, images))
-        normal = np.isin(data.labels, params.data.normal_digits)
-        # Batches of the training batch size in a seeded random order, as the seed's shuffled
-        # DataLoader: MNIST's files are not shuffled (the test set's halves come from different writers).
-        normal_errors = errors[normal]
-        order = np.random.default_rng(params.seed).permutation(len(normal_errors))
-        batches = batch_means(normal_errors[order], params.train.batch_size)
-        write_csv(f"data/losses/{split}_batches.csv", pd.DataFrame({"batch": np.arange(1, len(batches) + 1), "loss": batches}))
-        latents_of[split] = latents, data.labels
-        if split == "val":
-            write_csv("data/losses/val_images.csv",
-                      pd.DataFrame({"index": np.arange(len(errors)), "label": data.labels, "normal": normal, "loss": errors}))
-            # The synthetic anomalies are made from the normal images that test the threshold, not
-            # those that set it; scored here, so that evaluate needs neither the model nor torch.
-            normal_index = np.flatnonzero(normal)
-            _, test = calibration_split(len(normal_index), params.anomaly.calibration_fraction, params.seed)
-            normal_test = normal_index[test]
-            corrupted = corrupt(images[normal_test], params.anomaly.corruptions, params.seed)
-            write_csv("data/losses/corrupted_images.csv", pd.DataFrame({
-                "index": normal_test, **{name: per_image_errors(model, batch).cpu().numpy() for name, batch in corrupted.items()}}))
-    (train_latents, train_labels), (val_latents, val_labels) = latents_of["train"], latents_of["val"]
+    train = load_split("data/raw", "train", params.data.train_size)
+    train_features = image_features(model, to_tensor(train.images, device))
+    train_normal = np.isin(train.labels, params.data.normal_digits)
+    fitted = fit_score(params.anomaly.score, train_features[train_normal], train.labels[train_normal])
+    write_json("models/anomaly_score.json", {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")})
+    _write_batch_losses("train", train_features.errors[train_normal], params)
+
+    val = load_split("data/raw", "val", params.data.val_size)
+    val_images = to_tensor(val.images, device)
+    val_features = image_features(model, val_images)
+    val_normal = np.isin(val.labels, params.data.normal_digits)
+    _write_batch_losses("val", val_features.errors[val_normal], params)
+    roles = calibration_roles(val_normal, params.anomaly.calibration_fraction, params.seed)
+    scores = fitted.score(val_features)
+    write_csv("data/losses/val_images.csv", pd.DataFrame({
+        "index": np.arange(len(scores)), "label": val.labels, "normal": val_normal, "role": roles,
+        "loss": val_features.errors, "score": scores}))
+    _score_corruptions(model, fitted, val_images, np.flatnonzero(roles == "test"), params)
+    _keep_most_anomalous(model, val_images, scores)
     with atomic_path("data/latents.npz") as tmp:
-        np.savez(tmp, latents=val_latents, labels=val_labels, train_latents=train_latents, train_labels=train_labels)
+        np.savez(tmp, latents=val_features.latents, labels=val.labels, train_latents=train_features.latents,
+                 train_labels=train.labels)
+
+
+def _write_batch_losses(split: str, normal_errors: np.ndarray, params) -> None:
+    """The seed's per-batch loss: batches of the training batch size in a seeded random order, as its
+    shuffled DataLoader (MNIST's files are not shuffled: the test set's halves come from different writers)."""
+    order = np.random.default_rng(params.seed).permutation(len(normal_errors))
+    batches = batch_means(normal_errors[order], params.train.batch_size)
+    write_csv(f"data/losses/{split}_batches.csv", pd.DataFrame({"batch": np.arange(1, len(batches) + 1), "loss": batches}))
+
+
+def _score_corruptions(model, fitted: FittedScore, images: torch.Tensor, normal_test: np.ndarray, params) -> None:
+    """The synthetic anomalies are made from the normal images that test the threshold, not those that
+    set it; scored here, so that evaluate needs neither the model nor torch. The patch's anomaly maps
+    are scored pixel by pixel against where the squares are."""
+    originals = images[normal_test]
+    corrupted = corrupt(originals, params.anomaly.corruptions, params.seed)
+    write_csv("data/losses/corrupted_images.csv", pd.DataFrame({
+        "index": normal_test, **{name: fitted.score(image_features(model, batch)) for name, batch in corrupted.items()}}))
+    localisation = {}
+    if "patch" in corrupted:
+        masks = patch_mask(originals, params.anomaly.corruptions.patch, params.seed)
+        localisation["patch_pixel_roc_auc"] = pixel_roc_auc(error_maps(model, corrupted["patch"]).cpu().numpy(),
+                                                            masks.cpu().numpy())
+    write_json("data/losses/localisation.json", localisation)
+
+
+def _keep_most_anomalous(model, images: torch.Tensor, scores: np.ndarray) -> None:
+    top = np.argsort(scores, kind="stable")[::-1][:MOST_ANOMALOUS]
+    chosen = images[torch.from_numpy(top.copy()).to(images.device)]
+    with atomic_path("data/losses/most_anomalous.npz") as tmp:
+        np.savez(tmp, index=top, images=chosen[:, 0].cpu().numpy(), maps=error_maps(model, chosen).cpu().numpy())
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """Stage threshold: the seed's per-batch threshold and a per-image one, with the loss histograms.
 
 Per batch (the seed's rule): mean + k·std of the per-batch validation losses. Per image: mean + k·std
-or a quantile of the scores of the calibration part of the normal validation images.
+or a quantile of the anomaly scores of the normal validation images the losses stage marked for calibration.
 """
+
+import json
+from pathlib import Path
 
 import pandas as pd
 
-from aepipe.anomaly import calibration_split, mean_std_threshold, per_image_threshold, summary
+from aepipe.anomaly import mean_std_threshold, per_image_threshold, summary
 from aepipe.atomic import file_sha256, write_json
 from aepipe.errors import exit_on_error
 from aepipe.params import load_params
@@ -20,9 +23,9 @@ def main() -> None:
     per_batch = mean_std_threshold(batches["val"], rule.k)
 
     images = pd.read_csv("data/losses/val_images.csv")
-    normal_scores = images.loc[images["normal"], "loss"].to_numpy()
-    calibration, _ = calibration_split(len(normal_scores), params.anomaly.calibration_fraction, params.seed)
-    per_image = per_image_threshold(normal_scores[calibration], rule.method, rule.k, rule.q)
+    calibration_scores = images.loc[images["role"] == "calibration", "score"].to_numpy()
+    per_image = per_image_threshold(calibration_scores, rule.method, rule.k, rule.q)
+    score = json.loads(Path("models/anomaly_score.json").read_text())
 
     write_json("metrics/threshold.json", {"threshold": per_image})  # the headline; the rest below
     write_json("reports/threshold.json", {
@@ -35,10 +38,12 @@ def main() -> None:
         },
         "per_image": {
             "rule": "mean + k * std" if rule.method == "mean_std" else f"quantile {rule.q:g}",
+            "score": score["method"],
             "threshold": per_image,
-            "calibration": summary(normal_scores[calibration]),
+            "calibration": summary(calibration_scores),
         },
         "model_sha256": file_sha256("models/model.pt"),
+        "score_sha256": file_sha256("models/anomaly_score.json"),
     })
     save(loss_histograms(batches, per_batch, rule.k), "plots/loss_histograms.png")
 

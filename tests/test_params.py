@@ -51,6 +51,7 @@ def test_the_repository_params_are_valid():
         ("threshold.k", float("nan"), "threshold.k = .nan: expected a number >= 0"),
         ("interpolate.start", 10_000, "interpolate.start = 10000: expected the index of a validation image, 0 to 9999"),
         ("denoise.noise_std", [0.1, 0], "denoise.noise_std[1] = 0: expected a number > 0"),
+        ("anomaly.score", "mahalanobis", "anomaly.score = 'mahalanobis': expected one of reconstruction, combined"),
         ("tsne.method", "exact", "tsne.method = 'exact': expected one of fft, bh"),
         ("tsne.neighbors", "kd-tree", "tsne.neighbors = 'kd-tree': expected one of exact, annoy, pynndescent, auto"),
         ("tsne.ints_in_interval", 0, "tsne.ints_in_interval = 0: expected a number > 0"),
@@ -103,17 +104,38 @@ def test_a_stage_with_bad_params_exits_2_with_one_line_naming_the_key(tmp_path, 
     assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
 
 
-def test_cuda_without_a_gpu_is_refused_naming_the_key():
+def test_cuda_without_a_gpu_is_refused_naming_the_key(monkeypatch):
     import torch
 
     from aepipe.devices import resolve_device
+    from aepipe.errors import AepipeError
 
-    if torch.cuda.is_available():
-        assert resolve_device("cuda").type == "cuda"
-    else:
-        with pytest.raises(Exception, match="train.device = cuda, but no CUDA GPU is available"):
-            resolve_device("cuda")
-    assert resolve_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # refused on any machine, a GPU one too
+    with pytest.raises(AepipeError, match="^train.device = cuda, but no CUDA GPU is available here; use auto or cpu$"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu" and resolve_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("cuda").type == "cuda" and resolve_device("auto").type == "cuda"
+
+
+def test_check_params_refuses_cuda_where_there_is_no_gpu(monkeypatch, tmp_path, capsys):
+    import runpy
+
+    import torch
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"]["device"] = "cuda"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(REPO / "stages" / "check_params.py"), run_name="__main__")
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.startswith("error: train.device = cuda, but no CUDA GPU is available here; use auto or cpu\n")
+    assert not (tmp_path / "data").exists(), "the check wrote its output"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    runpy.run_path(str(REPO / "stages" / "check_params.py"), run_name="__main__")
+    assert (tmp_path / "data" / "params_checked.txt").is_file()
 
 
 def test_indices_and_perplexity_are_checked_against_the_validation_size(raw):

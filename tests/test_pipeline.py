@@ -50,8 +50,14 @@ def test_pipeline_outputs_are_complete_and_sane(project):
     assert per_batch["val"]["count"] == 8 and per_batch["k"] == 1.0
     assert per_batch["threshold"] == pytest.approx(per_batch["val"]["mean"] + per_batch["val"]["std"])
     assert per_image["calibration"]["count"] == 256  # half of the 512 normal validation images
-    calibration, _ = calibration_split(512, 0.5, seed=42)
-    assert per_image["threshold"] == pytest.approx(np.quantile(val_images["loss"].to_numpy()[calibration], 0.99), rel=1e-6)
+    calibration, test = calibration_split(512, 0.5, seed=42)
+    assert np.flatnonzero(val_images["role"] == "calibration").tolist() == calibration.tolist()
+    assert np.flatnonzero(val_images["role"] == "test").tolist() == test.tolist()
+    assert per_image["score"] == "combined"
+    assert per_image["threshold"] == pytest.approx(np.quantile(val_images["score"].to_numpy()[calibration], 0.99), rel=1e-6)
+    fitted = json.loads((project / "models" / "anomaly_score.json").read_text())
+    assert fitted["method"] == "combined" and fitted["model_sha256"] == file_sha256(project / "models" / "model.pt")
+    assert threshold["score_sha256"] == file_sha256(project / "models" / "anomaly_score.json")
 
     assert load_model(project / "models" / "model.pt").latent_dim == 20
 
@@ -170,7 +176,8 @@ def test_dvc_resumes_a_killed_training_run(tmp_path, mnist_dir):
     assert "Data and pipelines are up to date." in run(["dvc", "status"], project, None).stdout
 
 
-HEADLINE = ["step", "val_mse", "train_seconds", "threshold", "fp_rate", "auc_rotation", "auc_patch", "tsne_knn10",
+HEADLINE = ["step", "val_mse", "train_seconds", "threshold", "fp_rate", "auc_rotation", "auc_patch", "auc_blank",
+            "auc_patch_pixels", "tsne_knn10",
             "psnr_gain", "noisy_acc", "denoised_acc", "judge_accuracy", "fd_samples", "fd_recon", "fd_real", "sample_conf",
             "sample_min_share", "recon_acc"]
 
@@ -205,6 +212,25 @@ def test_anomaly_evaluation_covers_every_corruption(project):
         assert result["anomalies"] == 256
         assert 0 <= result["roc_auc"] <= 1 and 0 <= result["false_positive_rate"] <= 1
     assert anomaly["invert"]["roc_auc"] > 0.95  # an inverted digit is nothing like the training data
+    assert anomaly["blank"]["roc_auc"] > 0.99, "the default score must flag blank images"
+    # Even a barely trained model's anomaly map is brightest where the white square is.
+    assert 0.8 < anomaly["localisation"]["patch_pixel_roc_auc"] <= 1
+    top = np.load(project / "data" / "losses" / "most_anomalous.npz")
+    scores = pd.read_csv(project / "data" / "losses" / "val_images.csv")["score"].to_numpy()
+    assert top["index"].tolist() == np.argsort(scores, kind="stable")[::-1][:16].tolist()
+    assert top["images"].shape == top["maps"].shape == (16, 28, 28) and 0 <= top["maps"].min() <= top["maps"].max() <= 1
+
+
+def test_changing_the_anomaly_score_reruns_only_the_scoring_stages(project, mnist_dir):
+    model = (project / "models" / "model.pt").read_bytes()
+    result = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=reconstruction"], project, str(mnist_dir))
+    assert ran_stages(result.stdout) == ["check_params", "losses", "threshold", "evaluate"]
+    assert (project / "models" / "model.pt").read_bytes() == model
+    images = pd.read_csv(project / "data" / "losses" / "val_images.csv")
+    assert images["score"].tolist() == images["loss"].tolist(), "the reconstruction score is the reconstruction error"
+    assert json.loads((project / "reports" / "anomaly.json").read_text())["blank"]["roc_auc"] < 0.5
+    back = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=combined"], project, str(mnist_dir))
+    assert ran_stages(back.stdout) == [], "the combined score's results should come back from the run-cache"
 
 
 def test_changing_only_the_threshold_param_reruns_only_threshold_and_evaluation(project, mnist_dir):
@@ -222,23 +248,6 @@ def test_the_stages_of_a_threshold_experiment_never_import_torch(project, stage)
                             capture_output=True, text=True, check=True)
     loaded = result.stdout.split("\n")[-2]
     assert "'aepipe.plots'" in loaded and "'torch'" not in loaded
-
-
-def test_evaluate_refuses_anomaly_scores_made_for_another_calibration_split(project, tmp_path):
-    # `dvc repro -s evaluate` after a calibration_fraction change runs evaluate on the old losses' scores.
-    for name in ("data/raw", "data/losses", "reports/threshold.json"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).symlink_to(project / name)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["anomaly"]["calibration_fraction"] = 0.3
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, str(REPO / "stages" / "evaluate.py")], cwd=tmp_path,
-                            env=project_env(None, PYTHONPATH=str(REPO / "src")), capture_output=True, text=True)
-    assert result.returncode == 2
-    assert ("error: data/losses/corrupted_images.csv: scored for another calibration split; run the losses stage "
-            "again (dvc repro)") in result.stderr
-    assert not (tmp_path / "metrics").exists() and not (tmp_path / "plots").exists()
-    assert not (tmp_path / "reports" / "anomaly.json").exists()
 
 
 def last_good_run(project: Path) -> dict[str, bytes]:
@@ -264,6 +273,21 @@ def test_a_bad_param_stops_the_pipeline_naming_the_key_and_keeps_the_last_run(pr
     assert f"error: params.yaml: {message}" in result.stderr + result.stdout
     assert ran_stages(result.stdout) == ["check_params"]
     assert last_good_run(project) == before
+
+
+def test_the_refusal_says_how_to_recover_and_that_works_every_time(tmp_path, mnist_dir):
+    project = copy_project(tmp_path)
+    committed = (project / "params.yaml").read_bytes()
+    for attempt in range(4):
+        result = run(["dvc", "exp", "run", "-S", "train.device=tpu"], project, str(mnist_dir), check=False)
+        assert result.returncode != 0 and "train.device = 'tpu': expected one of auto, cpu, cuda" in result.stderr
+        assert "tpu" in (project / "params.yaml").read_text(), "DVC kept the refused value (as the message says)"
+        run(["git", "status"], project, None)  # as a user would look, which is when git's index goes stale
+        recovery = "make restore-params"
+        assert recovery in result.stderr
+        run(recovery.split(), project, None)
+        assert (project / "params.yaml").read_bytes() == committed, f"attempt {attempt + 1}"
+        assert run(["git", "status", "--porcelain", "params.yaml"], project, None).stdout == ""
 
 
 def test_a_typo_in_params_yaml_stops_repro_and_keeps_the_last_run(project, mnist_dir):
@@ -362,6 +386,7 @@ def test_fashion_mnist_runs_the_whole_pipeline_from_its_own_mirror(tmp_path, fas
 @pytest.mark.parametrize("module, stages", [
     ("training.py", {"train"}),
     ("distributed.py", {"train"}),
+    ("scores.py", {"losses"}),
     ("plots.py", {"threshold", "evaluate", "training_figures", "tsne", "interpolate", "denoise", "sample"}),
     ("model.py", {"train", "losses", "interpolate", "denoise", "sample"}),  # not the judge, nor evaluate (no model)
 ])

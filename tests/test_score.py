@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -54,15 +55,54 @@ def test_a_folder_of_images_is_scored_and_the_inverted_one_flagged(project, fold
     assert float(table["inverted.png"]["score"]) > max(float(table[f"digit{i}.png"]["score"]) for i in range(4))
 
 
-def test_scores_match_the_pipelines_own_per_image_losses(project, digits, tmp_path):
+def test_scores_match_the_pipelines_own_per_image_scores(project, digits, tmp_path):
     np.save(tmp_path / "digits.npy", digits)
     out = tmp_path / "scores.csv"
     result = score(project, str(tmp_path / "digits.npy"), "--out", str(out))
     assert result.returncode == 0 and result.stdout == ""
     scored = rows(out.read_text())
     assert [row["source"] for row in scored][:2] == [f"{tmp_path / 'digits.npy'}[0]", f"{tmp_path / 'digits.npy'}[1]"]
-    expected = [float(line.split(",")[-1]) for line in (project / "data" / "losses" / "val_images.csv").read_text().splitlines()[1:9]]
-    assert [float(row["score"]) for row in scored] == pytest.approx(expected, rel=1e-4)
+    expected = pd.read_csv(project / "data" / "losses" / "val_images.csv")["score"].head(8).tolist()
+    assert [float(row["score"]) for row in scored] == pytest.approx(expected, rel=1e-4, abs=1e-4)
+
+
+def test_a_blank_image_is_flagged(project, tmp_path):
+    np.save(tmp_path / "blank.npy", np.zeros((28, 28), np.uint8))
+    result = score(project, str(tmp_path / "blank.npy"))
+    assert result.returncode == 0, result.stderr
+    assert rows(result.stdout)[0]["flagged"] == "true"
+
+
+def test_maps_writes_one_png_per_image_of_it_and_its_anomaly_map(project, digits, folder, tmp_path):
+    import torch
+
+    from aepipe.model import load_model
+    from aepipe.plots import anomaly_overlay
+    from aepipe.reconstruction import error_maps
+
+    patched = digits[:3].copy()
+    patched[:, 2:10, 2:10] = 255  # a white square in the top left corner, away from the strokes
+    np.save(tmp_path / "patched.npy", patched)
+    maps = tmp_path / "maps"
+    result = score(project, str(folder / "digit0.png"), str(tmp_path / "patched.npy"), "--maps", str(maps))
+    assert result.returncode == 0, result.stderr
+    names = sorted(path.name for path in maps.iterdir())
+    assert names == ["0000-digit0.png", "0001-patched-0.png", "0002-patched-1.png", "0003-patched-2.png"]
+    images = torch.from_numpy(patched).float().div(255).unsqueeze(1)
+    expected_maps = error_maps(load_model(project / "models" / "model.pt"), images).numpy()
+    assert expected_maps[:, 2:10, 2:10].mean() > 2 * expected_maps[:, 12:, 12:].mean(), "the map lights up the square"
+    for name, image, error_map in zip(names[1:], patched, expected_maps):
+        picture = np.asarray(Image.open(maps / name).convert("RGB")).astype(float) / 255
+        assert picture.shape == (224, 448, 3)  # the image and its map, side by side, 8 times larger
+        assert picture[::8, :224:8] == pytest.approx(np.repeat(1 - image[..., None] / 255, 3, axis=2), abs=1 / 255)
+        assert picture[::8, 224::8] == pytest.approx(anomaly_overlay(image / 255, error_map), abs=2 / 255)
+
+
+def test_maps_refuses_a_file_where_a_folder_is_expected(project, folder, tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    result = score(project, str(folder), "--maps", str(tmp_path / "taken"))
+    assert result.returncode == 2 and "--maps" in result.stderr and "expected a folder" in result.stderr
+    assert result.stdout == "" and (tmp_path / "taken").read_text() == "a file"
 
 
 def test_invert_flag_turns_dark_ink_on_light_paper_into_mnist_style(project, digits, tmp_path):
@@ -112,6 +152,26 @@ def test_a_threshold_of_another_model_is_refused(project, tmp_path, folder):
     result = score(project, str(folder), "--threshold", str(tmp_path / "params.json"))
     assert result.returncode == 2 and "not a threshold file written by the threshold stage" in result.stderr
 
+    threshold = json.loads((project / "reports" / "threshold.json").read_text())
+    threshold["score_sha256"] = "0" * 64
+    (tmp_path / "other-score.json").write_text(json.dumps(threshold))
+    result = score(project, str(folder), "--threshold", str(tmp_path / "other-score.json"))
+    assert result.returncode == 2 and "was computed for another anomaly score" in result.stderr
+
     (tmp_path / "not-a-model.pt").write_bytes(b"nonsense")
     result = score(project, str(folder), "--model", str(tmp_path / "not-a-model.pt"))
     assert result.returncode == 2 and "was computed for another model" in result.stderr
+
+
+def test_an_anomaly_score_of_another_model_is_refused(project, tmp_path, folder):
+    fitted = json.loads((project / "models" / "anomaly_score.json").read_text())
+    (tmp_path / "foreign.json").write_text(json.dumps({**fitted, "model_sha256": "0" * 64}))
+    result = score(project, str(folder), "--score", str(tmp_path / "foreign.json"))
+    assert result.returncode == 2 and "foreign.json was computed for another model" in result.stderr
+
+    result = score(project, str(folder), "--score", str(tmp_path / "absent.json"))
+    assert result.returncode == 2 and "absent.json: anomaly score file not found; run `dvc repro losses`" in result.stderr
+
+    (tmp_path / "wrong.json").write_text(json.dumps({**fitted, "method": "psychic"}))
+    result = score(project, str(folder), "--score", str(tmp_path / "wrong.json"))
+    assert result.returncode == 2 and "not an anomaly score file written by the losses stage" in result.stderr

@@ -33,6 +33,12 @@ def setup_clone(path: Path) -> None:
     run(["make", "--no-print-directory", "remote"], path, None)
 
 
+def make(target: str, path: Path, env: dict[str, str]) -> None:
+    """The README's `make share` / `make pull`, run as written in the Makefile; `-o setup`: the clone's
+    virtual environment is the one the tests run in (its dvc comes first on PATH)."""
+    run(["make", "--no-print-directory", "-o", "setup", target], path, None, **env)
+
+
 def locked_outputs(dvc_lock: str) -> dict[str, str]:
     """{output path: md5} of every stage in a dvc.lock's text."""
     stages = yaml.safe_load(dvc_lock)["stages"]
@@ -107,7 +113,7 @@ class Team:
 
 def share(root: Path, mnist_dir: Path, cache: Path, s3=None, **env: str) -> Team:
     """Alice commits a small run, queues one experiment per latent size, runs the queue and shares it
-    all with the plain commands: git push, dvc push, dvc exp push. Her DVC cache is `cache`: the one
+    all: git push, then `make share`. Her DVC cache is `cache`: the one
     Alice of the module that runs second restores every stage from the first one's run-cache."""
     alice = copy_project(root / "alice")
     setup_clone(alice)
@@ -123,12 +129,11 @@ def share(root: Path, mnist_dir: Path, cache: Path, s3=None, **env: str) -> Team
     run(["git", "init", "-q", "--bare", str(origin)], root, None)
     run(["git", "remote", "add", "origin", str(origin)], alice, None)
     run(["git", "push", "-q", "origin", "HEAD"], alice, None)
-    run(["dvc", "push", "--run-cache"], alice, None, **env)
 
     grid = ",".join(map(str, LATENT_DIMS))
     run(["dvc", "exp", "run", "--queue", "-S", f"train.latent_dim={grid}"], alice, str(mnist_dir), **env)
     run(["dvc", "exp", "run", "--run-all"], alice, str(mnist_dir), **env)
-    run(["dvc", "exp", "push", "origin", "--all-commits", "--run-cache"], alice, None, **env)
+    make("share", alice, env)
     return Team(root, alice, origin, env, s3)
 
 
@@ -160,8 +165,7 @@ def test_alice_shares_every_output_of_her_experiments(team):
 
 def test_bob_sees_alice_experiments_and_reruns_one_without_computing(team):
     bob = team.clone("bob")
-    run(["dvc", "pull", "--run-cache"], bob, None, **team.env)  # no MNIST mirror: nothing may be downloaded
-    run(["dvc", "exp", "pull", "origin", "--all-commits"], bob, None, **team.env)
+    make("pull", bob, team.env)  # no MNIST mirror: nothing may be downloaded
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], bob, None, **team.env).stdout)
     seen = {}
@@ -213,7 +217,7 @@ def test_a_commit_shared_after_the_workspace_moved_on_is_pulled_whole(team):
     committed = locked_outputs((carol / "dvc.lock").read_text())
     run(["dvc", "exp", "run", "-S", "threshold.k=3"], carol, None, **team.env)  # the workspace moves on
     run(["git", "push", "-q", "origin", "carol"], carol, None)
-    run(["dvc", "push", "--run-cache", "--all-branches"], carol, None, **team.env)  # the README's, as `make share`
+    make("share", carol, team.env)
 
     dave = team.root / "dave"
     run(["git", "clone", "-q", "-b", "carol", str(team.origin), str(dave)], team.root, None)

@@ -1,4 +1,5 @@
-"""Anomaly detection by reconstruction error: thresholds, and how well they separate anomalies."""
+"""Anomaly detection on per-image scores: which images calibrate and which test, thresholds, and how well
+they separate anomalies, image by image and pixel by pixel."""
 
 import numpy as np
 
@@ -34,6 +35,22 @@ def calibration_split(n_normal: int, fraction: float, seed: int) -> tuple[np.nda
     order = np.random.default_rng(seed).permutation(n_normal)
     n_calibration = min(max(1, round(n_normal * fraction)), n_normal - 1)
     return np.sort(order[:n_calibration]), np.sort(order[n_calibration:])
+
+
+def calibration_roles(normal: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The role of each validation image: "calibration" (normal, sets the threshold), "test" (normal,
+    tests it) or "held_out" (an anomalous class). Written once, by the stage that scores the images."""
+    roles = np.full(len(normal), "held_out", dtype=object)
+    normal_index = np.flatnonzero(normal)
+    calibration, test = calibration_split(len(normal_index), fraction, seed)
+    roles[normal_index[calibration]] = "calibration"
+    roles[normal_index[test]] = "test"
+    return roles
+
+
+def pixel_roc_auc(maps: np.ndarray, masks: np.ndarray) -> float:
+    """Localisation: ROC AUC of every pixel's anomaly-map value against whether it lies in the anomaly."""
+    return _roc_auc(masks.ravel().astype(np.float64), maps.ravel())
 
 
 def detection_metrics(normal_scores: np.ndarray, anomaly_scores: np.ndarray, threshold: float) -> dict[str, float]:

@@ -11,6 +11,11 @@ from aepipe.params import CorruptionParams
 
 def patch(images: torch.Tensor, side: int, seed: int) -> torch.Tensor:
     """A white side×side square at a random place in each image."""
+    return images.masked_fill(patch_mask(images, side, seed)[:, None], 1.0)
+
+
+def patch_mask(images: torch.Tensor, side: int, seed: int) -> torch.Tensor:
+    """Where `patch` puts its squares, given the same seed: (N, H, W), True inside the square."""
     generator = torch.Generator(device=images.device).manual_seed(seed)
     height, width = images.shape[-2:]
     top = torch.randint(0, height - side + 1, (len(images), 1), generator=generator, device=images.device)
@@ -19,8 +24,7 @@ def patch(images: torch.Tensor, side: int, seed: int) -> torch.Tensor:
     columns = torch.arange(width, device=images.device)
     in_rows = (rows >= top) & (rows < top + side)  # (N, H)
     in_columns = (columns >= left) & (columns < left + side)  # (N, W)
-    square = (in_rows[:, :, None] & in_columns[:, None, :])[:, None]  # (N, 1, H, W)
-    return images.masked_fill(square, 1.0)
+    return in_rows[:, :, None] & in_columns[:, None, :]
 
 
 def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:

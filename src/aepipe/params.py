@@ -107,6 +107,9 @@ class CorruptionParams(Section):
 class AnomalyParams(Section):
     # Share of the normal validation images that sets the per-image threshold; the rest test it.
     calibration_fraction: Number = Field(gt=0, le=0.9)
+    # The per-image anomaly score (src/aepipe/scores.py): reconstruction error alone, or combined with
+    # the latent distance and a too-little-ink term, all fitted on the normal training images.
+    score: Literal["reconstruction", "combined"]
     corruptions: CorruptionParams
 
 

@@ -52,7 +52,7 @@ class Cell(NamedTuple):
 
     row: int
     column: int
-    image: np.ndarray  # (28, 28) in [0, 1]
+    image: np.ndarray  # (28, 28) in [0, 1], ink dark on white; or (28, 28, 3) RGB
     title: str | None = None
     frame: str | None = None  # a colour for a thick frame; a thin black one otherwise
 
@@ -65,11 +65,12 @@ def _digit_mosaic(cells: Sequence[Cell], rows: int, columns: int, title_lines: i
     pixels_per_inch = (side + gap) / column_inches
     title_height = int(np.ceil(title_lines * fontsize * 1.25 / 72 * pixels_per_inch)) if title_lines else 0
     cell_width, cell_height = side + gap, side + gap + title_height
-    mosaic = np.zeros((rows * cell_height, columns * cell_width))
-    figure, ax = plt.subplots(figsize=np.array(mosaic.shape[::-1]) / pixels_per_inch)
+    in_colour = any(cell.image.ndim == 3 for cell in cells)
+    mosaic = np.ones((rows * cell_height, columns * cell_width, 3)) if in_colour else np.zeros((rows * cell_height, columns * cell_width))
+    figure, ax = plt.subplots(figsize=np.array(mosaic.shape[1::-1]) / pixels_per_inch)
     for cell in cells:
         top, left = cell.row * cell_height + title_height + gap // 2, cell.column * cell_width + gap // 2
-        mosaic[top : top + side, left : left + side] = cell.image
+        mosaic[top : top + side, left : left + side] = as_rgb(cell.image) if in_colour else cell.image
         ax.add_patch(plt.Rectangle((left - 1, top - 1), side + 1, side + 1, fill=False,
                                    linewidth=2.5 if cell.frame else 0.8, edgecolor=cell.frame or "black"))
         if cell.title:
@@ -80,6 +81,19 @@ def _digit_mosaic(cells: Sequence[Cell], rows: int, columns: int, title_lines: i
     ax.imshow(mosaic, cmap="binary", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     return figure
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """A greyscale digit as the binary colour map draws it (ink dark on white), or an RGB image as it is."""
+    return image if image.ndim == 3 else np.repeat(1 - image[..., None], 3, axis=2)
+
+
+def anomaly_overlay(image: np.ndarray, error_map: np.ndarray) -> np.ndarray:
+    """An image (28, 28) in [0, 1] drawn dark on white with its anomaly map (|error| per pixel, in [0, 1])
+    over it in colour, more opaque where the error is larger: (28, 28, 3) RGB in [0, 1]."""
+    heat = matplotlib.colormaps["YlOrRd"](np.clip(error_map, 0, 1))[..., :3]
+    opacity = np.clip(2 * error_map, 0, 1)[..., None]  # an error of half the pixel range is fully opaque
+    return np.clip((1 - opacity) * as_rgb(image) + opacity * heat, 0, 1)
 
 
 def reconstruction_grid(images: np.ndarray, reconstructions: np.ndarray, every: int = 4, columns: int = 9) -> plt.Figure:
@@ -168,14 +182,17 @@ def denoising_grid(clean: np.ndarray, noisy: list[np.ndarray], denoised: list[np
 
 
 def anomaly_scores(normal: np.ndarray, anomalies: dict[str, np.ndarray], threshold: float,
-                   evaluation: dict[str, dict]) -> plt.Figure:
+                   evaluation: dict[str, dict], method: str) -> plt.Figure:
     """One panel per anomaly set: histograms of the normal and anomalous scores, and the threshold."""
     names = list(anomalies) or ["(no anomaly sets)"]
     columns = min(3, len(names))
     rows = -(-len(names) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.4 * rows), squeeze=False)
     every_score = np.concatenate([normal, *anomalies.values()])
-    bins = np.geomspace(max(every_score.min(), 1e-6), every_score.max() * 1.01, 60)
+    # Reconstruction errors span decades; the combined score is already a sum of log-scale terms.
+    log_scale = method == "reconstruction"
+    bins = (np.geomspace(max(every_score.min(), 1e-6), every_score.max() * 1.01, 60) if log_scale
+            else np.linspace(every_score.min(), every_score.max(), 60))
     for ax, name in zip(axes.flat, names):
         # One filled outline per histogram rather than a rectangle per bin: the same picture, drawn 1.5× faster.
         ax.hist(normal, bins=bins, histtype="stepfilled", alpha=0.6, color="#4c72b0", label=f"normal ({len(normal)})")
@@ -183,8 +200,8 @@ def anomaly_scores(normal: np.ndarray, anomalies: dict[str, np.ndarray], thresho
             ax.hist(anomalies[name], bins=bins, histtype="stepfilled", alpha=0.6, color="#c44e52",
                     label=f"anomalous ({len(anomalies[name])})")
             ax.set_title(f"{name.replace('_', ' ')}: ROC AUC {evaluation[name]['roc_auc']:.3f}", fontsize=10)
-        ax.axvline(threshold, color="black", linewidth=1.5, label=f"threshold {threshold:.4f}")
-        ax.set(xscale="log", xlabel="reconstruction error (MSE of the image)", ylabel="images")
+        ax.axvline(threshold, color="black", linewidth=1.5, label=f"threshold {threshold:.4g}")
+        ax.set(xscale="log" if log_scale else "linear", xlabel=SCORE_LABELS[method], ylabel="images")
         ax.legend(fontsize="x-small")
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
@@ -193,16 +210,26 @@ def anomaly_scores(normal: np.ndarray, anomalies: dict[str, np.ndarray], thresho
     return figure
 
 
-def most_anomalous(images: np.ndarray, scores: np.ndarray, labels: np.ndarray, normal: np.ndarray,
-                   threshold: float, class_names: Sequence[str], label_noun: str = "digit", columns: int = 8) -> plt.Figure:
-    """The highest-scoring validation images, with class and score; held-out classes marked."""
-    rows = -(-len(images) // columns)
+SCORE_LABELS = {"reconstruction": "reconstruction error (MSE of the image)",
+                "combined": "combined score (reconstruction + latent distance + too little ink)"}
+
+
+def most_anomalous(images: np.ndarray, maps: np.ndarray, scores: np.ndarray, labels: np.ndarray, normal: np.ndarray,
+                   threshold: float, method: str, class_names: Sequence[str], label_noun: str = "digit",
+                   columns: int = 8) -> plt.Figure:
+    """The highest-scoring validation images, with class and score (held-out classes marked), each
+    above its anomaly map: where the reconstruction differs from the image."""
     held_out = not np.all(normal)  # a held-out mark takes a title line of its own: class names can be long
     marks = ["" if is_normal else "\n(held out)" for is_normal in normal]
-    cells = [Cell(i // columns, i % columns, image, f"{class_names[label]}{mark}\n{score:.4f}")
-             for i, (image, score, label, mark) in enumerate(zip(images, scores, labels, marks))]
+    cells = []
+    for i, (image, error_map, score, label, mark) in enumerate(zip(images, maps, scores, labels, marks)):
+        row, column = 2 * (i // columns), i % columns
+        cells += [Cell(row, column, image, f"{class_names[label]}{mark}\n{score:.4g}"),
+                  Cell(row + 1, column, anomaly_overlay(image, error_map))]
+    rows = 2 * -(-len(images) // columns)
     figure = _digit_mosaic(cells, rows, columns, title_lines=3 if held_out else 2, fontsize=9, column_inches=1.3)
-    figure.suptitle(f"Most anomalous validation images ({label_noun}, reconstruction error; threshold {threshold:.4f})")
+    figure.suptitle(f"Most anomalous validation images ({label_noun}, {method} score; threshold {threshold:.4g}),\n"
+                    "each above its anomaly map (|image − reconstruction|: yellow to red, larger)")
     figure.tight_layout()
     return figure
 

@@ -1,4 +1,4 @@
-"""Reconstructions, and their error: the anomaly score of one image, and its means over batches."""
+"""Reconstructions, and their error: per image, per pixel (where an image is anomalous), and per batch."""
 
 import numpy as np
 import torch
@@ -30,6 +30,11 @@ def errors_and_latents(model: AutoEncoder, images: torch.Tensor) -> tuple[torch.
         latents.append(latent)
     model.train(was_training)
     return torch.cat(errors), torch.cat(latents)
+
+
+def error_maps(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
+    """The anomaly map of each image: |image - reconstruction| per pixel, (N, 1, 28, 28) → (N, 28, 28) in [0, 1]."""
+    return (reconstruct(model, images) - images).abs()[:, 0]
 
 
 def per_image_errors(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,132 @@
+"""Anomaly scores of single images, and the statistics they are fitted with (on training images only).
+
+- reconstruction: the image's reconstruction error (MSE), the plain autoencoder's score.
+- combined: three standardised terms, each a log-scale statistic of the image put in units of its
+  spread over the training images, summed:
+    1. reconstruction error: an image the model cannot rebuild. Floored at ERROR_FLOOR spreads below
+       the mean: an image rebuilt better than almost any training image (a blank one) earns no more
+       credit for it;
+    2. latent distance: the squared Mahalanobis distance of its latent vector to the nearest of the
+       Gaussians fitted to each normal class's training latents (one, in the one-class setting), an
+       image the model maps where no training image lies;
+    3. too little ink: how far its mean pixel falls more than INK_MARGIN spreads below the training
+       images' (one-sided, zero for all but the emptiest normal images), an input too simple to be
+       normal. A blank image reconstructs better than any digit and its latent lies among theirs;
+       this term is what flags it.
+The margin and the equal weights were chosen on one-class MNIST and Fashion-MNIST (docs/anomaly.md).
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from aepipe.model import AutoEncoder
+from aepipe.reconstruction import errors_and_latents
+
+METHODS = ("reconstruction", "combined")
+# Keeps log(ink) finite for a blank image; far below the mean pixel of any MNIST digit (about 0.13).
+INK_FLOOR = 1e-3
+ERROR_FLOOR = 3.0  # spreads below the training mean, the most a good reconstruction lowers the score
+INK_MARGIN = 2.0  # spreads below the training mean before the too-little-ink term counts
+DISTANCE_FLOOR = 1e-12  # a latent exactly at the training mean: a finite log
+
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    """What a score reads from one pass of the model over N images."""
+
+    errors: np.ndarray  # (N,) reconstruction MSE
+    latents: np.ndarray  # (N, latent_dim)
+    ink: np.ndarray  # (N,) mean pixel of the input, in [0, 1]
+
+    def __getitem__(self, keep: np.ndarray) -> "ImageFeatures":
+        return ImageFeatures(self.errors[keep], self.latents[keep], self.ink[keep])
+
+
+def image_features(model: AutoEncoder, images: torch.Tensor) -> ImageFeatures:
+    """What the scores read from (N, 1, 28, 28) images, from one pass of the model."""
+    errors, latents = errors_and_latents(model, images)
+    return ImageFeatures(errors.cpu().numpy(), latents.cpu().numpy(), images.mean(dim=(1, 2, 3)).cpu().numpy())
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean and standard deviation of a statistic over the training images."""
+
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> "Spread":
+        return cls(float(values.mean()), float(values.std()) or 1.0)
+
+    def standardise(self, values: np.ndarray) -> np.ndarray:
+        return (values - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class FittedScore:
+    """A score and what it was fitted with; `score(features)` gives one number per image, higher is
+    more anomalous. The statistics of the combined terms are None for the reconstruction score."""
+
+    method: str
+    latent_means: list[list[float]] | None = None  # per normal class
+    latent_precisions: list[list[list[float]]] | None = None  # inverse covariances of the classes' latents
+    log_error: Spread | None = None
+    log_distance: Spread | None = None
+    log_ink: Spread | None = None
+
+    def score(self, features: ImageFeatures) -> np.ndarray:
+        if self.method == "reconstruction":
+            return features.errors
+        return self.terms(features).sum(axis=1)
+
+    def terms(self, features: ImageFeatures) -> np.ndarray:
+        """(N, 3): the combined score's reconstruction, latent-distance and too-little-ink terms."""
+        error = np.maximum(-ERROR_FLOOR, self.log_error.standardise(np.log(features.errors.astype(np.float64))))
+        distance = self.log_distance.standardise(_log_distance(self._mahalanobis(features.latents)))
+        too_little_ink = np.maximum(0.0, -self.log_ink.standardise(_log_ink(features.ink)) - INK_MARGIN)
+        return np.stack([error, distance, too_little_ink], axis=1)
+
+    def _mahalanobis(self, latents: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance to the nearest class's Gaussian."""
+        latents = latents.astype(np.float64)
+        return np.min([np.einsum("ij,jk,ik->i", latents - mean, precision, latents - mean)
+                       for mean, precision in zip(np.asarray(self.latent_means), np.asarray(self.latent_precisions))], axis=0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "FittedScore":
+        spreads = {key: Spread(**saved[key]) if saved.get(key) else None for key in ("log_error", "log_distance", "log_ink")}
+        if saved["method"] not in METHODS:
+            raise ValueError(f"unknown score method {saved['method']!r}")
+        return cls(saved["method"], saved.get("latent_means"), saved.get("latent_precisions"), **spreads)
+
+
+def fit_score(method: str, training: ImageFeatures, labels: np.ndarray) -> FittedScore:
+    """The statistics `method` needs, from the normal training images' features and labels (never
+    the validation images')."""
+    if method == "reconstruction":
+        return FittedScore(method)
+    if method != "combined":
+        raise ValueError(f"unknown score method {method!r}")
+    latents = training.latents.astype(np.float64)
+    classes = [latents[labels == label] for label in np.unique(labels) if np.sum(labels == label) >= 2] or [latents]
+    # pinv: a latent dimension the model left unused would make a covariance singular.
+    gaussians = FittedScore(method, [group.mean(axis=0).tolist() for group in classes],
+                            [np.linalg.pinv(np.atleast_2d(np.cov(group, rowvar=False))).tolist() for group in classes])
+    return FittedScore(method, gaussians.latent_means, gaussians.latent_precisions,
+                       log_error=Spread.of(np.log(training.errors.astype(np.float64))),
+                       log_distance=Spread.of(_log_distance(gaussians._mahalanobis(latents))),
+                       log_ink=Spread.of(_log_ink(training.ink)))
+
+
+def _log_distance(squared_distance: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(squared_distance, DISTANCE_FLOOR))
+
+
+def _log_ink(ink: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(ink.astype(np.float64), INK_FLOOR))

@@ -1,0 +1,100 @@
+"""The anomaly scores on small data, against values worked out by hand."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aepipe.anomaly import calibration_roles, calibration_split, pixel_roc_auc
+from aepipe.corruptions import patch, patch_mask
+from aepipe.model import AutoEncoder
+from aepipe.reconstruction import errors_and_latents, error_maps
+from aepipe.scores import FittedScore, ImageFeatures, fit_score, image_features
+
+# Two training images. Reconstruction errors 0.01 and 0.04: log-mean log 0.02, log-std log 2. Latents
+# -1 and 1: mean 0, variance 2 (np.cov's n - 1), so both lie at squared Mahalanobis distance 1/2, a
+# spread of zero (taken as 1). Ink 0.1 and 0.4: log-mean log 0.2, log-std log 2.
+TRAINING = ImageFeatures(errors=np.array([0.01, 0.04]), latents=np.array([[-1.0], [1.0]]), ink=np.array([0.1, 0.4]))
+LABELS = np.array([3, 3])
+
+
+def test_the_latent_distance_is_to_the_nearest_class():
+    # Class 0 around (0, 0), class 1 around (10, 0); each with variance 2/3 along both axes (np.cov: n - 1).
+    latents = np.array([[-1.0, 0], [1, 0], [0, -1], [0, 1], [9, 0], [11, 0], [10, -1], [10, 1]])
+    training = ImageFeatures(np.full(8, 0.02), latents, np.full(8, 0.2))
+    fitted = fit_score("combined", training, np.array([0, 0, 0, 0, 1, 1, 1, 1]))
+    assert np.asarray(fitted.latent_means).tolist() == [[0, 0], [10, 0]]
+    # (2, 0) is 2 from class 0 (squared distance 4 / (2/3) = 6) and 8 from class 1: the nearer one counts.
+    assert fitted._mahalanobis(np.array([[2.0, 0], [10, 3]])) == pytest.approx([6.0, 13.5])
+    assert fit_score("combined", training, np.zeros(8, int))._mahalanobis(np.array([[5.0, 0]])) != pytest.approx(6.0)
+
+
+def test_the_reconstruction_score_is_the_reconstruction_error():
+    fitted = fit_score("reconstruction", TRAINING, LABELS)
+    images = ImageFeatures(np.array([0.5, 0.001]), np.zeros((2, 1)), np.zeros(2))
+    assert fitted.score(images).tolist() == [0.5, 0.001]
+
+
+def test_the_combined_score_sums_its_three_standardised_terms():
+    fitted = fit_score("combined", TRAINING, LABELS)
+    images = ImageFeatures(errors=np.array([0.08, 0.02, 0.0001]), latents=np.array([[2.0], [0.0], [1.0]]),
+                           ink=np.array([0.0125, 0.4, 0.0]))
+    terms = fitted.terms(images)
+    # error 0.08 is two doublings above 0.02; latent 2 is at squared distance 2 = 4 × 1/2; ink 0.0125 is
+    # four halvings below 0.2, two beyond the margin.
+    assert terms[0] == pytest.approx([2.0, math.log(4), 2.0])
+    # a typical error, a latent at the training mean (a finite term), more ink than usual: no ink term
+    assert terms[1, 0] == pytest.approx(0.0) and np.isfinite(terms[1, 1]) and terms[1, 2] == 0.0
+    # a blank image: rebuilt far better than typical (log2(0.0001 / 0.02) = -7.6 spreads), counted as
+    # -3 only; its ink is taken as 0.001, log2(0.001 / 0.2) = -7.64 spreads below the mean
+    assert terms[2, 0] == -3.0 and terms[2, 2] == pytest.approx(-math.log2(0.001 / 0.2) - 2)
+    within_margin = ImageFeatures(np.array([0.02]), np.array([[1.0]]), np.array([0.0500001]))  # two halvings: no term
+    assert fitted.terms(within_margin)[0, 2] == 0.0
+    assert fitted.score(images)[0] == pytest.approx(4 + math.log(4))
+
+
+def test_a_fitted_score_survives_its_json_round_trip():
+    fitted = fit_score("combined", TRAINING, LABELS)
+    again = FittedScore.from_dict(fitted.to_dict())
+    images = ImageFeatures(np.array([0.03]), np.array([[0.5]]), np.array([0.2]))
+    assert again == fitted and again.score(images) == fitted.score(images)
+    with pytest.raises(ValueError, match="unknown score method 'psychic'"):
+        FittedScore.from_dict({**fitted.to_dict(), "method": "psychic"})
+
+
+def test_image_features_come_from_one_pass_of_the_model():
+    torch.manual_seed(0)
+    model, images = AutoEncoder(latent_dim=4).eval(), torch.rand(5, 1, 28, 28)
+    features = image_features(model, images)
+    errors, latents = errors_and_latents(model, images)
+    assert np.array_equal(features.errors, errors.numpy()) and np.array_equal(features.latents, latents.numpy())
+    assert features.ink == pytest.approx(images.mean(dim=(1, 2, 3)).numpy())
+    maps = error_maps(model, images)
+    assert maps.shape == (5, 28, 28) and torch.allclose(maps.square().mean(dim=(1, 2)), errors)
+
+
+def test_patch_mask_marks_exactly_the_pixels_patch_whitens():
+    images = torch.zeros(30, 1, 28, 28)
+    masks = patch_mask(images, side=6, seed=3)
+    assert torch.equal(patch(images, side=6, seed=3)[:, 0] == 1, masks)
+    assert masks.sum(dim=(1, 2)).tolist() == [36] * 30
+
+
+def test_pixel_roc_auc_ranks_pixels_against_the_mask():
+    masks = np.zeros((2, 3, 3), bool)
+    masks[:, 0, 0] = True
+    maps = np.full((2, 3, 3), 0.1)
+    maps[:, 0, 0] = 0.9
+    assert pixel_roc_auc(maps, masks) == 1.0
+    maps[1, 2, 2] = 0.95  # one normal pixel above both anomalous ones: 2 of 32 pairs wrong
+    assert pixel_roc_auc(maps, masks) == pytest.approx(1 - 2 / 32)
+
+
+def test_calibration_roles_split_only_the_normal_images():
+    normal = np.array([True, False, True, True, False, True, True])
+    roles = calibration_roles(normal, fraction=0.4, seed=5)
+    calibration, test = calibration_split(5, 0.4, seed=5)
+    assert roles[~normal].tolist() == ["held_out", "held_out"]
+    assert np.flatnonzero(roles == "calibration").tolist() == np.flatnonzero(normal)[calibration].tolist()
+    assert np.flatnonzero(roles == "test").tolist() == np.flatnonzero(normal)[test].tolist()
