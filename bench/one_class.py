@@ -17,6 +17,7 @@ on the same protocol beside it.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,7 +66,8 @@ def read_metrics(clone: Path) -> dict[str, dict]:
     for commit in shown:
         for experiment in commit.get("experiments") or []:
             data = experiment["revs"][0]["data"]
-            values = {name: value for file in data["metrics"].values() for name, value in file["data"].items()}
+            # The stages after `evaluate` did not run: their metrics files are absent (no "data").
+            values = {name: value for file in data["metrics"].values() for name, value in file.get("data", {}).items()}
             metrics[experiment["name"]] = values
     return metrics
 
@@ -108,12 +110,15 @@ def main() -> None:
     runs = [(c, 42) for c in classes] + [(c, seed) for c in seed_classes for seed in seeds]
     rev = subprocess.run(["git", "rev-parse", "--short", args.rev], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout.strip()
-    with tempfile.TemporaryDirectory(prefix="one-class-") as work:
-        clone = Path(work) / "aepipe"
-        subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-        subprocess.run(["git", "checkout", "-q", rev], cwd=clone, check=True)
-        seconds = queue_and_run(clone, args.dataset, runs, args.jobs)
-        summary = summarise(args.dataset, classes, seeds, seed_classes, read_metrics(clone))
+    work = Path(tempfile.mkdtemp(prefix="one-class-"))  # kept if anything fails: its runs are in its DVC cache
+    clone = work / "aepipe"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "-q", rev], cwd=clone, check=True)
+    seconds = queue_and_run(clone, args.dataset, runs, args.jobs)
+    metrics = read_metrics(clone)
+    write_json(RESULTS / f"one_class-{args.dataset}-experiments.json", metrics)
+    summary = summarise(args.dataset, classes, seeds, seed_classes, metrics)
+    shutil.rmtree(work)
     write_json(RESULTS / f"one_class-{args.dataset}.json", {
         "dataset": args.dataset, "commit": rev, "date": date.today().isoformat(), "experiments": len(runs),
         "queue_seconds": round(seconds, 1), "protocol": "train on one class (all its training images, 20 epochs, "
