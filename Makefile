@@ -8,7 +8,7 @@ DVC := PATH="$(BIN):$$PATH" dvc
 # path goes into .dvc/config.local (see the README: a relative URL breaks `dvc exp push`).
 DVC_STORAGE ?= ../aepipe-dvc-storage
 
-.PHONY: setup remote repro test bench share pull compare restore-params
+.PHONY: setup remote repro test bench share pull compare restore-params gpu-bundle
 
 setup: $(STAMP)
 	@$(DVC) config --local remote.local.url >/dev/null 2>&1 || $(MAKE) --no-print-directory remote
@@ -36,6 +36,10 @@ bench: setup
 	PATH="$(BIN):$$PATH" python bench/train_speed.py
 	PATH="$(BIN):$$PATH" python bench/train_levers.py
 	PATH="$(BIN):$$PATH" python bench/pipeline_speed.py
+
+# What bench/gpu/run.sh needs on a GPU machine without a registry: wheels and MNIST (git-ignored).
+gpu-bundle:
+	bash bench/gpu/prepare.sh 3.12
 
 # Alice's half of the team workflow (README, "Share experiments with your team")...
 share: setup

@@ -1,0 +1,59 @@
+"""What only a CUDA GPU can show: marked `gpu`, left out of `make test`, run by bench/gpu/run.sh on a lent
+GPU machine (`pytest -n0 -m gpu tests/test_gpu.py`). Without a GPU they fail rather than skip."""
+
+import socket
+
+import pytest
+import torch
+
+from aepipe.devices import resolve_device, to_tensor
+from aepipe.distributed import join, leave
+from aepipe.model import AutoEncoder, load_model, save_model
+from aepipe.params import TrainParams
+from aepipe.training import train
+
+pytestmark = pytest.mark.gpu
+RECIPE = TrainParams(latent_dim=20, epochs=2, batch_size=64, lr=1e-3, weight_decay=0.0, device="cuda", workers=1)
+
+
+def test_auto_and_cuda_pick_the_gpu():
+    assert resolve_device("auto").type == "cuda" and resolve_device("cuda").type == "cuda"
+
+
+def test_training_steps_run_on_the_gpu(raw_dir):
+    from aepipe.mnist import load_split
+
+    device = resolve_device("cuda")
+    images = to_tensor(load_split(raw_dir, "train", 4096).images, device)
+    result = train(images[:3584], images[3584:], RECIPE, seed=0, log=lambda line: None)
+    assert result.device.startswith("cuda") and next(result.model.parameters()).is_cuda
+    assert result.val_losses[-1] < result.initial_val_loss / 2
+
+
+def test_a_model_saved_from_the_gpu_loads_on_a_cpu(tmp_path):
+    torch.manual_seed(0)
+    model = AutoEncoder(20).to("cuda").eval()
+    images = torch.rand(8, 1, 28, 28)
+    save_model(model, tmp_path / "model.pt")
+    on_cpu = load_model(tmp_path / "model.pt", "cpu")
+    assert next(on_cpu.parameters()).device.type == "cpu"
+    with torch.no_grad():
+        assert torch.allclose(on_cpu(images)[0], model(images.cuda())[0].cpu(), atol=1e-5)
+
+
+def test_nccl_initialises_for_one_process(monkeypatch):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name, value in {"TORCHELASTIC_RUN_ID": "gpu-test", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                        "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    world, device = join("cuda")
+    try:
+        assert (world.rank, world.size, device.type) == (0, 1, "cuda")
+        assert torch.distributed.get_backend() == "nccl"
+        total = torch.ones(3, device=device)
+        torch.distributed.all_reduce(total)
+        assert total.tolist() == [1.0, 1.0, 1.0]
+    finally:
+        leave()
