@@ -206,16 +206,24 @@ def test_repro_pull_restores_the_committed_run_without_computing(team):
     assert (bob / "models" / "model.pt").read_bytes() == (team.alice / "models" / "model.pt").read_bytes()
 
 
+def set_threshold_k(project: Path, k: float) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["threshold"]["k"] = k
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def test_a_commit_shared_after_the_workspace_moved_on_is_pulled_whole(team):
     # `dvc push --run-cache` pushes the workspace's outputs and the run-cache's records, not the outputs
     # those records name: a commit whose outputs the workspace no longer holds needs --all-branches.
     carol = team.clone("carol")
     run(["dvc", "pull"], carol, None, **team.env)
     run(["git", "checkout", "-q", "-b", "carol"], carol, None)
-    run(["dvc", "exp", "run", "-S", "threshold.k=2"], carol, None, **team.env)
+    set_threshold_k(carol, 2)
+    run(["dvc", "repro"], carol, None, **team.env)  # a plain repro: no experiment holds these outputs
     run(["git", "commit", "-qam", "threshold k 2"], carol, None)
     committed = locked_outputs((carol / "dvc.lock").read_text())
-    run(["dvc", "exp", "run", "-S", "threshold.k=3"], carol, None, **team.env)  # the workspace moves on
+    set_threshold_k(carol, 3)
+    run(["dvc", "repro"], carol, None, **team.env)  # the workspace moves on
     run(["git", "push", "-q", "origin", "carol"], carol, None)
     make("share", carol, team.env)
 
