@@ -46,10 +46,19 @@ def dvc(*args: str, cwd: Path) -> str:
     return result.stdout
 
 
-def queue_and_run(clone: Path, dataset: str, runs: list[tuple[int, int]], jobs: int) -> float:
-    for normal_class, seed in runs:
-        dvc("exp", "run", "--queue", "-n", f"{dataset}-{normal_class}-s{seed}", "-S", f"data.dataset={dataset}",
-            "-S", f"data.normal_digits=[{normal_class}]", "-S", f"seed={seed}", "evaluate", cwd=clone)
+def clone_at(rev: str, prefix: str) -> tuple[Path, str]:
+    """A fresh clone of this repository at REV in a temporary folder, and REV's short hash. The folder is
+    kept if anything fails (its runs are in its DVC cache); remove it with shutil.rmtree(clone.parent)."""
+    rev = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    clone = Path(tempfile.mkdtemp(prefix=prefix)) / "aepipe"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "-q", rev], cwd=clone, check=True)
+    return clone, rev
+
+
+def run_queue(clone: Path, jobs: int) -> float:
+    """Run every queued experiment; the seconds it took. Stops the script if any failed."""
     started = time.perf_counter()
     dvc("queue", "start", "-j", str(jobs), cwd=clone)
     while any(state in dvc("queue", "status", cwd=clone) for state in ("Queued", "Running")):
@@ -108,17 +117,15 @@ def main() -> None:
     classes, seeds = [int(c) for c in args.classes.split(",")], [int(s) for s in args.seeds.split(",") if s]
     seed_classes = [int(c) for c in args.seed_classes.split(",") if c]
     runs = [(c, 42) for c in classes] + [(c, seed) for c in seed_classes for seed in seeds]
-    rev = subprocess.run(["git", "rev-parse", "--short", args.rev], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    work = Path(tempfile.mkdtemp(prefix="one-class-"))  # kept if anything fails: its runs are in its DVC cache
-    clone = work / "aepipe"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    subprocess.run(["git", "checkout", "-q", rev], cwd=clone, check=True)
-    seconds = queue_and_run(clone, args.dataset, runs, args.jobs)
+    clone, rev = clone_at(args.rev, "one-class-")
+    for normal_class, seed in runs:
+        dvc("exp", "run", "--queue", "-n", f"{args.dataset}-{normal_class}-s{seed}", "-S", f"data.dataset={args.dataset}",
+            "-S", f"data.normal_digits=[{normal_class}]", "-S", f"seed={seed}", "evaluate", cwd=clone)
+    seconds = run_queue(clone, args.jobs)
     metrics = read_metrics(clone)
     write_json(RESULTS / f"one_class-{args.dataset}-experiments.json", metrics)
     summary = summarise(args.dataset, classes, seeds, seed_classes, metrics)
-    shutil.rmtree(work)
+    shutil.rmtree(clone.parent)
     write_json(RESULTS / f"one_class-{args.dataset}.json", {
         "dataset": args.dataset, "commit": rev, "date": date.today().isoformat(), "experiments": len(runs),
         "queue_seconds": round(seconds, 1), "protocol": "train on one class (all its training images, 20 epochs, "

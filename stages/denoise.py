@@ -1,13 +1,15 @@
-"""Stage denoise: reconstruct noisy validation images; PSNR before and after, whether the judge still
-recognises them, and figures."""
+"""Stage denoise: reconstruct noisy validation images; PSNR and SSIM before and after, whether the judge
+still recognises them, and figures."""
+
+import torch
 
 from aepipe.atomic import write_json
-from aepipe.denoising import add_gaussian_noise, psnr
+from aepipe.denoising import add_gaussian_noise, psnr, ssim
 from aepipe.devices import resolve_device, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.judge import judge_images, load_judge
 from aepipe.mnist import load_split
-from aepipe.model import load_model
+from aepipe.model import describe_training, load_model
 from aepipe.params import check_against_validation_set, load_params
 from aepipe.plots import denoising_curves, denoising_grid, save
 from aepipe.reconstruction import reconstruct
@@ -21,38 +23,53 @@ def main() -> None:
     val = load_split("data/raw", "val", params.data.val_size)
     check_against_validation_set(params, len(val.labels))
     clean = to_tensor(val.images, device)
-    index = params.denoise.index
 
-    def accuracy(images):
+    def accuracy(images: torch.Tensor) -> float | None:
         return judge_images(judge, images).accuracy(val.labels) if judge else None
 
     # The autoencoder's own reconstruction error bounds what denoising can reach.
     reconstructed = reconstruct(model, clean)
-    metrics = {"clean": {"psnr_reconstructed_db": psnr(reconstructed, clean).mean().item(),
-                         "judge_accuracy": accuracy(clean), "judge_accuracy_reconstructed": accuracy(reconstructed)}}
-    noisy_shown, denoised_shown, mean_psnr, accuracies = [], [], [], [(metrics["clean"]["judge_accuracy"],
-                                                                       metrics["clean"]["judge_accuracy_reconstructed"])]
+    report = {"model": describe_training(model),
+              "clean": {"psnr_reconstructed_db": psnr(reconstructed, clean).mean().item(),
+                        "ssim_reconstructed": ssim(reconstructed, clean).mean().item(),
+                        "judge_accuracy": accuracy(clean), "judge_accuracy_reconstructed": accuracy(reconstructed)}}
+    shown = []  # per noise level: the figure's noisy and reconstructed image
     for std in params.denoise.noise_std:
         noisy = add_gaussian_noise(clean, std, params.seed)
         denoised = reconstruct(model, noisy)
-        noisy_db, denoised_db = psnr(noisy, clean).mean().item(), psnr(denoised, clean).mean().item()
-        accuracies.append((accuracy(noisy), accuracy(denoised)))
-        metrics[f"noise_std_{std:g}".replace(".", "_")] = {
-            "psnr_noisy_db": noisy_db, "psnr_reconstructed_db": denoised_db,
-            "judge_accuracy_noisy": accuracies[-1][0], "judge_accuracy_reconstructed": accuracies[-1][1]}
-        noisy_shown.append(noisy[index, 0].cpu().numpy())
-        denoised_shown.append(denoised[index, 0].cpu().numpy())
-        mean_psnr.append((noisy_db, denoised_db))
-    # The headline: what denoising gains at the heaviest noise level (negative: it loses).
-    heaviest = params.denoise.noise_std.index(max(params.denoise.noise_std))
-    write_json("metrics/denoise.json", {"psnr_gain": mean_psnr[heaviest][1] - mean_psnr[heaviest][0],
-                                        "noisy_acc": accuracies[1 + heaviest][0], "denoised_acc": accuracies[1 + heaviest][1]})
-    write_json("reports/denoise.json", metrics)
-    figure = denoising_grid(clean[index, 0].cpu().numpy(), noisy_shown, denoised_shown, params.denoise.noise_std, mean_psnr)
-    save(figure, "plots/denoising.png")
-    figure = denoising_curves(params.denoise.noise_std, mean_psnr, metrics["clean"]["psnr_reconstructed_db"],
-                              accuracies if judge else None)
-    save(figure, "plots/denoising_curves.png")
+        report[f"noise_std_{std:g}".replace(".", "_")] = {
+            "psnr_noisy_db": psnr(noisy, clean).mean().item(), "psnr_reconstructed_db": psnr(denoised, clean).mean().item(),
+            "ssim_noisy": ssim(noisy, clean).mean().item(), "ssim_reconstructed": ssim(denoised, clean).mean().item(),
+            "judge_accuracy_noisy": accuracy(noisy), "judge_accuracy_reconstructed": accuracy(denoised)}
+        shown.append((noisy[params.denoise.index, 0].cpu().numpy(), denoised[params.denoise.index, 0].cpu().numpy()))
+    write_json("metrics/denoise.json", headline(report, params.denoise.noise_std))
+    write_json("reports/denoise.json", report)
+    draw(report, params.denoise.noise_std, clean[params.denoise.index, 0].cpu().numpy(), shown, with_judge=judge is not None)
+
+
+def levels(report: dict, noise_std: list[float]) -> list[dict]:
+    return [report[f"noise_std_{std:g}".replace(".", "_")] for std in noise_std]
+
+
+def headline(report: dict, noise_std: list[float]) -> dict:
+    """What denoising gains at the heaviest noise level (a negative gain: it loses)."""
+    heaviest = levels(report, noise_std)[noise_std.index(max(noise_std))]
+    return {"psnr_gain": heaviest["psnr_reconstructed_db"] - heaviest["psnr_noisy_db"],
+            "denoised_ssim": heaviest["ssim_reconstructed"],
+            "noisy_acc": heaviest["judge_accuracy_noisy"], "denoised_acc": heaviest["judge_accuracy_reconstructed"]}
+
+
+def draw(report: dict, noise_std: list[float], clean_shown, shown: list[tuple], with_judge: bool) -> None:
+    by_level = levels(report, noise_std)
+    mean_psnr = [(level["psnr_noisy_db"], level["psnr_reconstructed_db"]) for level in by_level]
+    noisy_shown, denoised_shown = zip(*shown)
+    save(denoising_grid(clean_shown, list(noisy_shown), list(denoised_shown), noise_std, mean_psnr, report["model"]),
+         "plots/denoising.png")
+    clean = report["clean"]
+    accuracies = [(clean["judge_accuracy"], clean["judge_accuracy_reconstructed"]),
+                  *((level["judge_accuracy_noisy"], level["judge_accuracy_reconstructed"]) for level in by_level)]
+    save(denoising_curves(noise_std, mean_psnr, clean["psnr_reconstructed_db"], accuracies if with_judge else None,
+                          report["model"]), "plots/denoising_curves.png")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ def main() -> None:
         "final_val_loss": result.val_losses[-1],
         "initial_val_loss": result.initial_val_loss,
         "epochs": len(result.train_losses),
+        "noise_std": params.train.noise_std,
         "train_images": len(train_split.labels),
         "val_images": len(val_split.labels),
         "train_seconds": round(result.seconds, 2),

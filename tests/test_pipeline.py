@@ -133,7 +133,7 @@ def test_the_judge_and_what_it_says_of_samples_reconstructions_and_denoising(pro
     heaviest = denoise["noise_std_0_5"]
     assert json.loads((project / "metrics" / "denoise.json").read_text()) == pytest.approx({
         "psnr_gain": heaviest["psnr_reconstructed_db"] - heaviest["psnr_noisy_db"],
-        "noisy_acc": heaviest["judge_accuracy_noisy"], "denoised_acc": heaviest["judge_accuracy_reconstructed"]})
+        "denoised_ssim": heaviest["ssim_reconstructed"], "noisy_acc": heaviest["judge_accuracy_noisy"], "denoised_acc": heaviest["judge_accuracy_reconstructed"]})
 
 
 def test_an_autoencoder_experiment_never_retrains_the_judge(experimenting, mnist_dir):
@@ -188,7 +188,7 @@ def test_dvc_resumes_a_killed_training_run(tmp_path, mnist_dir):
 
 HEADLINE = ["step", "val_mse", "train_seconds", "threshold", "fp_rate", "auc_rotation", "auc_patch", "auc_blank",
             "auc_patch_pixels", "tsne_knn10",
-            "psnr_gain", "noisy_acc", "denoised_acc", "judge_accuracy", "fd_samples", "fd_recon", "fd_real", "sample_conf",
+            "psnr_gain", "denoised_ssim", "noisy_acc", "denoised_acc", "judge_accuracy", "fd_samples", "fd_recon", "fd_real", "sample_conf",
             "sample_min_share", "recon_acc"]
 
 

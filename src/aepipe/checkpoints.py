@@ -1,7 +1,9 @@
-"""Model checkpoints on disk: written atomically and byte-reproducibly, read back with torch's
-weights-only loader and refused with a clear error unless they hold the expected format."""
+"""Checkpoints on disk, written atomically and byte-reproducibly and read back with torch's weights-only
+loader: models (refused with a clear error unless they hold the expected format), and the resume state
+of a training run (ignored unless it was saved by a run with the same inputs)."""
 
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -49,3 +51,24 @@ def _short_reason(error: Exception) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     cause = next((line for line in lines if line.startswith("WeightsUnpickler error:")), lines[0] if lines else "")
     return f"{type(error).__name__}: {cause.split('. Please use')[0]}"
+
+
+def save_resume_state(path: Path, fingerprint: dict, state: dict) -> None:
+    """Save a training run's `state` (tensors, numbers, lists and dicts of them) with the
+    `fingerprint` of its inputs (params, seed, device, data)."""
+    torch_save({"fingerprint": fingerprint, **state}, path)
+
+
+def load_resume_state(path: Path, fingerprint: dict, log: Callable[[str], None]) -> dict | None:
+    """The state saved at `path` if a run with the same `fingerprint` saved it, else None (said in `log`)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a foreign or damaged file is not worth stopping for: start afresh
+        log(f"ignoring unreadable checkpoint {path}: {type(error).__name__}")
+        return None
+    if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
+        log(f"ignoring checkpoint {path}: it was saved by a run with other parameters or data")
+        return None
+    return saved

@@ -25,7 +25,7 @@ import torch
 from aepipe.atomic import atomic_path, file_sha256
 from aepipe.errors import AepipeError, exit_on_error
 from aepipe.images import IMAGE_SUFFIXES, SIDE, image_files, read_greyscale
-from aepipe.model import load_model
+from aepipe.model import describe_training, load_model
 from aepipe.reconstruction import error_maps
 from aepipe.scores import FittedScore, image_features
 
@@ -54,6 +54,8 @@ def run(argv: list[str] | None) -> None:
     if args.maps and args.maps.exists() and not args.maps.is_dir():
         raise AepipeError(f"--maps {args.maps}: not a folder; expected a folder to write the PNG maps into")
     model = load_model(args.model)
+    if model.noise_std:  # it reconstructs noisy images well by design: noise alone scores lower than with a plain one
+        print(f"note: {args.model} is a {describe_training(model)}", file=sys.stderr)
     sources, images = load_images(args.paths)
     if args.invert:
         images = 1 - images

@@ -1,6 +1,11 @@
 """Denoising: Gaussian noise on clean images, and how much of it the autoencoder takes away."""
 
 import torch
+import torch.nn.functional as F
+
+# SSIM as Wang et al. (2004) define it: an 11×11 Gaussian window of std 1.5, constants for pixels in [0, 1].
+SSIM_WINDOW, SSIM_WINDOW_STD = 11, 1.5
+SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
 
 
 def add_gaussian_noise(images: torch.Tensor, std: float, seed: int) -> torch.Tensor:
@@ -10,7 +15,39 @@ def add_gaussian_noise(images: torch.Tensor, std: float, seed: int) -> torch.Ten
     return (images + std * noise).clamp_(0, 1)
 
 
+def noisy_inputs(images: torch.Tensor, max_std: float, generator: torch.Generator) -> torch.Tensor:
+    """Each image plus Gaussian noise of its own std, drawn uniformly from [0, max_std], clipped to [0, 1]:
+    a denoising autoencoder's training inputs, drawn from `generator` on the images' device."""
+    stds = max_std * torch.rand((len(images), 1, 1, 1), generator=generator, device=images.device, dtype=images.dtype)
+    noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    return (images + stds * noise).clamp_(0, 1)
+
+
 def psnr(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB of each image against its reference, for pixels in [0, 1]."""
     mse = (images - references).square().flatten(1).mean(dim=1)
     return 10 * torch.log10(1 / mse)
+
+
+def ssim(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+    """Structural similarity of each (N, 1, H, W) image to its reference, for pixels in [0, 1]: the mean
+    of the SSIM map over the positions where the whole window fits (1 for identical images)."""
+    window = _gaussian_window(images)
+
+    def local_mean(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, window)
+
+    mean_x, mean_y = local_mean(images), local_mean(references)
+    var_x = local_mean(images * images) - mean_x**2
+    var_y = local_mean(references * references) - mean_y**2
+    covariance = local_mean(images * references) - mean_x * mean_y
+    similarity = ((2 * mean_x * mean_y + SSIM_C1) * (2 * covariance + SSIM_C2)
+                  / ((mean_x**2 + mean_y**2 + SSIM_C1) * (var_x + var_y + SSIM_C2)))
+    return similarity.flatten(1).mean(dim=1)
+
+
+def _gaussian_window(like: torch.Tensor) -> torch.Tensor:
+    offsets = torch.arange(SSIM_WINDOW, device=like.device, dtype=like.dtype) - SSIM_WINDOW // 2
+    weights = torch.exp(-offsets**2 / (2 * SSIM_WINDOW_STD**2))
+    weights /= weights.sum()
+    return torch.outer(weights, weights)[None, None]

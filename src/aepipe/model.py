@@ -19,6 +19,7 @@ class AutoEncoder(nn.Module):
     def __init__(self, latent_dim: int = 20):
         super().__init__()
         self.latent_dim = latent_dim
+        self.noise_std = 0.0  # largest std of the input noise it was trained on (0: a plain autoencoder)
         self.encoder = nn.Sequential(
             nn.Conv2d(1, 16, 3, stride=2, padding=1),
             nn.ReLU(),
@@ -56,6 +57,8 @@ def save_model(model: AutoEncoder, path: str | Path) -> None:
         "latent_dim": model.latent_dim,
         "state_dict": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
     }
+    if model.noise_std:  # absent for a plain autoencoder, whose checkpoint stays as it always was
+        checkpoint["noise_std"] = model.noise_std
     torch_save(checkpoint, path)
 
 
@@ -64,5 +67,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> AutoEnco
     checkpoint = read_checkpoint(path, CHECKPOINT_FORMAT, "autoencoder", made_by="train")
     model = AutoEncoder(latent_dim=checkpoint["latent_dim"])
     load_weights(model, checkpoint["state_dict"], path, "autoencoder")
+    model.noise_std = float(checkpoint.get("noise_std", 0.0))
     device = torch.device(device)
     return model.to(device, memory_format=preferred_memory_format(device)).eval()
+
+
+def describe_training(model: AutoEncoder) -> str:
+    """How the model was trained, in words for reports and figures."""
+    if model.noise_std:
+        return f"denoising autoencoder (trained on inputs with Gaussian noise of std up to {model.noise_std:g})"
+    return "plain autoencoder (trained on clean images)"

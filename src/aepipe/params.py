@@ -81,6 +81,9 @@ class TrainParams(Section):
     batch_size: StrictInt = Field(ge=1)
     lr: Number = Field(gt=0)
     weight_decay: Number = Field(ge=0)
+    # Above 0: a denoising autoencoder. Each training image gets Gaussian noise of a std drawn uniformly
+    # from [0, noise_std] (pixels in [0, 1]); the loss compares its reconstruction with the clean image.
+    noise_std: Number = Field(ge=0, le=1)
     device: Literal["auto", "cpu", "cuda"]
     # Data-parallel processes per machine (torchrun + DDP): GPUs on a GPU machine, CPU workers
     # otherwise. 1: a plain process. train.batch_size stays the global batch.

@@ -169,14 +169,15 @@ def interpolation_strip(start_image: np.ndarray, decoded: np.ndarray, end_image:
 
 
 def denoising_grid(clean: np.ndarray, noisy: list[np.ndarray], denoised: list[np.ndarray], noise_std: list[float],
-                   mean_psnr: list[tuple[float, float]]) -> plt.Figure:
-    """One row per noise level: clean, noisy, reconstructed; titles carry the validation-set mean PSNR."""
+                   mean_psnr: list[tuple[float, float]], model: str) -> plt.Figure:
+    """One row per noise level: clean, noisy, reconstructed; titles carry the validation-set mean PSNR,
+    and the figure's title says how the `model` was trained."""
     figure, axes = plt.subplots(len(noise_std), 3, figsize=(6.6, 2.3 * len(noise_std)), squeeze=False)
     for row, std, noisy_image, denoised_image, (noisy_db, denoised_db) in zip(axes, noise_std, noisy, denoised, mean_psnr):
         _show_digit(row[0], clean, "clean")
         _show_digit(row[1], noisy_image, f"noise σ = {std:g}\nmean PSNR {noisy_db:.1f} dB")
         _show_digit(row[2], denoised_image, f"reconstructed\nmean PSNR {denoised_db:.1f} dB")
-    figure.suptitle("Denoising by reconstruction (PSNR: mean over the validation set)")
+    figure.suptitle(f"Denoising by reconstruction (PSNR: mean over the validation set)\n{model}", fontsize=9)
     figure.tight_layout()
     return figure
 
@@ -262,9 +263,10 @@ def samples_grid(prototypes: np.ndarray, prototype_names: Sequence[str], samples
 
 
 def denoising_curves(noise_std: Sequence[float], psnr: Sequence[tuple[float, float]], clean_psnr: float,
-                     accuracy: Sequence[tuple[float, float]] | None) -> plt.Figure:
+                     accuracy: Sequence[tuple[float, float]] | None, model: str) -> plt.Figure:
     """Mean PSNR of noisy and reconstructed images by noise level; with a judge, its accuracy on them,
-    where `accuracy` starts at noise 0: the clean images and their plain reconstructions."""
+    where `accuracy` starts at noise 0: the clean images and their plain reconstructions. The figure's
+    title says how the `model` was trained."""
     figure, axes = plt.subplots(1, 1 if accuracy is None else 2, figsize=(5.5 if accuracy is None else 11, 3.8),
                                 squeeze=False)
     by_noise = axes[0, 0]
@@ -283,5 +285,6 @@ def denoising_curves(noise_std: Sequence[float], psnr: Sequence[tuple[float, flo
         judged.set(xlabel="noise σ", ylabel="judge's accuracy", title="Is it still the same class? (the judge)")
         judged.yaxis.set_major_formatter(PercentFormatter(1.0))
         judged.legend(fontsize="small")
+    figure.suptitle(model[0].upper() + model[1:], fontsize=10)
     figure.tight_layout()
     return figure

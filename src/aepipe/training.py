@@ -1,4 +1,9 @@
-"""Train the autoencoder on images held as one tensor on the device, batching by indexing."""
+"""Train the autoencoder on images held as one tensor on the device, batching by indexing.
+
+With train.noise_std > 0 it is a denoising autoencoder: each training image gets Gaussian noise of
+its own std, drawn uniformly from [0, noise_std], and the loss compares the reconstruction of the
+noisy image with the clean one. Validation always reconstructs clean images.
+"""
 
 import hashlib
 import time
@@ -12,7 +17,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from aepipe.checkpoints import torch_save
+from aepipe.checkpoints import load_resume_state, save_resume_state
+from aepipe.denoising import noisy_inputs
 from aepipe.devices import preferred_memory_format
 from aepipe.distributed import World
 from aepipe.errors import AepipeError
@@ -35,6 +41,23 @@ class EpochLosses:
     batch_losses: np.ndarray  # the training loss of each step of this epoch
     train_loss: float  # their mean
     val_loss: float  # mean squared error over the whole validation set
+
+
+@dataclass
+class History:
+    """Everything a run has recorded so far; a checkpoint saves it and a resumed run restores it."""
+
+    epoch: int  # epochs completed
+    batch_losses: torch.Tensor  # (epochs, steps): the training loss of every step, against clean images
+    train_losses: list[float]  # per epoch: mean of that epoch's batch losses
+    val_losses: list[float]  # per epoch: mean squared error over the whole validation set
+    initial_val_loss: float | None  # before the first step, for comparison
+    sample_reconstructions: list[torch.Tensor]  # per epoch: (RECONSTRUCTION_SAMPLES, 28, 28)
+    step_seconds: float = 0.0  # in training steps
+    seconds: float = 0.0  # in all, validation included
+
+    def epoch_losses(self, epoch: int) -> EpochLosses:
+        return EpochLosses(epoch + 1, self.batch_losses[epoch].numpy(), self.train_losses[epoch], self.val_losses[epoch])
 
 
 @dataclass
@@ -75,100 +98,116 @@ def train(
         # Near-zero activations turn into denormal floats after a few epochs and slow the
         # convolutions by about half; flushing them to zero leaves the losses unchanged.
         torch.set_flush_denormal(True)
-    memory_format = preferred_memory_format(device)
     torch.manual_seed(seed)
-    model = AutoEncoder(params.latent_dim).to(device, memory_format=memory_format)
+    model = AutoEncoder(params.latent_dim).to(device, memory_format=preferred_memory_format(device))
+    model.noise_std = params.noise_std
     # One fused kernel for the whole parameter update instead of a loop over tensors.
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
-    shuffle = torch.Generator().manual_seed(seed)  # the only randomness after initialisation
-
-    n_train, batch_size = len(train_images), params.batch_size
-    steps = -(-n_train // batch_size)
-    samples = val_images[:RECONSTRUCTION_SAMPLES]
+    shuffle = torch.Generator().manual_seed(seed)  # the order of the images; the noise has generators of its own
+    steps = -(-len(train_images) // params.batch_size)
     fingerprint = {**params.model_dump(), "seed": seed, "device": device.type, "processes": world.size,
                    "images": _digest(train_images, val_images)} if checkpoint else None
-    history = {
-        "epoch": 0,
-        "batch_losses": torch.zeros(params.epochs, steps),
-        "train_losses": [],
-        "val_losses": [],
-        "initial_val_loss": None,
-        "sample_reconstructions": [],
-        "step_seconds": 0.0,
-        "seconds": 0.0,
-    }
-    saved = _load_checkpoint(checkpoint, fingerprint, log) if checkpoint else None
+    saved = load_resume_state(checkpoint, fingerprint, log) if checkpoint else None
     if saved:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        shuffle.set_state(saved["shuffle"])
-        history = saved["history"]
-        log(f"resuming from the checkpoint after epoch {history['epoch']}/{params.epochs}")
-        for done in range(history["epoch"]):
-            _report_epoch(on_epoch, done, history)
-    elif world.is_main:
-        history["initial_val_loss"] = mean_squared_error(model, val_images)
-    batch_losses = history["batch_losses"].to(device)
-    started = time.perf_counter() - history["seconds"]
+        history = _restore(saved, model, optimizer, shuffle, log, on_epoch)
+    else:
+        history = History(0, torch.zeros(params.epochs, steps), [], [], None, [])
+        if world.is_main:
+            history.initial_val_loss = mean_squared_error(model, val_images)
     # DDP averages the gradients of all processes after each backward pass.
     trainee = model if world.size == 1 else DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    for epoch in range(history["epoch"], params.epochs):
-        model.train()
-        order = torch.randperm(n_train, generator=shuffle).to(device)
+    started = time.perf_counter() - history.seconds
+    for epoch in range(history.epoch, params.epochs):
         epoch_started = time.perf_counter()
-        progress = tqdm(range(steps), desc=f"epoch {epoch + 1}/{params.epochs}", leave=False,
-                        disable=None if world.is_main else True)
-        for step in progress:
-            global_batch = order[step * batch_size : (step + 1) * batch_size]
-            indices = global_batch if world.size == 1 else global_batch.tensor_split(world.size)[world.rank]
-            batch = train_images[indices].contiguous(memory_format=memory_format)
-            reconstruction, _ = trainee(batch)
-            loss = torch.nn.functional.mse_loss(reconstruction, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            batch_losses[epoch, step] = loss.detach()  # stays on the device: no sync per step
-        if world.size > 1:
-            batch_losses[epoch] = _global_batch_means(batch_losses[epoch], n_train, batch_size, world)
-        epoch_losses = batch_losses[epoch].cpu()  # the one sync of the epoch
-        history["step_seconds"] += time.perf_counter() - epoch_started
-        _stop_if_diverged(epoch_losses, epoch)
+        noise = _noise_generator(seed, epoch, world.rank, device) if params.noise_std else None
+        epoch_losses = _train_epoch(trainee, optimizer, train_images, params, shuffle, noise, world, epoch)
+        history.step_seconds += time.perf_counter() - epoch_started
         if not world.is_main:
             continue
-
-        history["train_losses"].append(epoch_losses.mean().item())
-        history["val_losses"].append(mean_squared_error(model, val_images))
-        history["sample_reconstructions"].append(reconstruct(model, samples)[:, 0].cpu())
-        history["epoch"] = epoch + 1
-        history["seconds"] = time.perf_counter() - started
-        log(f"epoch {epoch + 1}/{params.epochs}: train loss {history['train_losses'][-1]:.6f}, "
-            f"val loss {history['val_losses'][-1]:.6f}")
-        history["batch_losses"] = batch_losses.cpu()
-        _report_epoch(on_epoch, epoch, history)
+        _record_epoch(history, epoch, epoch_losses, model, val_images)
+        history.seconds = time.perf_counter() - started
+        log(f"epoch {epoch + 1}/{params.epochs}: train loss {history.train_losses[-1]:.6f}, "
+            f"val loss {history.val_losses[-1]:.6f}")
+        if on_epoch:
+            on_epoch(history.epoch_losses(epoch))
         if checkpoint:
-            _save_checkpoint(checkpoint, fingerprint, model, optimizer, shuffle, history)
-
+            save_resume_state(checkpoint, fingerprint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                                        "shuffle": shuffle.get_state(), "history": vars(history)})
     if not world.is_main:
         return None
+    return _result(model, history, val_images, len(train_images) * params.epochs, time.perf_counter() - started)
+
+
+def _restore(saved: dict, model, optimizer, shuffle: torch.Generator, log, on_epoch) -> History:
+    """Load a checkpoint's state into the run, and replay its epochs to `on_epoch`."""
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    shuffle.set_state(saved["shuffle"])
+    history = History(**saved["history"])
+    log(f"resuming from the checkpoint after epoch {history.epoch}/{len(history.batch_losses)}")
+    if on_epoch:
+        for done in range(history.epoch):
+            on_epoch(history.epoch_losses(done))
+    return history
+
+
+def _train_epoch(trainee, optimizer, images: torch.Tensor, params: TrainParams, shuffle: torch.Generator,
+                 noise: torch.Generator | None, world: World, epoch: int) -> torch.Tensor:
+    """One pass over the images in a shuffled order; the loss of every global batch, on the CPU."""
+    trainee.train()
+    memory_format = preferred_memory_format(images.device)
+    batch_size, steps = params.batch_size, -(-len(images) // params.batch_size)
+    order = torch.randperm(len(images), generator=shuffle).to(images.device)
+    losses = torch.zeros(steps, device=images.device)  # stays on the device: no sync per step
+    progress = tqdm(range(steps), desc=f"epoch {epoch + 1}/{params.epochs}", leave=False,
+                    disable=None if world.is_main else True)
+    for step in progress:
+        global_batch = order[step * batch_size : (step + 1) * batch_size]
+        indices = global_batch if world.size == 1 else global_batch.tensor_split(world.size)[world.rank]
+        clean = images[indices].contiguous(memory_format=memory_format)
+        inputs = noisy_inputs(clean, params.noise_std, noise) if noise is not None else clean
+        reconstruction, _ = trainee(inputs)
+        loss = torch.nn.functional.mse_loss(reconstruction, clean)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses[step] = loss.detach()
+    if world.size > 1:
+        losses = _global_batch_means(losses, len(images), batch_size, world)
+    losses = losses.cpu()  # the one sync of the epoch
+    _stop_if_diverged(losses, epoch)
+    return losses
+
+
+def _record_epoch(history: History, epoch: int, losses: torch.Tensor, model: AutoEncoder, val_images: torch.Tensor) -> None:
+    history.batch_losses[epoch] = losses
+    history.train_losses.append(losses.mean().item())
+    history.val_losses.append(mean_squared_error(model, val_images))
+    history.sample_reconstructions.append(reconstruct(model, val_images[:RECONSTRUCTION_SAMPLES])[:, 0].cpu())
+    history.epoch = epoch + 1
+
+
+def _result(model: AutoEncoder, history: History, val_images: torch.Tensor, images_trained: int,
+            seconds: float) -> TrainingResult:
     return TrainingResult(
         model=model.eval(),
-        batch_losses=batch_losses.cpu().numpy(),
-        train_losses=history["train_losses"],
-        val_losses=history["val_losses"],
-        initial_val_loss=history["initial_val_loss"],
-        sample_images=samples[:, 0].cpu().numpy(),
-        sample_reconstructions=torch.stack(history["sample_reconstructions"]).numpy(),
-        seconds=time.perf_counter() - started,
-        images_per_second=params.epochs * n_train / history["step_seconds"],
-        device=str(device),
+        batch_losses=history.batch_losses.numpy(),
+        train_losses=history.train_losses,
+        val_losses=history.val_losses,
+        initial_val_loss=history.initial_val_loss,
+        sample_images=val_images[:RECONSTRUCTION_SAMPLES, 0].cpu().numpy(),
+        sample_reconstructions=torch.stack(history.sample_reconstructions).numpy(),
+        seconds=seconds,
+        images_per_second=images_trained / history.step_seconds,
+        device=str(val_images.device),
     )
 
 
-def _report_epoch(on_epoch: Callable[[EpochLosses], None] | None, epoch: int, history: dict) -> None:
-    if on_epoch:
-        on_epoch(EpochLosses(epoch + 1, history["batch_losses"][epoch].numpy(), history["train_losses"][epoch],
-                             history["val_losses"][epoch]))
+def _noise_generator(seed: int, epoch: int, rank: int, device: torch.device) -> torch.Generator:
+    """The generator of one epoch's input noise on one process, on the training device: seeded by
+    (seed, epoch, process), so a resumed run draws exactly what an uninterrupted one would have."""
+    entropy = np.random.SeedSequence([seed, epoch, rank]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(entropy))
 
 
 def _global_batch_means(local_losses: torch.Tensor, n_train: int, batch_size: int, world: World) -> torch.Tensor:
@@ -188,27 +227,6 @@ def _digest(*tensors: torch.Tensor) -> str:
     for tensor in tensors:
         sha.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return sha.hexdigest()
-
-
-def _save_checkpoint(path: Path, fingerprint: dict, model, optimizer, shuffle: torch.Generator, history: dict) -> None:
-    state = {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "shuffle": shuffle.get_state(), "history": history}
-    torch_save(state, path)
-
-
-def _load_checkpoint(path: Path, fingerprint: dict, log: Callable[[str], None]) -> dict | None:
-    """The saved state if `path` holds a checkpoint of a run with the same inputs, else None."""
-    if not path.is_file():
-        return None
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a foreign or damaged file is not worth stopping for: start afresh
-        log(f"ignoring unreadable checkpoint {path}: {type(error).__name__}")
-        return None
-    if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
-        log(f"ignoring checkpoint {path}: it was saved by a run with other parameters or data")
-        return None
-    return saved
 
 
 def _stop_if_diverged(epoch_losses: torch.Tensor, epoch: int) -> None:
