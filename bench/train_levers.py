@@ -35,8 +35,8 @@ from pathlib import Path
 import torch
 
 from aepipe.atomic import write_json
+from aepipe.dataset import load_split
 from aepipe.devices import to_tensor
-from aepipe.mnist import load_split
 from aepipe.model import AutoEncoder
 from aepipe.reconstruction import mean_squared_error
 

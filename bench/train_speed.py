@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 
 from aepipe.atomic import write_json
+from aepipe.dataset import load_split
 from aepipe.devices import resolve_device, to_tensor
-from aepipe.mnist import DATASETS, download_dataset, load_split
+from aepipe.mnist import DATASETS, download_dataset
 from aepipe.model import AutoEncoder
 from aepipe.params import load_params
 from aepipe.reconstruction import mean_squared_error

@@ -4,11 +4,11 @@ still recognises them, and figures."""
 import torch
 
 from aepipe.atomic import write_json
+from aepipe.dataset import load_split
 from aepipe.denoising import add_gaussian_noise, psnr, ssim
 from aepipe.devices import resolve_device, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.judge import judge_images, load_judge
-from aepipe.mnist import load_split
 from aepipe.model import describe_training, load_model
 from aepipe.params import check_against_validation_set, load_params
 from aepipe.plots import denoising_curves, denoising_grid, save

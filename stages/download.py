@@ -6,9 +6,10 @@ MNIST and Fashion-MNIST are downloaded and verified by SHA-256; a folder of your
 
 import os
 
+from aepipe.dataset import write_dataset
 from aepipe.errors import exit_on_error
 from aepipe.folder import read_folder, split_at_random
-from aepipe.mnist import DATASETS, download_dataset, write_dataset
+from aepipe.mnist import DATASETS, download_dataset
 from aepipe.params import load_params
 
 IMAGES = "data/images"  # a dependency of this stage in dvc.yaml

@@ -13,8 +13,8 @@ import pandas as pd
 
 from aepipe.anomaly import detection_metrics
 from aepipe.atomic import write_json
+from aepipe.dataset import load_classes
 from aepipe.errors import exit_on_error
-from aepipe.mnist import load_classes
 from aepipe.plots import anomaly_scores, most_anomalous, save
 
 # Shown in `dvc exp show`: the anomalies that tell models and scores apart (noise, inversion and

@@ -3,10 +3,10 @@
 import numpy as np
 import torch
 
+from aepipe.dataset import load_split
 from aepipe.devices import resolve_device
 from aepipe.errors import exit_on_error
 from aepipe.latent import interpolate
-from aepipe.mnist import load_split
 from aepipe.model import load_model
 from aepipe.params import check_against_validation_set, load_params
 from aepipe.plots import interpolation_strip, save

@@ -4,10 +4,10 @@ import numpy as np
 import torch
 
 from aepipe.atomic import write_json
+from aepipe.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.judge import save_judge, train_judge
-from aepipe.mnist import load_classes, load_split
 from aepipe.params import load_params
 
 

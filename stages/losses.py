@@ -13,9 +13,9 @@ import torch
 from aepipe.anomaly import calibration_roles, pixel_roc_auc
 from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
 from aepipe.corruptions import corrupt, patch_mask
+from aepipe.dataset import load_split
 from aepipe.devices import resolve_device, to_tensor
 from aepipe.errors import exit_on_error
-from aepipe.mnist import load_split
 from aepipe.model import load_model
 from aepipe.params import load_params
 from aepipe.reconstruction import batch_means, error_maps

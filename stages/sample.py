@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from aepipe.atomic import atomic_path, write_json
+from aepipe.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.judge import judge_images, load_judge
 from aepipe.latent import decode
-from aepipe.mnist import load_classes, load_split
 from aepipe.model import load_model
 from aepipe.params import load_params
 from aepipe.plots import samples_grid, save
@@ -42,11 +42,7 @@ def main() -> None:
     pixels = (samples[:, 0] * 255).round().byte().cpu().numpy()
 
     if judge is None:
-        with atomic_path("data/samples.npz") as tmp:
-            np.savez_compressed(tmp, images=pixels, latents=drawn)
-        write_json("metrics/samples.json", dict.fromkeys(METRICS))
-        write_json("reports/samples.json", {"judge": "not measured: the images have no classes", "samples": len(drawn)})
-        save(samples_grid(*shown, None, classes.names), "plots/samples.png")
+        write_unjudged(pixels, drawn, shown, classes.names)
         return
 
     judged, judged_prototypes = judge_images(judge, samples), judge_images(judge, prototypes)
@@ -75,6 +71,15 @@ def main() -> None:
     verdicts = tuple(np.concatenate([of_prototypes, of_samples[:SHOWN]]) for of_prototypes, of_samples in
                      ((judged_prototypes.labels, judged.labels), (judged_prototypes.confidence, judged.confidence)))
     save(samples_grid(*shown, verdicts, classes.names), "plots/samples.png")
+
+
+def write_unjudged(pixels: np.ndarray, drawn: np.ndarray, shown: tuple, names: list[str]) -> None:
+    """The outputs for images without classes: samples and figure, no judge's numbers."""
+    with atomic_path("data/samples.npz") as tmp:
+        np.savez_compressed(tmp, images=pixels, latents=drawn)
+    write_json("metrics/samples.json", dict.fromkeys(METRICS))
+    write_json("reports/samples.json", {"judge": "not measured: the images have no classes", "samples": len(drawn)})
+    save(samples_grid(*shown, None, names), "plots/samples.png")
 
 
 if __name__ == "__main__":

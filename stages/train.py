@@ -6,10 +6,10 @@ import numpy as np
 from dvclive import Live
 
 from aepipe.atomic import atomic_path, write_json
+from aepipe.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_tensor
 from aepipe.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
 from aepipe.errors import exit_on_error
-from aepipe.mnist import load_classes, load_split
 from aepipe.model import save_model
 from aepipe.params import ParamsError, load_params
 from aepipe.training import EpochLosses, train

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from aepipe.dataset import load_split
 from aepipe.denoising import add_gaussian_noise, noisy_inputs, psnr, ssim
 from aepipe.devices import to_tensor
-from aepipe.mnist import load_split
 from aepipe.model import AutoEncoder, describe_training, load_model, save_model
 from aepipe.params import load_params
 from aepipe.reconstruction import reconstruct

@@ -21,7 +21,7 @@ def test_auto_and_cuda_pick_the_gpu():
 
 
 def test_training_steps_run_on_the_gpu(raw_dir):
-    from aepipe.mnist import load_split
+    from aepipe.dataset import load_split
 
     device = resolve_device("cuda")
     images = to_tensor(load_split(raw_dir, "train", 4096).images, device)

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aepipe.mnist import CLASSES_FILE, DATASETS, DownloadError, IdxFormatError, download_dataset, load_split, parse_idx, verify
+from aepipe.dataset import CLASSES_FILE, IdxFormatError, load_split, parse_idx
+from aepipe.mnist import DATASETS, DownloadError, download_dataset, verify
 
 MNIST_SHA256 = DATASETS["mnist"].sha256
 # Class counts from the shared data's README.

@@ -39,27 +39,31 @@ def test_the_repository_params_are_valid_and_every_key_reruns_some_stage():
 @pytest.mark.parametrize(
     "key, value, expected",
     [
-        ("train.latent_dim", 0, "train.latent_dim = 0: expected an integer >= 1"),
-        ("train.latent_dim", "ten", "train.latent_dim = 'ten': expected an integer >= 1"),
-        ("train.latent_dim", 2.5, "train.latent_dim = 2.5: expected an integer >= 1"),
-        ("train.epochs", True, "train.epochs = true: expected an integer >= 1"),
-        ("train.batch_size", -64, "train.batch_size = -64: expected an integer >= 1"),
-        ("train.lr", 0, "train.lr = 0: expected a number > 0"),
-        ("train.lr", "fast", "train.lr = 'fast': expected a number > 0"),
-        ("train.weight_decay", -0.1, "train.weight_decay = -0.1: expected a number >= 0"),
-        ("train.device", "gpu", "train.device = 'gpu': expected one of auto, cpu, cuda"),
-        ("data.train_size", 60_001, "data.train_size = 60001: expected null or an integer >= 1 and <= 60000"),
-        ("download.mirrors.mnist", [], "download.mirrors.mnist = []: expected a list of at least 1 items, each a non-empty string"),
-        ("download.mirrors.fashion-mnist", ["https://a/", 3], "download.mirrors.fashion-mnist[1] = 3: expected a non-empty string"),
-        ("data.dataset", "cifar10", "data.dataset = 'cifar10': expected one of mnist, fashion-mnist, folder"),
-        ("seed", -1, "seed = -1: expected an integer >= 0"),
-        ("threshold.k", float("nan"), "threshold.k = .nan: expected a number >= 0"),
+        ("train.latent_dim", 0, "train.latent_dim = 0: input should be greater than or equal to 1"),
+        ("train.latent_dim", "ten", "train.latent_dim = 'ten': input should be a valid integer"),
+        ("train.latent_dim", 2.5, "train.latent_dim = 2.5: input should be a valid integer"),
+        ("train.epochs", True, "train.epochs = true: input should be a valid integer"),
+        ("train.batch_size", -64, "train.batch_size = -64: input should be greater than or equal to 1"),
+        ("train.lr", 0, "train.lr = 0: input should be greater than 0"),
+        ("train.lr", "fast", "train.lr = 'fast': input should be a valid number"),
+        ("train.weight_decay", -0.1, "train.weight_decay = -0.1: input should be greater than or equal to 0"),
+        ("train.noise_std", 1.5, "train.noise_std = 1.5: input should be less than or equal to 1"),
+        ("train.device", "gpu", "train.device = 'gpu': input should be 'auto', 'cpu' or 'cuda'"),
+        ("train.workers", 65, "train.batch_size = 64: expected at least train.workers = 65 (the global batch is split across the workers)"),
+        ("data.train_size", 60_001, "data.train_size = 60001: input should be less than or equal to 60000"),
+        ("data.normal_digits", [3, 3], "data.normal_digits = [3, 3]: expected each class at most once"),
+        ("download.mirrors.mnist", [], "download.mirrors.mnist = []: list should have at least 1 item after validation, not 0"),
+        ("download.mirrors.fashion-mnist", ["https://a/", 3], "download.mirrors.fashion-mnist[1] = 3: input should be a valid string"),
+        ("data.dataset", "cifar10", "data.dataset = 'cifar10': input should be 'mnist', 'fashion-mnist' or 'folder'"),
+        ("anomaly.corruptions.blank", "yes", "anomaly.corruptions.blank = 'yes': input should be a valid boolean"),
+        ("seed", -1, "seed = -1: input should be greater than or equal to 0"),
+        ("threshold.k", float("nan"), "threshold.k = .nan: input should be a finite number"),
         ("interpolate.start", 10_000, "interpolate.start = 10000: expected the index of a validation image, 0 to 9999"),
-        ("denoise.noise_std", [0.1, 0], "denoise.noise_std[1] = 0: expected a number > 0"),
-        ("anomaly.score", "mahalanobis", "anomaly.score = 'mahalanobis': expected one of reconstruction, combined"),
-        ("tsne.method", "exact", "tsne.method = 'exact': expected one of fft, bh"),
-        ("tsne.neighbors", "kd-tree", "tsne.neighbors = 'kd-tree': expected one of exact, annoy, pynndescent, auto"),
-        ("tsne.ints_in_interval", 0, "tsne.ints_in_interval = 0: expected a number > 0"),
+        ("denoise.noise_std", [0.1, 0], "denoise.noise_std[1] = 0: input should be greater than 0"),
+        ("anomaly.score", "mahalanobis", "anomaly.score = 'mahalanobis': input should be 'reconstruction' or 'combined'"),
+        ("tsne.method", "exact", "tsne.method = 'exact': input should be 'fft' or 'bh'"),
+        ("tsne.neighbors", "kd-tree", "tsne.neighbors = 'kd-tree': input should be 'exact', 'annoy', 'pynndescent' or 'auto'"),
+        ("tsne.ints_in_interval", 0, "tsne.ints_in_interval = 0: input should be greater than 0"),
         ("tsne.n_jobs", 0, "tsne.n_jobs = 0: expected -1 (all cores) or a number of threads >= 1"),
     ],
 )
@@ -83,7 +87,7 @@ def test_a_dataset_without_mirrors_is_refused_naming_the_datasets(raw):
 
 def test_missing_key_is_refused(raw):
     del raw["train"]["lr"]
-    with pytest.raises(ParamsError, match=r"^train.lr: missing; expected a number > 0$"):
+    with pytest.raises(ParamsError, match=r"^train.lr: missing; every key of train is needed: latent_dim, epochs, batch_size, lr,"):
         parse_params(raw)
 
 
@@ -93,10 +97,13 @@ def test_section_must_be_a_mapping(raw):
         parse_params(raw)
 
 
-def test_exponent_floats_written_as_yaml_1_2_are_numbers(raw):
-    # PyYAML reads `1e-4` as a string; DVC's `-S train.lr=1e-4` writes it that way.
-    assert parse_params(with_value(raw, "train.lr", "1e-4")).train.lr == 1e-4
-    assert parse_params(with_value(raw, "train.lr", 1)).train.lr == 1.0
+def test_params_yaml_is_read_as_yaml_1_2_as_dvc_writes_it(tmp_path):
+    # DVC's `-S train.lr=1e-4` writes `lr: 1e-4`: a string in YAML 1.1 (PyYAML), a number in YAML 1.2.
+    text = (REPO / "params.yaml").read_text()
+    assert "  lr: 0.001" in text and "  k: 1.0" in text
+    (tmp_path / "params.yaml").write_text(text.replace("  lr: 0.001", "  lr: 1e-4").replace("  k: 1.0", "  k: 1"))
+    params = load_params(tmp_path / "params.yaml")
+    assert params.train.lr == 1e-4 and params.threshold.k == 1.0 and isinstance(params.threshold.k, float)
 
 
 def test_a_stage_with_bad_params_exits_2_with_one_line_naming_the_key(tmp_path, raw):
@@ -105,7 +112,7 @@ def test_a_stage_with_bad_params_exits_2_with_one_line_naming_the_key(tmp_path, 
         [sys.executable, str(REPO / "stages" / "train.py")], cwd=tmp_path, capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: params.yaml: train.lr = -1: expected a number > 0"
+    assert result.stderr.strip() == "error: params.yaml: train.lr = -1: input should be greater than 0"
     assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
 
 

@@ -15,7 +15,8 @@ import yaml
 
 from aepipe.anomaly import calibration_split
 from aepipe.atomic import file_sha256
-from aepipe.mnist import CLASSES_FILE, DATASETS, load_classes
+from aepipe.dataset import CLASSES_FILE, load_classes
+from aepipe.mnist import DATASETS
 from aepipe.model import load_model
 from conftest import REPO
 from dvc_project import FIGURES, PNG_SIGNATURE, SMALL, copy_project, project_env, ran_stages, run
@@ -270,9 +271,9 @@ def last_good_run(project: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.batch_size=0", "train.batch_size = 0: expected an integer >= 1"),
-    ("train.latent_dim=-1", "train.latent_dim = -1: expected an integer >= 1"),
-    ("tsne.perplexity=0", "tsne.perplexity = 0: expected a number > 0"),
+    ("train.batch_size=0", "train.batch_size = 0: input should be greater than or equal to 1"),
+    ("train.latent_dim=-1", "train.latent_dim = -1: input should be greater than or equal to 1"),
+    ("tsne.perplexity=0", "tsne.perplexity = 0: input should be greater than 0"),
     ("interpolate.end=512", "interpolate.end = 512: expected the index of a validation image, 0 to 511"),
 ])
 def test_a_bad_param_stops_the_pipeline_naming_the_key_and_keeps_the_last_run(experimenting, mnist_dir, override, message):
@@ -289,7 +290,7 @@ def test_the_refusal_says_how_to_recover_and_that_works_every_time(tmp_path, mni
     committed = (project / "params.yaml").read_bytes()
     for attempt in range(4):
         result = run(["dvc", "exp", "run", "-S", "train.device=tpu"], project, str(mnist_dir), check=False)
-        assert result.returncode != 0 and "train.device = 'tpu': expected one of auto, cpu, cuda" in result.stderr
+        assert result.returncode != 0 and "train.device = 'tpu': input should be 'auto', 'cpu' or 'cuda'" in result.stderr
         assert "tpu" in (project / "params.yaml").read_text(), "DVC kept the refused value (as the message says)"
         run(["git", "status"], project, None)  # as a user would look, which is when git's index goes stale
         recovery = "make restore-params"
@@ -347,7 +348,7 @@ def test_download_stage_with_a_corrupted_mirror_fails_cleanly(mnist_dir, serve, 
 
 
 def test_one_class_experiment_keeps_held_out_digits_out_of_training_and_calibration(experimenting, mnist_dir):
-    from aepipe.mnist import load_split
+    from aepipe.dataset import load_split
 
     # Enough steps (~1,350 ones, 5 epochs) for the model to learn what a 1 looks like.
     one_class = ["-S", "data.normal_digits=[1]", "-S", "data.train_size=12000", "-S", "train.epochs=5"]
@@ -368,7 +369,7 @@ def test_one_class_experiment_keeps_held_out_digits_out_of_training_and_calibrat
 
 
 def test_fashion_mnist_runs_the_whole_pipeline_from_its_own_mirror(tmp_path, fashion_mnist_dir, serve):
-    from aepipe.mnist import load_split
+    from aepipe.dataset import load_split
 
     project = copy_project(tmp_path)
     # Only the Fashion-MNIST variable names a mirror: the MNIST one is unset, its params mirrors unreachable.

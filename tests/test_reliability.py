@@ -10,8 +10,9 @@ import time
 import pytest
 import torch
 
+from aepipe.dataset import CLASSES_FILE
 from aepipe.devices import to_tensor
-from aepipe.mnist import CLASSES_FILE, DATASETS, DownloadError, download_dataset
+from aepipe.mnist import DATASETS, DownloadError, download_dataset
 from aepipe.training import train
 from conftest import REPO
 from stage_workdir import finished, outputs, stage_workdir, train_stage
@@ -50,7 +51,7 @@ def test_two_runs_with_the_same_params_write_identical_bytes(tmp_path, raw_dir):
 
 
 def test_a_checkpoint_of_other_params_or_data_is_ignored(tmp_path, raw_dir):
-    from aepipe.mnist import load_split
+    from aepipe.dataset import load_split
     from aepipe.params import load_params
 
     cpu = torch.device("cpu")

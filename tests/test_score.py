@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from aepipe.mnist import load_split
+from aepipe.dataset import load_split
 
 AEPIPE = str(Path(sys.executable).parent / "aepipe")
 

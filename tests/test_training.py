@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from aepipe.dataset import load_split
 from aepipe.devices import to_tensor
-from aepipe.mnist import load_split
 from aepipe.params import load_params
 from aepipe.reconstruction import batch_means, mean_squared_error, per_image_errors
 from aepipe.training import TrainingDiverged, train

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+from aepipe.dataset import Classes, Split
 from aepipe.errors import AepipeError
 from aepipe.images import image_files, read_greyscale
-from aepipe.mnist import Classes, Split
 
 MAX_CLASSES = 10  # labels are the class params' 0-9, and the figures' colours
 

@@ -94,26 +94,13 @@ def train(
     first replays those of the epochs it restored, so a logger always sees the whole history.
     """
     device = train_images.device
-    if device.type == "cpu":
-        # Near-zero activations turn into denormal floats after a few epochs and slow the
-        # convolutions by about half; flushing them to zero leaves the losses unchanged.
-        torch.set_flush_denormal(True)
-    torch.manual_seed(seed)
-    model = AutoEncoder(params.latent_dim).to(device, memory_format=preferred_memory_format(device))
-    model.noise_std = params.noise_std
-    # One fused kernel for the whole parameter update instead of a loop over tensors.
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
+    model, optimizer = _new_model(params, seed, device)
     shuffle = torch.Generator().manual_seed(seed)  # the order of the images; the noise has generators of its own
-    steps = -(-len(train_images) // params.batch_size)
     fingerprint = {**params.model_dump(), "seed": seed, "device": device.type, "processes": world.size,
                    "images": _digest(train_images, val_images)} if checkpoint else None
     saved = load_resume_state(checkpoint, fingerprint, log) if checkpoint else None
-    if saved:
-        history = _restore(saved, model, optimizer, shuffle, log, on_epoch)
-    else:
-        history = History(0, torch.zeros(params.epochs, steps), [], [], None, [])
-        if world.is_main:
-            history.initial_val_loss = mean_squared_error(model, val_images)
+    history = (_restore(saved, model, optimizer, shuffle, log, on_epoch) if saved
+               else _new_history(params, len(train_images), model, val_images, world))
     # DDP averages the gradients of all processes after each backward pass.
     trainee = model if world.size == 1 else DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     started = time.perf_counter() - history.seconds
@@ -136,6 +123,25 @@ def train(
     if not world.is_main:
         return None
     return _result(model, history, val_images, len(train_images) * params.epochs, time.perf_counter() - started)
+
+
+def _new_model(params: TrainParams, seed: int, device: torch.device) -> tuple[AutoEncoder, torch.optim.Optimizer]:
+    if device.type == "cpu":
+        # Near-zero activations turn into denormal floats after a few epochs and slow the
+        # convolutions by about half; flushing them to zero leaves the losses unchanged.
+        torch.set_flush_denormal(True)
+    torch.manual_seed(seed)
+    model = AutoEncoder(params.latent_dim).to(device, memory_format=preferred_memory_format(device))
+    model.noise_std = params.noise_std
+    # One fused kernel for the whole parameter update instead of a loop over tensors.
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
+    return model, optimizer
+
+
+def _new_history(params: TrainParams, n_train: int, model: AutoEncoder, val_images: torch.Tensor, world: World) -> History:
+    steps = -(-n_train // params.batch_size)
+    initial_val_loss = mean_squared_error(model, val_images) if world.is_main else None
+    return History(0, torch.zeros(params.epochs, steps), [], [], initial_val_loss, [])
 
 
 def _restore(saved: dict, model, optimizer, shuffle: torch.Generator, log, on_epoch) -> History:

@@ -1,0 +1,122 @@
+"""A prepared dataset on disk, whatever its source (MNIST, Fashion-MNIST, a folder of your own): the
+IDX files of both splits and the names of the labels, written all at once and parsed back into arrays."""
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aepipe.atomic import DIR_MODE
+from aepipe.errors import AepipeError
+
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+CLASSES_FILE = "classes.json"  # beside the IDX files: the names of the labels
+IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+
+
+class IdxFormatError(AepipeError):
+    pass
+
+
+def write_dataset(dest: str | Path, train: "Split", val: "Split", classes: "Classes") -> None:
+    """Write splits of any 28×28 greyscale images as `dest` in the layout aepipe.mnist.download_dataset gives too."""
+    files = {}
+    for split, data in (("train", train), ("val", val)):
+        images_name, labels_name = SPLIT_FILES[split]
+        files[images_name] = encode_idx(data.images, IMAGES_MAGIC)
+        files[labels_name] = encode_idx(data.labels, LABELS_MAGIC)
+    replace_dir(dest, {**files, CLASSES_FILE: classes.to_json()})
+
+
+def replace_dir(dest: str | Path, files: dict[str, bytes]) -> None:
+    """Make directory `dest` hold exactly `files` (name → content): all of them or, on failure, what it held before."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    try:
+        for name, content in files.items():
+            (staging / name).write_bytes(content)
+        staging.chmod(DIR_MODE)
+        if dest.exists():
+            shutil.rmtree(dest)
+        staging.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Classes:
+    """What the labels of a prepared dataset mean."""
+
+    names: list[str]  # by label
+    noun: str  # what a label is called in figures: digit, class
+    labelled: bool  # False: a folder of images without classes; every label is 0
+
+    def to_json(self) -> bytes:
+        return (json.dumps({"names": self.names, "noun": self.noun, "labelled": self.labelled}, indent=2) + "\n").encode()
+
+
+def load_classes(raw_dir: str | Path) -> Classes:
+    path = Path(raw_dir) / CLASSES_FILE
+    try:
+        saved = json.loads(path.read_text())
+        return Classes(list(saved["names"]), saved["noun"], saved["labelled"])
+    except FileNotFoundError:
+        raise IdxFormatError(f"{path}: file not found; run the download stage first") from None
+    except (ValueError, KeyError, TypeError):
+        raise IdxFormatError(f"{path}: not a classes file written by the download stage") from None
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # (N, 28, 28) uint8
+    labels: np.ndarray  # (N,) uint8
+
+    def only_digits(self, digits: list[int]) -> "Split":
+        keep = np.isin(self.labels, digits)
+        return Split(self.images[keep], self.labels[keep])
+
+
+def load_split(raw_dir: str | Path, split: str, limit: int | None = None) -> Split:
+    """Read one split ('train' or 'val') from the decompressed IDX files in `raw_dir`."""
+    images_name, labels_name = SPLIT_FILES[split]
+    images = parse_idx(Path(raw_dir) / images_name, IMAGES_MAGIC)
+    labels = parse_idx(Path(raw_dir) / labels_name, LABELS_MAGIC)
+    if len(images) != len(labels):
+        raise IdxFormatError(f"{split}: {len(images)} images but {len(labels)} labels")
+    return Split(images[:limit], labels[:limit])
+
+
+def encode_idx(array: np.ndarray, magic: int) -> bytes:
+    """The IDX bytes of an unsigned-byte array: big-endian magic, one uint32 per dimension, the values."""
+    header = magic.to_bytes(4, "big") + b"".join(size.to_bytes(4, "big") for size in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def parse_idx(path: Path, expected_magic: int) -> np.ndarray:
+    """Parse an unsigned-byte IDX file (big-endian header: magic, then one uint32 per dimension)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise IdxFormatError(f"{path}: file not found; run the download stage first") from None
+    if len(data) < 4:
+        raise IdxFormatError(f"{path}: {len(data)} bytes is too short for an IDX header")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != expected_magic:
+        raise IdxFormatError(f"{path}: IDX magic number is 0x{magic:08x}, expected 0x{expected_magic:08x}")
+    ndim = magic & 0xFF
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise IdxFormatError(f"{path}: header of {ndim} dimensions is truncated")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected_size = header_size + int(np.prod(shape))
+    if len(data) != expected_size:
+        raise IdxFormatError(f"{path}: {len(data)} bytes, expected {expected_size} for shape {shape}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
