@@ -1,6 +1,8 @@
 import functools
 import http.server
 import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -76,11 +78,22 @@ def serve():
 
 
 @pytest.fixture(scope="session")
-def project(tmp_path_factory, mnist_dir) -> Path:
-    """A git copy of the project after `dvc exp run` of the whole pipeline with small params."""
+def project(tmp_path_factory, mnist_dir, worker_id) -> Path:
+    """A git copy of the project after `dvc exp run` of the whole pipeline with small params. The run
+    happens once per test session; each test process (xdist worker) that needs it gets its own copy."""
+    from filelock import FileLock
+
     from dvc_project import ALL_STAGES, SMALL, copy_project, ran_stages, run
 
-    project = copy_project(tmp_path_factory.mktemp("project"))
-    result = run(["dvc", "exp", "run", *SMALL], project, str(mnist_dir))
-    assert sorted(ran_stages(result.stdout)) == sorted(ALL_STAGES)
+    # The parent of a worker's base temporary directory is shared by all the session's workers.
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    built = shared / "project-built"
+    with FileLock(shared / "project.lock"):
+        if not built.exists():
+            staging = copy_project(Path(tempfile.mkdtemp(dir=shared, prefix="project-")))
+            result = run(["dvc", "exp", "run", *SMALL], staging, str(mnist_dir))
+            assert sorted(ran_stages(result.stdout)) == sorted(ALL_STAGES)
+            staging.rename(built)
+    project = tmp_path_factory.mktemp("project") / "aepipe"
+    shutil.copytree(built, project, symlinks=True)
     return project

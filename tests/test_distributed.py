@@ -52,7 +52,7 @@ def test_a_killed_worker_ends_the_run_with_an_error_not_a_hang(tmp_path, raw_dir
 
 
 def test_dvc_exp_run_with_two_workers(project, mnist_dir):
-    result = run(["dvc", "exp", "run", *SMALL, "-S", "train.workers=2"], project, str(mnist_dir))
+    result = run(["dvc", "exp", "run", *SMALL, "-S", "train.workers=2", "train"], project, str(mnist_dir))
     assert "train" in ran_stages(result.stdout)
     assert json.loads((project / "reports" / "train.json").read_text())["workers"] == 2
     run(["git", "checkout", "--", "params.yaml"], project, None)

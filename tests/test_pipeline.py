@@ -139,12 +139,13 @@ def test_the_judge_and_what_it_says_of_samples_reconstructions_and_denoising(pro
 
 def test_an_autoencoder_experiment_never_retrains_the_judge(experimenting, mnist_dir):
     judge = (experimenting / "models" / "judge.pt").read_bytes()
-    result = run(["dvc", "exp", "run", *SMALL, "-S", "train.latent_dim=8"], experimenting, str(mnist_dir))
-    assert "judge" not in ran_stages(result.stdout) and "sample" in ran_stages(result.stdout)
+    # Up to sample, the stage that reads both models: the judge is upstream of it, the autoencoder too.
+    result = run(["dvc", "exp", "run", *SMALL, "-S", "train.latent_dim=8", "sample"], experimenting, str(mnist_dir))
+    assert "judge" not in ran_stages(result.stdout) and "train" in ran_stages(result.stdout) and "sample" in ran_stages(result.stdout)
     assert (experimenting / "models" / "judge.pt").read_bytes() == judge
     assert np.load(experimenting / "data" / "samples.npz")["latents"].shape == (500, 8)
-    result = run(["dvc", "exp", "run", *SMALL, "-S", "train.latent_dim=8", "-S", "sample.distribution=class_gaussian"],
-                 experimenting, str(mnist_dir))
+    result = run(["dvc", "exp", "run", *SMALL, "-S", "train.latent_dim=8", "-S", "sample.distribution=class_gaussian",
+                  "sample"], experimenting, str(mnist_dir))
     assert ran_stages(result.stdout) == ["check_params", "sample"]
     assert json.loads((experimenting / "reports" / "samples.json").read_text())["samples"]["distribution"] == "class_gaussian"
     back = run(["dvc", "exp", "run", *SMALL, "-S", "sample.distribution=gaussian"], experimenting, str(mnist_dir))
@@ -167,7 +168,7 @@ def test_a_second_repro_has_nothing_to_do(project, mnist_dir):
 def test_dvc_resumes_a_killed_training_run(tmp_path, mnist_dir):
     project = copy_project(tmp_path)
     longer = [*SMALL, "-S", "data.train_size=8192", "-S", "train.epochs=5"]
-    command = ["dvc", "exp", "run", *longer]
+    command = ["dvc", "exp", "run", *longer, "train"]  # the stages up to train: the ones a kill can leave undone
     process = subprocess.Popen(command, cwd=project, env=project_env(str(mnist_dir)), start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = project / ".checkpoints" / "train.pt"
@@ -177,14 +178,14 @@ def test_dvc_resumes_a_killed_training_run(tmp_path, mnist_dir):
         time.sleep(0.01)
     os.killpg(process.pid, signal.SIGKILL)  # dvc and the stage it runs
     process.wait()
-    assert "Data and pipelines are up to date." not in run(["dvc", "status"], project, None).stdout
+    assert "Data and pipelines are up to date." not in run(["dvc", "status", "train"], project, None).stdout
 
     result = run(command, project, str(mnist_dir))
     assert "resuming from the checkpoint after epoch" in result.stdout
     assert ran_stages(result.stdout)[0] == "train", "the download should have been kept"
     assert not checkpoint.exists()
     assert json.loads((project / "reports" / "train.json").read_text())["epochs"] == 5
-    assert "Data and pipelines are up to date." in run(["dvc", "status"], project, None).stdout
+    assert "Data and pipelines are up to date." in run(["dvc", "status", "train"], project, None).stdout
 
 
 HEADLINE = ["step", "val_mse", "train_seconds", "threshold", "fp_rate", "auc_rotation", "auc_patch", "auc_blank",
@@ -352,7 +353,7 @@ def test_one_class_experiment_keeps_held_out_digits_out_of_training_and_calibrat
 
     # Enough steps (~1,350 ones, 5 epochs) for the model to learn what a 1 looks like.
     one_class = ["-S", "data.normal_digits=[1]", "-S", "data.train_size=12000", "-S", "train.epochs=5"]
-    run(["dvc", "exp", "run", *SMALL, *one_class], experimenting, str(mnist_dir))
+    run(["dvc", "exp", "run", *SMALL, *one_class, "evaluate"], experimenting, str(mnist_dir))  # what it checks
     raw = experimenting / "data" / "raw"
     train_labels, val_labels = load_split(raw, "train", 12000).labels, load_split(raw, "val", 512).labels
     train = json.loads((experimenting / "reports" / "train.json").read_text())

@@ -17,10 +17,15 @@ from aepipe.training import train
 from conftest import REPO
 from stage_workdir import finished, outputs, stage_workdir, train_stage
 
-def test_killed_training_resumes_and_ends_exactly_as_an_uninterrupted_run(tmp_path, raw_dir):
-    uninterrupted = stage_workdir(tmp_path / "uninterrupted", raw_dir)
-    finished(uninterrupted)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, raw_dir) -> dict:
+    """The outputs of one whole run of the train stage, to compare others with."""
+    workdir = stage_workdir(tmp_path_factory.mktemp("uninterrupted"), raw_dir)
+    finished(workdir)
+    return outputs(workdir)
 
+
+def test_killed_training_resumes_and_ends_exactly_as_an_uninterrupted_run(tmp_path, raw_dir, uninterrupted):
     killed = stage_workdir(tmp_path / "killed", raw_dir)
     checkpoint = killed / ".checkpoints" / "train.pt"
     process = train_stage(killed)
@@ -40,14 +45,13 @@ def test_killed_training_resumes_and_ends_exactly_as_an_uninterrupted_run(tmp_pa
     assert f"resuming from the checkpoint after epoch {saved_epoch}/5" in output
     assert f"epoch {saved_epoch}/5:" not in output, "a completed epoch was trained again"
     assert not checkpoint.exists(), "the checkpoint outlived the completed stage"
-    assert outputs(killed) == outputs(uninterrupted)
+    assert outputs(killed) == uninterrupted
 
 
-def test_two_runs_with_the_same_params_write_identical_bytes(tmp_path, raw_dir):
-    first, second = stage_workdir(tmp_path / "first", raw_dir), stage_workdir(tmp_path / "second", raw_dir)
-    finished(first)
-    finished(second)
-    assert outputs(first) == outputs(second)
+def test_two_runs_with_the_same_params_write_identical_bytes(tmp_path, raw_dir, uninterrupted):
+    again = stage_workdir(tmp_path / "again", raw_dir)
+    finished(again)
+    assert outputs(again) == uninterrupted
 
 
 def test_a_checkpoint_of_other_params_or_data_is_ignored(tmp_path, raw_dir):
