@@ -148,7 +148,7 @@ def test_an_autoencoder_experiment_never_retrains_the_judge(experimenting, mnist
                   "sample"], experimenting, str(mnist_dir))
     assert ran_stages(result.stdout) == ["check_params", "sample"]
     assert json.loads((experimenting / "reports" / "samples.json").read_text())["samples"]["distribution"] == "class_gaussian"
-    back = run(["dvc", "exp", "run", *SMALL, "-S", "sample.distribution=gaussian"], experimenting, str(mnist_dir))
+    back = run(["dvc", "exp", "run", *SMALL, "-S", "sample.distribution=gaussian", "sample"], experimenting, str(mnist_dir))
     assert ran_stages(back.stdout) == [], "the first run's results should come back from the run-cache"
     assert (experimenting / "models" / "judge.pt").read_bytes() == judge
 
