@@ -175,3 +175,25 @@ def test_an_anomaly_score_of_another_model_is_refused(project, tmp_path, folder)
     (tmp_path / "wrong.json").write_text(json.dumps({**fitted, "method": "psychic"}))
     result = score(project, str(folder), "--score", str(tmp_path / "wrong.json"))
     assert result.returncode == 2 and "not an anomaly score file written by the losses stage" in result.stderr
+
+
+def test_scoring_with_a_denoising_model_says_so_and_a_plain_model_says_nothing(project, tmp_path, folder):
+    from aepipe.atomic import file_sha256
+    from aepipe.model import load_model, save_model
+
+    plain = score(project, str(folder))
+    assert plain.returncode == 0 and "denoising" not in plain.stderr
+
+    model = load_model(project / "models" / "model.pt")
+    model.noise_std = 0.5  # the same weights, recorded as trained on noisy inputs
+    save_model(model, tmp_path / "denoising.pt")
+    fitted = json.loads((project / "models" / "anomaly_score.json").read_text())
+    (tmp_path / "score.json").write_text(json.dumps({**fitted, "model_sha256": file_sha256(tmp_path / "denoising.pt")}))
+    threshold = json.loads((project / "reports" / "threshold.json").read_text())
+    (tmp_path / "threshold.json").write_text(json.dumps({**threshold, "model_sha256": file_sha256(tmp_path / "denoising.pt"),
+                                                         "score_sha256": file_sha256(tmp_path / "score.json")}))
+    result = score(project, str(folder), "--model", str(tmp_path / "denoising.pt"), "--score", str(tmp_path / "score.json"),
+                   "--threshold", str(tmp_path / "threshold.json"))
+    assert result.returncode == 0, result.stderr
+    assert "denoising autoencoder (trained on inputs with Gaussian noise of std up to 0.5)" in result.stderr
+    assert result.stdout == plain.stdout, "the same weights score the same"
