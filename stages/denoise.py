@@ -1,6 +1,7 @@
 """Stage denoise: reconstruct noisy validation images; PSNR and SSIM before and after, whether the judge
 still recognises them, and figures."""
 
+import numpy as np
 import torch
 
 from aepipe.atomic import write_json
@@ -37,7 +38,7 @@ def main() -> None:
     for std in params.denoise.noise_std:
         noisy = add_gaussian_noise(clean, std, params.seed)
         denoised = reconstruct(model, noisy)
-        report[f"noise_std_{std:g}".replace(".", "_")] = {
+        report[level_key(std)] = {
             "psnr_noisy_db": psnr(noisy, clean).mean().item(), "psnr_reconstructed_db": psnr(denoised, clean).mean().item(),
             "ssim_noisy": ssim(noisy, clean).mean().item(), "ssim_reconstructed": ssim(denoised, clean).mean().item(),
             "judge_accuracy_noisy": accuracy(noisy), "judge_accuracy_reconstructed": accuracy(denoised)}
@@ -47,8 +48,13 @@ def main() -> None:
     draw(report, params.denoise.noise_std, clean[params.denoise.index, 0].cpu().numpy(), shown, with_judge=judge is not None)
 
 
+def level_key(std: float) -> str:
+    """The report's key of a noise level: noise_std_0_5 for 0.5."""
+    return f"noise_std_{std:g}".replace(".", "_")
+
+
 def levels(report: dict, noise_std: list[float]) -> list[dict]:
-    return [report[f"noise_std_{std:g}".replace(".", "_")] for std in noise_std]
+    return [report[level_key(std)] for std in noise_std]
 
 
 def headline(report: dict, noise_std: list[float]) -> dict:
@@ -59,7 +65,7 @@ def headline(report: dict, noise_std: list[float]) -> dict:
             "noisy_acc": heaviest["judge_accuracy_noisy"], "denoised_acc": heaviest["judge_accuracy_reconstructed"]}
 
 
-def draw(report: dict, noise_std: list[float], clean_shown, shown: list[tuple], with_judge: bool) -> None:
+def draw(report: dict, noise_std: list[float], clean_shown: np.ndarray, shown: list[tuple], with_judge: bool) -> None:
     by_level = levels(report, noise_std)
     mean_psnr = [(level["psnr_noisy_db"], level["psnr_reconstructed_db"]) for level in by_level]
     noisy_shown, denoised_shown = zip(*shown)
