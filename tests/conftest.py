@@ -10,13 +10,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`--numprocesses auto`: one test process more than cores. Much of a test's time is spent waiting
+    (on `dvc` and git subprocesses starting, on the shared run another process is building), and a
+    spare process fills it."""
+    return (os.cpu_count() or 1) + 1
+
+
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     # Test processes run side by side: the cores are shared out between them (torch, and the stages
     # they start, read this), as more threads than cores spin in OpenMP's barriers and slow everything.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, os.cpu_count() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
-# Modules that take longest go first, so no worker is left with one long module at the end.
-SLOWEST_MODULES = ["test_sharing.py", "test_pipeline.py", "test_folder.py", "test_distributed.py", "test_reliability.py"]
+# Modules that take longest go first (addopts keeps xdist from reordering them), so no worker is left
+# with one long module at the end. The first builds the shared small run (`built_project`) while the
+# second, which needs none, keeps the other worker busy; the third then finds it built.
+SLOWEST_MODULES = ["test_pipeline.py", "test_folder.py", "test_sharing.py", "test_distributed.py", "test_reliability.py"]
 
 
 def pytest_collection_modifyitems(items):
@@ -78,9 +87,10 @@ def serve():
 
 
 @pytest.fixture(scope="session")
-def project(tmp_path_factory, mnist_dir, worker_id) -> Path:
-    """A git copy of the project after `dvc exp run` of the whole pipeline with small params. The run
-    happens once per test session; each test process (xdist worker) that needs it gets its own copy."""
+def built_project(tmp_path_factory, mnist_dir, worker_id) -> Path:
+    """A git copy of the project after `dvc exp run` of the whole pipeline with small params, made
+    once per test session whichever test process (xdist worker) asks first. Read it, never change it:
+    tests take copies (`project`, `own_project`)."""
     from filelock import FileLock
 
     from dvc_project import ALL_STAGES, SMALL, copy_project, ran_stages, run
@@ -94,6 +104,18 @@ def project(tmp_path_factory, mnist_dir, worker_id) -> Path:
             result = run(["dvc", "exp", "run", *SMALL], staging, str(mnist_dir))
             assert sorted(ran_stages(result.stdout)) == sorted(ALL_STAGES)
             staging.rename(built)
+    return built
+
+
+@pytest.fixture(scope="session")
+def project(built_project, tmp_path_factory) -> Path:
+    """The small run, one copy per test process, shared by its tests: a test that changes it puts it back."""
     project = tmp_path_factory.mktemp("project") / "aepipe"
-    shutil.copytree(built, project, symlinks=True)
+    shutil.copytree(built_project, project, symlinks=True)
     return project
+
+
+@pytest.fixture
+def own_project(built_project, tmp_path) -> Path:
+    """The small run, copied for one test alone: for tests that run experiments in it."""
+    return Path(shutil.copytree(built_project, tmp_path / "aepipe", symlinks=True))

@@ -63,16 +63,6 @@ def test_pipeline_outputs_are_complete_and_sane(project):
     assert load_model(project / "models" / "model.pt").latent_dim == 20
 
 
-@pytest.fixture
-def experimenting(project, mnist_dir) -> Path:
-    """The shared project, for a test that runs experiments in it; afterwards put back to the default
-    small run (its params from git, every stage restored from the run-cache), so that every test sees
-    the same workspace whatever ran before it."""
-    yield project
-    run(["make", "--no-print-directory", "restore-params"], project, None)
-    run(["dvc", "exp", "run", *SMALL], project, str(mnist_dir))
-
-
 def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data.startswith(PNG_SIGNATURE), f"{path} is not a PNG"
@@ -137,27 +127,27 @@ def test_the_judge_and_what_it_says_of_samples_reconstructions_and_denoising(pro
         "denoised_ssim": heaviest["ssim_reconstructed"], "noisy_acc": heaviest["judge_accuracy_noisy"], "denoised_acc": heaviest["judge_accuracy_reconstructed"]})
 
 
-def test_an_autoencoder_experiment_never_retrains_the_judge(experimenting, mnist_dir):
-    judge = (experimenting / "models" / "judge.pt").read_bytes()
+def test_an_autoencoder_experiment_never_retrains_the_judge(own_project, mnist_dir):
+    judge = (own_project / "models" / "judge.pt").read_bytes()
     # Up to sample, the stage that reads both models: the judge is upstream of it, the autoencoder too.
-    result = run(["dvc", "exp", "run", *SMALL, "-S", "train.latent_dim=8", "sample"], experimenting, str(mnist_dir))
+    result = run(["dvc", "exp", "run", *SMALL, "-S", "train.latent_dim=8", "sample"], own_project, str(mnist_dir))
     assert "judge" not in ran_stages(result.stdout) and "train" in ran_stages(result.stdout) and "sample" in ran_stages(result.stdout)
-    assert (experimenting / "models" / "judge.pt").read_bytes() == judge
-    assert np.load(experimenting / "data" / "samples.npz")["latents"].shape == (500, 8)
+    assert (own_project / "models" / "judge.pt").read_bytes() == judge
+    assert np.load(own_project / "data" / "samples.npz")["latents"].shape == (500, 8)
     result = run(["dvc", "exp", "run", *SMALL, "-S", "train.latent_dim=8", "-S", "sample.distribution=class_gaussian",
-                  "sample"], experimenting, str(mnist_dir))
+                  "sample"], own_project, str(mnist_dir))
     assert ran_stages(result.stdout) == ["check_params", "sample"]
-    assert json.loads((experimenting / "reports" / "samples.json").read_text())["samples"]["distribution"] == "class_gaussian"
-    back = run(["dvc", "exp", "run", *SMALL, "-S", "sample.distribution=gaussian", "sample"], experimenting, str(mnist_dir))
+    assert json.loads((own_project / "reports" / "samples.json").read_text())["samples"]["distribution"] == "class_gaussian"
+    back = run(["dvc", "exp", "run", *SMALL, "-S", "sample.distribution=gaussian", "sample"], own_project, str(mnist_dir))
     assert ran_stages(back.stdout) == [], "the first run's results should come back from the run-cache"
-    assert (experimenting / "models" / "judge.pt").read_bytes() == judge
+    assert (own_project / "models" / "judge.pt").read_bytes() == judge
 
 
-def test_changing_only_perplexity_reruns_only_tsne(experimenting, mnist_dir):
-    before = json.loads((experimenting / "reports" / "tsne.json").read_text())
-    result = run(["dvc", "exp", "run", *SMALL, "-S", "tsne.perplexity=10"], experimenting, str(mnist_dir))
+def test_changing_only_perplexity_reruns_only_tsne(own_project, mnist_dir):
+    before = json.loads((own_project / "reports" / "tsne.json").read_text())
+    result = run(["dvc", "exp", "run", *SMALL, "-S", "tsne.perplexity=10"], own_project, str(mnist_dir))
     assert ran_stages(result.stdout) == ["check_params", "tsne"]
-    assert json.loads((experimenting / "reports" / "tsne.json").read_text())["kl_divergence"] != before["kl_divergence"]
+    assert json.loads((own_project / "reports" / "tsne.json").read_text())["kl_divergence"] != before["kl_divergence"]
 
 
 def test_a_second_repro_has_nothing_to_do(project, mnist_dir):
@@ -167,7 +157,7 @@ def test_a_second_repro_has_nothing_to_do(project, mnist_dir):
 
 def test_dvc_resumes_a_killed_training_run(tmp_path, mnist_dir):
     project = copy_project(tmp_path)
-    longer = [*SMALL, "-S", "data.train_size=8192", "-S", "train.epochs=5"]
+    longer = [*SMALL, "-S", "data.train_size=4096", "-S", "train.epochs=5"]
     command = ["dvc", "exp", "run", *longer, "train"]  # the stages up to train: the ones a kill can leave undone
     process = subprocess.Popen(command, cwd=project, env=project_env(str(mnist_dir)), start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -233,22 +223,22 @@ def test_anomaly_evaluation_covers_every_corruption(project):
     assert top["images"].shape == top["maps"].shape == (16, 28, 28) and 0 <= top["maps"].min() <= top["maps"].max() <= 1
 
 
-def test_changing_the_anomaly_score_reruns_only_the_scoring_stages(experimenting, mnist_dir):
-    model = (experimenting / "models" / "model.pt").read_bytes()
-    result = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=reconstruction"], experimenting, str(mnist_dir))
+def test_changing_the_anomaly_score_reruns_only_the_scoring_stages(own_project, mnist_dir):
+    model = (own_project / "models" / "model.pt").read_bytes()
+    result = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=reconstruction"], own_project, str(mnist_dir))
     assert ran_stages(result.stdout) == ["check_params", "losses", "threshold", "evaluate"]
-    assert (experimenting / "models" / "model.pt").read_bytes() == model
-    images = pd.read_csv(experimenting / "data" / "losses" / "val_images.csv")
+    assert (own_project / "models" / "model.pt").read_bytes() == model
+    images = pd.read_csv(own_project / "data" / "losses" / "val_images.csv")
     assert images["score"].tolist() == images["loss"].tolist(), "the reconstruction score is the reconstruction error"
-    assert json.loads((experimenting / "reports" / "anomaly.json").read_text())["blank"]["roc_auc"] < 0.5
-    back = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=combined"], experimenting, str(mnist_dir))
+    assert json.loads((own_project / "reports" / "anomaly.json").read_text())["blank"]["roc_auc"] < 0.5
+    back = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=combined"], own_project, str(mnist_dir))
     assert ran_stages(back.stdout) == [], "the combined score's results should come back from the run-cache"
 
 
-def test_changing_only_the_threshold_param_reruns_only_threshold_and_evaluation(experimenting, mnist_dir):
-    result = run(["dvc", "exp", "run", *SMALL, "-S", "threshold.k=2"], experimenting, str(mnist_dir))
+def test_changing_only_the_threshold_param_reruns_only_threshold_and_evaluation(own_project, mnist_dir):
+    result = run(["dvc", "exp", "run", *SMALL, "-S", "threshold.k=2"], own_project, str(mnist_dir))
     assert ran_stages(result.stdout) == ["check_params", "threshold", "evaluate"]
-    per_batch = json.loads((experimenting / "reports" / "threshold.json").read_text())["per_batch"]
+    per_batch = json.loads((own_project / "reports" / "threshold.json").read_text())["per_batch"]
     assert per_batch["threshold"] == pytest.approx(per_batch["val"]["mean"] + 2 * per_batch["val"]["std"])
 
 
@@ -277,13 +267,13 @@ def last_good_run(project: Path) -> dict[str, bytes]:
     ("tsne.perplexity=0", "tsne.perplexity = 0: input should be greater than 0"),
     ("interpolate.end=512", "interpolate.end = 512: expected the index of a validation image, 0 to 511"),
 ])
-def test_a_bad_param_stops_the_pipeline_naming_the_key_and_keeps_the_last_run(experimenting, mnist_dir, override, message):
-    before = last_good_run(experimenting)
-    result = run(["dvc", "exp", "run", *SMALL, "-S", override], experimenting, str(mnist_dir), check=False)
+def test_a_bad_param_stops_the_pipeline_naming_the_key_and_keeps_the_last_run(own_project, mnist_dir, override, message):
+    before = last_good_run(own_project)
+    result = run(["dvc", "exp", "run", *SMALL, "-S", override], own_project, str(mnist_dir), check=False)
     assert result.returncode != 0
     assert f"error: params.yaml: {message}" in result.stderr + result.stdout
     assert ran_stages(result.stdout) == ["check_params"]
-    assert last_good_run(experimenting) == before
+    assert last_good_run(own_project) == before
 
 
 def test_the_refusal_says_how_to_recover_and_that_works_every_time(tmp_path, mnist_dir):
@@ -348,20 +338,20 @@ def test_download_stage_with_a_corrupted_mirror_fails_cleanly(mnist_dir, serve, 
     assert not (work / "data").exists(), "something was left in data/"
 
 
-def test_one_class_experiment_keeps_held_out_digits_out_of_training_and_calibration(experimenting, mnist_dir):
+def test_one_class_experiment_keeps_held_out_digits_out_of_training_and_calibration(own_project, mnist_dir):
     from aepipe.dataset import load_split
 
     # Enough steps (~1,350 ones, 5 epochs) for the model to learn what a 1 looks like.
     one_class = ["-S", "data.normal_digits=[1]", "-S", "data.train_size=12000", "-S", "train.epochs=5"]
-    run(["dvc", "exp", "run", *SMALL, *one_class, "evaluate"], experimenting, str(mnist_dir))  # what it checks
-    raw = experimenting / "data" / "raw"
+    run(["dvc", "exp", "run", *SMALL, *one_class, "evaluate"], own_project, str(mnist_dir))  # what it checks
+    raw = own_project / "data" / "raw"
     train_labels, val_labels = load_split(raw, "train", 12000).labels, load_split(raw, "val", 512).labels
-    train = json.loads((experimenting / "reports" / "train.json").read_text())
+    train = json.loads((own_project / "reports" / "train.json").read_text())
     assert train["train_images"] == int((train_labels == 1).sum()) and train["val_images"] == int((val_labels == 1).sum())
-    images = pd.read_csv(experimenting / "data" / "losses" / "val_images.csv")
+    images = pd.read_csv(own_project / "data" / "losses" / "val_images.csv")
     assert images["normal"].tolist() == (val_labels == 1).tolist()
-    per_image = json.loads((experimenting / "reports" / "threshold.json").read_text())["per_image"]
-    anomaly = json.loads((experimenting / "reports" / "anomaly.json").read_text())
+    per_image = json.loads((own_project / "reports" / "threshold.json").read_text())["per_image"]
+    anomaly = json.loads((own_project / "reports" / "anomaly.json").read_text())
     normal_count = int((val_labels == 1).sum())
     assert per_image["calibration"]["count"] + anomaly["normal_test_images"] == normal_count
     held_out = anomaly["held_out_digits"]
