@@ -178,6 +178,8 @@ def test_bob_sees_alice_experiments_and_reruns_one_without_computing(team):
     assert metrics["threshold"] == seen[0.95]
 
 
+# What these three check is the same whichever remote holds the objects: they run with the local one.
+@pytest.mark.parametrize("team", ["local"], indirect=True)
 def test_bob_reads_metrics_of_commits_and_pulled_experiments(team):
     bob = team.clone("bob-metrics")
     run(["dvc", "pull"], bob, None, **team.env)
@@ -205,6 +207,7 @@ def set_threshold_k(project: Path, k: float) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+@pytest.mark.parametrize("team", ["local"], indirect=True)
 def test_a_commit_shared_after_the_workspace_moved_on_is_pulled_whole(team):
     # `dvc push --run-cache` pushes the workspace's outputs and the run-cache's records, not the outputs
     # those records name: a commit whose outputs the workspace no longer holds needs --all-branches.
@@ -228,6 +231,7 @@ def test_a_commit_shared_after_the_workspace_moved_on_is_pulled_whole(team):
     assert locked_outputs((dave / "dvc.lock").read_text()) == committed
 
 
+@pytest.mark.parametrize("team", ["local"], indirect=True)
 def test_a_remote_missing_objects_fails_clearly_and_changes_nothing(team, tmp_path):
     colleague = team.clone("unlucky")
     before = workspace_files(colleague)
