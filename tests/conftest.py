@@ -10,6 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: pytest without xdist (-p no:xdist) ignores it
 def pytest_xdist_auto_num_workers(config) -> int:
     """`--numprocesses auto`: one test process more than cores. Much of a test's time is spent waiting
     (on `dvc` and git subprocesses starting, on the shared run another process is building), and a

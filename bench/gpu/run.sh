@@ -61,7 +61,8 @@ timed dvc repro -f -s train || exit 1
 $PYTHON bench/gpu/check_outputs.py "$OUT/second_run.json" --compare "$OUT/first_run.json"
 
 step "GPU tests"
-timed $PYTHON -m pytest -p no:randomly -n0 -m gpu tests/test_gpu.py -v
+# Without the project's addopts: they name options of the xdist version `make setup` installs.
+timed $PYTHON -m pytest -o addopts="" -p no:randomly -m gpu tests/test_gpu.py -v
 step "training speed"
 timed $PYTHON bench/train_speed.py --epochs "${EPOCHS:-20}"
 step "pipeline speed"
