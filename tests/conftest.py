@@ -24,8 +24,8 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, os.cpu_count() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 # Modules that take longest go first (addopts keeps xdist from reordering them), so no worker is left
-# with one long module at the end. The first builds the shared small run (`built_project`) while the
-# second, which needs none, keeps the other worker busy; the third then finds it built.
+# with one long module at the end. The first builds the shared small run (`built_project`); the
+# second needs none, so one process works on while the others may wait for it.
 SLOWEST_MODULES = ["test_pipeline.py", "test_folder.py", "test_sharing.py", "test_distributed.py", "test_reliability.py"]
 
 

@@ -1,8 +1,8 @@
 """Sharing experiments and artifacts through DVC remotes, with real `dvc` and `git` commands.
 
-Alice commits a run of the pipeline, runs a queue of experiments and shares them (a bare git repository as
-`origin`, and a DVC remote: the default local one, or moto's S3 server); Bob clones, pulls, sees her
-experiments and reruns one of them without computing anything.
+Alice commits a run of the pipeline, runs a queue of experiments and shares them (a bare git
+repository as `origin`, and a DVC remote: the default local one, or moto's S3 server); Bob clones,
+pulls, sees her experiments and reruns one of them without computing anything.
 """
 
 import json
