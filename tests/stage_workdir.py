@@ -9,7 +9,7 @@ import yaml
 
 from conftest import REPO
 
-SMALL_TRAINING = {"data": {"train_size": 4096, "val_size": 512}, "train": {"epochs": 5},
+SMALL_TRAINING = {"data": {"train_size": 2048, "val_size": 512}, "train": {"epochs": 5},
                   "interpolate": {"start": 0, "end": 1}, "denoise": {"index": 0}}
 TIMING_METRICS = {"train_seconds", "images_per_second"}
 LIVE = Path("dvclive")

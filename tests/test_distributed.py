@@ -21,7 +21,7 @@ def test_two_workers_match_one_and_write_outputs_once(tmp_path, raw_dir):
     one = json.loads((single / "reports" / "train.json").read_text())
     two = json.loads((double / "reports" / "train.json").read_text())
     assert one["workers"] == 1 and two["workers"] == 2
-    assert two["train_images"] == one["train_images"] == 4096
+    assert two["train_images"] == one["train_images"] == 2048
     # Same global batches in the same order; only the summation order of the gradients differs.
     assert two["final_val_loss"] == pytest.approx(one["final_val_loss"], rel=0.02)
     assert two["final_train_loss"] == pytest.approx(one["final_train_loss"], rel=0.02)
@@ -32,7 +32,7 @@ def test_two_workers_match_one_and_write_outputs_once(tmp_path, raw_dir):
                        "dvclive/plots/metrics/train_mse.tsv", "dvclive/plots/metrics/val_mse.tsv", "models/model.pt",
                        "params.yaml", "reports/train.json"]
     steps = json.loads((double / "dvclive" / "plots" / "custom" / "batch_mse.json").read_text())
-    assert [step["step"] for step in steps] == list(range(1, 3 * 64 + 1))
+    assert [step["step"] for step in steps] == list(range(1, 3 * 32 + 1))
 
 
 def test_a_killed_worker_ends_the_run_with_an_error_not_a_hang(tmp_path, raw_dir):
