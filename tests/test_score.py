@@ -33,8 +33,8 @@ def score(project: Path, *args: str) -> subprocess.CompletedProcess:
         try:
             main(["score", *args])
             returncode = 0
-        except SystemExit as exit:
-            returncode = exit.code
+        except SystemExit as stopped:
+            returncode = stopped.code
     return subprocess.CompletedProcess(["aepipe", "score", *args], returncode, stdout.getvalue(), stderr.getvalue())
 
 

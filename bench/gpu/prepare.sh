@@ -6,8 +6,8 @@
 #
 # The GPU image already holds torch, numpy, pandas, matplotlib, scikit-learn, scipy, pillow, pyyaml,
 # tqdm, pytest and more (see the device tool's KINDS.md); what DVC, DVCLive, openTSNE, pydantic and
-# ruamel.yaml.clib need beyond them is fetched here for that Python. antlr4-python3-runtime (DVC needs it through hydra) has
-# no wheel on the registry: it is built here.
+# ruamel.yaml.clib need beyond them is fetched here for that Python. antlr4-python3-runtime (DVC
+# needs it through hydra) has no wheel on the registry: it is built here.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON_VERSION=${1:-3.12}
