@@ -7,7 +7,7 @@ import torch
 from aepipe.atomic import write_json
 from aepipe.dataset import load_split
 from aepipe.denoising import add_gaussian_noise, psnr, ssim
-from aepipe.devices import resolve_device, to_tensor
+from aepipe.devices import resolve_device, to_numpy_images, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.judge import judge_images, load_judge
 from aepipe.model import describe_training, load_model
@@ -42,10 +42,11 @@ def main() -> None:
             "psnr_noisy_db": psnr(noisy, clean).mean().item(), "psnr_reconstructed_db": psnr(denoised, clean).mean().item(),
             "ssim_noisy": ssim(noisy, clean).mean().item(), "ssim_reconstructed": ssim(denoised, clean).mean().item(),
             "judge_accuracy_noisy": accuracy(noisy), "judge_accuracy_reconstructed": accuracy(denoised)}
-        shown.append((noisy[params.denoise.index, 0].cpu().numpy(), denoised[params.denoise.index, 0].cpu().numpy()))
+        shown.append(tuple(to_numpy_images(images[params.denoise.index, None])[0] for images in (noisy, denoised)))
     write_json("metrics/denoise.json", headline(report, params.denoise.noise_std))
     write_json("reports/denoise.json", report)
-    draw(report, params.denoise.noise_std, clean[params.denoise.index, 0].cpu().numpy(), shown, with_judge=judge is not None)
+    draw(report, params.denoise.noise_std, to_numpy_images(clean[params.denoise.index, None])[0], shown,
+         with_judge=judge is not None)
 
 
 def level_key(std: float) -> str:

@@ -20,7 +20,7 @@ def main() -> None:
     dataset = params.data.dataset
     if dataset == "folder":
         folder = params.data.folder
-        images, classes = read_folder(IMAGES, folder.invert)
+        images, classes = read_folder(IMAGES, folder.invert, params.data.side, params.data.channels)
         train, val = split_at_random(images, folder.val_fraction, folder.seed)
         write_dataset("data/raw", train, val, classes)
         return

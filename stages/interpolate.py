@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from aepipe.dataset import load_split
-from aepipe.devices import resolve_device
+from aepipe.devices import resolve_device, to_numpy_images
 from aepipe.errors import exit_on_error
 from aepipe.latent import interpolate
 from aepipe.model import load_model
@@ -17,11 +17,11 @@ def main() -> None:
     start, end = params.interpolate.start, params.interpolate.end
     device = resolve_device(params.train.device)
     model = load_model("models/model.pt", device)
-    images = load_split("data/raw", "val", params.data.val_size).images / 255
+    images = load_split("data/raw", "val", params.data.val_size).images / 255  # (N, H, W) or, in colour, (N, H, W, C)
     check_against_validation_set(params, len(images))
     latents = torch.from_numpy(np.load("data/latents.npz")["latents"]).to(device)
     decoded = interpolate(model, latents[start], latents[end], params.interpolate.steps)
-    save(interpolation_strip(images[start], decoded[:, 0].cpu().numpy(), images[end], start, end), "plots/interpolation.png")
+    save(interpolation_strip(images[start], to_numpy_images(decoded), images[end], start, end), "plots/interpolation.png")
 
 
 if __name__ == "__main__":

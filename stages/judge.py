@@ -5,7 +5,7 @@ import torch
 
 from aepipe.atomic import write_json
 from aepipe.dataset import load_classes, load_split
-from aepipe.devices import resolve_device, to_tensor
+from aepipe.devices import resolve_device, to_pixels
 from aepipe.errors import exit_on_error
 from aepipe.judge import save_judge, train_judge
 from aepipe.params import load_params
@@ -24,8 +24,8 @@ def main() -> None:
     # All classes, whatever data.normal_digits says: the judge knows every class the autoencoder may draw.
     train = load_split("data/raw", "train", params.judge.train_size)
     val = load_split("data/raw", "val")
-    result = train_judge(to_tensor(train.images, device), torch.as_tensor(train.labels.astype(np.int64), device=device),
-                         to_tensor(val.images, device), val.labels, len(classes.names), params.judge)
+    result = train_judge(to_pixels(train.images, device), torch.as_tensor(train.labels.astype(np.int64), device=device),
+                         to_pixels(val.images, device), val.labels, len(classes.names), params.judge)
     save_judge(result.judge, "models/judge.pt")
     write_json("metrics/judge.json", {"judge_accuracy": result.epoch_accuracies[-1]})
     write_json("reports/judge.json", {

@@ -14,7 +14,7 @@ from aepipe.anomaly import calibration_roles, pixel_roc_auc
 from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
 from aepipe.corruptions import corrupt, patch_mask
 from aepipe.dataset import load_split
-from aepipe.devices import resolve_device, to_tensor
+from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.model import load_model
 from aepipe.params import load_params
@@ -29,7 +29,7 @@ def main() -> None:
     device = resolve_device(params.train.device)
     model = load_model("models/model.pt", device)
     train = load_split("data/raw", "train", params.data.train_size)
-    train_features = image_features(model, to_tensor(train.images, device))
+    train_features = image_features(model, to_pixels(train.images, device))
     train_normal = np.isin(train.labels, params.data.normal_digits)
     fitted = fit_score(params.anomaly.score, train_features[train_normal], train.labels[train_normal])
     write_json("models/anomaly_score.json", {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")})
@@ -80,7 +80,7 @@ def _keep_most_anomalous(model, images: torch.Tensor, scores: np.ndarray) -> Non
     top = np.argsort(scores, kind="stable")[::-1][:MOST_ANOMALOUS]
     chosen = images[torch.from_numpy(top.copy()).to(images.device)]
     with atomic_path("data/losses/most_anomalous.npz") as tmp:
-        np.savez(tmp, index=top, images=chosen[:, 0].cpu().numpy(), maps=error_maps(model, chosen).cpu().numpy())
+        np.savez(tmp, index=top, images=to_numpy_images(chosen), maps=error_maps(model, chosen).cpu().numpy())
 
 
 if __name__ == "__main__":

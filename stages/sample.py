@@ -7,7 +7,7 @@ import torch
 
 from aepipe.atomic import atomic_path, write_json
 from aepipe.dataset import load_classes, load_split
-from aepipe.devices import resolve_device, to_tensor
+from aepipe.devices import resolve_device, to_numpy_images, to_pixels
 from aepipe.errors import exit_on_error
 from aepipe.judge import judge_images, load_judge
 from aepipe.latent import decode
@@ -38,8 +38,8 @@ def main() -> None:
     prototype_labels, means = class_means(latents, labels)
     prototypes = decode(model, torch.from_numpy(means).to(device))
     prototype_names = [classes.names[label] for label in prototype_labels] if classes.labelled else ["all"]
-    shown = (prototypes[:, 0].cpu().numpy(), prototype_names, samples[:SHOWN, 0].cpu().numpy())
-    pixels = (samples[:, 0] * 255).round().byte().cpu().numpy()
+    shown = (to_numpy_images(prototypes), prototype_names, to_numpy_images(samples[:SHOWN]))
+    pixels = (to_numpy_images(samples) * 255).round().astype(np.uint8)
 
     if judge is None:
         write_unjudged(pixels, drawn, shown, classes.names)
@@ -50,7 +50,7 @@ def main() -> None:
         np.savez_compressed(tmp, images=pixels, latents=drawn, judge_labels=judged.labels,
                             judge_confidence=judged.confidence)
     val = load_split("data/raw", "val", params.data.val_size).only_digits(normal_digits)
-    originals = to_tensor(val.images, device)
+    originals = to_pixels(val.images, device)
     real, reconstructed = judge_images(judge, originals), judge_images(judge, reconstruct(model, originals))
     distances = frechet_distances(real.features, reconstructed.features, judged.features, params.sample.seed)
     samples_report = {"count": len(drawn), "distribution": params.sample.distribution,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from aepipe.dataset import CLASSES_FILE, Classes, Split, load_classes, load_split, write_dataset
@@ -30,11 +31,11 @@ def write_class_folders(raw_dir: Path, root: Path, per_class: int) -> dict[str, 
 def test_class_folders_become_labelled_images_in_name_order(raw_dir, tmp_path):
     written = write_class_folders(raw_dir, tmp_path / "images", per_class=20)
     (tmp_path / "images" / "README.md").write_text("not an image: ignored")
-    data, classes = read_folder(tmp_path / "images", invert=False)
+    data, classes = read_folder(tmp_path / "images", invert=False, side=28, channels=1)
     assert classes == Classes(["one", "seven", "zero"], "class", labelled=True)
     assert np.bincount(data.labels).tolist() == [20, 20, 20]
     assert np.array_equal(data.images[data.labels == 1], written["seven"]), "PNG is lossless: the very pixels"
-    inverted, _ = read_folder(tmp_path / "images", invert=True)
+    inverted, _ = read_folder(tmp_path / "images", invert=True, side=28, channels=1)
     assert np.array_equal(inverted.images, 255 - data.images)
 
 
@@ -42,7 +43,7 @@ def test_a_flat_folder_is_one_unlabelled_class(raw_dir, tmp_path):
     images = load_split(raw_dir, "val", 12).images
     for index, image in enumerate(images):
         Image.fromarray(image).resize((56, 56)).save(tmp_path / f"scan{index:02d}.jpg", quality=95)
-    data, classes = read_folder(tmp_path, invert=False)
+    data, classes = read_folder(tmp_path, invert=False, side=28, channels=1)
     assert not classes.labelled and classes.names == [tmp_path.name]
     assert data.images.shape == (12, 28, 28) and data.labels.tolist() == [0] * 12
     assert np.abs(data.images.astype(int) - images.astype(int)).mean() < 8, "resized back to 28×28"
@@ -67,12 +68,12 @@ def test_a_bad_folder_is_refused_naming_what_is_wrong(tmp_path, layout, message)
         else:
             path.write_bytes(content)
     with pytest.raises(AepipeError, match=message):
-        read_folder(root, invert=False)
+        read_folder(root, invert=False, side=28, channels=1)
 
 
 def test_a_missing_folder_is_refused(tmp_path):
     with pytest.raises(AepipeError, match=r"no such folder; put your images there"):
-        read_folder(tmp_path / "images", invert=False)
+        read_folder(tmp_path / "images", invert=False, side=28, channels=1)
 
 
 def test_the_split_is_seeded_disjoint_and_complete():
@@ -136,12 +137,28 @@ def test_the_whole_pipeline_runs_on_class_folders_and_refuses_broken_ones(tmp_pa
     assert {path: path.read_bytes() for path in kept} == kept
 
 
-def test_a_folder_without_classes_runs_without_label_metrics(tmp_path, raw_dir):
+def write_colour_images(raw_dir: Path, folder: Path, count: int) -> None:
+    """MNIST digits in colours of their own (a random tint each), larger than 32×32; every tenth 48×32."""
+    tints = np.random.default_rng(0).uniform(0.3, 1.0, (count, 3))
+    for index, (image, tint) in enumerate(zip(load_split(raw_dir, "train", count).images, tints)):
+        picture = Image.fromarray((image[..., None] * tint).astype(np.uint8))
+        picture.resize((48, 32) if index % 10 == 0 else (36, 36), Image.Resampling.BICUBIC).save(folder / f"{index:04d}.png")
+
+
+COLOUR_RUN = [*FOLDER_RUN, "-S", "data.folder.val_fraction=0.25", "-S", "data.side=32", "-S", "data.channels=3"]
+
+
+def test_a_colour_folder_without_classes_runs_at_its_side_without_label_metrics(tmp_path, raw_dir):
     project = copy_project(tmp_path)
     images = project / "data" / "images"
-    for index, image in enumerate(load_split(raw_dir, "train", 300).images):
-        Image.fromarray(image).save(images / f"{index:04d}.png")
-    run(["dvc", "exp", "run", *FOLDER_RUN, "-S", "data.folder.val_fraction=0.25"], project, None)
+    write_colour_images(raw_dir, images, 300)
+    result = run(["dvc", "exp", "run", *COLOUR_RUN], project, None)
+    assert "30 of 300 images in data/images are not square; each was stretched" in result.stdout + result.stderr
+    assert load_split(project / "data" / "raw", "train").images.shape == (225, 32, 32, 3)
+    checkpoint = torch.load(project / "models" / "model.pt", weights_only=True)
+    assert (checkpoint["side"], checkpoint["channels"]) == (32, 3)
+    kept = np.load(project / "data" / "losses" / "most_anomalous.npz")
+    assert kept["images"].shape == (16, 32, 32, 3) and kept["maps"].shape == (16, 32, 32)
     assert not load_classes(project / "data" / "raw").labelled
     assert json.loads((project / "metrics" / "tsne.json").read_text()) == {"tsne_knn10": None}
     report = json.loads((project / "reports" / "tsne.json").read_text())
@@ -153,20 +170,18 @@ def test_a_folder_without_classes_runs_without_label_metrics(tmp_path, raw_dir):
     assert set(json.loads((project / "metrics" / "samples.json").read_text()).values()) == {None}
     denoise = json.loads((project / "metrics" / "denoise.json").read_text())
     assert denoise["noisy_acc"] is None and denoise["denoised_acc"] is None and denoise["psnr_gain"] is not None
-    assert np.load(project / "data" / "samples.npz")["images"].shape == (500, 28, 28)
+    assert np.load(project / "data" / "samples.npz")["images"].shape == (500, 32, 32, 3)
     for figure in ("samples", "denoising_curves"):
         assert (project / "plots" / f"{figure}.png").read_bytes().startswith(PNG_SIGNATURE)
 
     # MNIST's 10,000 validation images allow index 500; these 75 do not: the stage says so.
     model = (project / "models" / "model.pt").read_bytes()
-    failed = run(["dvc", "exp", "run", *FOLDER_RUN, "-S", "data.folder.val_fraction=0.25", "-S", "interpolate.end=500"],
-                 project, None, check=False)
+    failed = run(["dvc", "exp", "run", *COLOUR_RUN, "-S", "interpolate.end=500"], project, None, check=False)
     assert failed.returncode != 0
     assert "interpolate.end = 500: expected the index of a validation image, 0 to 74" in failed.stdout + failed.stderr
     assert (project / "models" / "model.pt").read_bytes() == model
 
     # Labels only the images can refuse: the train stage stops, naming the labels there are.
-    failed = run(["dvc", "exp", "run", *FOLDER_RUN, "-S", "data.folder.val_fraction=0.25", "-S", "data.normal_digits=[3]"],
-                 project, None, check=False)
+    failed = run(["dvc", "exp", "run", *COLOUR_RUN, "-S", "data.normal_digits=[3]"], project, None, check=False)
     assert "data.normal_digits = [3]: no training images have these labels; this dataset's are 0 to 0 (images)" \
         in failed.stdout + failed.stderr

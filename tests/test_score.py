@@ -100,10 +100,11 @@ def test_maps_writes_one_png_per_image_of_it_and_its_anomaly_map(project, digits
     patched[:, 2:10, 2:10] = 255  # a white square in the top left corner, away from the strokes
     np.save(tmp_path / "patched.npy", patched)
     maps = tmp_path / "maps"
-    result = score(project, str(folder / "digit0.png"), str(tmp_path / "patched.npy"), "--maps", str(maps))
+    result = score(project, str(folder / "big.jpg"), str(tmp_path / "patched.npy"), "--maps", str(maps))
     assert result.returncode == 0, result.stderr
-    names = sorted(path.name for path in maps.iterdir())
-    assert names == ["0000-digit0.png", "0001-patched-0.png", "0002-patched-1.png", "0003-patched-2.png"]
+    names = sorted(path.name for path in maps.iterdir() if not path.name.endswith("_map.png"))
+    assert names == ["0000-big.png", "0001-patched-0.png", "0002-patched-1.png", "0003-patched-2.png"]
+    assert Image.open(maps / "0000-big_map.png").size == (56, 56), "the map alone, at the image's own size"
     images = torch.from_numpy(patched).float().div(255).unsqueeze(1)
     expected_maps = error_maps(load_model(project / "models" / "model.pt"), images).numpy()
     assert expected_maps[:, 2:10, 2:10].mean() > 2 * expected_maps[:, 12:, 12:].mean(), "the map lights up the square"
@@ -112,6 +113,8 @@ def test_maps_writes_one_png_per_image_of_it_and_its_anomaly_map(project, digits
         assert picture.shape == (224, 448, 3)  # the image and its map, side by side, 8 times larger
         assert picture[::8, :224:8] == pytest.approx(np.repeat(1 - image[..., None] / 255, 3, axis=2), abs=1 / 255)
         assert picture[::8, 224::8] == pytest.approx(anomaly_overlay(image / 255, error_map), abs=2 / 255)
+        alone = np.asarray(Image.open(maps / name.replace(".png", "_map.png"))).astype(float) / 255
+        assert alone == pytest.approx(error_map, abs=1 / 255)
 
 
 def test_maps_refuses_a_file_where_a_folder_is_expected(project, folder, tmp_path):

@@ -3,13 +3,16 @@
     aepipe score PATH... [--model models/model.pt] [--score models/anomaly_score.json]
                          [--threshold reports/threshold.json] [--out FILE] [--maps DIR] [--invert]
 
-PATH: PNG or JPEG files, folders of them (not recursive), or .npy arrays of 28×28 images. Images
-are read as greyscale; any other size is resized to 28×28 (Lanczos), as MNIST digits are light
-strokes on a dark background (use --invert for dark ink on light paper). A .npy array may hold
-uint8 pixels (0–255) or floats in [0, 1], shaped (28, 28), (N, 28, 28) or (N, 1, 28, 28).
+PATH: PNG or JPEG files, folders of them (not recursive), or .npy arrays of images of the model's
+shape (channels × side × side: 1×28×28 for MNIST). Image files are converted to it: greyscale or
+colour as the model takes, resized (Lanczos), a non-square one stretched (README: "Your own
+images"); for MNIST's models light strokes on a dark background (--invert for dark ink on light
+paper). A .npy array may hold uint8 pixels (0–255) or floats in [0, 1], shaped (side, side),
+(N, side, side) or (N, 1, side, side) for greyscale, (N, side, side, 3) or (N, 3, side, side) for colour.
 Writes CSV: source, score (the pipeline's anomaly.score: reconstruction MSE, or the combined
-score), flagged (score > threshold). --maps DIR also writes one PNG per image into DIR: the image
-beside its anomaly map (|image - reconstruction| per pixel, in colour over the image).
+score), flagged (score > threshold). --maps DIR also writes two PNGs per image into DIR: the image
+beside its anomaly map (|image - reconstruction| per pixel, in colour over the image), and the map
+alone at the image's own size (`*_map.png`, 0–255 for an error of 0–1)
 """
 
 import argparse
@@ -24,10 +27,13 @@ import torch
 
 from aepipe.atomic import atomic_path, file_sha256
 from aepipe.errors import AepipeError, exit_on_error
-from aepipe.images import IMAGE_SUFFIXES, SIDE, image_files, read_greyscale
-from aepipe.model import describe_training, load_model
+from aepipe.devices import to_tensor
+from aepipe.images import IMAGE_SUFFIXES, image_files, read_image
+from aepipe.model import describe_training, load_model, shape_name
 from aepipe.reconstruction import error_maps
 from aepipe.scores import FittedScore, image_features
+
+PREVIEW_HEIGHT = 224  # pixels: --maps enlarges smaller images to about this, as 8 × 28 for MNIST
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,13 +62,13 @@ def run(argv: list[str] | None) -> None:
     model = load_model(args.model)
     if model.noise_std:  # it reconstructs noisy images well by design: noise alone scores lower than with a plain one
         print(f"note: {args.model} is a {describe_training(model)}", file=sys.stderr)
-    sources, images = load_images(args.paths)
+    sources, images, sizes = load_images(args.paths, model.side, model.channels)
     if args.invert:
         images = 1 - images
-    pixels = torch.from_numpy(images).unsqueeze(1)
+    pixels = to_tensor(images, torch.device("cpu"))
     scores = fitted.score(image_features(model, pixels))
     if args.maps:
-        write_maps(args.maps, sources, images, error_maps(model, pixels).numpy())
+        write_maps(args.maps, sources, images, error_maps(model, pixels).numpy(), sizes)
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["source", "score", "flagged"])
@@ -107,19 +113,38 @@ def _check_made_for(path: Path, what: str, expected_sha256: str, used: Path, adv
         raise AepipeError(f"{path} was computed for another {what} (sha256 {expected_sha256[:12]}…), not {used}; {advice}")
 
 
-def write_maps(folder: Path, sources: list[str], images: np.ndarray, maps: np.ndarray) -> None:
-    """One PNG per image, numbered in scoring order: the image and, beside it, its anomaly map over it."""
+def write_maps(folder: Path, sources: list[str], images: np.ndarray, maps: np.ndarray,
+               sizes: list[tuple[int, int]]) -> None:
+    """Two PNGs per image, numbered in scoring order: the image and, beside it, its anomaly map over it
+    (enlarged to about 224 pixels high); and the map alone, at the image's own size (width, height)."""
     from PIL import Image
 
     from aepipe.plots import anomaly_overlay, as_rgb  # matplotlib takes a second to import: only when asked for
 
     folder.mkdir(parents=True, exist_ok=True)
-    for number, (source, image, error_map) in enumerate(zip(sources, images, maps)):
+    for number, (source, image, error_map, size) in enumerate(zip(sources, images, maps, sizes)):
         pair = np.concatenate([as_rgb(image), anomaly_overlay(image, error_map)], axis=1)
-        picture = Image.fromarray(np.round(pair * 255).astype(np.uint8)).resize((pair.shape[1] * 8, pair.shape[0] * 8),
+        zoom = max(1, PREVIEW_HEIGHT // pair.shape[0])
+        picture = Image.fromarray(np.round(pair * 255).astype(np.uint8)).resize((pair.shape[1] * zoom, pair.shape[0] * zoom),
                                                                                Image.Resampling.NEAREST)
-        with atomic_path(folder / _map_name(number, source)) as tmp:
+        name = _map_name(number, source)
+        with atomic_path(folder / name) as tmp:
             picture.save(tmp)
+        full_size = Image.fromarray(np.round(np.clip(error_map, 0, 1) * 255).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR)
+        with atomic_path(folder / name.replace(".png", "_map.png")) as tmp:
+            full_size.save(tmp)
+
+
+def _images_layout(array: np.ndarray) -> np.ndarray | None:
+    """(N, H, W) for greyscale or (N, H, W, 3) for colour from the layouts an array may come in; None
+    for none of them."""
+    if array.ndim == 2:
+        return array[None]
+    if array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[3] not in (1, 3):  # channels first
+        array = array.transpose(0, 2, 3, 1)
+    if array.ndim == 4 and array.shape[3] == 1:
+        return array[..., 0]
+    return array if array.ndim == 3 or (array.ndim == 4 and array.shape[3] == 3) else None
 
 
 def _map_name(number: int, source: str) -> str:
@@ -130,46 +155,50 @@ def _map_name(number: int, source: str) -> str:
     return f"{number:04d}-" + "".join(char if char.isalnum() or char in "-_." else "_" for char in stem) + ".png"
 
 
-def load_images(paths: list[Path]) -> tuple[list[str], np.ndarray]:
-    """(sources, float32 images (N, 28, 28) in [0, 1]) from files, folders and .npy arrays."""
-    sources, arrays = [], []
+def load_images(paths: list[Path], side: int, channels: int) -> tuple[list[str], np.ndarray, list[tuple[int, int]]]:
+    """(sources, float32 images (N, side, side) or (N, side, side, 3) in [0, 1], each image's own
+    (width, height)) from files, folders and .npy arrays."""
+    sources, arrays, sizes = [], [], []
+
+    def add_file(file: Path) -> None:
+        image = read_image(file, side, channels)
+        sources.append(str(file))
+        arrays.append(image.pixels[None].astype(np.float32) / 255)
+        sizes.append(image.size)
+
     for path in paths:
         if path.is_dir():
             files = image_files(path)
             if not files:
                 raise AepipeError(f"{path}: no .png, .jpg or .jpeg files in this folder")
             for file in files:
-                sources.append(str(file))
-                arrays.append(read_image(file)[None])
+                add_file(file)
         elif not path.exists():
             raise AepipeError(f"{path}: no such file or folder")
         elif path.suffix.lower() == ".npy":
-            batch = read_npy(path)
+            batch = read_npy(path, side, channels)
             sources.extend(f"{path}[{index}]" for index in range(len(batch)))
             arrays.append(batch)
+            sizes.extend([(side, side)] * len(batch))
         elif path.suffix.lower() in IMAGE_SUFFIXES:
-            sources.append(str(path))
-            arrays.append(read_image(path)[None])
+            add_file(path)
         else:
             raise AepipeError(f"{path}: unsupported file; expected .png, .jpg, .jpeg, .npy or a folder")
-    return sources, np.concatenate(arrays).astype(np.float32)
+    return sources, np.concatenate(arrays).astype(np.float32), sizes
 
 
-def read_image(path: Path) -> np.ndarray:
-    return read_greyscale(path).astype(np.float32) / 255
-
-
-def read_npy(path: Path) -> np.ndarray:
+def read_npy(path: Path, side: int, channels: int) -> np.ndarray:
+    """A .npy array's images in the dataset's layout, (N, side, side) or (N, side, side, 3), in [0, 1]."""
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
         raise AepipeError(f"{path}: not a readable .npy array ({error})") from None
-    if array.ndim == 2:
-        array = array[None]
-    elif array.ndim == 4 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.ndim != 3 or array.shape[1:] != (SIDE, SIDE) or len(array) == 0:
-        raise AepipeError(f"{path}: array of shape {array.shape}; expected (28, 28), (N, 28, 28) or (N, 1, 28, 28), N ≥ 1")
+    shape, array = array.shape, _images_layout(array)
+    if array is None or array.shape[1:3] != (side, side) or (array.ndim == 4) != (channels == 3) or len(array) == 0:
+        expected = (f"(N, {side}, {side}, 3) or (N, 3, {side}, {side})" if channels == 3
+                    else f"({side}, {side}), (N, {side}, {side}) or (N, 1, {side}, {side})")
+        raise AepipeError(f"{path}: array of shape {shape}; the model takes "
+                          f"{shape_name(channels, side)} images: expected {expected}, N ≥ 1")
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255
     if np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and array.min() >= 0 and array.max() <= 1:

@@ -17,21 +17,33 @@ SPLIT_FILES = {
     "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 CLASSES_FILE = "classes.json"  # beside the IDX files: the names of the labels
-IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
-LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+# An inspection set's (the MVTec AD layout) validation images also have these: 1 for an image that
+# calibrates the threshold; each image's defect mask (255 in the defect).
+CALIBRATION_FILE = "t10k-calibration-idx1-ubyte"
+MASKS_FILE = "t10k-masks-idx3-ubyte"
+UNSIGNED_BYTES = 0x00000800  # an IDX magic number is this plus the number of dimensions
+IMAGES_MAGIC = UNSIGNED_BYTES + 3  # (N, H, W): greyscale
+COLOUR_IMAGES_MAGIC = UNSIGNED_BYTES + 4  # (N, H, W, 3)
+LABELS_MAGIC = UNSIGNED_BYTES + 1
 
 
 class IdxFormatError(AepipeError):
     pass
 
 
-def write_dataset(dest: str | Path, train: "Split", val: "Split", classes: "Classes") -> None:
-    """Write splits of any 28×28 greyscale images as `dest` in the layout aepipe.mnist.download_dataset gives too."""
+def write_dataset(dest: str | Path, train: "Split", val: "Split", classes: "Classes",
+                  calibration: np.ndarray | None = None, masks: np.ndarray | None = None) -> None:
+    """Write splits of images of any shape, (N, H, W) or (N, H, W, 3), as `dest` in the layout
+    aepipe.mnist.download_dataset gives too."""
     files = {}
     for split, data in (("train", train), ("val", val)):
         images_name, labels_name = SPLIT_FILES[split]
-        files[images_name] = encode_idx(data.images, IMAGES_MAGIC)
+        files[images_name] = encode_idx(data.images, UNSIGNED_BYTES + data.images.ndim)
         files[labels_name] = encode_idx(data.labels, LABELS_MAGIC)
+    if calibration is not None:
+        files[CALIBRATION_FILE] = encode_idx(calibration, LABELS_MAGIC)
+    if masks is not None:
+        files[MASKS_FILE] = encode_idx(masks, IMAGES_MAGIC)
     replace_dir(dest, {**files, CLASSES_FILE: classes.to_json()})
 
 
@@ -58,16 +70,18 @@ class Classes:
     names: list[str]  # by label
     noun: str  # what a label is called in figures: digit, class
     labelled: bool  # False: a folder of images without classes; every label is 0
+    inspection: bool = False  # the MVTec AD layout: label 0 is good, the others defect kinds
 
     def to_json(self) -> bytes:
-        return (json.dumps({"names": self.names, "noun": self.noun, "labelled": self.labelled}, indent=2) + "\n").encode()
+        saved = {"names": self.names, "noun": self.noun, "labelled": self.labelled}
+        return (json.dumps(saved | ({"inspection": True} if self.inspection else {}), indent=2) + "\n").encode()
 
 
 def load_classes(raw_dir: str | Path) -> Classes:
     path = Path(raw_dir) / CLASSES_FILE
     try:
         saved = json.loads(path.read_text())
-        return Classes(list(saved["names"]), saved["noun"], saved["labelled"])
+        return Classes(list(saved["names"]), saved["noun"], saved["labelled"], saved.get("inspection", False))
     except FileNotFoundError:
         raise IdxFormatError(f"{path}: file not found; run the download stage first") from None
     except (ValueError, KeyError, TypeError):
@@ -76,22 +90,31 @@ def load_classes(raw_dir: str | Path) -> Classes:
 
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # (N, 28, 28) uint8
+    images: np.ndarray  # uint8 (N, H, W), or (N, H, W, 3) in colour
     labels: np.ndarray  # (N,) uint8
 
     def only_digits(self, digits: list[int]) -> "Split":
         keep = np.isin(self.labels, digits)
-        return Split(self.images[keep], self.labels[keep])
+        return self if keep.all() else Split(self.images[keep], self.labels[keep])
 
 
 def load_split(raw_dir: str | Path, split: str, limit: int | None = None) -> Split:
     """Read one split ('train' or 'val') from the decompressed IDX files in `raw_dir`."""
     images_name, labels_name = SPLIT_FILES[split]
-    images = parse_idx(Path(raw_dir) / images_name, IMAGES_MAGIC)
+    images = parse_idx(Path(raw_dir) / images_name, IMAGES_MAGIC, COLOUR_IMAGES_MAGIC)
     labels = parse_idx(Path(raw_dir) / labels_name, LABELS_MAGIC)
     if len(images) != len(labels):
         raise IdxFormatError(f"{split}: {len(images)} images but {len(labels)} labels")
     return Split(images[:limit], labels[:limit])
+
+
+def load_inspection_extras(raw_dir: str | Path, limit: int | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(calibration flags, defect masks) of the first `limit` validation images; each None where the
+    dataset has none."""
+    paths = Path(raw_dir) / CALIBRATION_FILE, Path(raw_dir) / MASKS_FILE
+    calibration = parse_idx(paths[0], LABELS_MAGIC)[:limit] if paths[0].exists() else None
+    masks = parse_idx(paths[1], IMAGES_MAGIC)[:limit] if paths[1].exists() else None
+    return calibration, masks
 
 
 def encode_idx(array: np.ndarray, magic: int) -> bytes:
@@ -100,17 +123,19 @@ def encode_idx(array: np.ndarray, magic: int) -> bytes:
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
-def parse_idx(path: Path, expected_magic: int) -> np.ndarray:
-    """Parse an unsigned-byte IDX file (big-endian header: magic, then one uint32 per dimension)."""
+def parse_idx(path: Path, expected_magic: int, other_magic: int | None = None) -> np.ndarray:
+    """Parse an unsigned-byte IDX file (big-endian header: magic, then one uint32 per dimension) into
+    a writable array over the file's bytes, so that nothing copies a large image set again."""
     try:
-        data = path.read_bytes()
+        data = _read_writable(path)
     except FileNotFoundError:
         raise IdxFormatError(f"{path}: file not found; run the download stage first") from None
     if len(data) < 4:
         raise IdxFormatError(f"{path}: {len(data)} bytes is too short for an IDX header")
     magic = int.from_bytes(data[:4], "big")
-    if magic != expected_magic:
-        raise IdxFormatError(f"{path}: IDX magic number is 0x{magic:08x}, expected 0x{expected_magic:08x}")
+    if magic not in (expected_magic, other_magic):
+        other = f" or 0x{other_magic:08x}" if other_magic else ""
+        raise IdxFormatError(f"{path}: IDX magic number is 0x{magic:08x}, expected 0x{expected_magic:08x}{other}")
     ndim = magic & 0xFF
     header_size = 4 + 4 * ndim
     if len(data) < header_size:
@@ -120,3 +145,10 @@ def parse_idx(path: Path, expected_magic: int) -> np.ndarray:
     if len(data) != expected_size:
         raise IdxFormatError(f"{path}: {len(data)} bytes, expected {expected_size} for shape {shape}")
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def _read_writable(path: Path) -> bytearray:
+    with path.open("rb") as file:
+        data = bytearray(path.stat().st_size)
+        file.readinto(data)
+    return data

@@ -30,12 +30,13 @@ def psnr(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
 
 
 def ssim(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-    """Structural similarity of each (N, 1, H, W) image to its reference, for pixels in [0, 1]: the mean
-    of the SSIM map over the positions where the whole window fits (1 for identical images)."""
+    """Structural similarity of each (N, C, H, W) image to its reference, for pixels in [0, 1]: the mean
+    of the SSIM map over the positions where the whole window fits, and over the channels (1 for
+    identical images)."""
     window = _gaussian_window(images)
 
     def local_mean(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, window)
+        return F.conv2d(x.reshape(-1, 1, *x.shape[-2:]), window)  # each channel on its own
 
     mean_x, mean_y = local_mean(images), local_mean(references)
     var_x = local_mean(images * images) - mean_x**2
@@ -43,7 +44,7 @@ def ssim(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
     covariance = local_mean(images * references) - mean_x * mean_y
     similarity = ((2 * mean_x * mean_y + SSIM_C1) * (2 * covariance + SSIM_C2)
                   / ((mean_x**2 + mean_y**2 + SSIM_C1) * (var_x + var_y + SSIM_C2)))
-    return similarity.flatten(1).mean(dim=1)
+    return similarity.reshape(len(images), -1).mean(dim=1)
 
 
 def _gaussian_window(like: torch.Tensor) -> torch.Tensor:

@@ -22,9 +22,27 @@ def resolve_device(name: str) -> torch.device:
 
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (N, 28, 28) → float32 (N, 1, 28, 28) in [0, 1] on `device`, as torchvision's ToTensor."""
-    pixels = torch.from_numpy(np.array(images))  # a copy: arrays parsed from bytes are read-only
-    return pixels.to(device).unsqueeze(1).float().div_(255)
+    """uint8 (N, H, W) or (N, H, W, C) → float32 (N, C, H, W) in [0, 1] on `device`, as torchvision's ToTensor."""
+    return as_floats(to_pixels(images, device))
+
+
+def to_pixels(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, H, W) or (N, H, W, C) → uint8 (N, C, H, W) on `device`: a quarter of the memory of
+    floats, for image sets converted batch by batch (`as_floats`)."""
+    pixels = torch.from_numpy(images if images.flags.writeable else np.array(images))
+    return (pixels.unsqueeze(1) if pixels.ndim == 3 else pixels.permute(0, 3, 1, 2)).to(device)
+
+
+def as_floats(images: torch.Tensor) -> torch.Tensor:
+    """A batch of uint8 pixels as float32 in [0, 1]; float images are returned as they are."""
+    return images.float().div_(255) if images.dtype == torch.uint8 else images
+
+
+def to_numpy_images(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) → numpy (N, H, W) for greyscale, (N, H, W, C) for colour: the layout of the
+    dataset on disk and of the figures."""
+    images = images.detach().cpu()
+    return (images[:, 0] if images.shape[1] == 1 else images.permute(0, 2, 3, 1)).numpy()
 
 
 def preferred_memory_format(device: torch.device) -> torch.memory_format:

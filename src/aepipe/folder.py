@@ -1,20 +1,24 @@
 """A folder of your own images as the dataset: one subfolder per class (torchvision's ImageFolder
 layout), or the images directly in it, without labels."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from aepipe.dataset import Classes, Split
 from aepipe.errors import AepipeError
-from aepipe.images import image_files, read_greyscale
+from aepipe.images import ImageFile, image_files, image_size, other_files, read_image
 
 MAX_CLASSES = 10  # labels are the class params' 0-9, and the figures' colours
 
 
-def read_folder(root: str | Path, invert: bool) -> tuple[Split, Classes]:
-    """Every image under `root` as 28×28 greyscale (dark-on-light ones inverted if `invert`), labelled
-    by subfolder in name order; a refusal names the folder or file that is wrong."""
+def read_folder(root: str | Path, invert: bool, side: int, channels: int,
+                log: Callable[[str], None] = print) -> tuple[Split, Classes]:
+    """Every image under `root` as `channels` × `side` × `side` pixels (aepipe.images; inverted if
+    `invert`), labelled by subfolder in name order; a refusal names the folder or file that is wrong,
+    and `log` gets a note of every conversion that is not a plain resize."""
     root = Path(root)
     if not root.is_dir():
         raise AepipeError(f"{root}: no such folder; put your images there, one subfolder per class")
@@ -38,8 +42,26 @@ def read_folder(root: str | Path, invert: bool) -> tuple[Split, Classes]:
         classes = Classes([root.name], "class", labelled=False)
     else:
         raise AepipeError(f"{root}: no PNG or JPEG images in it, and no class subfolders holding them")
-    images = np.stack([read_greyscale(file) for file in files])
+    read = [read_image(file, side, channels) for file in files]
+    _note_conversions(root, read, channels, log)
+    images = np.stack([image.pixels for image in read])
     return Split(255 - images if invert else images, labels), classes
+
+
+def _note_conversions(root: Path, read: list[ImageFile], channels: int, log: Callable[[str], None]) -> None:
+    """Say what was done to the images beyond resizing, and which files were left out."""
+    stretched = sum(image.size[0] != image.size[1] for image in read)
+    if stretched:
+        log(f"note: {stretched} of {len(read)} images in {root} are not square; each was stretched to a square "
+            "(its anomaly map is stretched back)")
+    converted = sum(image.colour != (channels == 3) for image in read)
+    if converted:
+        log(f"note: {converted} of {len(read)} images in {root} were converted to "
+            f"{'greyscale (data.channels = 1)' if channels == 1 else 'colour (data.channels = 3: grey in every channel)'}")
+    left_out = [file for folder in [root, *sorted(root.iterdir())] if folder.is_dir() for file in other_files(folder)]
+    if left_out:
+        log(f"note: {len(left_out)} files under {root} are not PNG or JPEG images and were left out "
+            f"({', '.join(str(file.relative_to(root)) for file in left_out[:3])}{', …' if len(left_out) > 3 else ''})")
 
 
 def split_at_random(data: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
@@ -52,3 +74,87 @@ def split_at_random(data: Split, val_fraction: float, seed: int) -> tuple[Split,
                           f"{n_val} for validation and {len(order) - n_val} for training; expected at least one each")
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
     return Split(data.images[train], data.labels[train]), Split(data.images[val], data.labels[val])
+
+
+# --- the MVTec AD layout ----------------------------------------------------------------------------
+
+GOOD = "good"  # MVTec AD's name of the normal images' folder, in train/ and test/
+
+
+@dataclass(frozen=True)
+class InspectionSet:
+    """A dataset in the MVTec AD layout: train/good/ to learn from; validation images that are, in
+    order, the calibration share of train/good, test/good and each test/<defect kind>/."""
+
+    train: Split
+    val: Split  # labels: 0 for good, then one per defect kind in name order
+    classes: Classes
+    calibration: np.ndarray  # (N_val,) uint8: 1 for the images from train/good that set the threshold
+    masks: np.ndarray | None  # (N_val, side, side) uint8, 255 in a defect; None without ground_truth/
+
+
+def is_inspection_layout(root: str | Path) -> bool:
+    """MVTec AD's layout (and VisA's, anomalib's Folder's): train/good/ and test/."""
+    root = Path(root)
+    return (root / "train" / GOOD).is_dir() and (root / "test").is_dir()
+
+
+def read_inspection_set(root: str | Path, side: int, channels: int, calibration_fraction: float, seed: int,
+                        log: Callable[[str], None] = print) -> InspectionSet:
+    """The MVTec AD layout under `root`; masks from ground_truth/<kind>/<name>_mask.png when that
+    folder exists (then every defect image needs one). A seeded random `calibration_fraction` of
+    train/good calibrates the threshold instead of training."""
+    root = Path(root)
+    kinds = sorted(path.name for path in (root / "test").iterdir() if path.is_dir() and path.name != GOOD
+                   and not path.name.startswith("."))
+    if not kinds:
+        raise AepipeError(f"{root / 'test'}: no defect folders; expected test/good/ and one folder per defect kind")
+    if len(kinds) + 1 > MAX_CLASSES:
+        raise AepipeError(f"{root / 'test'}: {len(kinds)} defect kinds; expected at most {MAX_CLASSES - 1}")
+    good = _images_of(root / "train" / GOOD, side, channels, log)
+    train, calibration = split_at_random(Split(good, np.zeros(len(good), np.uint8)), calibration_fraction, seed)
+    folders = [root / "test" / GOOD] * (root / "test" / GOOD).is_dir() + [root / "test" / kind for kind in kinds]
+    tested = [_images_of(folder, side, channels, log) for folder in folders]
+    labels = np.concatenate([np.zeros(len(calibration.labels), np.uint8)]
+                            + [np.full(len(images), kinds.index(folder.name) + 1 if folder.name in kinds else 0, np.uint8)
+                               for folder, images in zip(folders, tested)])
+    val = Split(np.concatenate([calibration.images, *tested]), labels)
+    masks = _read_masks(root, kinds, side) if (root / "ground_truth").is_dir() else None
+    if masks is not None:
+        masks = np.concatenate([np.zeros((len(val.labels) - len(masks), side, side), np.uint8), masks])
+    calibration_flags = (np.arange(len(labels)) < len(calibration.labels)).astype(np.uint8)
+    return InspectionSet(train, val, Classes([GOOD, *kinds], "defect", labelled=True, inspection=True),
+                         calibration_flags, masks)
+
+
+def _images_of(folder: Path, side: int, channels: int, log: Callable[[str], None]) -> np.ndarray:
+    files = image_files(folder)
+    if not files:
+        raise AepipeError(f"{folder}: no PNG or JPEG images in it; expected the images of this class")
+    read = [read_image(file, side, channels) for file in files]
+    _note_conversions(folder, read, channels, log)
+    return np.stack([image.pixels for image in read])
+
+
+def _read_masks(root: Path, kinds: list[str], side: int) -> np.ndarray:
+    """Every defect image's mask, in the order of the images, at side × side (nearest: stays binary)."""
+    masks = []
+    for kind in kinds:
+        images = image_files(root / "test" / kind)
+        expected = {root / "ground_truth" / kind / f"{image.stem}_mask.png": image for image in images}
+        found = set(image_files(root / "ground_truth" / kind)) if (root / "ground_truth" / kind).is_dir() else set()
+        for mask in sorted(found - set(expected)):
+            raise AepipeError(f"{mask}: a mask without an image; expected test/{kind}/{mask.stem.removesuffix('_mask')}.png")
+        for mask, image in expected.items():
+            if mask not in found:
+                raise AepipeError(f"{image}: no mask; expected {mask} (every defect image needs one when ground_truth/ exists)")
+            masks.append(_read_mask(mask, image, side))
+    return np.stack(masks)
+
+
+def _read_mask(mask: Path, image: Path, side: int) -> np.ndarray:
+    expected, read = image_size(image), read_image(mask, side, channels=1)
+    if read.size != expected:
+        raise AepipeError(f"{mask}: {read.size[0]}×{read.size[1]} pixels, but its image {image.name} is "
+                          f"{expected[0]}×{expected[1]}; expected the same size")
+    return np.where(read.pixels > 127, 255, 0).astype(np.uint8)

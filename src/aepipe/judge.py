@@ -2,7 +2,8 @@
 which class an image the autoencoder made looks like, and how sure it is. Its penultimate layer is
 the feature space of the Fréchet distance (the FID recipe with an MNIST judge instead of Inception).
 
-Two 3×3 conv blocks (with batch norm, each halving the image) → 128 features → one logit per class.
+Two 3×3 conv blocks (with batch norm, each halving the image) → 128 features → one logit per class,
+for images of any side (a multiple of 4) and channels; the checkpoint records them unless 1×28×28.
 Trained with Adam on a one-cycle schedule: three epochs reach over 99 % on MNIST's test set.
 """
 
@@ -15,8 +16,8 @@ import torch
 from torch import nn
 
 from aepipe.checkpoints import load_weights, read_checkpoint, torch_save
-from aepipe.devices import preferred_memory_format
-from aepipe.params import JudgeParams
+from aepipe.devices import as_floats, preferred_memory_format
+from aepipe.params import MNIST_SIDE, JudgeParams
 
 JUDGE_FORMAT = "aepipe.judge/1"
 FEATURES = 128
@@ -26,26 +27,26 @@ JUDGING_BATCH_SIZE = 256
 
 
 class Judge(nn.Module):
-    def __init__(self, classes: int):
+    def __init__(self, classes: int, side: int = MNIST_SIDE, channels: int = 1):
         super().__init__()
-        self.classes = classes
+        self.classes, self.side, self.channels = classes, side, channels
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1),
+            nn.Conv2d(channels, 16, 3, padding=1),
             nn.BatchNorm2d(16),
             nn.ReLU(),
-            nn.MaxPool2d(2),  # 14×14
+            nn.MaxPool2d(2),  # side / 2
             nn.Conv2d(16, 32, 3, padding=1),
             nn.BatchNorm2d(32),
             nn.ReLU(),
-            nn.MaxPool2d(2),  # 7×7
+            nn.MaxPool2d(2),  # side / 4
             nn.Flatten(),
-            nn.Linear(32 * 7 * 7, FEATURES),
+            nn.Linear(32 * (side // 4) ** 2, FEATURES),
             nn.ReLU(),
         )
         self.head = nn.Linear(FEATURES, classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 1, 28, 28) in [0, 1] → (N, classes) logits"""
+        """(N, C, H, W) in [0, 1] → (N, classes) logits"""
         return self.head(self.features(images))
 
 
@@ -70,11 +71,12 @@ class JudgeTraining:
 
 def train_judge(train_images: torch.Tensor, train_labels: torch.Tensor, val_images: torch.Tensor,
                 val_labels: np.ndarray, classes: int, params: JudgeParams, log=print) -> JudgeTraining:
-    """Train a judge from scratch on (N, 1, 28, 28) images and their labels; seeded, so a CPU run repeats exactly."""
+    """Train a judge from scratch on (N, C, H, W) images (floats, or uint8 pixels) and their labels;
+    seeded, so a CPU run repeats exactly."""
     device = train_images.device
     memory_format = preferred_memory_format(device)
     torch.manual_seed(params.seed)
-    judge = Judge(classes).to(device, memory_format=memory_format)
+    judge = Judge(classes, train_images.shape[-1], train_images.shape[1]).to(device, memory_format=memory_format)
     optimizer = torch.optim.Adam(judge.parameters(), lr=params.lr, fused=True)
     steps = -(-len(train_images) // params.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=params.lr, total_steps=params.epochs * steps)
@@ -84,7 +86,7 @@ def train_judge(train_images: torch.Tensor, train_labels: torch.Tensor, val_imag
         judge.train()
         order = torch.randperm(len(train_images), generator=shuffle).to(device)
         for batch in order.split(params.batch_size):
-            loss = nn.functional.cross_entropy(judge(train_images[batch].contiguous(memory_format=memory_format)),
+            loss = nn.functional.cross_entropy(judge(as_floats(train_images[batch]).contiguous(memory_format=memory_format)),
                                                train_labels[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -97,11 +99,12 @@ def train_judge(train_images: torch.Tensor, train_labels: torch.Tensor, val_imag
 
 @torch.no_grad()
 def judge_images(judge: Judge, images: torch.Tensor) -> Verdicts:
-    """The judge's class, confidence and features for (N, 1, 28, 28) images in [0, 1], in batches."""
+    """The judge's class, confidence and features for (N, C, H, W) images (floats in [0, 1], or uint8
+    pixels), in batches."""
     judge.eval()
     labels, confidence, features = [], [], []
     for chunk in images.split(JUDGING_BATCH_SIZE):
-        chunk_features = judge.features(chunk)
+        chunk_features = judge.features(as_floats(chunk))
         best = judge.head(chunk_features).softmax(dim=1).max(dim=1)
         labels.append(best.indices)
         confidence.append(best.values)
@@ -112,7 +115,8 @@ def judge_images(judge: Judge, images: torch.Tensor) -> Verdicts:
 def save_judge(judge: Judge | None, path: str | Path) -> None:
     """None: the images have no classes, so there is nothing to judge with; the file says so."""
     state = {name: tensor.detach().cpu() for name, tensor in judge.state_dict().items()} if judge else {}
-    torch_save({"format": JUDGE_FORMAT, "classes": judge.classes if judge else 0, "state_dict": state}, path)
+    shape = {"side": judge.side, "channels": judge.channels} if judge and (judge.channels, judge.side) != (1, MNIST_SIDE) else {}
+    torch_save({"format": JUDGE_FORMAT, "classes": judge.classes if judge else 0, **shape, "state_dict": state}, path)
 
 
 def load_judge(path: str | Path, device: str | torch.device = "cpu") -> Judge | None:
@@ -120,7 +124,7 @@ def load_judge(path: str | Path, device: str | torch.device = "cpu") -> Judge | 
     checkpoint = read_checkpoint(path, JUDGE_FORMAT, "judge", made_by="judge")
     if checkpoint["classes"] == 0:
         return None
-    judge = Judge(checkpoint["classes"])
+    judge = Judge(checkpoint["classes"], checkpoint.get("side", MNIST_SIDE), checkpoint.get("channels", 1))
     load_weights(judge, checkpoint["state_dict"], path, "judge")
     device = torch.device(device)
     return judge.to(device, memory_format=preferred_memory_format(device)).eval()

@@ -1,7 +1,10 @@
-"""The seed notebook's convolutional autoencoder for 1×28×28 images, and its checkpoint format.
+"""The convolutional autoencoder: the seed notebook's for 1×28×28 images, and the same design for any
+side and channels. Its checkpoint format records both.
 
-Encoder: 28×28 → stride-2 conv → 14×14 → stride-2 conv → 7×7 → 7×7 conv → 1×1×64 → linear → latent.
+Encoder: stride-2 3×3 convolutions halve the image while it is even and larger than GRID (16, 32,
+64… channels), a convolution as large as the grid left → 1×1, a linear layer → latent.
 Decoder: the mirror image, ending in a sigmoid so reconstructions lie in [0, 1] like the inputs.
+For 1×28×28 that is the seed's model, layer for layer: 28 → 14 → 7 → 1×1×64 → latent.
 """
 
 from pathlib import Path
@@ -11,40 +14,50 @@ from torch import nn
 
 from aepipe.checkpoints import load_weights, read_checkpoint, torch_save
 from aepipe.devices import preferred_memory_format
+from aepipe.errors import AepipeError
+from aepipe.params import MNIST_SIDE
 
 CHECKPOINT_FORMAT = "aepipe.autoencoder/1"
+SEED_SHAPE = (1, MNIST_SIDE)  # (channels, side) of the seed's images: a checkpoint without a shape holds these
+GRID = 8  # the encoder halves the image until it is at most this many pixels across (or odd)
+FIRST_WIDTH = 16  # channels after the first convolution; doubled by each one after it
+
+
+def halvings(side: int) -> int:
+    """How many stride-2 convolutions the encoder has for images `side` pixels across."""
+    count = 0
+    while side % 2 == 0 and side > GRID:
+        side, count = side // 2, count + 1
+    return count
 
 
 class AutoEncoder(nn.Module):
-    def __init__(self, latent_dim: int = 20):
+    def __init__(self, latent_dim: int = 20, side: int = SEED_SHAPE[1], channels: int = SEED_SHAPE[0]):
         super().__init__()
-        self.latent_dim = latent_dim
+        self.latent_dim, self.side, self.channels = latent_dim, side, channels
         self.noise_std = 0.0  # largest std of the input noise it was trained on (0: a plain autoencoder)
-        self.encoder = nn.Sequential(
-            nn.Conv2d(1, 16, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 7, stride=1, padding=0),
-        )
-        self.to_latent = nn.Linear(64, latent_dim)
-        self.from_latent = nn.Linear(latent_dim, 64)
-        self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(64, 32, 7, stride=1, padding=0),
-            nn.ReLU(),
-            nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1),
-            nn.ReLU(),
-            nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1),
-            nn.Sigmoid(),
-        )
+        steps = halvings(side)
+        grid, widths = side >> steps, [channels] + [FIRST_WIDTH << step for step in range(steps + 1)]
+        self.bottleneck = widths[-1]
+        down = []
+        for narrow, wide in zip(widths[:-2], widths[1:-1]):
+            down += [nn.Conv2d(narrow, wide, 3, stride=2, padding=1), nn.ReLU()]
+        self.encoder = nn.Sequential(*down, nn.Conv2d(widths[-2], widths[-1], grid, stride=1, padding=0))
+        self.to_latent = nn.Linear(self.bottleneck, latent_dim)
+        self.from_latent = nn.Linear(latent_dim, self.bottleneck)
+        up = [nn.ConvTranspose2d(widths[-1], widths[-2], grid, stride=1, padding=0), nn.ReLU()]
+        for wide, narrow in zip(widths[-2:1:-1], widths[-3:0:-1]):
+            up += [nn.ConvTranspose2d(wide, narrow, 3, stride=2, padding=1, output_padding=1), nn.ReLU()]
+        self.decoder = nn.Sequential(*up, nn.ConvTranspose2d(widths[1], channels, 3, stride=2, padding=1,
+                                                            output_padding=1), nn.Sigmoid())
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 1, 28, 28) → (N, latent_dim)"""
+        """(N, channels, side, side) → (N, latent_dim)"""
         return self.to_latent(self.encoder(images).flatten(1))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(N, latent_dim) → (N, 1, 28, 28) in [0, 1]"""
-        return self.decoder(self.from_latent(latents).view(-1, 64, 1, 1))
+        """(N, latent_dim) → (N, channels, side, side) in [0, 1]"""
+        return self.decoder(self.from_latent(latents).view(-1, self.bottleneck, 1, 1))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         latents = self.encode(images)
@@ -55,6 +68,7 @@ def save_model(model: AutoEncoder, path: str | Path) -> None:
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "latent_dim": model.latent_dim,
+        **({} if (model.channels, model.side) == SEED_SHAPE else {"side": model.side, "channels": model.channels}),
         "state_dict": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
     }
     if model.noise_std:  # absent for a plain autoencoder, whose checkpoint stays as it always was
@@ -65,7 +79,8 @@ def save_model(model: AutoEncoder, path: str | Path) -> None:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> AutoEncoder:
     """Rebuild a saved model; anything but an aepipe checkpoint is refused with a clear error."""
     checkpoint = read_checkpoint(path, CHECKPOINT_FORMAT, "autoencoder", made_by="train")
-    model = AutoEncoder(latent_dim=checkpoint["latent_dim"])
+    channels, side = SEED_SHAPE  # absent from the seed's shape's checkpoints, which stay as they always were
+    model = AutoEncoder(checkpoint["latent_dim"], checkpoint.get("side", side), checkpoint.get("channels", channels))
     load_weights(model, checkpoint["state_dict"], path, "autoencoder")
     model.noise_std = float(checkpoint.get("noise_std", 0.0))
     device = torch.device(device)
@@ -77,3 +92,14 @@ def describe_training(model: AutoEncoder) -> str:
     if model.noise_std:
         return f"denoising autoencoder (trained on inputs with Gaussian noise of std up to {model.noise_std:g})"
     return "plain autoencoder (trained on clean images)"
+
+
+def check_shape(model: AutoEncoder, channels: int, side: int, what: str) -> None:
+    """Refuse images of another shape than the model's, naming both."""
+    if (channels, side) != (model.channels, model.side):
+        raise AepipeError(f"{what} are {shape_name(channels, side)}, but the model takes "
+                          f"{shape_name(model.channels, model.side)}")
+
+
+def shape_name(channels: int, side: int) -> str:
+    return f"{channels}×{side}×{side} ({'greyscale' if channels == 1 else 'colour'})"

@@ -17,6 +17,8 @@ from aepipe.errors import AepipeError
 
 MNIST_TRAIN_SIZE = 60_000
 MNIST_VAL_SIZE = 10_000
+MNIST_SIDE = 28
+MIN_SIDE, MAX_SIDE = 16, 1024
 
 
 class ParamsError(AepipeError):
@@ -57,12 +59,24 @@ class FolderParams(Section):
 class DataParams(Section):
     dataset: Literal["mnist", "fashion-mnist", "folder"]
     folder: FolderParams
+    # The images the model takes: side × side pixels, 1 (greyscale) or 3 (RGB) channels. MNIST and
+    # Fashion-MNIST are 1×28×28; a folder's images are converted to this (aepipe/images.py).
+    side: int = Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=4)  # the model halves it at least twice
+    channels: Literal[1, 3]
     # Use only the first N images of a split (null: all of it). For quick experiments and tests.
     train_size: Annotated[int, Field(ge=1, le=MNIST_TRAIN_SIZE)] | None
     val_size: Annotated[int, Field(ge=1, le=MNIST_VAL_SIZE)] | None
     # Classes (labels 0-9: digits, or Fashion-MNIST's classes) the model trains and calibrates on; the
     # other classes of the validation set are the anomalies (the one-class benchmark). All ten: none held out.
     normal_digits: list[Annotated[int, Field(ge=0, le=9)]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _published_datasets_keep_their_shape(self) -> "DataParams":
+        if self.dataset != "folder" and (self.side, self.channels) != (MNIST_SIDE, 1):
+            raise _relation(f"data.side = {self.side}, data.channels = {self.channels}: {self.dataset} images are "
+                            f"1×{MNIST_SIDE}×{MNIST_SIDE}; expected side {MNIST_SIDE} and 1 channel "
+                            "(other shapes are for data.dataset = folder)")
+        return self
 
     @field_validator("normal_digits")
     @classmethod
@@ -105,7 +119,7 @@ class CorruptionParams(Section):
 
     gaussian_noise: Annotated[float, Field(gt=0)] | None  # std of added noise, pixels in [0, 1]
     rotation: Annotated[float, Field(gt=0, le=360)] | None  # degrees, counter-clockwise
-    patch: Annotated[int, Field(ge=1, le=28)] | None  # side of a white square pasted at a random place
+    patch: Annotated[int, Field(ge=1)] | None  # side of a white square pasted at a random place (at most data.side)
     invert: bool  # 1 - pixel
     blank: bool  # all black
     saturate: bool  # all white
@@ -183,6 +197,14 @@ class Params(Section):
     @property
     def val_images(self) -> int:
         return self.data.val_size or MNIST_VAL_SIZE
+
+    @model_validator(mode="after")
+    def _patch_fits_the_image(self) -> "Params":
+        patch = self.anomaly.corruptions.patch
+        if patch is not None and patch > self.data.side:
+            raise _relation(f"anomaly.corruptions.patch = {patch}: larger than the images; expected at most "
+                            f"data.side = {self.data.side}")
+        return self
 
     @model_validator(mode="after")
     def _fit_the_validation_set(self) -> "Params":

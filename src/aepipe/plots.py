@@ -52,7 +52,7 @@ class Cell(NamedTuple):
 
     row: int
     column: int
-    image: np.ndarray  # (28, 28) in [0, 1], ink dark on white; or (28, 28, 3) RGB
+    image: np.ndarray  # (side, side) in [0, 1], ink dark on white; or (side, side, 3) RGB
     title: str | None = None
     frame: str | None = None  # a colour for a thick frame; a thin black one otherwise
 
@@ -61,7 +61,7 @@ def _digit_mosaic(cells: Sequence[Cell], rows: int, columns: int, title_lines: i
                   column_inches: float, row_labels: Sequence[str] = ()) -> plt.Figure:
     """Digits in a grid drawn as one image on one Axes, titles and frames on top of it: as many Axes
     as digits took seconds to lay out (about 25 ms each)."""
-    side, gap = 28, 6  # pixels of a digit, and between two
+    side, gap = cells[0].image.shape[0], 6  # pixels of an image, and between two
     pixels_per_inch = (side + gap) / column_inches
     title_height = int(np.ceil(title_lines * fontsize * 1.25 / 72 * pixels_per_inch)) if title_lines else 0
     cell_width, cell_height = side + gap, side + gap + title_height
@@ -89,8 +89,9 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def anomaly_overlay(image: np.ndarray, error_map: np.ndarray) -> np.ndarray:
-    """An image (28, 28) in [0, 1] drawn dark on white with its anomaly map (|error| per pixel, in [0, 1])
-    over it in colour, more opaque where the error is larger: (28, 28, 3) RGB in [0, 1]."""
+    """An image (H, W) in [0, 1] drawn dark on white, or (H, W, 3) RGB as it is, with its anomaly map
+    (H, W) (|error| per pixel, in [0, 1]) over it in colour, more opaque where the error is larger:
+    (H, W, 3) RGB in [0, 1]."""
     heat = matplotlib.colormaps["YlOrRd"](np.clip(error_map, 0, 1))[..., :3]
     opacity = np.clip(2 * error_map, 0, 1)[..., None]  # an error of half the pixel range is fully opaque
     return np.clip((1 - opacity) * as_rgb(image) + opacity * heat, 0, 1)

@@ -3,16 +3,16 @@
 import numpy as np
 import torch
 
-from aepipe.devices import EVAL_BATCH_SIZE
+from aepipe.devices import EVAL_BATCH_SIZE, as_floats
 from aepipe.model import AutoEncoder
 
 
 @torch.no_grad()
 def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    """The model's reconstruction of (N, 1, 28, 28) images, in batches; the model's mode is kept."""
+    """The model's reconstruction of (N, C, H, W) images (floats, or uint8 pixels), in batches; the model's mode is kept."""
     was_training = model.training
     model.eval()
-    reconstructions = torch.cat([model(chunk)[0] for chunk in images.split(EVAL_BATCH_SIZE)])
+    reconstructions = torch.cat([model(as_floats(chunk))[0] for chunk in images.split(EVAL_BATCH_SIZE)])
     model.train(was_training)
     return reconstructions
 
@@ -20,11 +20,13 @@ def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def errors_and_latents(model: AutoEncoder, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's reconstruction error (MSE) and latent vector, from one pass of the model:
-    (N, 1, 28, 28) → (N,), (N, latent_dim). Batch by batch, so only one batch of reconstructions is held."""
+    (N, C, H, W) → (N,), (N, latent_dim). Batch by batch, so only one batch of reconstructions (and of
+    float images, given uint8 pixels) is held."""
     was_training = model.training
     model.eval()
     errors, latents = [], []
-    for chunk in images.split(EVAL_BATCH_SIZE):
+    for pixels in images.split(EVAL_BATCH_SIZE):
+        chunk = as_floats(pixels)
         reconstruction, latent = model(chunk)
         errors.append((reconstruction - chunk).square().mean(dim=(1, 2, 3)))
         latents.append(latent)
@@ -33,12 +35,13 @@ def errors_and_latents(model: AutoEncoder, images: torch.Tensor) -> tuple[torch.
 
 
 def error_maps(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    """The anomaly map of each image: |image - reconstruction| per pixel, (N, 1, 28, 28) → (N, 28, 28) in [0, 1]."""
-    return (reconstruct(model, images) - images).abs()[:, 0]
+    """The anomaly map of each image: |image - reconstruction| per pixel, averaged over the colour
+    channels: (N, C, H, W) → (N, H, W) in [0, 1]."""
+    return (reconstruct(model, images) - as_floats(images)).abs().mean(dim=1)
 
 
 def per_image_errors(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between each image and its reconstruction: (N, 1, 28, 28) → (N,)."""
+    """Mean squared error between each image and its reconstruction: (N, C, H, W) → (N,)."""
     return errors_and_latents(model, images)[0]
 
 

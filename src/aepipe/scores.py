@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from aepipe.devices import EVAL_BATCH_SIZE, as_floats
 from aepipe.model import AutoEncoder
 from aepipe.reconstruction import errors_and_latents
 
@@ -45,9 +46,10 @@ class ImageFeatures:
 
 
 def image_features(model: AutoEncoder, images: torch.Tensor) -> ImageFeatures:
-    """What the scores read from (N, 1, 28, 28) images, from one pass of the model."""
+    """What the scores read from (N, C, H, W) images (floats, or uint8 pixels), from one pass of the model."""
     errors, latents = errors_and_latents(model, images)
-    return ImageFeatures(errors.cpu().numpy(), latents.cpu().numpy(), images.mean(dim=(1, 2, 3)).cpu().numpy())
+    ink = torch.cat([as_floats(chunk).mean(dim=(1, 2, 3)) for chunk in images.split(EVAL_BATCH_SIZE)])
+    return ImageFeatures(errors.cpu().numpy(), latents.cpu().numpy(), ink.cpu().numpy())
 
 
 @dataclass(frozen=True)

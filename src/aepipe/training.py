@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from aepipe.checkpoints import load_resume_state, save_resume_state
 from aepipe.denoising import noisy_inputs
-from aepipe.devices import preferred_memory_format
+from aepipe.devices import as_floats, preferred_memory_format, to_numpy_images
 from aepipe.distributed import World
 from aepipe.errors import AepipeError
 from aepipe.model import AutoEncoder
@@ -52,7 +52,7 @@ class History:
     train_losses: list[float]  # per epoch: mean of that epoch's batch losses
     val_losses: list[float]  # per epoch: mean squared error over the whole validation set
     initial_val_loss: float | None  # before the first step, for comparison
-    sample_reconstructions: list[torch.Tensor]  # per epoch: (RECONSTRUCTION_SAMPLES, 28, 28)
+    sample_reconstructions: list[torch.Tensor]  # per epoch: (RECONSTRUCTION_SAMPLES, C, H, W)
     step_seconds: float = 0.0  # in training steps
     seconds: float = 0.0  # in all, validation included
 
@@ -67,8 +67,8 @@ class TrainingResult:
     train_losses: list[float]  # per epoch: mean of that epoch's batch losses
     val_losses: list[float]  # per epoch: mean squared error over the whole validation set
     initial_val_loss: float  # before the first step, for comparison
-    sample_images: np.ndarray  # (RECONSTRUCTION_SAMPLES, 28, 28)
-    sample_reconstructions: np.ndarray  # (epochs, RECONSTRUCTION_SAMPLES, 28, 28)
+    sample_images: np.ndarray  # (RECONSTRUCTION_SAMPLES, H, W) or, in colour, (RECONSTRUCTION_SAMPLES, H, W, C)
+    sample_reconstructions: np.ndarray  # (epochs, RECONSTRUCTION_SAMPLES, …) as sample_images
     seconds: float  # the whole run, validation included
     images_per_second: float  # training steps only
     device: str
@@ -86,6 +86,9 @@ def train(
 ) -> TrainingResult | None:
     """Train from scratch, or resume from `checkpoint` if it was saved by a run with the same inputs.
 
+    The images are (N, C, H, W), floats in [0, 1] or uint8 pixels (converted a batch at a time, so a
+    large image set takes a quarter of the memory); the model takes their shape.
+
     With a `checkpoint` path, the state after every epoch is saved there, so a killed run resumes
     from its last completed epoch and ends exactly as an uninterrupted one would (on a CPU).
     In a data-parallel `world`, each process trains on its share of every global batch; only the
@@ -94,7 +97,7 @@ def train(
     first replays those of the epochs it restored, so a logger always sees the whole history.
     """
     device = train_images.device
-    model, optimizer = _new_model(params, seed, device)
+    model, optimizer = _new_model(params, seed, train_images.shape[1:], device)
     shuffle = torch.Generator().manual_seed(seed)  # the order of the images; the noise has generators of its own
     fingerprint = {**params.model_dump(), "seed": seed, "device": device.type, "processes": world.size,
                    "images": _digest(train_images, val_images)} if checkpoint else None
@@ -125,13 +128,15 @@ def train(
     return _result(model, history, val_images, len(train_images) * params.epochs, time.perf_counter() - started)
 
 
-def _new_model(params: TrainParams, seed: int, device: torch.device) -> tuple[AutoEncoder, torch.optim.Optimizer]:
+def _new_model(params: TrainParams, seed: int, image_shape: tuple[int, ...],
+               device: torch.device) -> tuple[AutoEncoder, torch.optim.Optimizer]:
     if device.type == "cpu":
         # Near-zero activations turn into denormal floats after a few epochs and slow the
         # convolutions by about half; flushing them to zero leaves the losses unchanged.
         torch.set_flush_denormal(True)
     torch.manual_seed(seed)
-    model = AutoEncoder(params.latent_dim).to(device, memory_format=preferred_memory_format(device))
+    channels, side, _ = image_shape
+    model = AutoEncoder(params.latent_dim, side, channels).to(device, memory_format=preferred_memory_format(device))
     model.noise_std = params.noise_std
     # One fused kernel for the whole parameter update instead of a loop over tensors.
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
@@ -170,7 +175,7 @@ def _train_epoch(trainee, optimizer, images: torch.Tensor, params: TrainParams, 
     for step in progress:
         global_batch = order[step * batch_size : (step + 1) * batch_size]
         indices = global_batch if world.size == 1 else global_batch.tensor_split(world.size)[world.rank]
-        clean = images[indices].contiguous(memory_format=memory_format)
+        clean = as_floats(images[indices]).contiguous(memory_format=memory_format)
         inputs = noisy_inputs(clean, params.noise_std, noise) if noise is not None else clean
         reconstruction, _ = trainee(inputs)
         loss = torch.nn.functional.mse_loss(reconstruction, clean)
@@ -189,7 +194,7 @@ def _record_epoch(history: History, epoch: int, losses: torch.Tensor, model: Aut
     history.batch_losses[epoch] = losses
     history.train_losses.append(losses.mean().item())
     history.val_losses.append(mean_squared_error(model, val_images))
-    history.sample_reconstructions.append(reconstruct(model, val_images[:RECONSTRUCTION_SAMPLES])[:, 0].cpu())
+    history.sample_reconstructions.append(reconstruct(model, val_images[:RECONSTRUCTION_SAMPLES]).cpu())
     history.epoch = epoch + 1
 
 
@@ -201,8 +206,8 @@ def _result(model: AutoEncoder, history: History, val_images: torch.Tensor, imag
         train_losses=history.train_losses,
         val_losses=history.val_losses,
         initial_val_loss=history.initial_val_loss,
-        sample_images=val_images[:RECONSTRUCTION_SAMPLES, 0].cpu().numpy(),
-        sample_reconstructions=torch.stack(history.sample_reconstructions).numpy(),
+        sample_images=to_numpy_images(as_floats(val_images[:RECONSTRUCTION_SAMPLES])),
+        sample_reconstructions=np.stack([to_numpy_images(epoch) for epoch in history.sample_reconstructions]),
         seconds=seconds,
         images_per_second=images_trained / history.step_seconds,
         device=str(val_images.device),
