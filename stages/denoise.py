@@ -9,7 +9,7 @@ from aepipe.dataset import load_split
 from aepipe.denoising import add_gaussian_noise, psnr, ssim
 from aepipe.devices import resolve_device, to_numpy_images, to_tensor
 from aepipe.errors import exit_on_error
-from aepipe.judge import judge_images, load_judge
+from aepipe.judge import NO_CLASSES, judge_images, load_judge
 from aepipe.model import describe_training, load_model
 from aepipe.params import check_against_validation_set, load_params
 from aepipe.plots import denoising_curves, denoising_grid, save
@@ -30,7 +30,7 @@ def main() -> None:
 
     # The autoencoder's own reconstruction error bounds what denoising can reach.
     reconstructed = reconstruct(model, clean)
-    report = {"model": describe_training(model),
+    report = {"model": describe_training(model), **({} if judge else {"judge": f"does not apply: {NO_CLASSES}"}),
               "clean": {"psnr_reconstructed_db": psnr(reconstructed, clean).mean().item(),
                         "ssim_reconstructed": ssim(reconstructed, clean).mean().item(),
                         "judge_accuracy": accuracy(clean), "judge_accuracy_reconstructed": accuracy(reconstructed)}}

@@ -1,14 +1,16 @@
 """Stage download: the dataset data.dataset names into data/raw/ as IDX files and classes.json.
 
 MNIST and Fashion-MNIST are downloaded and verified by SHA-256; a folder of your own images
-(data/images/, one subfolder per class or none) is converted and split into training and validation.
+(data/images/, one subfolder per class or none) is converted and split into training and validation,
+or, in the MVTec AD layout (train/good/, test/<kind>/, ground_truth/), converted with its own split
+and its defect masks.
 """
 
 import os
 
 from aepipe.dataset import write_dataset
 from aepipe.errors import exit_on_error
-from aepipe.folder import read_folder, split_at_random
+from aepipe.folder import is_inspection_layout, read_folder, read_inspection_set, split_at_random
 from aepipe.mnist import DATASETS, download_dataset
 from aepipe.params import load_params
 
@@ -18,6 +20,11 @@ IMAGES = "data/images"  # a dependency of this stage in dvc.yaml
 def main() -> None:
     params = load_params("params.yaml")
     dataset = params.data.dataset
+    if dataset == "folder" and is_inspection_layout(IMAGES):
+        folder = params.data.folder
+        found = read_inspection_set(IMAGES, params.data.side, params.data.channels, folder.val_fraction, folder.seed)
+        write_dataset("data/raw", found.train, found.val, found.classes, found.calibration, found.masks)
+        return
     if dataset == "folder":
         folder = params.data.folder
         images, classes = read_folder(IMAGES, folder.invert, params.data.side, params.data.channels)

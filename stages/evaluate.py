@@ -21,6 +21,8 @@ from aepipe.plots import anomaly_scores, most_anomalous, save
 # saturation are caught by every model). All of them are in reports/anomaly.json.
 HEADLINE_ANOMALIES = {"held_out_digits": "auc_held_out", "rotation": "auc_rotation", "patch": "auc_patch",
                       "blank": "auc_blank"}
+# An inspection set's defects located pixel by pixel (the losses stage's names → the metrics').
+LOCALISATION = {"pixel_roc_auc": "auc_defect_pixels", "aupro": "aupro"}
 
 
 def main() -> None:
@@ -35,13 +37,19 @@ def main() -> None:
     corrupted = pd.read_csv("data/losses/corrupted_images.csv")
     anomaly_sets.update({name: corrupted[name].to_numpy() for name in corrupted.columns if name != "index"})
     localisation = json.loads(Path("data/losses/localisation.json").read_text())
+    classes = load_classes("data/raw")
 
     evaluation = {name: detection_metrics(normal_scores, anomaly, threshold) for name, anomaly in anomaly_sets.items()}
+    if len(held_out) and classes.labelled:  # each held-out class (an inspection set's defect kind) on its own
+        evaluation["held_out_by_class"] = {
+            classes.names[label]: detection_metrics(normal_scores, group["score"].to_numpy(), threshold)
+            for label, group in images[images["role"] == "held_out"].groupby("label")}
     false_positive_rate = float(np.mean(normal_scores > threshold))
     write_json("metrics/anomaly.json", {
         "fp_rate": false_positive_rate,
         **{headline: evaluation[name]["roc_auc"] for name, headline in HEADLINE_ANOMALIES.items() if name in evaluation},
-        **({"auc_patch_pixels": localisation["patch_pixel_roc_auc"]} if localisation else {}),
+        **({"auc_patch_pixels": localisation["patch_pixel_roc_auc"]} if "patch_pixel_roc_auc" in localisation else {}),
+        **{headline: localisation[name] for name, headline in LOCALISATION.items() if name in localisation},
     })
     write_json("reports/anomaly.json", {
         "score": method,
@@ -54,7 +62,6 @@ def main() -> None:
     save(anomaly_scores(normal_scores, anomaly_sets, threshold, evaluation, method), "plots/anomaly_scores.png")
     top = np.load("data/losses/most_anomalous.npz")
     shown = images.iloc[top["index"]]
-    classes = load_classes("data/raw")
     save(most_anomalous(top["images"], top["maps"], shown["score"].to_numpy(), shown["label"].to_numpy(),
                         shown["normal"].to_numpy(), threshold, method, classes.names, classes.noun),
          "plots/most_anomalous.png")

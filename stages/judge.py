@@ -7,22 +7,23 @@ from aepipe.atomic import write_json
 from aepipe.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_pixels
 from aepipe.errors import exit_on_error
-from aepipe.judge import save_judge, train_judge
+from aepipe.judge import NO_CLASSES, save_judge, train_judge
 from aepipe.params import load_params
 
 
 def main() -> None:
     params = load_params("params.yaml")
     classes = load_classes("data/raw")
-    if not classes.labelled or len(classes.names) < 2:
-        # A folder without classes: nothing to learn, so no judge; the later stages report null.
-        save_judge(None, "models/judge.pt")
-        write_json("metrics/judge.json", {"judge_accuracy": None})
-        write_json("reports/judge.json", {"judge": "not trained: the images have no classes"})
-        return
-    device = resolve_device(params.train.device)
     # All classes, whatever data.normal_digits says: the judge knows every class the autoencoder may draw.
     train = load_split("data/raw", "train", params.judge.train_size)
+    if not classes.labelled or len(np.unique(train.labels)) < 2:
+        # Nothing to tell apart (a folder without classes, an inspection set's good images): no judge,
+        # and the later stages report what it would measure as not applicable (null).
+        save_judge(None, "models/judge.pt")
+        write_json("metrics/judge.json", {"judge_accuracy": None})
+        write_json("reports/judge.json", {"judge": f"does not apply: {NO_CLASSES}"})
+        return
+    device = resolve_device(params.train.device)
     val = load_split("data/raw", "val")
     result = train_judge(to_pixels(train.images, device), torch.as_tensor(train.labels.astype(np.int64), device=device),
                          to_pixels(val.images, device), val.labels, len(classes.names), params.judge)

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from aepipe.anomaly import calibration_roles, pixel_roc_auc
+from aepipe.anomaly import aupro, calibration_roles, given_roles, pixel_roc_auc
 from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
 from aepipe.corruptions import corrupt, patch_mask
-from aepipe.dataset import load_split
+from aepipe.dataset import load_inspection_extras, load_split
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.model import load_model
 from aepipe.params import load_params
-from aepipe.reconstruction import batch_means, error_maps
+from aepipe.reconstruction import batch_means, error_maps, smoothed
 from aepipe.scores import FittedScore, fit_score, image_features
 
 MOST_ANOMALOUS = 16  # validation images kept with their anomaly maps, for the evaluate stage's figure
@@ -40,12 +40,17 @@ def main() -> None:
     val_features = image_features(model, val_images)
     val_normal = np.isin(val.labels, params.data.normal_digits)
     _write_batch_losses("val", val_features.errors[val_normal], params)
-    roles = calibration_roles(val_normal, params.anomaly.calibration_fraction, params.seed)
+    calibration, masks = load_inspection_extras("data/raw", params.data.val_size)
+    roles = (calibration_roles(val_normal, params.anomaly.calibration_fraction, params.seed) if calibration is None
+             else given_roles(val_normal, calibration))
     scores = fitted.score(val_features)
     write_csv("data/losses/val_images.csv", pd.DataFrame({
         "index": np.arange(len(scores)), "label": val.labels, "normal": val_normal, "role": roles,
         "loss": val_features.errors, "score": scores}))
-    _score_corruptions(model, fitted, val_images, np.flatnonzero(roles == "test"), params)
+    localisation = _score_corruptions(model, fitted, val_images, np.flatnonzero(roles == "test"), params)
+    if masks is not None:
+        localisation |= _locate_defects(model, val_images, masks, roles, params.anomaly.map_sigma)
+    write_json("data/losses/localisation.json", localisation)
     _keep_most_anomalous(model, val_images, scores)
     with atomic_path("data/latents.npz") as tmp:
         np.savez(tmp, latents=val_features.latents, labels=val.labels, train_latents=train_features.latents,
@@ -60,7 +65,7 @@ def _write_batch_losses(split: str, normal_errors: np.ndarray, params) -> None:
     write_csv(f"data/losses/{split}_batches.csv", pd.DataFrame({"batch": np.arange(1, len(batches) + 1), "loss": batches}))
 
 
-def _score_corruptions(model, fitted: FittedScore, images: torch.Tensor, normal_test: np.ndarray, params) -> None:
+def _score_corruptions(model, fitted: FittedScore, images: torch.Tensor, normal_test: np.ndarray, params) -> dict:
     """The synthetic anomalies are made from the normal images that test the threshold, not those that
     set it; scored here, so that evaluate needs neither the model nor torch. The patch's anomaly maps
     are scored pixel by pixel against where the squares are."""
@@ -73,7 +78,16 @@ def _score_corruptions(model, fitted: FittedScore, images: torch.Tensor, normal_
         masks = patch_mask(originals, params.anomaly.corruptions.patch, params.seed)
         localisation["patch_pixel_roc_auc"] = pixel_roc_auc(error_maps(model, corrupted["patch"]).cpu().numpy(),
                                                             masks.cpu().numpy())
-    write_json("data/losses/localisation.json", localisation)
+    return localisation
+
+
+def _locate_defects(model, images: torch.Tensor, masks: np.ndarray, roles: np.ndarray, sigma: float) -> dict:
+    """An inspection set's defects located: its test images' (good and defective) blurred anomaly maps
+    scored pixel by pixel against the masks."""
+    tested = np.flatnonzero(roles != "calibration")
+    maps = smoothed(error_maps(model, images[torch.from_numpy(tested).to(images.device)]), sigma).cpu().numpy()
+    truth = masks[tested] > 0
+    return {"map_sigma": sigma, "pixel_roc_auc": pixel_roc_auc(maps, truth), "aupro": aupro(maps, truth)}
 
 
 def _keep_most_anomalous(model, images: torch.Tensor, scores: np.ndarray) -> None:

@@ -9,7 +9,7 @@ from aepipe.atomic import atomic_path, write_json
 from aepipe.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels
 from aepipe.errors import exit_on_error
-from aepipe.judge import judge_images, load_judge
+from aepipe.judge import NO_CLASSES, judge_images, load_judge
 from aepipe.latent import decode
 from aepipe.model import load_model
 from aepipe.params import load_params
@@ -78,7 +78,7 @@ def write_unjudged(pixels: np.ndarray, drawn: np.ndarray, shown: tuple, names: l
     with atomic_path("data/samples.npz") as tmp:
         np.savez_compressed(tmp, images=pixels, latents=drawn)
     write_json("metrics/samples.json", dict.fromkeys(METRICS))
-    write_json("reports/samples.json", {"judge": "not measured: the images have no classes", "samples": len(drawn)})
+    write_json("reports/samples.json", {"judge": f"does not apply: {NO_CLASSES}", "samples": len(drawn)})
     save(samples_grid(*shown, None, names), "plots/samples.png")
 
 

@@ -55,12 +55,16 @@ def main() -> None:
     device = resolve_device(params.train.device)
     world, own_gpu = join(device.type)
     device = own_gpu or device
+    classes = load_classes("data/raw")
+    if classes.inspection and list(params.data.normal_digits) != [0]:
+        raise ParamsError(f"data.normal_digits = {list(params.data.normal_digits)}: data/images has the MVTec AD "
+                          f"layout, whose normal class is {classes.names[0]} (label 0); expected [0]")
     # Only normal digits: in one-class mode the model must never see an anomalous digit.
     train_split = load_split("data/raw", "train", params.data.train_size).only_digits(params.data.normal_digits)
     val_split = load_split("data/raw", "val", params.data.val_size).only_digits(params.data.normal_digits)
     for split, data in (("training", train_split), ("validation", val_split)):
         if not len(data.labels):  # a folder of your own may have fewer classes than the labels asked for
-            names = load_classes("data/raw").names
+            names = classes.names
             raise ParamsError(f"data.normal_digits = {list(params.data.normal_digits)}: no {split} images have these "
                               f"labels; this dataset's are 0 to {len(names) - 1} ({', '.join(names)})")
     # uint8 pixels, converted a batch at a time: a quarter of the memory of floats.

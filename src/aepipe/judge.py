@@ -20,6 +20,8 @@ from aepipe.devices import as_floats, preferred_memory_format
 from aepipe.params import MNIST_SIDE, JudgeParams
 
 JUDGE_FORMAT = "aepipe.judge/1"
+# Why a dataset has no judge, in the reports of every stage that would use it.
+NO_CLASSES = "the training images hold fewer than two classes (a folder without classes, or an inspection set's good images)"
 FEATURES = 128
 # Images per batch when judging: its 28×28×16 activations are large, so batches of 1024 spill out of the
 # CPU caches (measured 0.65 s for 10,000 images; 0.41 s in batches of 256, the same verdicts to the bit).

@@ -131,6 +131,9 @@ class AnomalyParams(Section):
     # The per-image anomaly score (src/aepipe/scores.py): reconstruction error alone, or combined with
     # the latent distance and a too-little-ink term, all fitted on the normal training images.
     score: Literal["reconstruction", "combined"]
+    # The anomaly maps of an inspection set (the MVTec AD layout) are blurred by a Gaussian of this
+    # many pixels before their pixels are scored (pixel ROC AUC, AUPRO); 0: not blurred.
+    map_sigma: float = Field(ge=0)
     corruptions: CorruptionParams
 
 

@@ -85,9 +85,7 @@ def train(
     on_epoch: Callable[[EpochLosses], None] | None = None,
 ) -> TrainingResult | None:
     """Train from scratch, or resume from `checkpoint` if it was saved by a run with the same inputs.
-
-    The images are (N, C, H, W), floats in [0, 1] or uint8 pixels (converted a batch at a time, so a
-    large image set takes a quarter of the memory); the model takes their shape.
+    Images: (N, C, H, W) floats in [0, 1], or uint8 pixels converted a batch at a time (less memory).
 
     With a `checkpoint` path, the state after every epoch is saved there, so a killed run resumes
     from its last completed epoch and ends exactly as an uninterrupted one would (on a CPU).

@@ -1,0 +1,131 @@
+"""Inspection sets in the MVTec AD layout: reading them with their masks, the localisation metrics,
+and the whole pipeline on a small colour one."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aepipe.anomaly import aupro
+from aepipe.dataset import load_classes, load_inspection_extras, load_split
+from aepipe.errors import AepipeError
+from aepipe.folder import is_inspection_layout, read_inspection_set
+from dvc_project import SMALL, copy_project, ran_stages, run
+
+KINDS = {"scratch": 0, "stain": 1}  # defect kind → its channel (a stain is a colour-only change)
+
+
+def texture(rng: np.random.Generator, side: int) -> np.ndarray:
+    """A regular colour texture (stripes at a random phase) with a little noise: uint8 (side, side, 3)."""
+    rows = np.arange(side)[:, None] + rng.integers(0, 8)
+    stripes = 0.5 + 0.4 * np.sin(2 * np.pi * rows / 8) * np.ones((1, side))
+    image = np.stack([stripes, stripes * 0.8, 0.3 + 0 * stripes], axis=-1) + rng.normal(0, 0.02, (side, side, 3))
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def write_inspection_set(root: Path, good: int = 60, tested: int = 8, side: int = 40) -> None:
+    """train/good, test/good and two defect kinds with their masks, as MVTec AD lays them out."""
+    rng = np.random.default_rng(0)
+    for folder, count in (("train/good", good), ("test/good", tested)):
+        (root / folder).mkdir(parents=True)
+        for index in range(count):
+            Image.fromarray(texture(rng, side)).save(root / folder / f"{index:03d}.png")
+    for kind, channel in KINDS.items():
+        (root / "test" / kind).mkdir(parents=True)
+        (root / "ground_truth" / kind).mkdir(parents=True)
+        for index in range(tested):
+            image, mask = texture(rng, side), np.zeros((side, side), np.uint8)
+            top, left = rng.integers(4, side - 16, 2)
+            mask[top : top + 12, left : left + 12] = 255
+            image[mask > 0, channel] = 255 - image[mask > 0, channel]
+            Image.fromarray(image).save(root / "test" / kind / f"{index:03d}.png")
+            Image.fromarray(mask).save(root / "ground_truth" / kind / f"{index:03d}_mask.png")
+
+
+def test_the_mvtec_layout_gives_its_split_kinds_and_masks(tmp_path):
+    write_inspection_set(tmp_path)
+    assert is_inspection_layout(tmp_path) and not is_inspection_layout(tmp_path / "test")
+    found = read_inspection_set(tmp_path, side=32, channels=3, calibration_fraction=0.25, seed=0, log=lambda _: None)
+    assert found.classes.names == ["good", "scratch", "stain"] and found.classes.inspection
+    assert found.train.images.shape == (45, 32, 32, 3) and set(found.train.labels) == {0}
+    assert found.val.labels.tolist() == [0] * 15 + [0] * 8 + [1] * 8 + [2] * 8
+    assert found.calibration.tolist() == [1] * 15 + [0] * 24, "the calibration share of train/good comes first"
+    assert found.masks.shape == (39, 32, 32) and not found.masks[:23].any()
+    expected = np.asarray(Image.open(tmp_path / "ground_truth" / "stain" / "003_mask.png")) > 0
+    resized = found.masks[23 + 8 + 3] > 0
+    assert abs(resized.mean() - expected.mean()) < 0.02 and set(np.unique(found.masks)) == {0, 255}
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda root: (root / "ground_truth/stain/003_mask.png").unlink(), r"stain/003.png: no mask; expected .*003_mask.png"),
+    (lambda root: Image.new("L", (40, 40)).save(root / "ground_truth/stain/099_mask.png"),
+     r"099_mask.png: a mask without an image; expected test/stain/099.png"),
+    (lambda root: Image.new("L", (48, 40)).save(root / "ground_truth/stain/003_mask.png"),
+     r"003_mask.png: 48×40 pixels, but its image 003.png is 40×40; expected the same size"),
+    (lambda root: Image.new("L", (20, 20)).save(root / "test/good/small.png"),
+     r"small.png: 20×20 pixels is smaller than the 32×32 the model takes"),
+])
+def test_a_broken_inspection_set_is_refused_naming_the_file(tmp_path, damage, message):
+    write_inspection_set(tmp_path, good=8, tested=4)
+    damage(tmp_path)
+    with pytest.raises(AepipeError, match=message):
+        read_inspection_set(tmp_path, side=32, channels=3, calibration_fraction=0.25, seed=0, log=lambda _: None)
+
+
+def brute_force_aupro(maps: np.ndarray, masks: np.ndarray, limit: float) -> float:
+    """The definition read literally: per threshold, the mean overlap of every region and the
+    false-positive rate of the pixels outside them; the curve integrated up to `limit`."""
+    from scipy.ndimage import label
+
+    regions = [(index, labelled == region) for index, mask in enumerate(masks)
+               for labelled, count in [label(mask)] for region in range(1, count + 1)]
+    points = [(0.0, 0.0)]
+    for threshold in np.unique(maps)[::-1]:
+        flagged = maps >= threshold
+        points.append((flagged[~masks].mean(), np.mean([flagged[index][region].mean() for index, region in regions])))
+    fpr, pro = np.array(points).T
+    inside = fpr <= limit
+    return float(np.trapezoid(np.r_[pro[inside], np.interp(limit, fpr, pro)], np.r_[fpr[inside], limit]) / limit)
+
+
+def test_aupro_is_the_region_overlap_curve_up_to_30_percent_false_positives():
+    rng = np.random.default_rng(1)
+    masks = np.zeros((3, 12, 12), bool)
+    masks[0, 1:3, 1:3] = masks[0, 6:11, 5:11] = masks[1, 4:6, 4:9] = True  # regions of different sizes
+    maps = np.round(rng.random(masks.shape) + 0.6 * masks, 2)  # ties too
+    assert aupro(maps, masks) == pytest.approx(brute_force_aupro(maps, masks, 0.3), abs=1e-12)
+    assert aupro(masks.astype(float), masks) == pytest.approx(1.0)
+    small_region_missed = maps.copy()
+    small_region_missed[0, 1:3, 1:3] = 0
+    assert aupro(small_region_missed, masks) < aupro(maps, masks) - 0.2, "a small region weighs as much as a large one"
+
+
+INSPECTION_SET = [*SMALL, "-S", "data.dataset=folder", "-S", "data.side=32", "-S", "data.channels=3",
+                  "-S", "data.folder.val_fraction=0.25", "-S", "tsne.perplexity=5", "-S", "train.epochs=10",
+                  "-S", "train.batch_size=16"]
+
+
+def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects(tmp_path):
+    project = copy_project(tmp_path)
+    write_inspection_set(project / "data" / "images")
+    refused = run(["dvc", "exp", "run", *INSPECTION_SET, "-S", "data.normal_digits=[0,1]"], project, None, check=False)
+    assert "data.normal_digits = [0, 1]: data/images has the MVTec AD layout, whose normal class is good" \
+        in refused.stdout + refused.stderr
+    result = run(["dvc", "exp", "run", *INSPECTION_SET, "-S", "data.normal_digits=[0]"], project, None)
+    assert "losses" in ran_stages(result.stdout)
+    raw = project / "data" / "raw"
+    assert load_classes(raw).names == ["good", "scratch", "stain"]
+    assert load_split(raw, "val").images.shape == (39, 32, 32, 3)
+    assert load_inspection_extras(raw)[1].shape == (39, 32, 32)
+    report = json.loads((project / "reports" / "anomaly.json").read_text())
+    assert set(report["held_out_by_class"]) == {"scratch", "stain"}
+    assert report["normal_test_images"] == 8, "test/good tests the threshold; train/good's share calibrates it"
+    localisation = report["localisation"]
+    assert 0.5 < localisation["pixel_roc_auc"] <= 1 and 0 <= localisation["aupro"] <= 1
+    metrics = json.loads((project / "metrics" / "anomaly.json").read_text())
+    assert metrics["auc_defect_pixels"] == localisation["pixel_roc_auc"] and metrics["aupro"] == localisation["aupro"]
+    judge = json.loads((project / "reports" / "judge.json").read_text())
+    assert judge["judge"].startswith("does not apply") and "metrics" not in judge
+    assert json.loads((project / "metrics" / "judge.json").read_text()) == {"judge_accuracy": None}
