@@ -50,6 +50,9 @@ def main() -> None:
         **{headline: evaluation[name]["roc_auc"] for name, headline in HEADLINE_ANOMALIES.items() if name in evaluation},
         **({"auc_patch_pixels": localisation["patch_pixel_roc_auc"]} if "patch_pixel_roc_auc" in localisation else {}),
         **{headline: localisation[name] for name, headline in LOCALISATION.items() if name in localisation},
+        # An inspection set's defect kinds, each in `dvc exp show`.
+        **({f"auc_{kind}": result["roc_auc"] for kind, result in evaluation["held_out_by_class"].items()}
+           if classes.inspection else {}),
     })
     write_json("reports/anomaly.json", {
         "score": method,

@@ -18,8 +18,8 @@ from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.model import load_model
 from aepipe.params import load_params
-from aepipe.reconstruction import batch_means, error_maps, smoothed
-from aepipe.scores import FittedScore, fit_score, image_features
+from aepipe.reconstruction import anomaly_maps, batch_means, error_maps, smoothed
+from aepipe.scores import FittedScore, MapSpec, fit_score, image_features
 
 MOST_ANOMALOUS = 16  # validation images kept with their anomaly maps, for the evaluate stage's figure
 
@@ -31,16 +31,17 @@ def main() -> None:
     train = load_split("data/raw", "train", params.data.train_size)
     train_features = image_features(model, to_pixels(train.images, device))
     train_normal = np.isin(train.labels, params.data.normal_digits)
-    fitted = fit_score(params.anomaly.score, train_features[train_normal], train.labels[train_normal])
+    maps = MapSpec(params.anomaly.map, params.anomaly.map_sigma)
+    fitted = fit_score(params.anomaly.score, train_features[train_normal], train.labels[train_normal], maps)
     write_json("models/anomaly_score.json", {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")})
     _write_batch_losses("train", train_features.errors[train_normal], params)
 
     val = load_split("data/raw", "val", params.data.val_size)
     val_images = to_tensor(val.images, device)
-    val_features = image_features(model, val_images)
+    calibration, masks = load_inspection_extras("data/raw", params.data.val_size)
+    val_features = image_features(model, val_images, fitted.maps)
     val_normal = np.isin(val.labels, params.data.normal_digits)
     _write_batch_losses("val", val_features.errors[val_normal], params)
-    calibration, masks = load_inspection_extras("data/raw", params.data.val_size)
     roles = (calibration_roles(val_normal, params.anomaly.calibration_fraction, params.seed) if calibration is None
              else given_roles(val_normal, calibration))
     scores = fitted.score(val_features)
@@ -49,9 +50,9 @@ def main() -> None:
         "loss": val_features.errors, "score": scores}))
     localisation = _score_corruptions(model, fitted, val_images, np.flatnonzero(roles == "test"), params)
     if masks is not None:
-        localisation |= _locate_defects(model, val_images, masks, roles, params.anomaly.map_sigma)
+        localisation |= _locate_defects(model, val_images, masks, roles, maps)
     write_json("data/losses/localisation.json", localisation)
-    _keep_most_anomalous(model, val_images, scores)
+    _keep_most_anomalous(model, val_images, scores, params.anomaly.map)
     with atomic_path("data/latents.npz") as tmp:
         np.savez(tmp, latents=val_features.latents, labels=val.labels, train_latents=train_features.latents,
                  train_labels=train.labels)
@@ -72,7 +73,8 @@ def _score_corruptions(model, fitted: FittedScore, images: torch.Tensor, normal_
     originals = images[normal_test]
     corrupted = corrupt(originals, params.anomaly.corruptions, params.seed)
     write_csv("data/losses/corrupted_images.csv", pd.DataFrame({
-        "index": normal_test, **{name: fitted.score(image_features(model, batch)) for name, batch in corrupted.items()}}))
+        "index": normal_test, **{name: fitted.score(image_features(model, batch, fitted.maps))
+                                 for name, batch in corrupted.items()}}))
     localisation = {}
     if "patch" in corrupted:
         masks = patch_mask(originals, params.anomaly.corruptions.patch, params.seed)
@@ -81,20 +83,22 @@ def _score_corruptions(model, fitted: FittedScore, images: torch.Tensor, normal_
     return localisation
 
 
-def _locate_defects(model, images: torch.Tensor, masks: np.ndarray, roles: np.ndarray, sigma: float) -> dict:
+def _locate_defects(model, images: torch.Tensor, masks: np.ndarray, roles: np.ndarray, maps: MapSpec) -> dict:
     """An inspection set's defects located: its test images' (good and defective) blurred anomaly maps
     scored pixel by pixel against the masks."""
     tested = np.flatnonzero(roles != "calibration")
-    maps = smoothed(error_maps(model, images[torch.from_numpy(tested).to(images.device)]), sigma).cpu().numpy()
+    chosen = images[torch.from_numpy(tested).to(images.device)]
+    blurred = smoothed(anomaly_maps(model, chosen, maps.kind), maps.sigma).cpu().numpy()
     truth = masks[tested] > 0
-    return {"map_sigma": sigma, "pixel_roc_auc": pixel_roc_auc(maps, truth), "aupro": aupro(maps, truth)}
+    return {"map": maps.kind, "map_sigma": maps.sigma, "pixel_roc_auc": pixel_roc_auc(blurred, truth),
+            "aupro": aupro(blurred, truth)}
 
 
-def _keep_most_anomalous(model, images: torch.Tensor, scores: np.ndarray) -> None:
+def _keep_most_anomalous(model, images: torch.Tensor, scores: np.ndarray, map_kind: str) -> None:
     top = np.argsort(scores, kind="stable")[::-1][:MOST_ANOMALOUS]
     chosen = images[torch.from_numpy(top.copy()).to(images.device)]
     with atomic_path("data/losses/most_anomalous.npz") as tmp:
-        np.savez(tmp, index=top, images=to_numpy_images(chosen), maps=error_maps(model, chosen).cpu().numpy())
+        np.savez(tmp, index=top, images=to_numpy_images(chosen), maps=anomaly_maps(model, chosen, map_kind).cpu().numpy())
 
 
 if __name__ == "__main__":

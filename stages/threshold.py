@@ -26,6 +26,9 @@ def main() -> None:
     calibration_scores = images.loc[images["role"] == "calibration", "score"].to_numpy()
     per_image = per_image_threshold(calibration_scores, rule.method, rule.k, rule.q)
     score = json.loads(Path("models/anomaly_score.json").read_text())
+    # A map_max score is the peak of the blurred anomaly map: the pixels above the per-image threshold
+    # are the defect's mask, and an image is flagged exactly when its mask is not empty.
+    per_pixel = {"per_pixel": {"threshold": per_image, **score["maps"]}} if score.get("maps") else {}
 
     write_json("metrics/threshold.json", {"threshold": per_image})  # the headline; the rest below
     write_json("reports/threshold.json", {
@@ -42,6 +45,7 @@ def main() -> None:
             "threshold": per_image,
             "calibration": summary(calibration_scores),
         },
+        **per_pixel,
         "model_sha256": file_sha256("models/model.pt"),
         "score_sha256": file_sha256("models/anomaly_score.json"),
     })

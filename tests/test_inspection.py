@@ -2,6 +2,7 @@
 and the whole pipeline on a small colour one."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,23 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
     assert 0.5 < localisation["pixel_roc_auc"] <= 1 and 0 <= localisation["aupro"] <= 1
     metrics = json.loads((project / "metrics" / "anomaly.json").read_text())
     assert metrics["auc_defect_pixels"] == localisation["pixel_roc_auc"] and metrics["aupro"] == localisation["aupro"]
+    assert metrics["auc_stain"] == report["held_out_by_class"]["stain"]["roc_auc"]
     judge = json.loads((project / "reports" / "judge.json").read_text())
     assert judge["judge"].startswith("does not apply") and "metrics" not in judge
     assert json.loads((project / "metrics" / "judge.json").read_text()) == {"judge_accuracy": None}
+
+    # The peak of the blurred map as the score: the threshold is per pixel too, and aepipe score --maps
+    # writes each image's defect mask at its own size.
+    result = run(["dvc", "exp", "run", *INSPECTION_SET, "-S", "data.normal_digits=[0]", "-S", "anomaly.score=map_max"],
+                 project, None)
+    assert "train" not in ran_stages(result.stdout) and "losses" in ran_stages(result.stdout)
+    threshold = json.loads((project / "reports" / "threshold.json").read_text())
+    assert threshold["per_pixel"] == {"threshold": threshold["per_image"]["threshold"], "kind": "error", "sigma": 4.0}
+    maps = tmp_path / "maps"
+    scored = run([str(Path(sys.executable).parent / "aepipe"), "score", "--maps", str(maps),
+                  str(project / "data" / "images" / "test" / "scratch" / "000.png")], project, None)
+    assert scored.stdout.splitlines()[0] == "source,score,flagged"
+    mask = np.asarray(Image.open(maps / "0000-000_mask.png"))
+    assert mask.shape == (40, 40) and set(np.unique(mask)) <= {0, 255}
+    flagged = scored.stdout.splitlines()[1].endswith("true")
+    assert flagged == bool(mask.any()), "an image is flagged exactly when its mask has a pixel"

@@ -9,8 +9,9 @@ import torch
 from aepipe.anomaly import calibration_roles, calibration_split, pixel_roc_auc
 from aepipe.corruptions import patch, patch_mask
 from aepipe.model import AutoEncoder
-from aepipe.reconstruction import errors_and_latents, error_maps
-from aepipe.scores import FittedScore, ImageFeatures, fit_score, image_features
+from aepipe.denoising import ssim_map
+from aepipe.reconstruction import anomaly_maps, error_maps, errors_and_latents, smoothed
+from aepipe.scores import FittedScore, ImageFeatures, MapSpec, fit_score, image_features
 
 # Two training images. Reconstruction errors 0.01 and 0.04: log-mean log 0.02, log-std log 2. Latents
 # -1 and 1: mean 0, variance 2 (np.cov's n - 1), so both lie at squared Mahalanobis distance 1/2, a
@@ -98,3 +99,51 @@ def test_calibration_roles_split_only_the_normal_images():
     assert roles[~normal].tolist() == ["held_out", "held_out"]
     assert np.flatnonzero(roles == "calibration").tolist() == np.flatnonzero(normal)[calibration].tolist()
     assert np.flatnonzero(roles == "test").tolist() == np.flatnonzero(normal)[test].tolist()
+
+
+class Identity(AutoEncoder):
+    """A perfect reconstruction but where `dent` says: there it returns the mean grey."""
+
+    def __init__(self, side: int, dent: tuple[slice, slice] | None = None):
+        super().__init__(2, side, 1)
+        self.dent = dent
+
+    def forward(self, images):
+        rebuilt = images.clone()
+        if self.dent:
+            rebuilt[(..., *self.dent)] = 0.5
+        return rebuilt, images.flatten(1)[:, :2]
+
+
+def test_map_max_scores_the_peak_of_the_blurred_map_where_the_mean_hardly_moves():
+    images = torch.full((2, 1, 32, 32), 0.5)
+    images[1, 0, 10:13, 20:23] = 1.0  # a 3×3 defect: 9 of 1,024 pixels
+    model = Identity(32, (slice(None), slice(None)))  # rebuilds every image as flat grey
+    maps = MapSpec("error", sigma=1.0)
+    fitted = fit_score("map_max", image_features(model, images[:1]), np.zeros(1), maps)
+    features = image_features(model, images, fitted.maps)
+    peak = smoothed(anomaly_maps(model, images, "error"), 1.0).amax(dim=(1, 2))
+    assert fitted.score(features).tolist() == pytest.approx(peak.tolist())
+    assert features.map_peaks[1] > 0.2 and features.map_peaks[0] == 0 and features.errors[1] < 0.005
+    assert FittedScore.from_dict(fitted.to_dict()) == fitted and fitted.to_dict()["maps"] == {"kind": "error", "sigma": 1.0}
+    assert "maps" not in fit_score("combined", TRAINING, LABELS, maps).to_dict(), "other scores' files stay as they were"
+
+
+def test_smoothing_keeps_a_flat_map_and_spreads_a_peak():
+    flat = torch.full((1, 20, 20), 0.3)
+    assert torch.allclose(smoothed(flat, 2.0), flat)
+    peak = torch.zeros(1, 21, 21)
+    peak[0, 10, 10] = 1.0
+    blurred = smoothed(peak, 2.0)
+    assert blurred.sum().item() == pytest.approx(1.0, abs=1e-5) and blurred[0, 10, 10] == blurred.max() < 0.05
+
+
+def test_the_ssim_map_has_the_images_size_and_sees_a_change_of_texture():
+    rng = torch.Generator().manual_seed(0)
+    images = torch.rand(1, 3, 32, 32, generator=rng)
+    assert torch.allclose(ssim_map(images, images, same_size=True), torch.ones(1, 3, 32, 32), atol=1e-5)
+    smeared = images.clone()
+    smeared[..., 8:16, 8:16] = images[..., 8:16, 8:16].mean()  # same mean, texture gone
+    dissimilarity = 1 - ssim_map(smeared, images, same_size=True).mean(dim=1)[0]
+    assert dissimilarity[10:14, 10:14].mean() > 0.5 and dissimilarity[24:, 24:].max() < 1e-4
+    assert ssim_map(smeared, images).shape == (1, 3, 22, 22), "without same_size: where the window fits"

@@ -12,7 +12,8 @@ paper). A .npy array may hold uint8 pixels (0–255) or floats in [0, 1], shaped
 Writes CSV: source, score (the pipeline's anomaly.score: reconstruction MSE, or the combined
 score), flagged (score > threshold). --maps DIR also writes two PNGs per image into DIR: the image
 beside its anomaly map (|image - reconstruction| per pixel, in colour over the image), and the map
-alone at the image's own size (`*_map.png`, 0–255 for an error of 0–1)
+alone at the image's own size (`*_map.png`, 0–255 for an error of 0–1); with the map_max score, the
+map it scores (anomaly.map, blurred) and the defect's mask, its pixels above the threshold (`*_mask.png`)
 """
 
 import argparse
@@ -30,7 +31,7 @@ from aepipe.errors import AepipeError, exit_on_error
 from aepipe.devices import to_tensor
 from aepipe.images import IMAGE_SUFFIXES, image_files, read_image
 from aepipe.model import describe_training, load_model, shape_name
-from aepipe.reconstruction import error_maps
+from aepipe.reconstruction import anomaly_maps, error_maps, smoothed
 from aepipe.scores import FittedScore, image_features
 
 PREVIEW_HEIGHT = 224  # pixels: --maps enlarges smaller images to about this, as 8 × 28 for MNIST
@@ -66,9 +67,9 @@ def run(argv: list[str] | None) -> None:
     if args.invert:
         images = 1 - images
     pixels = to_tensor(images, torch.device("cpu"))
-    scores = fitted.score(image_features(model, pixels))
+    scores = fitted.score(image_features(model, pixels, fitted.maps))
     if args.maps:
-        write_maps(args.maps, sources, images, error_maps(model, pixels).numpy(), sizes)
+        write_maps(args.maps, sources, images, sizes, *score_maps(model, pixels, fitted, threshold))
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["source", "score", "flagged"])
@@ -113,10 +114,20 @@ def _check_made_for(path: Path, what: str, expected_sha256: str, used: Path, adv
         raise AepipeError(f"{path} was computed for another {what} (sha256 {expected_sha256[:12]}…), not {used}; {advice}")
 
 
-def write_maps(folder: Path, sources: list[str], images: np.ndarray, maps: np.ndarray,
-               sizes: list[tuple[int, int]]) -> None:
-    """Two PNGs per image, numbered in scoring order: the image and, beside it, its anomaly map over it
-    (enlarged to about 224 pixels high); and the map alone, at the image's own size (width, height)."""
+def score_maps(model, pixels: torch.Tensor, fitted: FittedScore, threshold: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """(maps, masks): the map the score reads (map_max: blurred, and the pixels above the threshold
+    are the defect's mask), or |image - reconstruction| and no masks for the other scores."""
+    if not fitted.maps:
+        return error_maps(model, pixels).numpy(), None
+    maps = smoothed(anomaly_maps(model, pixels, fitted.maps.kind), fitted.maps.sigma).numpy()
+    return maps, maps > threshold
+
+
+def write_maps(folder: Path, sources: list[str], images: np.ndarray, sizes: list[tuple[int, int]], maps: np.ndarray,
+               masks: np.ndarray | None) -> None:
+    """Per image, numbered in scoring order: the image and, beside it, its anomaly map over it
+    (enlarged to about 224 pixels high); the map alone, at the image's own size (width, height); and,
+    given `masks`, the defect's mask at that size (`*_mask.png`, 255 in the defect)."""
     from PIL import Image
 
     from aepipe.plots import anomaly_overlay, as_rgb  # matplotlib takes a second to import: only when asked for
@@ -133,6 +144,10 @@ def write_maps(folder: Path, sources: list[str], images: np.ndarray, maps: np.nd
         full_size = Image.fromarray(np.round(np.clip(error_map, 0, 1) * 255).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR)
         with atomic_path(folder / name.replace(".png", "_map.png")) as tmp:
             full_size.save(tmp)
+        if masks is not None:
+            mask = Image.fromarray(masks[number].astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
+            with atomic_path(folder / name.replace(".png", "_mask.png")) as tmp:
+                mask.save(tmp)
 
 
 def _images_layout(array: np.ndarray) -> np.ndarray | None:

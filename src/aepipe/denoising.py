@@ -33,10 +33,19 @@ def ssim(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
     """Structural similarity of each (N, C, H, W) image to its reference, for pixels in [0, 1]: the mean
     of the SSIM map over the positions where the whole window fits, and over the channels (1 for
     identical images)."""
+    return ssim_map(images, references).reshape(len(images), -1).mean(dim=1)
+
+
+def ssim_map(images: torch.Tensor, references: torch.Tensor, same_size: bool = False) -> torch.Tensor:
+    """The local structural similarity of (N, C, H, W) images to their references, per channel: at
+    the positions where the whole window fits, or, `same_size`, at every pixel (the images reflected
+    at their edges), as Bergmann et al. (2018) use it for an anomaly map (1 - SSIM)."""
     window = _gaussian_window(images)
+    pad = SSIM_WINDOW // 2 if same_size else 0
 
     def local_mean(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x.reshape(-1, 1, *x.shape[-2:]), window)  # each channel on its own
+        channels = x.reshape(-1, 1, *x.shape[-2:])  # each channel on its own
+        return F.conv2d(F.pad(channels, (pad,) * 4, mode="reflect") if pad else channels, window)
 
     mean_x, mean_y = local_mean(images), local_mean(references)
     var_x = local_mean(images * images) - mean_x**2
@@ -44,7 +53,7 @@ def ssim(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
     covariance = local_mean(images * references) - mean_x * mean_y
     similarity = ((2 * mean_x * mean_y + SSIM_C1) * (2 * covariance + SSIM_C2)
                   / ((mean_x**2 + mean_y**2 + SSIM_C1) * (var_x + var_y + SSIM_C2)))
-    return similarity.reshape(len(images), -1).mean(dim=1)
+    return similarity.reshape(*images.shape[:2], *similarity.shape[-2:])
 
 
 def _gaussian_window(like: torch.Tensor) -> torch.Tensor:

@@ -128,11 +128,14 @@ class CorruptionParams(Section):
 class AnomalyParams(Section):
     # Share of the normal validation images that sets the per-image threshold; the rest test it.
     calibration_fraction: float = Field(gt=0, le=0.9)
-    # The per-image anomaly score (src/aepipe/scores.py): reconstruction error alone, or combined with
-    # the latent distance and a too-little-ink term, all fitted on the normal training images.
-    score: Literal["reconstruction", "combined"]
-    # The anomaly maps of an inspection set (the MVTec AD layout) are blurred by a Gaussian of this
-    # many pixels before their pixels are scored (pixel ROC AUC, AUPRO); 0: not blurred.
+    # The per-image anomaly score (src/aepipe/scores.py): reconstruction error alone, combined with
+    # the latent distance and a too-little-ink term (fitted on the normal training images), or the
+    # peak of the blurred anomaly map.
+    score: Literal["reconstruction", "combined", "map_max"]
+    # The anomaly map: |image - reconstruction| (error) or 1 - local SSIM (ssim), averaged over the
+    # channels, blurred by a Gaussian of map_sigma pixels (0: not blurred) where it locates defects
+    # (an inspection set's pixel metrics and defect masks) and for map_max.
+    map: Literal["error", "ssim"]
     map_sigma: float = Field(ge=0)
     corruptions: CorruptionParams
 

@@ -213,7 +213,8 @@ def anomaly_scores(normal: np.ndarray, anomalies: dict[str, np.ndarray], thresho
 
 
 SCORE_LABELS = {"reconstruction": "reconstruction error (MSE of the image)",
-                "combined": "combined score (reconstruction + latent distance + too little ink)"}
+                "combined": "combined score (reconstruction + latent distance + too little ink)",
+                "map_max": "map_max score (peak of the blurred anomaly map)"}
 
 
 def most_anomalous(images: np.ndarray, maps: np.ndarray, scores: np.ndarray, labels: np.ndarray, normal: np.ndarray,

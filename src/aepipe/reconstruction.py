@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from aepipe.denoising import ssim_map
 from aepipe.devices import EVAL_BATCH_SIZE, as_floats
 from aepipe.model import AutoEncoder
 
@@ -38,6 +39,24 @@ def error_maps(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
     """The anomaly map of each image: |image - reconstruction| per pixel, averaged over the colour
     channels: (N, C, H, W) → (N, H, W) in [0, 1]."""
     return (reconstruct(model, images) - as_floats(images)).abs().mean(dim=1)
+
+
+def anomaly_maps(model: AutoEncoder, images: torch.Tensor, kind: str) -> torch.Tensor:
+    """Each image's anomaly map, (N, C, H, W) → (N, H, W), averaged over the colour channels:
+    "error", |image - reconstruction| (in [0, 1]); or "ssim", 1 - the local structural similarity of
+    the two (Bergmann et al. 2018: a change of texture or contrast shows even where the mean is kept)."""
+    if kind == "error":
+        return error_maps(model, images)
+    if kind == "ssim":
+        return (1 - ssim_map(reconstruct(model, images), as_floats(images), same_size=True)).mean(dim=1)
+    raise ValueError(f"unknown anomaly map {kind!r}")
+
+
+def map_peaks(model: AutoEncoder, images: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
+    """The largest value of each image's anomaly map blurred by `sigma` pixels: (N, C, H, W) → (N,).
+    A small defect moves it where it would vanish in a mean over all pixels."""
+    return torch.cat([smoothed(anomaly_maps(model, chunk, kind), sigma).amax(dim=(1, 2))
+                      for chunk in images.split(EVAL_BATCH_SIZE)])
 
 
 def smoothed(maps: torch.Tensor, sigma: float) -> torch.Tensor:

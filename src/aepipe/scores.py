@@ -14,6 +14,9 @@
        normal. A blank image reconstructs better than any digit and its latent lies among theirs;
        this term is what flags it.
 The margin and the equal weights were chosen on one-class MNIST and Fashion-MNIST (docs/anomaly.md).
+- map_max: the largest value of the image's anomaly map (|error| or 1 - SSIM, `map_kind`) blurred by
+  `map_sigma` pixels: a small defect on a part moves it, where the mean error over all pixels hardly
+  moves (inspection sets).
 """
 
 from dataclasses import asdict, dataclass
@@ -23,9 +26,9 @@ import torch
 
 from aepipe.devices import EVAL_BATCH_SIZE, as_floats
 from aepipe.model import AutoEncoder
-from aepipe.reconstruction import errors_and_latents
+from aepipe.reconstruction import errors_and_latents, map_peaks
 
-METHODS = ("reconstruction", "combined")
+METHODS = ("reconstruction", "combined", "map_max")
 # Keeps log(ink) finite for a blank image; far below the mean pixel of any MNIST digit (about 0.13).
 INK_FLOOR = 1e-3
 ERROR_FLOOR = 3.0  # spreads below the training mean, the most a good reconstruction lowers the score
@@ -40,16 +43,28 @@ class ImageFeatures:
     errors: np.ndarray  # (N,) reconstruction MSE
     latents: np.ndarray  # (N, latent_dim)
     ink: np.ndarray  # (N,) mean pixel of the input, in [0, 1]
+    map_peaks: np.ndarray | None = None  # (N,) the largest value of the blurred anomaly map, if asked for
 
     def __getitem__(self, keep: np.ndarray) -> "ImageFeatures":
-        return ImageFeatures(self.errors[keep], self.latents[keep], self.ink[keep])
+        peaks = None if self.map_peaks is None else self.map_peaks[keep]
+        return ImageFeatures(self.errors[keep], self.latents[keep], self.ink[keep], peaks)
 
 
-def image_features(model: AutoEncoder, images: torch.Tensor) -> ImageFeatures:
-    """What the scores read from (N, C, H, W) images (floats, or uint8 pixels), from one pass of the model."""
+@dataclass(frozen=True)
+class MapSpec:
+    """Which anomaly map a score reads, and how much it is blurred."""
+
+    kind: str  # error | ssim (aepipe.reconstruction.anomaly_maps)
+    sigma: float  # pixels
+
+
+def image_features(model: AutoEncoder, images: torch.Tensor, maps: MapSpec | None = None) -> ImageFeatures:
+    """What the scores read from (N, C, H, W) images (floats, or uint8 pixels): one pass of the model,
+    and a second for the anomaly maps' peaks when `maps` says which."""
     errors, latents = errors_and_latents(model, images)
     ink = torch.cat([as_floats(chunk).mean(dim=(1, 2, 3)) for chunk in images.split(EVAL_BATCH_SIZE)])
-    return ImageFeatures(errors.cpu().numpy(), latents.cpu().numpy(), ink.cpu().numpy())
+    peaks = map_peaks(model, images, maps.kind, maps.sigma).cpu().numpy() if maps else None
+    return ImageFeatures(errors.cpu().numpy(), latents.cpu().numpy(), ink.cpu().numpy(), peaks)
 
 
 @dataclass(frozen=True)
@@ -78,10 +93,13 @@ class FittedScore:
     log_error: Spread | None = None
     log_distance: Spread | None = None
     log_ink: Spread | None = None
+    maps: MapSpec | None = None  # for map_max
 
     def score(self, features: ImageFeatures) -> np.ndarray:
         if self.method == "reconstruction":
             return features.errors
+        if self.method == "map_max":
+            return features.map_peaks
         return self.terms(features).sum(axis=1)
 
     def terms(self, features: ImageFeatures) -> np.ndarray:
@@ -98,21 +116,25 @@ class FittedScore:
                        for mean, precision in zip(np.asarray(self.latent_means), np.asarray(self.latent_precisions))], axis=0)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        saved = asdict(self)
+        return saved if self.maps else {key: value for key, value in saved.items() if key != "maps"}
 
     @classmethod
     def from_dict(cls, saved: dict) -> "FittedScore":
         spreads = {key: Spread(**saved[key]) if saved.get(key) else None for key in ("log_error", "log_distance", "log_ink")}
         if saved["method"] not in METHODS:
             raise ValueError(f"unknown score method {saved['method']!r}")
-        return cls(saved["method"], saved.get("latent_means"), saved.get("latent_precisions"), **spreads)
+        maps = MapSpec(**saved["maps"]) if saved.get("maps") else None
+        return cls(saved["method"], saved.get("latent_means"), saved.get("latent_precisions"), **spreads, maps=maps)
 
 
-def fit_score(method: str, training: ImageFeatures, labels: np.ndarray) -> FittedScore:
+def fit_score(method: str, training: ImageFeatures, labels: np.ndarray, maps: MapSpec | None = None) -> FittedScore:
     """The statistics `method` needs, from the normal training images' features and labels (never
-    the validation images')."""
+    the validation images'); map_max needs none, only which map (`maps`)."""
     if method == "reconstruction":
         return FittedScore(method)
+    if method == "map_max":
+        return FittedScore(method, maps=maps)
     if method != "combined":
         raise ValueError(f"unknown score method {method!r}")
     latents = training.latents.astype(np.float64)

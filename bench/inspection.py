@@ -1,0 +1,121 @@
+"""The inspection benchmark: the pipeline on inspection sets made from real photographs (MVTec AD layout).
+
+    python bench/inspection.py [--sets brick,grass,brick-hue] [--side 64] [--jobs 1] [--rev HEAD]
+
+Builds the sets (bench/inspection_sets.py: scikit-image's photographs, `pip install -e .[bench]`), then,
+in a fresh `git clone` of REV, commits each set as the DVC-tracked data/images and queues its
+experiments up to `evaluate` (default params but the dataset, its shape and the anomaly score):
+- at the native side (64×64; colour for brick-hue), with each anomaly score and map: combined (the
+  default), reconstruction, map_max on the error map, map_max on the SSIM map;
+- squashed to 1×28×28, today's baseline before images kept their size and colour (combined);
+- brick-hue also in greyscale at the native side, where a hue-only defect cannot be seen.
+It runs the queue (`dvc queue start`) and reads every experiment's metrics with `dvc exp show --json`.
+
+Results: bench/results/inspection.json and a Markdown table on stdout (image ROC AUC per defect kind
+and their mean, pixel ROC AUC, AUPRO, false alarms on test/good, training seconds).
+"""
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+from datetime import date
+from pathlib import Path
+
+from inspection_sets import write_sets
+from one_class import clone_at, dvc, read_metrics, run_queue
+
+from aepipe.atomic import write_json
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+# What differs from params.yaml in every run: the dataset, its shape, one normal class (good), and
+# indices that fit a few hundred validation images.
+COMMON = ["data.dataset=folder", "data.normal_digits=[0]", "interpolate.start=0", "interpolate.end=1", "denoise.index=0"]
+SCORES = {"combined": ["anomaly.score=combined"], "reconstruction": ["anomaly.score=reconstruction"],
+          "map_max-error": ["anomaly.score=map_max", "anomaly.map=error"],
+          "map_max-ssim": ["anomaly.score=map_max", "anomaly.map=ssim"]}
+
+
+def variants(name: str, side: int) -> dict[str, list[str]]:
+    """Each experiment of one set: its name's tail → its params."""
+    channels = 3 if name.endswith("-hue") else 1
+    native = [f"data.side={side}", f"data.channels={channels}"]
+    runs = {f"{side}x{channels}-{score}": [*native, *params] for score, params in SCORES.items()}
+    runs["28x1-combined"] = ["data.side=28", "data.channels=1", *SCORES["combined"]]
+    if channels == 3:
+        runs.update({f"{side}x1-{score}": [f"data.side={side}", "data.channels=1", *SCORES[score]]
+                     for score in ("combined", "map_max-error", "map_max-ssim")})
+    return runs
+
+
+def commit_images(clone: Path, images: Path, name: str) -> None:
+    """Make `images` the clone's DVC-tracked data/images, committed: the experiments queued next start from it."""
+    target = clone / "data" / "images"
+    tracked = subprocess.run(["git", "ls-files", "data/images"], cwd=clone, capture_output=True, text=True).stdout
+    if tracked.strip():
+        subprocess.run(["git", "rm", "-rq", "--cached", "data/images"], cwd=clone, check=True)
+    shutil.rmtree(target)
+    shutil.copytree(images, target)
+    dvc("add", "data/images", cwd=clone)
+    subprocess.run(["git", "add", "data/images.dvc", "data/.gitignore"], cwd=clone, check=True)
+    subprocess.run(["git", "commit", "-qm", f"inspection set {name}"], cwd=clone, check=True)
+
+
+def summarise(metrics: dict[str, dict], names: list[str], side: int) -> dict:
+    rows = {}
+    for name in names:
+        for tail in variants(name, side):
+            values = metrics[f"{name}-{tail}"]
+            kinds = {key.removeprefix("auc_"): value for key, value in values.items() if key.startswith("auc_")
+                     and key not in ("auc_held_out", "auc_defect_pixels", "auc_rotation", "auc_patch", "auc_blank",
+                                     "auc_patch_pixels")}
+            rows[f"{name} {tail}"] = {"kinds": kinds, "mean_kinds": sum(kinds.values()) / len(kinds),
+                                      "pixel_roc_auc": values.get("auc_defect_pixels"), "aupro": values.get("aupro"),
+                                      "fp_rate": values.get("fp_rate"), "train_seconds": values.get("train_seconds")}
+    return rows
+
+
+def table(rows: dict[str, dict]) -> str:
+    kinds = sorted({kind for row in rows.values() for kind in row["kinds"]})
+    columns = [*kinds, "mean", "pixel AUC", "AUPRO", "false alarms", "train s"]
+    lines = ["| set, side×channels, score | " + " | ".join(columns) + " |", "| --- " * (len(columns) + 1) + "|"]
+    for name, row in rows.items():
+        cells = [f"{row['kinds'][kind]:.3f}" if kind in row["kinds"] else "" for kind in kinds]
+        cells += [f"{row['mean_kinds']:.3f}", f"{row['pixel_roc_auc']:.3f}", f"{row['aupro']:.3f}",
+                  f"{row['fp_rate']:.3f}", f"{row['train_seconds']:.0f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default="brick,grass,brick-hue")
+    parser.add_argument("--side", type=int, default=64)
+    parser.add_argument("--jobs", type=int, default=1, help="experiments run side by side")
+    parser.add_argument("--rev", default="HEAD")
+    args = parser.parse_args()
+    clone, rev = clone_at(args.rev, "inspection-")
+    sets = Path(tempfile.mkdtemp(prefix="inspection-sets-"))
+    names = [name for name in write_sets(sets, args.side) if name in args.sets.split(",")]
+    for name in names:
+        commit_images(clone, sets / name, name)
+        for tail, params in variants(name, args.side).items():
+            dvc("exp", "run", "--queue", "-n", f"{name}-{tail}", *[arg for param in [*COMMON, *params] for arg in ("-S", param)],
+                "evaluate", cwd=clone)
+    seconds = run_queue(clone, args.jobs)
+    metrics = read_metrics(clone)
+    write_json(RESULTS / "inspection-experiments.json", metrics)
+    rows = summarise(metrics, names, args.side)
+    shutil.rmtree(clone.parent)
+    shutil.rmtree(sets)
+    write_json(RESULTS / "inspection.json", {
+        "commit": rev, "date": date.today().isoformat(), "queue_seconds": round(seconds, 1), "side": args.side,
+        "protocol": "MVTec AD layout from scikit-image photographs (bench/inspection_sets.py): train on "
+        "train/good but a 20 % calibration share, test on test/good and each defect kind; default params "
+        "but dataset, side, channels and the score", "rows": rows})
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
