@@ -13,13 +13,13 @@ import torch
 from aepipe.anomaly import aupro, calibration_roles, given_roles, pixel_roc_auc
 from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
 from aepipe.corruptions import corrupt, patch_mask
-from aepipe.dataset import load_inspection_extras, load_split
+from aepipe.dataset import load_classes, load_inspection_extras, load_split
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.model import load_model
 from aepipe.params import load_params
 from aepipe.reconstruction import anomaly_maps, batch_means, error_maps, smoothed
-from aepipe.scores import FittedScore, MapSpec, fit_score, image_features
+from aepipe.scores import FittedScore, MapSpec, chosen_method, fit_score, image_features
 
 MOST_ANOMALOUS = 16  # validation images kept with their anomaly maps, for the evaluate stage's figure
 
@@ -32,7 +32,8 @@ def main() -> None:
     train_features = image_features(model, to_pixels(train.images, device))
     train_normal = np.isin(train.labels, params.data.normal_digits)
     maps = MapSpec(params.anomaly.map, params.anomaly.map_sigma)
-    fitted = fit_score(params.anomaly.score, train_features[train_normal], train.labels[train_normal], maps)
+    method = chosen_method(params.anomaly.score, load_classes("data/raw").inspection)
+    fitted = fit_score(method, train_features[train_normal], train.labels[train_normal], maps)
     write_json("models/anomaly_score.json", {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")})
     _write_batch_losses("train", train_features.errors[train_normal], params)
 

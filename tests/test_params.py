@@ -60,7 +60,7 @@ def test_the_repository_params_are_valid_and_every_key_reruns_some_stage():
         ("threshold.k", float("nan"), "threshold.k = .nan: input should be a finite number"),
         ("interpolate.start", 10_000, "interpolate.start = 10000: expected the index of a validation image, 0 to 9999"),
         ("denoise.noise_std", [0.1, 0], "denoise.noise_std[1] = 0: input should be greater than 0"),
-        ("anomaly.score", "mahalanobis", "anomaly.score = 'mahalanobis': input should be 'reconstruction', 'combined' or 'map_max'"),
+        ("anomaly.score", "mahalanobis", "anomaly.score = 'mahalanobis': input should be 'auto', 'reconstruction', 'combined' or 'map_max'"),
         ("tsne.method", "exact", "tsne.method = 'exact': input should be 'fft' or 'bh'"),
         ("tsne.neighbors", "kd-tree", "tsne.neighbors = 'kd-tree': input should be 'exact', 'annoy', 'pynndescent' or 'auto'"),
         ("tsne.ints_in_interval", 0, "tsne.ints_in_interval = 0: input should be greater than 0"),

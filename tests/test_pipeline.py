@@ -231,8 +231,8 @@ def test_changing_the_anomaly_score_reruns_only_the_scoring_stages(own_project, 
     images = pd.read_csv(own_project / "data" / "losses" / "val_images.csv")
     assert images["score"].tolist() == images["loss"].tolist(), "the reconstruction score is the reconstruction error"
     assert json.loads((own_project / "reports" / "anomaly.json").read_text())["blank"]["roc_auc"] < 0.5
-    back = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=combined"], own_project, str(mnist_dir))
-    assert ran_stages(back.stdout) == [], "the combined score's results should come back from the run-cache"
+    back = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=auto"], own_project, str(mnist_dir))
+    assert ran_stages(back.stdout) == [], "the default (combined) score's results should come back from the run-cache"
 
 
 def test_changing_only_the_threshold_param_reruns_only_threshold_and_evaluation(own_project, mnist_dir):

@@ -95,6 +95,12 @@ class TrainParams(Section):
     # Above 0: a denoising autoencoder. Each training image gets Gaussian noise of a std drawn uniformly
     # from [0, noise_std] (pixels in [0, 1]); the loss compares its reconstruction with the clean image.
     noise_std: float = Field(ge=0, le=1)
+    # What a step minimises between reconstruction and image: the mean squared error, or 1 - SSIM
+    # (Bergmann et al. 2018: structure and contrast, not only intensity).
+    loss: Literal["mse", "ssim"]
+    # Each training image mirrored left-right and upside-down, each with probability 1/2 per step: for
+    # textures and parts without an up or a side (not for digits).
+    flips: bool
     device: Literal["auto", "cpu", "cuda"]
     # Data-parallel processes per machine (torchrun + DDP): GPUs on a GPU machine, CPU workers
     # otherwise. 1: a plain process. train.batch_size stays the global batch.
@@ -130,8 +136,9 @@ class AnomalyParams(Section):
     calibration_fraction: float = Field(gt=0, le=0.9)
     # The per-image anomaly score (src/aepipe/scores.py): reconstruction error alone, combined with
     # the latent distance and a too-little-ink term (fitted on the normal training images), or the
-    # peak of the blurred anomaly map.
-    score: Literal["reconstruction", "combined", "map_max"]
+    # peak of the blurred anomaly map; auto: map_max for an inspection set (the MVTec AD layout),
+    # combined for every other dataset (measured best on each: docs/results.md).
+    score: Literal["auto", "reconstruction", "combined", "map_max"]
     # The anomaly map: |image - reconstruction| (error) or 1 - local SSIM (ssim), averaged over the
     # channels, blurred by a Gaussian of map_sigma pixels (0: not blurred) where it locates defects
     # (an inspection set's pixel metrics and defect masks) and for map_max.

@@ -128,6 +128,11 @@ class FittedScore:
         return cls(saved["method"], saved.get("latent_means"), saved.get("latent_precisions"), **spreads, maps=maps)
 
 
+def chosen_method(setting: str, inspection: bool) -> str:
+    """anomaly.score's method: `auto` is map_max for an inspection set, combined otherwise."""
+    return ("map_max" if inspection else "combined") if setting == "auto" else setting
+
+
 def fit_score(method: str, training: ImageFeatures, labels: np.ndarray, maps: MapSpec | None = None) -> FittedScore:
     """The statistics `method` needs, from the normal training images' features and labels (never
     the validation images'); map_max needs none, only which map (`maps`)."""

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from aepipe.checkpoints import load_resume_state, save_resume_state
-from aepipe.denoising import noisy_inputs
+from aepipe.denoising import noisy_inputs, ssim
 from aepipe.devices import as_floats, preferred_memory_format, to_numpy_images
 from aepipe.distributed import World
 from aepipe.errors import AepipeError
@@ -27,6 +27,7 @@ from aepipe.params import TrainParams
 from aepipe.reconstruction import mean_squared_error, reconstruct
 
 RECONSTRUCTION_SAMPLES = 16  # first validation images whose reconstruction is kept every epoch
+LOSSES = {"mse": torch.nn.functional.mse_loss, "ssim": lambda reconstruction, image: 1 - ssim(reconstruction, image).mean()}
 
 
 class TrainingDiverged(AepipeError):
@@ -107,7 +108,7 @@ def train(
     started = time.perf_counter() - history.seconds
     for epoch in range(history.epoch, params.epochs):
         epoch_started = time.perf_counter()
-        noise = _noise_generator(seed, epoch, world.rank, device) if params.noise_std else None
+        noise = _noise_generator(seed, epoch, world.rank, device) if params.noise_std or params.flips else None
         epoch_losses = _train_epoch(trainee, optimizer, train_images, params, shuffle, noise, world, epoch)
         history.step_seconds += time.perf_counter() - epoch_started
         if not world.is_main:
@@ -174,9 +175,11 @@ def _train_epoch(trainee, optimizer, images: torch.Tensor, params: TrainParams, 
         global_batch = order[step * batch_size : (step + 1) * batch_size]
         indices = global_batch if world.size == 1 else global_batch.tensor_split(world.size)[world.rank]
         clean = as_floats(images[indices]).contiguous(memory_format=memory_format)
-        inputs = noisy_inputs(clean, params.noise_std, noise) if noise is not None else clean
+        if params.flips:
+            clean = random_flips(clean, noise)
+        inputs = noisy_inputs(clean, params.noise_std, noise) if params.noise_std else clean
         reconstruction, _ = trainee(inputs)
-        loss = torch.nn.functional.mse_loss(reconstruction, clean)
+        loss = LOSSES[params.loss](reconstruction, clean)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -210,6 +213,13 @@ def _result(model: AutoEncoder, history: History, val_images: torch.Tensor, imag
         images_per_second=images_trained / history.step_seconds,
         device=str(val_images.device),
     )
+
+
+def random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each (C, H, W) image mirrored left-right, and upside-down, each with probability 1/2."""
+    flips = torch.rand(len(images), 2, generator=generator, device=images.device) < 0.5
+    images = torch.where(flips[:, 0, None, None, None], images.flip(-1), images)
+    return torch.where(flips[:, 1, None, None, None], images.flip(-2), images)
 
 
 def _noise_generator(seed: int, epoch: int, rank: int, device: torch.device) -> torch.Generator:
