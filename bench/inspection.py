@@ -1,6 +1,7 @@
 """The inspection benchmark: the pipeline on inspection sets made from real photographs (MVTec AD layout).
 
     python bench/inspection.py [--sets brick,grass,brick-hue] [--side 64] [--jobs 1] [--rev HEAD]
+    python bench/inspection.py --read CLONE   # the results of a run whose clone was kept (it failed)
 
 Builds the sets (bench/inspection_sets.py: scikit-image's photographs, `pip install -e .[bench]`), then,
 in a fresh `git clone` of REV, commits each set as the DVC-tracked data/images and queues its
@@ -66,6 +67,19 @@ def commit_images(clone: Path, images: Path, name: str) -> None:
     subprocess.run(["git", "commit", "-qm", f"inspection set {name}"], cwd=clone, check=True)
 
 
+def queue_and_run(clone: Path, names: list[str], side: int, jobs: int) -> float:
+    """Each set committed in turn, its experiments queued from that commit; the queue's seconds."""
+    sets = Path(tempfile.mkdtemp(prefix="inspection-sets-"))
+    write_sets(sets, side)
+    for name in names:
+        commit_images(clone, sets / name, name)
+        for tail, params in variants(name, side).items():
+            dvc("exp", "run", "--queue", "-n", f"{name}-{tail}", *[arg for param in [*COMMON, *params] for arg in ("-S", param)],
+                "evaluate", cwd=clone)
+    shutil.rmtree(sets)
+    return run_queue(clone, jobs)
+
+
 def summarise(metrics: dict[str, dict], names: list[str], side: int) -> dict:
     rows = {}
     for name in names:
@@ -98,23 +112,22 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=64)
     parser.add_argument("--jobs", type=int, default=1, help="experiments run side by side")
     parser.add_argument("--rev", default="HEAD")
+    parser.add_argument("--read", type=Path, metavar="CLONE", help="only read the experiments of a kept clone")
     args = parser.parse_args()
-    clone, rev = clone_at(args.rev, "inspection-")
-    sets = Path(tempfile.mkdtemp(prefix="inspection-sets-"))
-    names = [name for name in write_sets(sets, args.side) if name in args.sets.split(",")]
-    for name in names:
-        commit_images(clone, sets / name, name)
-        for tail, params in variants(name, args.side).items():
-            dvc("exp", "run", "--queue", "-n", f"{name}-{tail}", *[arg for param in [*COMMON, *params] for arg in ("-S", param)],
-                "evaluate", cwd=clone)
-    seconds = run_queue(clone, args.jobs)
-    metrics = read_metrics(clone)
+    names = args.sets.split(",")
+    if args.read:
+        clone, seconds = args.read, None
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD~" + str(len(names))], cwd=clone, capture_output=True,
+                             text=True, check=True).stdout.strip()
+    else:
+        clone, rev = clone_at(args.rev, "inspection-")
+        seconds = queue_and_run(clone, names, args.side, args.jobs)
+    metrics = read_metrics(clone, all_commits=True)  # each set's experiments start from its own commit
     write_json(RESULTS / "inspection-experiments.json", metrics)
     rows = summarise(metrics, names, args.side)
     shutil.rmtree(clone.parent)
-    shutil.rmtree(sets)
     write_json(RESULTS / "inspection.json", {
-        "commit": rev, "date": date.today().isoformat(), "queue_seconds": round(seconds, 1), "side": args.side,
+        "commit": rev, "date": date.today().isoformat(), "queue_seconds": seconds and round(seconds, 1), "side": args.side,
         "protocol": "MVTec AD layout from scikit-image photographs (bench/inspection_sets.py): train on "
         "train/good but a 20 % calibration share, test on test/good and each defect kind; default params "
         "but dataset, side, channels and the score", "rows": rows})

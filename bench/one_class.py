@@ -68,9 +68,9 @@ def run_queue(clone: Path, jobs: int) -> float:
     return time.perf_counter() - started
 
 
-def read_metrics(clone: Path) -> dict[str, dict]:
-    """Every experiment's headline metrics, by name."""
-    shown = json.loads(dvc("exp", "show", "--json", cwd=clone))
+def read_metrics(clone: Path, all_commits: bool = False) -> dict[str, dict]:
+    """Every experiment's headline metrics, by name: those of HEAD, or of every commit."""
+    shown = json.loads(dvc("exp", "show", "--json", *(["--all-commits"] if all_commits else []), cwd=clone))
     metrics = {}
     for commit in shown:
         for experiment in commit.get("experiments") or []:

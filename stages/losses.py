@@ -19,7 +19,7 @@ from aepipe.errors import exit_on_error
 from aepipe.model import load_model
 from aepipe.params import load_params
 from aepipe.reconstruction import anomaly_maps, batch_means, error_maps, smoothed
-from aepipe.scores import FittedScore, MapSpec, chosen_method, fit_score, image_features
+from aepipe.scores import FittedScore, MapSpec, chosen, fit_score, image_features
 
 MOST_ANOMALOUS = 16  # validation images kept with their anomaly maps, for the evaluate stage's figure
 
@@ -31,9 +31,10 @@ def main() -> None:
     train = load_split("data/raw", "train", params.data.train_size)
     train_features = image_features(model, to_pixels(train.images, device))
     train_normal = np.isin(train.labels, params.data.normal_digits)
-    maps = MapSpec(params.anomaly.map, params.anomaly.map_sigma)
-    method = chosen_method(params.anomaly.score, load_classes("data/raw").inspection)
-    fitted = fit_score(method, train_features[train_normal], train.labels[train_normal], maps)
+    inspection = load_classes("data/raw").inspection
+    maps = MapSpec(chosen("map", params.anomaly.map, inspection), params.anomaly.map_sigma)
+    fitted = fit_score(chosen("score", params.anomaly.score, inspection), train_features[train_normal],
+                       train.labels[train_normal], maps)
     write_json("models/anomaly_score.json", {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")})
     _write_batch_losses("train", train_features.errors[train_normal], params)
 
@@ -53,7 +54,7 @@ def main() -> None:
     if masks is not None:
         localisation |= _locate_defects(model, val_images, masks, roles, maps)
     write_json("data/losses/localisation.json", localisation)
-    _keep_most_anomalous(model, val_images, scores, params.anomaly.map)
+    _keep_most_anomalous(model, val_images, scores, maps.kind)
     with atomic_path("data/latents.npz") as tmp:
         np.savez(tmp, latents=val_features.latents, labels=val.labels, train_latents=train_features.latents,
                  train_labels=train.labels)

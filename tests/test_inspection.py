@@ -136,7 +136,7 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
     # too, and aepipe score --maps writes each image's defect mask at its own size.
     assert report["score"] == "map_max"
     threshold = json.loads((project / "reports" / "threshold.json").read_text())
-    assert threshold["per_pixel"] == {"threshold": threshold["per_image"]["threshold"], "kind": "error", "sigma": 2.0}
+    assert threshold["per_pixel"] == {"threshold": threshold["per_image"]["threshold"], "kind": "ssim", "sigma": 2.0}
     maps = tmp_path / "maps"
     scored = run([str(Path(sys.executable).parent / "aepipe"), "score", "--maps", str(maps),
                   str(project / "data" / "images" / "test" / "scratch" / "000.png")], project, None)

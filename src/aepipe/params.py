@@ -141,8 +141,9 @@ class AnomalyParams(Section):
     score: Literal["auto", "reconstruction", "combined", "map_max"]
     # The anomaly map: |image - reconstruction| (error) or 1 - local SSIM (ssim), averaged over the
     # channels, blurred by a Gaussian of map_sigma pixels (0: not blurred) where it locates defects
-    # (an inspection set's pixel metrics and defect masks) and for map_max.
-    map: Literal["error", "ssim"]
+    # (an inspection set's pixel metrics and defect masks) and for map_max; auto: ssim for an
+    # inspection set, error for every other.
+    map: Literal["auto", "error", "ssim"]
     map_sigma: float = Field(ge=0)
     corruptions: CorruptionParams
 

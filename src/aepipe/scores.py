@@ -128,9 +128,14 @@ class FittedScore:
         return cls(saved["method"], saved.get("latent_means"), saved.get("latent_precisions"), **spreads, maps=maps)
 
 
-def chosen_method(setting: str, inspection: bool) -> str:
-    """anomaly.score's method: `auto` is map_max for an inspection set, combined otherwise."""
-    return ("map_max" if inspection else "combined") if setting == "auto" else setting
+# What anomaly.score and anomaly.map's `auto` mean: (for an inspection set, for any other dataset),
+# each the best measured there (docs/results.md).
+AUTO = {"score": ("map_max", "combined"), "map": ("ssim", "error")}
+
+
+def chosen(key: str, setting: str, inspection: bool) -> str:
+    """anomaly.score's or anomaly.map's (`key`) setting, with `auto` resolved for the dataset."""
+    return AUTO[key][0 if inspection else 1] if setting == "auto" else setting
 
 
 def fit_score(method: str, training: ImageFeatures, labels: np.ndarray, maps: MapSpec | None = None) -> FittedScore:
