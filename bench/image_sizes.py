@@ -6,13 +6,14 @@ on 20,000 colour images of 256×256 (3.9 GB as uint8, 15.7 GB as float32).
 Speed: one epoch of the pipeline's training (`aepipe.training.train`, batch 64, default recipe) on
 patches of scikit-image's photographs (`pip install -e .[bench]`), images per second of its steps.
 Memory: the train stage itself (`stages/train.py` in a fresh copy of the project) on a prepared
-dataset of that many 256×256 colour crops, its peak resident memory (VmHWM, which includes loading
-the images, the validation pass before the first step and the first steps) read every second until
---memory-seconds, then the stage is stopped: an epoch takes far longer on a CPU, and after the first
-steps the memory does not grow. Results: bench/results/image_sizes-cpu.json and a table on stdout.
+dataset of that many 256×256 colour crops (and 1,000 to validate on), its peak resident memory
+(VmHWM: loading the images, the validation pass before the first step, then training steps) read
+every second until --memory-seconds, then the stage is stopped: an epoch takes far longer on a CPU,
+and the resident memory, recorded every 10 s, stops growing once the steps have begun. Results: bench/results/image_sizes-cpu.json and a table on stdout.
 """
 
 import argparse
+import os
 import platform
 import re
 import shutil
@@ -73,20 +74,21 @@ def peak_memory(images: int, seconds: float) -> dict:
     params = re.sub(r"dataset: mnist", "dataset: folder", params)
     params = re.sub(r"side: 28", "side: 256", re.sub(r"channels: 1", "channels: 3", params))
     (project / "params.yaml").write_text(params)
-    stage = subprocess.Popen([sys.executable, "stages/train.py"], cwd=project, env={"PYTHONPATH": "src", "PATH": "/usr/bin:/bin"},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak, started = 0, time.perf_counter()
+    stage = subprocess.Popen([sys.executable, "stages/train.py"], cwd=project, env={**os.environ, "PYTHONPATH": "src"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak, resident, started = 0, [], time.perf_counter()
     while time.perf_counter() - started < seconds and stage.poll() is None:
         status = Path(f"/proc/{stage.pid}/status").read_text()
         peak = max(peak, int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)))
+        if len(resident) <= (time.perf_counter() - started) // 10:
+            resident.append(round(int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024 / 1e9, 2))
         time.sleep(1)
+    still_training = stage.poll() is None
     stage.kill()
-    progress = stage.stderr.read()
     shutil.rmtree(project.parent)
-    steps = re.findall(r"(\d+)/\d+ \[", progress)
     return {"images": images, "side": 256, "channels": 3, "dataset_gb_uint8": round(images * 3 * 256**2 / 1e9, 2),
-            "peak_rss_gb": round(peak * 1024 / 1e9, 2), "seconds_watched": seconds,
-            "steps_done": int(steps[-1]) if steps else 0}
+            "peak_rss_gb": round(peak * 1024 / 1e9, 2), "seconds_watched": seconds, "still_training": still_training,
+            "rss_gb_every_10_s": resident}
 
 
 def main() -> None:
@@ -102,7 +104,7 @@ def main() -> None:
     for row in speeds:
         print(f"{row['channels']}×{row['side']}×{row['side']}: {row['images_per_second']} images/s")
     print(f"train stage on {memory['images']} × 3×256×256 ({memory['dataset_gb_uint8']} GB as uint8): "
-          f"peak {memory['peak_rss_gb']} GB after {memory['steps_done']} steps")
+          f"peak {memory['peak_rss_gb']} GB in {memory['seconds_watched']:g} s; resident every 10 s: {memory['rss_gb_every_10_s']}")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,16 @@ Kept apart from the models and the training loop so that the stages, which all n
 depend on (and rerun after every edit of) training.py, or the judge on the autoencoder's model.py.
 """
 
+import math
+
 import numpy as np
 import torch
 
 from aepipe.errors import AepipeError
+from aepipe.params import MNIST_SIDE
 
-EVAL_BATCH_SIZE = 1024  # for passes without gradients: large batches, and memory stays small
+EVAL_BATCH_SIZE = 1024  # MNIST images per batch of a pass without gradients: large, and memory stays small
+EVAL_BATCH_VALUES = EVAL_BATCH_SIZE * MNIST_SIDE**2  # as many pixel values per batch for images of any shape
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,6 +47,12 @@ def to_numpy_images(images: torch.Tensor) -> np.ndarray:
     dataset on disk and of the figures."""
     images = images.detach().cpu()
     return (images[:, 0] if images.shape[1] == 1 else images.permute(0, 2, 3, 1)).numpy()
+
+
+def eval_batches(images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(N, C, H, W) images in batches of EVAL_BATCH_VALUES pixel values (1,024 MNIST digits, 16
+    colour images of 128×128): a pass's activations take the same memory whatever the image size."""
+    return images.split(max(1, EVAL_BATCH_VALUES // math.prod(images.shape[1:])))
 
 
 def preferred_memory_format(device: torch.device) -> torch.memory_format:

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from aepipe.denoising import ssim_map
-from aepipe.devices import EVAL_BATCH_SIZE, as_floats
+from aepipe.devices import as_floats, eval_batches
 from aepipe.model import AutoEncoder
 
 
@@ -13,7 +13,7 @@ def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
     """The model's reconstruction of (N, C, H, W) images (floats, or uint8 pixels), in batches; the model's mode is kept."""
     was_training = model.training
     model.eval()
-    reconstructions = torch.cat([model(as_floats(chunk))[0] for chunk in images.split(EVAL_BATCH_SIZE)])
+    reconstructions = torch.cat([model(as_floats(chunk))[0] for chunk in eval_batches(images)])
     model.train(was_training)
     return reconstructions
 
@@ -26,7 +26,7 @@ def errors_and_latents(model: AutoEncoder, images: torch.Tensor) -> tuple[torch.
     was_training = model.training
     model.eval()
     errors, latents = [], []
-    for pixels in images.split(EVAL_BATCH_SIZE):
+    for pixels in eval_batches(images):
         chunk = as_floats(pixels)
         reconstruction, latent = model(chunk)
         errors.append((reconstruction - chunk).square().mean(dim=(1, 2, 3)))
@@ -56,7 +56,7 @@ def map_peaks(model: AutoEncoder, images: torch.Tensor, kind: str, sigma: float)
     """The largest value of each image's anomaly map blurred by `sigma` pixels: (N, C, H, W) → (N,).
     A small defect moves it where it would vanish in a mean over all pixels."""
     return torch.cat([smoothed(anomaly_maps(model, chunk, kind), sigma).amax(dim=(1, 2))
-                      for chunk in images.split(EVAL_BATCH_SIZE)])
+                      for chunk in eval_batches(images)])
 
 
 def smoothed(maps: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from aepipe.devices import EVAL_BATCH_SIZE, as_floats
+from aepipe.devices import as_floats, eval_batches
 from aepipe.model import AutoEncoder
 from aepipe.reconstruction import errors_and_latents, map_peaks
 
@@ -62,7 +62,7 @@ def image_features(model: AutoEncoder, images: torch.Tensor, maps: MapSpec | Non
     """What the scores read from (N, C, H, W) images (floats, or uint8 pixels): one pass of the model,
     and a second for the anomaly maps' peaks when `maps` says which."""
     errors, latents = errors_and_latents(model, images)
-    ink = torch.cat([as_floats(chunk).mean(dim=(1, 2, 3)) for chunk in images.split(EVAL_BATCH_SIZE)])
+    ink = torch.cat([as_floats(chunk).mean(dim=(1, 2, 3)) for chunk in eval_batches(images)])
     peaks = map_peaks(model, images, maps.kind, maps.sigma).cpu().numpy() if maps else None
     return ImageFeatures(errors.cpu().numpy(), latents.cpu().numpy(), ink.cpu().numpy(), peaks)
 
