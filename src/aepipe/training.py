@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from aepipe.checkpoints import load_resume_state, save_resume_state
 from aepipe.denoising import noisy_inputs, ssim
-from aepipe.devices import as_floats, preferred_memory_format, to_numpy_images
+from aepipe.devices import EVAL_BATCH_SIZE, as_floats, preferred_memory_format, to_numpy_images
 from aepipe.distributed import World
 from aepipe.errors import AepipeError
 from aepipe.model import AutoEncoder
@@ -241,10 +241,12 @@ def _global_batch_means(local_losses: torch.Tensor, n_train: int, batch_size: in
 
 
 def _digest(*tensors: torch.Tensor) -> str:
-    """SHA-256 of the tensors' values: a checkpoint resumes only on the very images it was trained on."""
+    """SHA-256 of the tensors' values: a checkpoint resumes only on the very images it was trained on.
+    A batch at a time: a contiguous copy of a large image set would hold it twice more."""
     sha = hashlib.sha256()
     for tensor in tensors:
-        sha.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        for chunk in tensor.detach().split(EVAL_BATCH_SIZE):
+            sha.update(chunk.cpu().contiguous().numpy().tobytes())
     return sha.hexdigest()
 
 
