@@ -19,7 +19,7 @@ from aepipe.reconstruction import reconstruct
 def main() -> None:
     params = load_params("params.yaml")
     device = resolve_device(params.train.device)
-    model = load_model("models/model.pt", device)
+    model = load_model("models/model.pt", device, images=(params.data.channels, params.data.side))
     judge = load_judge("models/judge.pt", device)  # None for images without classes
     val = load_split("data/raw", "val", params.data.val_size)
     check_against_validation_set(params, len(val.labels))

@@ -22,7 +22,8 @@ def main() -> None:
     dataset = params.data.dataset
     if dataset == "folder" and is_inspection_layout(IMAGES):
         folder = params.data.folder
-        found = read_inspection_set(IMAGES, params.data.side, params.data.channels, folder.val_fraction, folder.seed)
+        found = read_inspection_set(IMAGES, params.data.side, params.data.channels, folder.val_fraction, folder.seed,
+                                    folder.invert)
         write_dataset("data/raw", found.train, found.val, found.classes, found.calibration, found.masks)
         return
     if dataset == "folder":

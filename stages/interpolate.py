@@ -16,7 +16,7 @@ def main() -> None:
     params = load_params("params.yaml")
     start, end = params.interpolate.start, params.interpolate.end
     device = resolve_device(params.train.device)
-    model = load_model("models/model.pt", device)
+    model = load_model("models/model.pt", device, images=(params.data.channels, params.data.side))
     images = load_split("data/raw", "val", params.data.val_size).images / 255  # (N, H, W) or, in colour, (N, H, W, C)
     check_against_validation_set(params, len(images))
     latents = torch.from_numpy(np.load("data/latents.npz")["latents"]).to(device)

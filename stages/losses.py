@@ -27,7 +27,7 @@ MOST_ANOMALOUS = 16  # validation images kept with their anomaly maps, for the e
 def main() -> None:
     params = load_params("params.yaml")
     device = resolve_device(params.train.device)
-    model = load_model("models/model.pt", device)
+    model = load_model("models/model.pt", device, images=(params.data.channels, params.data.side))
     train = load_split("data/raw", "train", params.data.train_size)
     train_features = image_features(model, to_pixels(train.images, device))
     train_normal = np.isin(train.labels, params.data.normal_digits)

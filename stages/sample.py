@@ -24,7 +24,7 @@ METRICS = ["fd_samples", "fd_recon", "fd_real", "sample_conf", "sample_min_share
 def main() -> None:
     params = load_params("params.yaml")
     device = resolve_device(params.train.device)
-    model = load_model("models/model.pt", device)
+    model = load_model("models/model.pt", device, images=(params.data.channels, params.data.side))
     judge = load_judge("models/judge.pt", device)
     classes = load_classes("data/raw")
     normal_digits = params.data.normal_digits

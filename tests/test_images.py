@@ -108,9 +108,14 @@ def test_the_seed_shape_is_the_seed_model_and_its_checkpoint_is_unchanged(tmp_pa
     assert (load_model(tmp_path / "model.pt").side, load_model(tmp_path / "model.pt").channels) == (28, 1)
 
 
-def test_images_of_another_shape_are_refused_naming_both():
+def test_images_of_another_shape_are_refused_naming_both(tmp_path):
     with pytest.raises(AepipeError, match=r"the images are 1×28×28 \(greyscale\), but the model takes 3×32×32 \(colour\)"):
         check_shape(AutoEncoder(4, 32, 3), 1, 28, "the images")
+    save_model(AutoEncoder(4, 32, 3), tmp_path / "model.pt")  # what every stage that loads the model asks
+    with pytest.raises(AepipeError, match=r"model.pt: the images \(data.channels, data.side\) are 1×32×32 \(greyscale\), "
+                                          r"but the model takes 3×32×32 \(colour\)"):
+        load_model(tmp_path / "model.pt", images=(1, 32))
+    assert load_model(tmp_path / "model.pt", images=(3, 32)).side == 32
 
 
 def test_a_colour_model_refuses_a_greyscale_array_naming_both(tmp_path):

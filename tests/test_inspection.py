@@ -57,6 +57,9 @@ def test_the_mvtec_layout_gives_its_split_kinds_and_masks(tmp_path):
     expected = np.asarray(Image.open(tmp_path / "ground_truth" / "stain" / "003_mask.png")) > 0
     resized = found.masks[23 + 8 + 3] > 0
     assert abs(resized.mean() - expected.mean()) < 0.02 and set(np.unique(found.masks)) == {0, 255}
+    inverted = read_inspection_set(tmp_path, side=32, channels=3, calibration_fraction=0.25, seed=0, invert=True,
+                                   log=lambda _: None)
+    assert np.array_equal(inverted.val.images, 255 - found.val.images) and np.array_equal(inverted.masks, found.masks)
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -67,6 +70,8 @@ def test_the_mvtec_layout_gives_its_split_kinds_and_masks(tmp_path):
      r"003_mask.png: 48×40 pixels, but its image 003.png is 40×40; expected the same size"),
     (lambda root: Image.new("L", (20, 20)).save(root / "test/good/small.png"),
      r"small.png: 20×20 pixels is smaller than the 32×32 the model takes"),
+    (lambda root: (root / "test/good").rename(root / "test/ok"),
+     r"test: expected test/good/ \(normal images that test the threshold\) and one folder per defect kind; found ok, scratch, stain"),
 ])
 def test_a_broken_inspection_set_is_refused_naming_the_file(tmp_path, damage, message):
     write_inspection_set(tmp_path, good=8, tested=4)

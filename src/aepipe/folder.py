@@ -100,24 +100,22 @@ def is_inspection_layout(root: str | Path) -> bool:
 
 
 def read_inspection_set(root: str | Path, side: int, channels: int, calibration_fraction: float, seed: int,
-                        log: Callable[[str], None] = print) -> InspectionSet:
-    """The MVTec AD layout under `root`; masks from ground_truth/<kind>/<name>_mask.png when that
-    folder exists (then every defect image needs one). A seeded random `calibration_fraction` of
-    train/good calibrates the threshold instead of training."""
+                        invert: bool = False, log: Callable[[str], None] = print) -> InspectionSet:
+    """The MVTec AD layout under `root` (inverted if `invert`); masks from
+    ground_truth/<kind>/<name>_mask.png when that folder exists (then every defect image needs one). A
+    seeded random `calibration_fraction` of train/good calibrates the threshold instead of training."""
     root = Path(root)
     kinds = sorted(path.name for path in (root / "test").iterdir() if path.is_dir() and path.name != GOOD
                    and not path.name.startswith("."))
-    if not kinds:
-        raise AepipeError(f"{root / 'test'}: no defect folders; expected test/good/ and one folder per defect kind")
+    if not kinds or not (root / "test" / GOOD).is_dir():
+        raise AepipeError(f"{root / 'test'}: expected test/good/ (normal images that test the threshold) and one "
+                          f"folder per defect kind; found {', '.join(sorted(path.name for path in (root / 'test').iterdir())) or 'nothing'}")
     if len(kinds) + 1 > MAX_CLASSES:
         raise AepipeError(f"{root / 'test'}: {len(kinds)} defect kinds; expected at most {MAX_CLASSES - 1}")
-    good = _images_of(root / "train" / GOOD, side, channels, log)
+    good = _images_of(root / "train" / GOOD, side, channels, invert, log)
     train, calibration = split_at_random(Split(good, np.zeros(len(good), np.uint8)), calibration_fraction, seed)
-    folders = [root / "test" / GOOD] * (root / "test" / GOOD).is_dir() + [root / "test" / kind for kind in kinds]
-    tested = [_images_of(folder, side, channels, log) for folder in folders]
-    labels = np.concatenate([np.zeros(len(calibration.labels), np.uint8)]
-                            + [np.full(len(images), kinds.index(folder.name) + 1 if folder.name in kinds else 0, np.uint8)
-                               for folder, images in zip(folders, tested)])
+    tested = [_images_of(root / "test" / name, side, channels, invert, log) for name in [GOOD, *kinds]]  # label = place
+    labels = np.concatenate([calibration.labels, *(np.full(len(images), label, np.uint8) for label, images in enumerate(tested))])
     val = Split(np.concatenate([calibration.images, *tested]), labels)
     masks = _read_masks(root, kinds, side) if (root / "ground_truth").is_dir() else None
     if masks is not None:
@@ -127,13 +125,14 @@ def read_inspection_set(root: str | Path, side: int, channels: int, calibration_
                          calibration_flags, masks)
 
 
-def _images_of(folder: Path, side: int, channels: int, log: Callable[[str], None]) -> np.ndarray:
+def _images_of(folder: Path, side: int, channels: int, invert: bool, log: Callable[[str], None]) -> np.ndarray:
     files = image_files(folder)
     if not files:
         raise AepipeError(f"{folder}: no PNG or JPEG images in it; expected the images of this class")
     read = [read_image(file, side, channels) for file in files]
     _note_conversions(folder, read, channels, log)
-    return np.stack([image.pixels for image in read])
+    images = np.stack([image.pixels for image in read])
+    return 255 - images if invert else images
 
 
 def _read_masks(root: Path, kinds: list[str], side: int) -> np.ndarray:

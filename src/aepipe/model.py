@@ -76,13 +76,16 @@ def save_model(model: AutoEncoder, path: str | Path) -> None:
     torch_save(checkpoint, path)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> AutoEncoder:
-    """Rebuild a saved model; anything but an aepipe checkpoint is refused with a clear error."""
+def load_model(path: str | Path, device: str | torch.device = "cpu", images: tuple[int, int] | None = None) -> AutoEncoder:
+    """Rebuild a saved model; anything but an aepipe checkpoint is refused with a clear error, and so is
+    a model of another shape than `images` (channels, side), the images it is to be used on."""
     checkpoint = read_checkpoint(path, CHECKPOINT_FORMAT, "autoencoder", made_by="train")
     channels, side = SEED_SHAPE  # absent from the seed's shape's checkpoints, which stay as they always were
     model = AutoEncoder(checkpoint["latent_dim"], checkpoint.get("side", side), checkpoint.get("channels", channels))
     load_weights(model, checkpoint["state_dict"], path, "autoencoder")
     model.noise_std = float(checkpoint.get("noise_std", 0.0))
+    if images:
+        check_shape(model, *images, f"{path}: the images (data.channels, data.side)")
     device = torch.device(device)
     return model.to(device, memory_format=preferred_memory_format(device)).eval()
 
