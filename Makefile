@@ -8,7 +8,7 @@ DVC := PATH="$(BIN):$$PATH" dvc
 # path goes into .dvc/config.local (see the README: a relative URL breaks `dvc exp push`).
 DVC_STORAGE ?= ../aepipe-dvc-storage
 
-.PHONY: setup remote repro test bench share pull compare restore-params gpu-bundle
+.PHONY: setup remote repro test bench share pull compare report restore-params gpu-bundle
 
 setup: $(STAMP)
 	@$(DVC) config --local remote.local.url >/dev/null 2>&1 || $(MAKE) --no-print-directory remote
@@ -51,10 +51,17 @@ pull: setup
 	$(DVC) pull --run-cache
 	$(DVC) exp pull origin --all-commits
 
-# The headline metrics of every experiment and the params that differ: no dependency hashes (every
-# column with a `/`), so the table fits a 200-column terminal.
+# The metrics and params that differ between the rows, and always the training and detection ones
+# (--keep), also when nothing differs yet (a fresh clone: the committed numbers); no dependency
+# hashes (every column with a `/`), so the table fits a 200-column terminal.
 compare:
-	$(DVC) exp show --only-changed --drop '.*/'
+	$(DVC) exp show --only-changed --drop '.*/' --keep '^(val_mse|step|threshold|fp_rate|auc_.*)$$'
+
+# One HTML page, dvc_plots/index.html: the workspace, BASE and the experiments named overlaid
+# (make report EXPS="exp-a exp-b"): each anomaly kind's ROC and PR curves, the losses, the figures.
+BASE ?= main
+report:
+	$(DVC) plots diff $(BASE) $(EXPS) --out dvc_plots
 
 # Back to the committed params.yaml, e.g. after a refused `dvc exp run -S` left its value there. Written
 # from git's copy: DVC's restore of a failed run can leave the index's stat data matching the changed

@@ -4,7 +4,7 @@
 
 Queues, in a fresh clone of REV (as bench/one_class.py does), one experiment of the whole default
 pipeline per noise level (`dvc exp run --queue -S train.noise_std=S`) and, per noise level, one one-class
-experiment up to `evaluate` for each of --classes, runs the queue and reads back each run's metrics and
+experiment (to `publish`, which writes the metrics) for each of --classes, runs the queue and reads back each run's metrics and
 its denoise, anomaly and train reports. MNIST from $AEPIPE_MNIST_MIRROR or the official mirrors.
 
 Results: bench/results/denoising.json and a Markdown table on stdout.
@@ -75,7 +75,7 @@ def main() -> None:
         dvc("exp", "run", "--queue", "-n", f"noise-{noise}", "-S", f"train.noise_std={noise}", cwd=clone)
         for c in classes:
             dvc("exp", "run", "--queue", "-n", f"noise-{noise}-class-{c}", "-S", f"train.noise_std={noise}",
-                "-S", f"data.normal_digits=[{c}]", "evaluate", cwd=clone)
+                "-S", f"data.normal_digits=[{c}]", "publish", cwd=clone)
     seconds = run_queue(clone, args.jobs)
     metrics = read_metrics(clone)
     rows = {noise: summarise(float(noise), reports(clone, f"noise-{noise}"), metrics[f"noise-{noise}"],

@@ -5,7 +5,7 @@
 
 Builds the sets (bench/inspection_sets.py: scikit-image's photographs, `pip install -e .[bench]`), then,
 in a fresh `git clone` of REV, commits each set as the DVC-tracked data/images and queues its
-experiments up to `evaluate` (default params but the dataset, its shape and the anomaly score):
+experiments (the whole pipeline, to `publish`: default params but the dataset, its shape and the anomaly score):
 - at the native side (64×64; colour for brick-hue), with each anomaly score and map: map_max on the
   error map (auto's choice for an inspection set), map_max on the SSIM map, combined, reconstruction;
 - the same with a longer recipe (`train.epochs=100`, `train.flips=true`): 20 epochs of a couple of
@@ -75,7 +75,7 @@ def queue_and_run(clone: Path, names: list[str], side: int, jobs: int) -> float:
         commit_images(clone, sets / name, name)
         for tail, params in variants(name, side).items():
             dvc("exp", "run", "--queue", "-n", f"{name}-{tail}", *[arg for param in [*COMMON, *params] for arg in ("-S", param)],
-                "evaluate", cwd=clone)
+                "publish", cwd=clone)
     shutil.rmtree(sets)
     return run_queue(clone, jobs)
 

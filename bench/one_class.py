@@ -3,14 +3,15 @@
     python bench/one_class.py [--dataset mnist|fashion-mnist] [--classes 0,1,...,9] [--seeds 1,2]
                               [--seed-classes 2,5,8] [--jobs 1] [--rev HEAD]
 
-Queues one experiment per class (`dvc exp run --queue -S data.normal_digits=[C] evaluate`: the stages
-up to `evaluate`, default params otherwise), then one per extra seed for the --seed-classes, runs the
+Queues one experiment per class (`dvc exp run --queue -S data.normal_digits=[C] publish`: the
+whole pipeline, whose `publish` stage gives git the metrics read back; default params otherwise), then one per extra seed for the --seed-classes, runs the
 queue (`dvc queue start`) and reads every experiment's metrics back with `dvc exp show --json`. It
 works in a fresh `git clone` of REV in a temporary directory, so it measures committed code and leaves
 this workspace alone. The data comes from $AEPIPE_MNIST_MIRROR / $AEPIPE_FASHION_MNIST_MIRROR (a URL or
 a folder of the four .gz files) or the official mirrors.
 
-Results: bench/results/one_class-<dataset>.json and a Markdown table on stdout, with published results
+Results: bench/results/one_class-<dataset>.json, its per-class ROC AUC as a DVC plot
+(one_class-<dataset>-per_class.csv) and a Markdown table on stdout, with published results
 on the same protocol beside it.
 """
 
@@ -25,7 +26,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-from aepipe.atomic import write_json
+import pandas as pd
+
+from aepipe.atomic import write_csv, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -75,7 +78,7 @@ def read_metrics(clone: Path, all_commits: bool = False) -> dict[str, dict]:
     for commit in shown:
         for experiment in commit.get("experiments") or []:
             data = experiment["revs"][0]["data"]
-            # The stages after `evaluate` did not run: their metrics files are absent (no "data").
+            # A metrics file absent from an experiment has no "data".
             values = {name: value for file in data["metrics"].values() for name, value in file.get("data", {}).items()}
             metrics[experiment["name"]] = values
     return metrics
@@ -93,6 +96,12 @@ def summarise(dataset: str, classes: list[int], seeds: list[int], seed_classes: 
         "seeds": seed_rows,
         "published_mean_auc_held_out": PUBLISHED[dataset],
     }
+
+
+def write_per_class_plot(dataset: str, summary: dict) -> None:
+    """Each class's held-out ROC AUC as data, a DVC plot (dvc.yaml's top-level plots) that overlays commits."""
+    rows = [{"normal_class": name, "auc_held_out": round(row["auc_held_out"], 4)} for name, row in summary["per_class"].items()]
+    write_csv(RESULTS / f"one_class-{dataset}-per_class.csv", pd.DataFrame(rows))
 
 
 def table(summary: dict) -> str:
@@ -120,7 +129,7 @@ def main() -> None:
     clone, rev = clone_at(args.rev, "one-class-")
     for normal_class, seed in runs:
         dvc("exp", "run", "--queue", "-n", f"{args.dataset}-{normal_class}-s{seed}", "-S", f"data.dataset={args.dataset}",
-            "-S", f"data.normal_digits=[{normal_class}]", "-S", f"seed={seed}", "evaluate", cwd=clone)
+            "-S", f"data.normal_digits=[{normal_class}]", "-S", f"seed={seed}", "publish", cwd=clone)
     seconds = run_queue(clone, args.jobs)
     metrics = read_metrics(clone)
     write_json(RESULTS / f"one_class-{args.dataset}-experiments.json", metrics)
@@ -130,6 +139,7 @@ def main() -> None:
         "dataset": args.dataset, "commit": rev, "date": date.today().isoformat(), "experiments": len(runs),
         "queue_seconds": round(seconds, 1), "protocol": "train on one class (all its training images, 20 epochs, "
         "default params), calibrate on half its test images; anomalies: the other nine classes' test images", **summary})
+    write_per_class_plot(args.dataset, summary)
     print(table(summary))
 
 

@@ -43,7 +43,7 @@ def main() -> None:
             "ssim_noisy": ssim(noisy, clean).mean().item(), "ssim_reconstructed": ssim(denoised, clean).mean().item(),
             "judge_accuracy_noisy": accuracy(noisy), "judge_accuracy_reconstructed": accuracy(denoised)}
         shown.append(tuple(to_numpy_images(images[params.denoise.index, None])[0] for images in (noisy, denoised)))
-    write_json("metrics/denoise.json", headline(report, params.denoise.noise_std))
+    write_json("data/metrics/denoise.json", headline(report, params.denoise.noise_std))
     write_json("reports/denoise.json", report)
     draw(report, params.denoise.noise_std, to_numpy_images(clean[params.denoise.index, None])[0], shown,
          with_judge=judge is not None)

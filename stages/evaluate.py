@@ -6,13 +6,14 @@ corruption of the normal test images, all scored by the losses stage: this one r
 """
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from aepipe.anomaly import detection_metrics
-from aepipe.atomic import write_json
+from aepipe.anomaly import detection_metrics, pr_curve, roc_curve
+from aepipe.atomic import write_csv, write_json
 from aepipe.dataset import load_classes
 from aepipe.errors import exit_on_error
 from aepipe.plots import anomaly_scores, most_anomalous, save
@@ -23,6 +24,28 @@ HEADLINE_ANOMALIES = {"held_out_digits": "auc_held_out", "rotation": "auc_rotati
                       "blank": "auc_blank"}
 # An inspection set's defects located pixel by pixel (the losses stage's names → the metrics').
 LOCALISATION = {"pixel_roc_auc": "auc_defect_pixels", "aupro": "aupro"}
+CURVES = {"roc": roc_curve, "pr": pr_curve}  # data/curves/<name>/<anomaly kind>.csv: the publish stage gives them to git
+
+
+def write_curves(normal_scores: np.ndarray, anomaly_sets: dict[str, np.ndarray]) -> None:
+    """Each anomaly kind's ROC and precision-recall curve, one small CSV each (a DVC plot)."""
+    for curve, make in CURVES.items():
+        for name, anomaly_scores in anomaly_sets.items():
+            safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)  # a folder class's name may hold anything
+            write_csv(f"data/curves/{curve}/{safe_name}.csv", pd.DataFrame(make(normal_scores, anomaly_scores)).round(5))
+
+
+def headline(evaluation: dict, localisation: dict, false_positive_rate: float, inspection: bool) -> dict:
+    """The numbers `dvc exp show` compares runs by."""
+    return {
+        "fp_rate": false_positive_rate,
+        **{column: evaluation[name]["roc_auc"] for name, column in HEADLINE_ANOMALIES.items() if name in evaluation},
+        **({"auc_patch_pixels": localisation["patch_pixel_roc_auc"]} if "patch_pixel_roc_auc" in localisation else {}),
+        **{column: localisation[name] for name, column in LOCALISATION.items() if name in localisation},
+        # An inspection set's defect kinds, each in `dvc exp show`.
+        **({f"auc_{kind}": result["roc_auc"] for kind, result in evaluation["held_out_by_class"].items()}
+           if inspection else {}),
+    }
 
 
 def main() -> None:
@@ -40,20 +63,15 @@ def main() -> None:
     classes = load_classes("data/raw")
 
     evaluation = {name: detection_metrics(normal_scores, anomaly, threshold) for name, anomaly in anomaly_sets.items()}
+    by_class = {}
     if len(held_out) and classes.labelled:  # each held-out class (an inspection set's defect kind) on its own
-        evaluation["held_out_by_class"] = {
-            classes.names[label]: detection_metrics(normal_scores, group["score"].to_numpy(), threshold)
-            for label, group in images[images["role"] == "held_out"].groupby("label")}
+        by_class = {classes.names[label]: group.to_numpy()
+                    for label, group in images[images["role"] == "held_out"].groupby("label")["score"]}
+        evaluation["held_out_by_class"] = {name: detection_metrics(normal_scores, scores, threshold)
+                                           for name, scores in by_class.items()}
+    write_curves(normal_scores, {**anomaly_sets, **{f"held_out_{name}": scores for name, scores in by_class.items()}})
     false_positive_rate = float(np.mean(normal_scores > threshold))
-    write_json("metrics/anomaly.json", {
-        "fp_rate": false_positive_rate,
-        **{headline: evaluation[name]["roc_auc"] for name, headline in HEADLINE_ANOMALIES.items() if name in evaluation},
-        **({"auc_patch_pixels": localisation["patch_pixel_roc_auc"]} if "patch_pixel_roc_auc" in localisation else {}),
-        **{headline: localisation[name] for name, headline in LOCALISATION.items() if name in localisation},
-        # An inspection set's defect kinds, each in `dvc exp show`.
-        **({f"auc_{kind}": result["roc_auc"] for kind, result in evaluation["held_out_by_class"].items()}
-           if classes.inspection else {}),
-    })
+    write_json("data/metrics/anomaly.json", headline(evaluation, localisation, false_positive_rate, classes.inspection))
     write_json("reports/anomaly.json", {
         "score": method,
         "threshold": threshold,

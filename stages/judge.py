@@ -20,7 +20,7 @@ def main() -> None:
         # Nothing to tell apart (a folder without classes, an inspection set's good images): no judge,
         # and the later stages report what it would measure as not applicable (null).
         save_judge(None, "models/judge.pt")
-        write_json("metrics/judge.json", {"judge_accuracy": None})
+        write_json("data/metrics/judge.json", {"judge_accuracy": None})
         write_json("reports/judge.json", {"judge": f"does not apply: {NO_CLASSES}"})
         return
     device = resolve_device(params.train.device)
@@ -28,7 +28,7 @@ def main() -> None:
     result = train_judge(to_pixels(train.images, device), torch.as_tensor(train.labels.astype(np.int64), device=device),
                          to_pixels(val.images, device), val.labels, len(classes.names), params.judge)
     save_judge(result.judge, "models/judge.pt")
-    write_json("metrics/judge.json", {"judge_accuracy": result.epoch_accuracies[-1]})
+    write_json("data/metrics/judge.json", {"judge_accuracy": result.epoch_accuracies[-1]})
     write_json("reports/judge.json", {
         "accuracy_per_epoch": result.epoch_accuracies,
         "train_images": len(train.labels),

@@ -58,7 +58,7 @@ def main() -> None:
                       **coverage(judged.labels, classes.names, normal_digits)}
     reconstructions_report = {"judge_accuracy": reconstructed.accuracy(val.labels),
                               "judge_accuracy_originals": real.accuracy(val.labels), "images": len(val.labels)}
-    write_json("metrics/samples.json", dict(zip(METRICS, [
+    write_json("data/metrics/samples.json", dict(zip(METRICS, [
         distances["samples"], distances["reconstructions"], distances["real"], samples_report["judge_confidence"],
         samples_report["smallest_normal_class_share"], reconstructions_report["judge_accuracy"]])))
     write_json("reports/samples.json", {
@@ -77,7 +77,7 @@ def write_unjudged(pixels: np.ndarray, drawn: np.ndarray, shown: tuple, names: l
     """The outputs for images without classes: samples and figure, no judge's numbers."""
     with atomic_path("data/samples.npz") as tmp:
         np.savez_compressed(tmp, images=pixels, latents=drawn)
-    write_json("metrics/samples.json", dict.fromkeys(METRICS))
+    write_json("data/metrics/samples.json", dict.fromkeys(METRICS))
     write_json("reports/samples.json", {"judge": f"does not apply: {NO_CLASSES}", "samples": len(drawn)})
     save(samples_grid(*shown, None, names), "plots/samples.png")
 

@@ -30,7 +30,7 @@ def main() -> None:
     # are the defect's mask, and an image is flagged exactly when its mask is not empty.
     per_pixel = {"per_pixel": {"threshold": per_image, **score["maps"]}} if score.get("maps") else {}
 
-    write_json("metrics/threshold.json", {"threshold": per_image})  # the headline; the rest below
+    write_json("data/metrics/threshold.json", {"threshold": per_image})  # the headline; the rest below
     write_json("reports/threshold.json", {
         "per_batch": {
             "rule": "mean + k * std of per-batch validation losses (the seed's)",

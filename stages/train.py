@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from dvclive import Live
 
-from aepipe.atomic import atomic_path, write_json
+from aepipe.atomic import atomic_path, copy_file, write_json
 from aepipe.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_pixels
 from aepipe.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
@@ -19,7 +19,10 @@ CHECKPOINT = Path(".checkpoints/train.pt")
 # DVCLive's files: dvclive/metrics.json (epochs done and the latest validation MSE: `dvc exp show`
 # reads it while a queued experiment trains), dvclive/plots/metrics/{train,val}_mse.tsv per epoch, and
 # dvclive/plots/custom/batch_mse.json per step. dvc.yaml declares them itself (dvcyaml=None).
+# dvclive/metrics.json is the publish stage's (git tracks it); this stage's own copy of the final
+# numbers is the cached HEADLINE, which publish copies back, also when DVC restores this stage's outputs.
 LIVE_DIR = "dvclive"
+HEADLINE = "data/metrics/train.json"
 
 
 class LossLogger:
@@ -46,6 +49,7 @@ class LossLogger:
     def finish(self, seconds: float) -> None:
         self.live.summary["train_seconds"] = round(seconds, 2)
         self.live.end()
+        copy_file(self.live.metrics_file, HEADLINE)
 
 
 def main() -> None:

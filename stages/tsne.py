@@ -23,7 +23,7 @@ def main() -> None:
     # Without labels (a folder without class subfolders) there is no accuracy to measure: null, not a guess.
     accuracy_2d = knn_accuracy(result.embedding, labels, KNN_K) if classes.labelled else None
     write_csv("data/tsne.csv", pd.DataFrame({"x": result.embedding[:, 0], "y": result.embedding[:, 1], "label": labels}))
-    write_json("metrics/tsne.json", {"tsne_knn10": accuracy_2d})
+    write_json("data/metrics/tsne.json", {"tsne_knn10": accuracy_2d})
     write_json("reports/tsne.json", {
         "kl_divergence": result.kl_divergence,
         "seconds": round(result.seconds, 2),

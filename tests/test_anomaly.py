@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.anomaly import calibration_split, detection_metrics, mean_std_threshold, per_image_threshold, summary
+from aepipe.anomaly import (calibration_split, detection_metrics, mean_std_threshold, per_image_threshold, pr_curve,
+                            roc_curve, summary)
 from aepipe.corruptions import corrupt, patch, rotate
 from aepipe.params import CorruptionParams
 
@@ -112,3 +113,26 @@ def test_rotation_by_90_degrees_turns_a_bar():
     images[0, 0, 13:15, 4:24] = 1  # horizontal bar
     rotated = corrupt(images, CorruptionParams(gaussian_noise=None, rotation=90, patch=None, invert=False, blank=False, saturate=False), seed=0)["rotation"]
     assert rotated[0, 0, 4:24, 13:15].mean() > 0.9 and rotated[0, 0, 13:15, :4].sum() == 0
+
+
+def threshold_rates(normal: np.ndarray, anomalous: np.ndarray) -> list[tuple[float, float, float]]:
+    """(false-positive rate, recall, precision) of flagging `score >= t`, for every score t and above all."""
+    rates = [(0.0, 0.0, 1.0)]
+    for t in np.unique(np.r_[normal, anomalous]):
+        flagged_normal, flagged_anomalous = np.sum(normal >= t), np.sum(anomalous >= t)
+        rates.append((flagged_normal / len(normal), flagged_anomalous / len(anomalous),
+                      flagged_anomalous / (flagged_normal + flagged_anomalous)))
+    return rates
+
+
+def test_curves_are_the_definitions_threshold_by_threshold_on_a_fixed_grid():
+    rng = np.random.default_rng(3)
+    normal, anomalous = np.round(rng.normal(0, 1, 300), 1), np.round(rng.normal(1, 1, 80), 1)  # ties included
+    rates = threshold_rates(normal, anomalous)
+    roc, pr = roc_curve(normal, anomalous), pr_curve(normal, anomalous)
+    assert len(roc["fpr"]) == len(pr["recall"]) == 101 and roc["fpr"][-1] == pr["recall"][-1] == 1
+    for fpr, tpr in zip(roc["fpr"], roc["tpr"]):  # the best recall whose false-positive rate is at most fpr
+        assert tpr == max(recall for f, recall, _ in rates if f <= fpr + 1e-12)
+    for recall, precision in zip(pr["recall"], pr["precision"]):  # the best precision at this recall or more
+        assert precision == pytest.approx(max(p for _, r, p in rates[1:] if r >= recall - 1e-12))
+    assert roc["tpr"][-1] == 1 and np.all(np.diff(roc["tpr"]) >= 0) and np.all(np.diff(pr["precision"]) <= 0)

@@ -28,7 +28,7 @@ def test_two_workers_match_one_and_write_outputs_once(tmp_path, raw_dir):
     assert two["final_val_loss"] < two["initial_val_loss"] / 2
 
     written = sorted(str(path.relative_to(double)) for path in double.rglob("*") if path.is_file() and "raw" not in path.parts)
-    assert written == ["data/train/reconstructions.npz", "dvclive/metrics.json", "dvclive/plots/custom/batch_mse.json",
+    assert written == ["data/metrics/train.json", "data/train/reconstructions.npz", "dvclive/metrics.json", "dvclive/plots/custom/batch_mse.json",
                        "dvclive/plots/metrics/train_mse.tsv", "dvclive/plots/metrics/val_mse.tsv", "models/model.pt",
                        "params.yaml", "reports/train.json"]
     steps = json.loads((double / "dvclive" / "plots" / "custom" / "batch_mse.json").read_text())

@@ -146,7 +146,7 @@ def test_an_autoencoder_experiment_never_retrains_the_judge(own_project, mnist_d
 def test_changing_only_perplexity_reruns_only_tsne(own_project, mnist_dir):
     before = json.loads((own_project / "reports" / "tsne.json").read_text())
     result = run(["dvc", "exp", "run", *SMALL, "-S", "tsne.perplexity=10"], own_project, str(mnist_dir))
-    assert ran_stages(result.stdout) == ["check_params", "tsne"]
+    assert ran_stages(result.stdout) == ["check_params", "tsne", "publish"]
     assert json.loads((own_project / "reports" / "tsne.json").read_text())["kl_divergence"] != before["kl_divergence"]
 
 
@@ -204,6 +204,29 @@ def test_metrics_are_the_headline_numbers_and_fit_exp_show(project):
     assert all(name in header.split() for name in HEADLINE), header
 
 
+def test_publish_gives_git_the_numbers_curves_and_reports_of_the_cached_stages(project):
+    published = {f"data/metrics/{path.name}": f"metrics/{path.name}" for path in (project / "data" / "metrics").iterdir()
+                 if path.name != "train.json" and not path.name.startswith(".")}
+    published["data/metrics/train.json"] = "dvclive/metrics.json"
+    published.update({f"reports/{path.name}": f"results/{path.name}" for path in (project / "reports").glob("*.json")})
+    assert len(published) == 7 + 7
+    kinds = ["blank", "gaussian_noise", "invert", "patch", "rotation", "saturate"]
+    for curve in ("roc", "pr"):
+        assert sorted(path.stem for path in (project / "plots" / curve).iterdir()) == kinds
+        published.update({f"data/curves/{curve}/{kind}.csv": f"plots/{curve}/{kind}.csv" for kind in kinds})
+    for source, copy in published.items():
+        assert (project / copy).read_bytes() == (project / source).read_bytes(), copy
+    ignored = run(["git", "check-ignore", *published.values()], project, None, check=False)
+    assert ignored.returncode == 1 and not ignored.stdout, f"git ignores {ignored.stdout}"
+    cached = run(["git", "check-ignore", *published], project, None).stdout.split()
+    assert sorted(cached) == sorted(published), "the stages' own files are DVC's (cached, git-ignored)"
+
+    roc, anomaly = pd.read_csv(project / "plots" / "roc" / "patch.csv"), json.loads((project / "reports" / "anomaly.json").read_text())
+    assert len(roc) == 101 and roc["fpr"].iloc[-1] == roc["tpr"].iloc[-1] == 1
+    # The staircase sampled on the grid lies under the exact curve: its area is the ROC AUC, a little less.
+    assert anomaly["patch"]["roc_auc"] - 0.02 < np.trapezoid(roc["tpr"], roc["fpr"]) <= anomaly["patch"]["roc_auc"]
+
+
 def test_anomaly_evaluation_covers_every_corruption(project):
     anomaly = json.loads((project / "reports" / "anomaly.json").read_text())
     per_image = json.loads((project / "reports" / "threshold.json").read_text())["per_image"]
@@ -226,18 +249,18 @@ def test_anomaly_evaluation_covers_every_corruption(project):
 def test_changing_the_anomaly_score_reruns_only_the_scoring_stages(own_project, mnist_dir):
     model = (own_project / "models" / "model.pt").read_bytes()
     result = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=reconstruction"], own_project, str(mnist_dir))
-    assert ran_stages(result.stdout) == ["check_params", "losses", "threshold", "evaluate"]
+    assert ran_stages(result.stdout) == ["check_params", "losses", "threshold", "evaluate", "publish"]
     assert (own_project / "models" / "model.pt").read_bytes() == model
     images = pd.read_csv(own_project / "data" / "losses" / "val_images.csv")
     assert images["score"].tolist() == images["loss"].tolist(), "the reconstruction score is the reconstruction error"
     assert json.loads((own_project / "reports" / "anomaly.json").read_text())["blank"]["roc_auc"] < 0.5
     back = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=auto"], own_project, str(mnist_dir))
-    assert ran_stages(back.stdout) == [], "the default (combined) score's results should come back from the run-cache"
+    assert ran_stages(back.stdout) == ["publish"], "the default score's results should come back from the run-cache"
 
 
 def test_changing_only_the_threshold_param_reruns_only_threshold_and_evaluation(own_project, mnist_dir):
     result = run(["dvc", "exp", "run", *SMALL, "-S", "threshold.k=2"], own_project, str(mnist_dir))
-    assert ran_stages(result.stdout) == ["check_params", "threshold", "evaluate"]
+    assert ran_stages(result.stdout) == ["check_params", "threshold", "evaluate", "publish"]
     per_batch = json.loads((own_project / "reports" / "threshold.json").read_text())["per_batch"]
     assert per_batch["threshold"] == pytest.approx(per_batch["val"]["mean"] + 2 * per_batch["val"]["std"])
 
@@ -377,7 +400,7 @@ def test_fashion_mnist_comes_from_its_own_mirror_and_is_scored_one_class(tmp_pat
     train = json.loads((project / "reports" / "train.json").read_text())
     assert train["train_images"] == int((load_split(raw, "train", 2048).labels == 7).sum())
     assert train["final_val_loss"] < train["initial_val_loss"], "training did not beat the untrained model"
-    assert 0 <= json.loads((project / "metrics" / "anomaly.json").read_text())["auc_held_out"] <= 1
+    assert 0 <= json.loads((project / "data" / "metrics" / "anomaly.json").read_text())["auc_held_out"] <= 1
     tsne = json.loads((project / "reports" / "tsne.json").read_text())
     assert tsne["points"] == 512 and 0.3 < tsne["knn_accuracy_2d"] <= 1
     for figure in ("loss_histograms", "anomaly_scores", "most_anomalous", "tsne"):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import REPO
 from dvc_project import SMALL, copy_project, project_env, ran_stages, run
 
 UP_TO_DATE = "Data and pipelines are up to date."
@@ -40,10 +41,18 @@ def make(target: str, path: Path, env: dict[str, str]) -> None:
     run(["make", "--no-print-directory", "-o", "setup", target], path, None, **env)
 
 
+def git_tracked_outputs() -> set[str]:
+    """The outputs dvc.yaml leaves to git (`cache: false`): the publish stage's."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    return {path for stage in stages.values() for kind in ("outs", "metrics", "plots") for out in stage.get(kind, [])
+            if isinstance(out, dict) for path, flags in out.items() if flags.get("cache") is False}
+
+
 def locked_outputs(dvc_lock: str) -> dict[str, str]:
-    """{output path: md5} of every stage in a dvc.lock's text."""
+    """{output path: md5} of every output in a dvc.lock's text that DVC caches (git holds the others)."""
     stages = yaml.safe_load(dvc_lock)["stages"]
-    return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])}
+    return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])
+            if out["path"] not in git_tracked_outputs()}
 
 
 def free_port() -> int:
@@ -171,7 +180,7 @@ def test_bob_sees_alice_experiments_and_reruns_one_without_computing(team):
     assert seen[0.9] < seen[0.95], "a smaller false-alarm budget sets a higher threshold"
 
     result = run(["dvc", "exp", "run", "--pull", "-S", "threshold.q=0.95"], bob, None, **team.env)
-    assert ran_stages(result.stdout) == [], result.stdout
+    assert ran_stages(result.stdout) == ["publish"], result.stdout  # it alone: its outputs are git's, not cached
     expected = locked_outputs(team.alice_experiments()[0.95])
     assert locked_outputs((bob / "dvc.lock").read_text()) == expected
     metrics = json.loads((bob / "metrics" / "threshold.json").read_text())
@@ -199,6 +208,68 @@ def test_repro_pull_restores_the_committed_run_without_computing(team):
     assert ran_stages(result.stdout) == []
     assert UP_TO_DATE in run(["dvc", "status"], bob, None, **team.env).stdout
     assert (bob / "models" / "model.pt").read_bytes() == (team.alice / "models" / "model.pt").read_bytes()
+
+
+PUBLISHED_METRICS = ["dvclive/metrics.json", *(f"metrics/{stage}.json" for stage in
+                                             ("threshold", "anomaly", "tsne", "denoise", "judge", "samples"))]
+
+
+@pytest.mark.parametrize("team", ["local"], indirect=True)
+def test_a_clone_without_cache_or_remote_shows_the_committed_metrics_and_curves(team):
+    newcomer = team.root / "newcomer"
+    run(["git", "clone", "-q", str(team.origin), str(newcomer)], team.root, None)  # no remote, nothing pulled
+    assert not (newcomer / "models" / "model.pt").exists()
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], newcomer, None).stdout)[""]
+    assert "error" not in shown and sorted(shown["data"]) == sorted(PUBLISHED_METRICS), shown
+    for path in PUBLISHED_METRICS:
+        assert shown["data"][path]["data"] == json.loads((team.alice / path).read_text()), path
+    diff = run(["dvc", "metrics", "diff", "HEAD"], newcomer, None)
+    assert "failed to load" not in diff.stdout + diff.stderr
+    branch = run(["git", "rev-parse", "--abbrev-ref", "HEAD"], newcomer, None).stdout.strip()
+    table = run(["make", "--no-print-directory", "compare"], newcomer, None, COLUMNS="200").stdout  # the README's way
+    header = next(line for line in table.splitlines() if "Experiment" in line).split()
+    committed = next(line for line in table.splitlines() if line.split()[:1] == [branch]).split()
+    assert {"val_mse", "threshold", "fp_rate", "auc_rotation"} <= set(header) and "!" not in committed, table
+    threshold = json.loads((team.alice / "metrics" / "threshold.json").read_text())["threshold"]
+    values = committed[3:]  # after the name and the time it was created ("04:56 PM")
+    assert float(values[header[2:].index("threshold")]) == pytest.approx(threshold, rel=1e-4)
+
+    run(["dvc", "exp", "pull", "--no-cache", "origin", "--all-commits"], newcomer, None)
+    experiments = json.loads(run(["dvc", "exp", "show", "--json"], newcomer, None).stdout)
+    commit = next(row for row in experiments if row["rev"] != "workspace")
+    rows = [commit["data"], *(experiment["revs"][0]["data"] for experiment in commit["experiments"])]
+    assert len(rows) == 1 + len(QUANTILES)
+    for row in rows:  # the commit's row and each experiment's: numbers, not errors
+        metrics = row["metrics"]
+        assert sorted(metrics) == sorted(PUBLISHED_METRICS) and all("error" not in m for m in metrics.values()), metrics
+
+    names = run(["dvc", "exp", "list", "--name-only"], newcomer, None).stdout.split()
+    plots = json.loads(run(["dvc", "plots", "diff", *names, "--json"], newcomer, None).stdout)
+    charts = {name: chart for name, chart in plots["data"].items() if name.startswith("plots/roc/")}
+    assert sorted(charts) == sorted(f"plots/roc/{path.name}" for path in (team.alice / "plots" / "roc").iterdir())
+    for chart in charts.values():  # one chart per anomaly kind, a curve per experiment
+        values = chart[0]["content"]["data"]["values"]
+        assert sorted({value["rev"] for value in values}) == sorted(names)
+        assert all(sum(value["rev"] == name for value in values) == 101 for name in names)
+
+
+@pytest.mark.parametrize("team", ["local"], indirect=True)
+def test_the_autoencoder_is_fetched_from_the_registry_through_the_remote(team, tmp_path):
+    # What a deployer without a clone runs: `dvc artifacts get` of a version Alice registered (a GTO
+    # tag), with the team's remote in a config file (the local one is in no committed config).
+    bob = team.clone("bob-artifacts")
+    get = ["dvc", "artifacts", "get", str(team.origin), "autoencoder", "--config", str(bob / ".dvc" / "config.local")]
+    unregistered = run([*get, "-o", str(tmp_path / "none.pt")], tmp_path, None, check=False)
+    assert unregistered.returncode != 0 and "Unable to find artifact 'autoencoder'" in unregistered.stderr
+
+    run(["git", "tag", "-a", "autoencoder@v1.0.0", "-m", "first release"], team.alice, None)
+    run(["git", "push", "-q", "origin", "autoencoder@v1.0.0"], team.alice, None)
+    model = (team.alice / "models" / "model.pt").read_bytes()
+    run([*get, "-o", str(tmp_path / "latest.pt")], tmp_path, None)
+    run([*get, "--rev", "v1.0.0", "-o", str(tmp_path / "v1.pt")], tmp_path, None)
+    assert (tmp_path / "latest.pt").read_bytes() == (tmp_path / "v1.pt").read_bytes() == model
+    unknown = run([*get, "--rev", "v9.9.9", "-o", str(tmp_path / "v9.pt")], tmp_path, None, check=False)
+    assert unknown.returncode != 0 and not (tmp_path / "v9.pt").exists()
 
 
 def set_threshold_k(project: Path, k: float) -> None:

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,3 +55,9 @@ def write_csv(path: str | os.PathLike, frame) -> None:
 def file_sha256(path: str | os.PathLike) -> str:
     """Identifies a saved model, so results computed from it can be matched to it later."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def copy_file(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """Copy a file's bytes, all or nothing."""
+    with atomic_path(destination) as tmp:
+        shutil.copyfile(source, tmp)

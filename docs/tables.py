@@ -1,0 +1,103 @@
+"""The tables of the committed default run in README.md and docs/results.md, written from the files
+the publish stage gives git (metrics/, dvclive/metrics.json, results/), so that they cannot drift
+from what the run measured.
+
+    python docs/tables.py           # rewrite them (after committing a new default run)
+    python docs/tables.py --check   # exit 1 naming each table that differs (a test runs this)
+
+A table lives between `<!-- table: NAME -->` and `<!-- /table -->`; the text around it is the docs'.
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ("README.md", "docs/results.md")
+METRICS = ["dvclive/metrics.json", *(f"metrics/{stage}.json" for stage in
+                                     ("threshold", "anomaly", "tsne", "denoise", "judge", "samples"))]
+KIND_NAMES = {"gaussian_noise": "Gaussian noise", "rotation": "rotated", "patch": "white patch", "invert": "inverted",
+              "blank": "blank (all black)", "saturate": "saturated (all white)"}
+
+
+def load(root: Path, path: str) -> dict:
+    return json.loads((root / path).read_text())
+
+
+def number(value) -> str:
+    """Four significant digits, as `dvc metrics show` would round them; integers as they are."""
+    if value is None or isinstance(value, (int, str)):
+        return "null" if value is None else str(value)
+    return f"{value:.4g}"
+
+
+def headline_metrics(root: Path) -> list[str]:
+    """Every number `dvc metrics show` shows, by file."""
+    rows = ["| file | metric | default run |", "| --- | --- | --- |"]
+    for path in METRICS:
+        rows += [f"| `{path}` | `{name}` | {number(value)} |" for name, value in load(root, path).items()]
+    return rows
+
+
+def default_run(root: Path) -> list[str]:
+    train, threshold, tsne = load(root, "results/train.json"), load(root, "results/threshold.json"), load(root, "results/tsne.json")
+    denoise, judge = load(root, "results/denoise.json"), load(root, "results/judge.json")
+    noisy = {key.removeprefix("noise_std_").replace("_", "."): value for key, value in denoise.items()
+             if key.startswith("noise_std_")}
+    rows = [
+        ("final validation MSE, training MSE", f"{number(train['final_val_loss'])}, {number(train['final_train_loss'])}"),
+        ("epochs, training time", f"{train['epochs']}, {train['train_seconds']:.0f} s ({train['images_per_second']:,.0f} "
+                                  f"images/s, {train['device']})"),
+        (f"threshold per batch (val mean + {number(threshold['per_batch']['k'])}·std)",
+         number(threshold["per_batch"]["threshold"])),
+        (f"threshold per image ({threshold['per_image']['rule']} of the `{threshold['per_image']['score']}` score)",
+         number(threshold["per_image"]["threshold"])),
+        ("t-SNE: 10-NN accuracy in 2-D (latent space), KL", f"{tsne['knn_accuracy_2d']:.2%} ({tsne['knn_accuracy_latent']:.2%}), "
+                                                           f"{tsne['kl_divergence']:.2f}"),
+        ("denoising, mean PSNR noisy → reconstructed", "; ".join(
+            f"σ {sigma}: {value['psnr_noisy_db']:.1f} → {value['psnr_reconstructed_db']:.1f} dB" for sigma, value in noisy.items())),
+        ("the judge's test accuracy", f"{judge['accuracy_per_epoch'][-1]:.2%}"),
+    ]
+    return ["| | committed default run |", "| --- | --- |", *(f"| {name} | {value} |" for name, value in rows)]
+
+
+def anomaly_detection(root: Path) -> list[str]:
+    anomaly = load(root, "results/anomaly.json")
+    rows = [f"`anomaly.score: {anomaly['score']}`, threshold {number(anomaly['threshold'])}, "
+            f"{anomaly['normal_test_images']:,} normal test images, false-positive rate {anomaly['false_positive_rate']:.1%}:",
+            "", "| anomalies | count | ROC AUC | average precision | precision | recall | F1 |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for kind, name in KIND_NAMES.items():
+        if kind in anomaly:
+            result = anomaly[kind]
+            rows.append(f"| {name} | {result['anomalies']:,} | " + " | ".join(
+                f"{result[key]:.3f}" for key in ("roc_auc", "average_precision", "precision", "recall", "f1")) + " |")
+    return rows
+
+
+TABLES = {"headline_metrics": headline_metrics, "default_run": default_run, "anomaly_detection": anomaly_detection}
+BLOCK = re.compile(r"(<!-- table: (\w+) -->\n)(.*?)(<!-- /table -->)", re.DOTALL)
+
+
+def rewritten(text: str, root: Path) -> str:
+    return BLOCK.sub(lambda match: match[1] + "\n".join(TABLES[match[2]](root)) + "\n" + match[4], text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table differs")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the project (default: this one)")
+    args = parser.parse_args()
+    root = args.root
+    stale = [doc for doc in DOCS if rewritten((root / doc).read_text(), root) != (root / doc).read_text()]
+    if args.check and stale:
+        sys.exit(f"tables out of date with the committed results in {', '.join(stale)}: run python docs/tables.py")
+    for doc in stale:
+        (root / doc).write_text(rewritten((root / doc).read_text(), root))
+    print(f"rewrote the tables in {', '.join(stale)}" if stale else "every table is up to date")
+
+
+if __name__ == "__main__":
+    main()
