@@ -15,7 +15,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[pipeline,test]"
 	touch $@
 
 # Points the `local` remote at DVC_STORAGE (default ../aepipe-dvc-storage), e.g.
@@ -51,17 +51,17 @@ pull: setup
 	$(DVC) pull --run-cache
 	$(DVC) exp pull origin --all-commits
 
-# The metrics and params that differ between the rows, and always the training and detection ones
+# The metrics and params that differ between the rows, and always the training, detection and export ones
 # (--keep), also when nothing differs yet (a fresh clone: the committed numbers); no dependency
 # hashes (every column with a `/`), so the table fits a 200-column terminal.
 compare:
-	$(DVC) exp show --only-changed --drop '.*/' --keep '^(val_mse|step|threshold|fp_rate|auc_.*)$$'
+	$(DVC) exp show --only-changed --drop '.*/' --keep '^(val_mse|step|threshold|fp_rate|auc_.*|export_.*)$$'
 
 # One HTML page, dvc_plots/index.html: the workspace, BASE and the experiments named overlaid
 # (make report EXPS="exp-a exp-b"): each anomaly kind's ROC and PR curves, the losses, the figures.
 BASE ?= main
 report:
-	$(DVC) plots diff $(BASE) $(EXPS) --out dvc_plots
+	$(DVC) plots diff workspace $(BASE) $(EXPS) --out dvc_plots
 
 # Back to the committed params.yaml, e.g. after a refused `dvc exp run -S` left its value there. Written
 # from git's copy: DVC's restore of a failed run can leave the index's stat data matching the changed

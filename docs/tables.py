@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/results.md")
 METRICS = ["dvclive/metrics.json", *(f"metrics/{stage}.json" for stage in
-                                     ("threshold", "anomaly", "tsne", "denoise", "judge", "samples"))]
+                                     ("threshold", "anomaly", "tsne", "denoise", "judge", "samples", "export"))]
 KIND_NAMES = {"gaussian_noise": "Gaussian noise", "rotation": "rotated", "patch": "white patch", "invert": "inverted",
               "blank": "blank (all black)", "saturate": "saturated (all white)"}
 

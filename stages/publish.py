@@ -15,7 +15,7 @@ from aepipe.errors import exit_on_error
 # DVCLive updates while the train stage runs (so `dvc exp show` follows a queued training).
 METRICS = {"data/metrics/train.json": "dvclive/metrics.json",
            **{f"data/metrics/{stage}.json": f"metrics/{stage}.json"
-              for stage in ("threshold", "anomaly", "tsne", "denoise", "judge", "samples")}}
+              for stage in ("threshold", "anomaly", "tsne", "denoise", "judge", "samples", "export")}}
 # Whole folders: the loss per epoch (DVCLive's), each anomaly kind's ROC and PR curve (drawn by `dvc
 # plots`), and every stage's report (all its numbers; docs/tables.py writes the docs' tables from them).
 FOLDERS = {"dvclive/plots/metrics": "plots/loss", "data/curves/roc": "plots/roc", "data/curves/pr": "plots/pr",

@@ -150,3 +150,14 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
     assert mask.shape == (40, 40) and set(np.unique(mask)) <= {0, 255}
     flagged = scored.stdout.splitlines()[1].endswith("true")
     assert flagged == bool(mask.any()), "an image is flagged exactly when its mask has a pixel"
+
+    # The exported detector: colour 32×32, the map_max score on the SSIM map. SSIM divides by local
+    # variances, so float32 rounding (onnxruntime's convolutions are not torch's) grows where an image
+    # is flat (the saturated corruption): measured here 8e-6 for scores, 1.6e-5 for maps.
+    export = json.loads((project / "reports" / "export.json").read_text())
+    assert export["export_max_rel_diff"] <= 5e-5 and export["export_flags_differ"] == 0 and export["max_map_diff"] <= 5e-5
+    assert (export["metadata"]["side"], export["metadata"]["channels"]) == ("32", "3")
+    by_detector = run([str(Path(sys.executable).parent / "aepipe"), "score", "--maps", str(tmp_path / "onnx-maps"), "--onnx",
+                       "models/detector.onnx", str(project / "data" / "images" / "test" / "scratch" / "000.png")], project, None)
+    assert by_detector.stdout.splitlines()[1].split(",")[2] == scored.stdout.splitlines()[1].split(",")[2]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "onnx-maps" / "0000-000_mask.png")), mask)

@@ -181,7 +181,7 @@ def test_dvc_resumes_a_killed_training_run(tmp_path, mnist_dir):
 HEADLINE = ["step", "val_mse", "train_seconds", "threshold", "fp_rate", "auc_rotation", "auc_patch", "auc_blank",
             "auc_patch_pixels", "tsne_knn10",
             "psnr_gain", "denoised_ssim", "noisy_acc", "denoised_acc", "judge_accuracy", "fd_samples", "fd_recon", "fd_real", "sample_conf",
-            "sample_min_share", "recon_acc"]
+            "sample_min_share", "recon_acc", "export_max_rel_diff", "export_flags_differ"]
 
 
 def test_metrics_are_the_headline_numbers_and_fit_exp_show(project):
@@ -209,7 +209,7 @@ def test_publish_gives_git_the_numbers_curves_and_reports_of_the_cached_stages(p
                  if path.name != "train.json" and not path.name.startswith(".")}
     published["data/metrics/train.json"] = "dvclive/metrics.json"
     published.update({f"reports/{path.name}": f"results/{path.name}" for path in (project / "reports").glob("*.json")})
-    assert len(published) == 7 + 7
+    assert len(published) == 8 + 8
     kinds = ["blank", "gaussian_noise", "invert", "patch", "rotation", "saturate"]
     for curve in ("roc", "pr"):
         assert sorted(path.stem for path in (project / "plots" / curve).iterdir()) == kinds
@@ -249,18 +249,20 @@ def test_anomaly_evaluation_covers_every_corruption(project):
 def test_changing_the_anomaly_score_reruns_only_the_scoring_stages(own_project, mnist_dir):
     model = (own_project / "models" / "model.pt").read_bytes()
     result = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=reconstruction"], own_project, str(mnist_dir))
-    assert ran_stages(result.stdout) == ["check_params", "losses", "threshold", "evaluate", "publish"]
+    assert ran_stages(result.stdout) == ["check_params", "losses", "threshold", "evaluate", "export", "publish"]
     assert (own_project / "models" / "model.pt").read_bytes() == model
     images = pd.read_csv(own_project / "data" / "losses" / "val_images.csv")
     assert images["score"].tolist() == images["loss"].tolist(), "the reconstruction score is the reconstruction error"
     assert json.loads((own_project / "reports" / "anomaly.json").read_text())["blank"]["roc_auc"] < 0.5
+    export = json.loads((own_project / "reports" / "export.json").read_text())  # a score with no latent term
+    assert export["export_max_rel_diff"] <= 1e-5 and export["export_flags_differ"] == 0, export
     back = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=auto"], own_project, str(mnist_dir))
     assert ran_stages(back.stdout) == ["publish"], "the default score's results should come back from the run-cache"
 
 
 def test_changing_only_the_threshold_param_reruns_only_threshold_and_evaluation(own_project, mnist_dir):
     result = run(["dvc", "exp", "run", *SMALL, "-S", "threshold.k=2"], own_project, str(mnist_dir))
-    assert ran_stages(result.stdout) == ["check_params", "threshold", "evaluate", "publish"]
+    assert ran_stages(result.stdout) == ["check_params", "threshold", "evaluate", "export", "publish"]
     per_batch = json.loads((own_project / "reports" / "threshold.json").read_text())["per_batch"]
     assert per_batch["threshold"] == pytest.approx(per_batch["val"]["mean"] + 2 * per_batch["val"]["std"])
 
@@ -277,10 +279,10 @@ def test_the_stages_of_a_threshold_experiment_never_import_torch(project, stage)
 
 def last_good_run(project: Path) -> dict[str, bytes]:
     """Every output a user keeps from a run: the models, metrics, reports, latents, samples and figures."""
-    paths = [*(project / "models").glob("*.pt"), project / "data" / "latents.npz", project / "data" / "samples.npz",
-             project / "dvclive" / "metrics.json", *(project / "metrics").glob("*.json"),
+    paths = [*(project / "models").glob("*.pt"), project / "models" / "detector.onnx", project / "data" / "latents.npz",
+             project / "data" / "samples.npz", project / "dvclive" / "metrics.json", *(project / "metrics").glob("*.json"),
              *(project / "reports").glob("*.json"), *(project / "plots").glob("*.png")]
-    assert len(paths) == 2 + 2 + 1 + 6 + 7 + len(FIGURES)
+    assert len(paths) == 3 + 2 + 1 + 7 + 8 + len(FIGURES)
     return {str(path.relative_to(project)): path.read_bytes() for path in paths}
 
 
@@ -410,9 +412,9 @@ def test_fashion_mnist_comes_from_its_own_mirror_and_is_scored_one_class(tmp_pat
 @pytest.mark.parametrize("module, stages", [
     ("training.py", {"train"}),
     ("distributed.py", {"train"}),
-    ("scores.py", {"losses"}),
+    ("scores.py", {"losses", "export"}),
     ("plots.py", {"threshold", "evaluate", "training_figures", "tsne", "interpolate", "denoise", "sample"}),
-    ("model.py", {"train", "losses", "interpolate", "denoise", "sample"}),  # not the judge, nor evaluate (no model)
+    ("model.py", {"train", "losses", "interpolate", "denoise", "sample", "export"}),  # not the judge, nor evaluate (no model)
 ])
 def test_an_edit_to_a_library_module_changes_only_the_stages_that_import_it(project, module, stages):
     edited = f"src/aepipe/{module}"

@@ -216,3 +216,43 @@ def test_scoring_with_a_denoising_model_says_so_and_a_plain_model_says_nothing(p
     assert result.returncode == 0, result.stderr
     assert "denoising autoencoder (trained on inputs with Gaussian noise of std up to 0.5)" in result.stderr
     assert result.stdout == plain.stdout, "the same weights score the same"
+
+
+# Imports of torch fail in this process: what a serving install without torch would see.
+NO_TORCH = """
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is not installed here")
+sys.meta_path.insert(0, NoTorch())
+from aepipe.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_the_exported_detector_scores_files_as_the_model_does_without_torch(project, folder, tmp_path):
+    by_model = rows(score(project, str(folder), "--maps", str(tmp_path / "model-maps")).stdout)
+    without_torch = subprocess.run([sys.executable, "-c", NO_TORCH, "score", str(folder), "--onnx", "models/detector.onnx",
+                                    "--maps", str(tmp_path / "onnx-maps")], cwd=project, capture_output=True, text=True)
+    assert without_torch.returncode == 0, without_torch.stderr
+    by_detector = rows(without_torch.stdout)
+    assert [row["source"] for row in by_detector] == [row["source"] for row in by_model]
+    assert [row["flagged"] for row in by_detector] == [row["flagged"] for row in by_model]
+    threshold = json.loads((project / "reports" / "threshold.json").read_text())["per_image"]["threshold"]
+    for onnx_row, model_row in zip(by_detector, by_model):  # printed to 6 digits; the small run's floor is ~1e-3
+        assert float(onnx_row["score"]) == pytest.approx(float(model_row["score"]), abs=2e-3 * abs(threshold))
+    assert sorted(path.name for path in (tmp_path / "onnx-maps").iterdir()) == \
+        sorted(path.name for path in (tmp_path / "model-maps").iterdir())
+    for map_file in (tmp_path / "onnx-maps").glob("*_map.png"):
+        onnx_map = np.asarray(Image.open(map_file), dtype=int)
+        assert np.abs(onnx_map - np.asarray(Image.open(tmp_path / "model-maps" / map_file.name), dtype=int)).max() <= 1
+
+
+def test_the_detector_refuses_arrays_of_another_shape_like_the_model(project, tmp_path):
+    colour = tmp_path / "colour.npy"
+    np.save(colour, np.zeros((2, 28, 28, 3), np.uint8))
+    refused = score(project, str(colour), "--onnx", "models/detector.onnx")
+    assert refused.returncode == 2 and "colour.npy: array of shape (2, 28, 28, 3); the model takes 1×28×28" in refused.stderr
+    missing = score(project, str(colour), "--onnx", "models/missing.onnx")
+    assert missing.returncode == 2 and "models/missing.onnx: detector file not found" in missing.stderr

@@ -211,7 +211,7 @@ def test_repro_pull_restores_the_committed_run_without_computing(team):
 
 
 PUBLISHED_METRICS = ["dvclive/metrics.json", *(f"metrics/{stage}.json" for stage in
-                                             ("threshold", "anomaly", "tsne", "denoise", "judge", "samples"))]
+                                             ("threshold", "anomaly", "tsne", "denoise", "judge", "samples", "export"))]
 
 
 @pytest.mark.parametrize("team", ["local"], indirect=True)
@@ -270,6 +270,13 @@ def test_the_autoencoder_is_fetched_from_the_registry_through_the_remote(team, t
     assert (tmp_path / "latest.pt").read_bytes() == (tmp_path / "v1.pt").read_bytes() == model
     unknown = run([*get, "--rev", "v9.9.9", "-o", str(tmp_path / "v9.pt")], tmp_path, None, check=False)
     assert unknown.returncode != 0 and not (tmp_path / "v9.pt").exists()
+
+    # The deployable detector beside it, registered the same way.
+    run(["git", "tag", "-a", "detector@v1.0.0", "-m", "first release"], team.alice, None)
+    run(["git", "push", "-q", "origin", "detector@v1.0.0"], team.alice, None)
+    get_detector = [*get[:4], "detector", *get[5:]]
+    run([*get_detector, "-o", str(tmp_path / "detector.onnx")], tmp_path, None)
+    assert (tmp_path / "detector.onnx").read_bytes() == (team.alice / "models" / "detector.onnx").read_bytes()
 
 
 def set_threshold_k(project: Path, k: float) -> None:

@@ -22,7 +22,7 @@ python3 -m pip wheel -q --no-deps -w "$BUNDLE/antlr" antlr4-python3-runtime==4.9
 python3 -m pip download -q --only-binary=:all: --python-version "$PYTHON_VERSION" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --find-links "$BUNDLE/antlr" -d "$WHEELS" \
-    dvc==3.67.1 dvclive==3.49.1 openTSNE==1.0.4 "pydantic>=2,<3" "ruamel.yaml.clib>=0.2.15"
+    dvc==3.67.1 dvclive==3.49.1 openTSNE==1.0.4 "pydantic>=2,<3" "ruamel.yaml.clib>=0.2.15" onnx==1.23.2 onnxruntime==1.32.0
 find "$WHEELS" -name '*.whl' -printf '%f\n' | grep -E "$PRESENT" | sed "s|^|$WHEELS/|" | xargs -r rm
 cp "$MNIST"/*-ubyte.gz "$BUNDLE/mnist/"
 echo "$(ls "$WHEELS" | wc -l) wheels, $(du -sh "$WHEELS" | cut -f1) in $WHEELS; MNIST in $BUNDLE/mnist"

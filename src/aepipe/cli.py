@@ -2,6 +2,10 @@
 
     aepipe score PATH... [--model models/model.pt] [--score models/anomaly_score.json]
                          [--threshold reports/threshold.json] [--out FILE] [--maps DIR] [--invert]
+    aepipe score PATH... --onnx models/detector.onnx [--out FILE] [--maps DIR] [--invert]
+
+--onnx scores with the exported detector instead (the export stage's: the model, score and threshold
+in one file), with onnxruntime and without torch: the same CSV, maps and refusals.
 
 PATH: PNG or JPEG files, folders of them (not recursive), or .npy arrays of images of the model's
 shape (channels × side × side: 1×28×28 for MNIST). Image files are converted to it: greyscale or
@@ -21,18 +25,15 @@ import csv
 import io
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
+# Only what scoring with an exported detector needs: torch is imported where the model is used.
 from aepipe.atomic import atomic_path, file_sha256
-from aepipe.errors import AepipeError, exit_on_error
-from aepipe.devices import to_tensor
+from aepipe.errors import AepipeError, exit_on_error, shape_name
 from aepipe.images import IMAGE_SUFFIXES, image_files, read_image
-from aepipe.model import describe_training, load_model, shape_name
-from aepipe.reconstruction import anomaly_maps, error_maps, smoothed
-from aepipe.scores import FittedScore, image_features
 
 PREVIEW_HEIGHT = 224  # pixels: --maps enlarges smaller images to about this, as 8 × 28 for MNIST
 
@@ -51,29 +52,23 @@ def run(argv: list[str] | None) -> None:
     score.add_argument("--score", type=Path, default=Path("models/anomaly_score.json"),
                        help="the anomaly score's fitted statistics, written by the losses stage")
     score.add_argument("--threshold", type=Path, default=Path("reports/threshold.json"))
+    score.add_argument("--onnx", type=Path, metavar="DETECTOR",
+                       help="score with this exported detector (models/detector.onnx) instead: onnxruntime, no torch")
     score.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
     score.add_argument("--maps", type=Path, metavar="DIR", help="write each image's anomaly map as a PNG into DIR")
     score.add_argument("--invert", action="store_true", help="invert greyscale (dark digits on a light background)")
     args = parser.parse_args(argv)
-
-    fitted = read_score(args.score, args.model)
-    threshold = read_threshold(args.threshold, args.model, args.score)
     if args.maps and args.maps.exists() and not args.maps.is_dir():
         raise AepipeError(f"--maps {args.maps}: not a folder; expected a folder to write the PNG maps into")
-    model = load_model(args.model)
-    if model.noise_std:  # it reconstructs noisy images well by design: noise alone scores lower than with a plain one
-        print(f"note: {args.model} is a {describe_training(model)}", file=sys.stderr)
-    sources, images, sizes = load_images(args.paths, model.side, model.channels)
-    if args.invert:
-        images = 1 - images
-    pixels = to_tensor(images, torch.device("cpu"))
-    scores = fitted.score(image_features(model, pixels, fitted.maps))
+
+    scored = score_with_detector(args) if args.onnx else score_with_model(args)
     if args.maps:
-        write_maps(args.maps, sources, images, sizes, *score_maps(model, pixels, fitted, threshold))
+        write_maps(args.maps, scored.sources, scored.images, scored.sizes, scored.maps, scored.masks)
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["source", "score", "flagged"])
-    writer.writerows((source, f"{score:.6g}", str(score > threshold).lower()) for source, score in zip(sources, scores))
+    writer.writerows((source, f"{score:.6g}", str(bool(flag)).lower())
+                     for source, score, flag in zip(scored.sources, scored.scores, scored.flagged))
     if args.out:
         with atomic_path(args.out) as tmp:
             tmp.write_text(table.getvalue())
@@ -81,8 +76,62 @@ def run(argv: list[str] | None) -> None:
         sys.stdout.write(table.getvalue())
 
 
-def read_score(path: Path, model_path: Path) -> FittedScore:
-    """The anomaly score fitted by the losses stage, checked against the model file."""
+@dataclass(frozen=True)
+class Scored:
+    """Images read and scored: each one's source, pixels (as load_images gives them), own size, score,
+    flag, and anomaly map; the defect masks where the score reads the map (map_max), else None."""
+
+    sources: list[str]
+    images: np.ndarray
+    sizes: list[tuple[int, int]]
+    scores: np.ndarray
+    flagged: np.ndarray
+    maps: np.ndarray
+    masks: np.ndarray | None
+
+
+def read_inputs(args: argparse.Namespace, side: int, channels: int) -> tuple[list[str], np.ndarray, list[tuple[int, int]]]:
+    sources, images, sizes = load_images(args.paths, side, channels)
+    return sources, (1 - images if args.invert else images), sizes
+
+
+def score_with_model(args: argparse.Namespace) -> Scored:
+    """The pipeline's own files: the model, the fitted score and the threshold, scored with torch."""
+    import torch
+
+    from aepipe.devices import to_tensor
+    from aepipe.model import describe_training, load_model
+    from aepipe.scores import image_features, score_maps
+
+    fitted = read_score(args.score, args.model)
+    threshold = read_threshold(args.threshold, args.model, args.score)
+    model = load_model(args.model)
+    if model.noise_std:  # it reconstructs noisy images well by design: noise alone scores lower than with a plain one
+        print(f"note: {args.model} is a {describe_training(model)}", file=sys.stderr)
+    sources, images, sizes = read_inputs(args, model.side, model.channels)
+    pixels = to_tensor(images, torch.device("cpu"))
+    scores = fitted.score(image_features(model, pixels, fitted.maps))
+    maps = score_maps(model, pixels, fitted).numpy() if args.maps else None
+    masks = maps > threshold if maps is not None and fitted.maps else None
+    return Scored(sources, images, sizes, scores, scores > threshold, maps, masks)
+
+
+def score_with_detector(args: argparse.Namespace) -> Scored:
+    """The exported detector alone (aepipe.serve: onnxruntime, no torch)."""
+    from aepipe.serve import OnnxDetector
+
+    detector = OnnxDetector(args.onnx)
+    sources, images, sizes = read_inputs(args, detector.side, detector.channels)
+    channels_first = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+    scores, flagged, maps = detector(channels_first)
+    masks = maps > detector.threshold if detector.metadata["score"].startswith("map_max") else None
+    return Scored(sources, images, sizes, scores, flagged, maps, masks)
+
+
+def read_score(path: Path, model_path: Path):
+    """The anomaly score fitted by the losses stage (a FittedScore), checked against the model file."""
+    from aepipe.scores import FittedScore
+
     try:
         saved = json.loads(path.read_text())
         fitted, model_sha256 = FittedScore.from_dict(saved), saved["model_sha256"]
@@ -114,15 +163,6 @@ def _check_made_for(path: Path, what: str, expected_sha256: str, used: Path, adv
         raise AepipeError(f"{path} was computed for another {what} (sha256 {expected_sha256[:12]}…), not {used}; {advice}")
 
 
-def score_maps(model, pixels: torch.Tensor, fitted: FittedScore, threshold: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """(maps, masks): the map the score reads (map_max: blurred, and the pixels above the threshold
-    are the defect's mask), or |image - reconstruction| and no masks for the other scores."""
-    if not fitted.maps:
-        return error_maps(model, pixels).numpy(), None
-    maps = smoothed(anomaly_maps(model, pixels, fitted.maps.kind), fitted.maps.sigma).numpy()
-    return maps, maps > threshold
-
-
 def write_maps(folder: Path, sources: list[str], images: np.ndarray, sizes: list[tuple[int, int]], maps: np.ndarray,
                masks: np.ndarray | None) -> None:
     """Per image, numbered in scoring order: the image and, beside it, its anomaly map over it
@@ -130,7 +170,11 @@ def write_maps(folder: Path, sources: list[str], images: np.ndarray, sizes: list
     given `masks`, the defect's mask at that size (`*_mask.png`, 255 in the defect)."""
     from PIL import Image
 
-    from aepipe.plots import anomaly_overlay, as_rgb  # matplotlib takes a second to import: only when asked for
+    try:  # matplotlib takes a second to import: only when asked for (and a serving install may lack it)
+        from aepipe.plots import anomaly_overlay, as_rgb
+    except ImportError as error:
+        raise AepipeError(f"--maps draws its previews with matplotlib, which is not installed here ({error}); "
+                          "pip install matplotlib, or score without --maps") from None
 
     folder.mkdir(parents=True, exist_ok=True)
     for number, (source, image, error_map, size) in enumerate(zip(sources, images, maps, sizes)):

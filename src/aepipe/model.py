@@ -14,7 +14,7 @@ from torch import nn
 
 from aepipe.checkpoints import load_weights, read_checkpoint, torch_save
 from aepipe.devices import preferred_memory_format
-from aepipe.errors import AepipeError
+from aepipe.errors import AepipeError, shape_name
 from aepipe.params import MNIST_SIDE
 
 CHECKPOINT_FORMAT = "aepipe.autoencoder/1"
@@ -102,7 +102,3 @@ def check_shape(model: AutoEncoder, channels: int, side: int, what: str) -> None
     if (channels, side) != (model.channels, model.side):
         raise AepipeError(f"{what} are {shape_name(channels, side)}, but the model takes "
                           f"{shape_name(model.channels, model.side)}")
-
-
-def shape_name(channels: int, side: int) -> str:
-    return f"{channels}×{side}×{side} ({'greyscale' if channels == 1 else 'colour'})"

@@ -26,7 +26,7 @@ import torch
 
 from aepipe.devices import as_floats, eval_batches
 from aepipe.model import AutoEncoder
-from aepipe.reconstruction import errors_and_latents, map_peaks
+from aepipe.reconstruction import anomaly_maps, error_maps, errors_and_latents, map_peaks, smoothed
 
 METHODS = ("reconstruction", "combined", "map_max")
 # Keeps log(ink) finite for a blank image; far below the mean pixel of any MNIST digit (about 0.13).
@@ -126,6 +126,14 @@ class FittedScore:
             raise ValueError(f"unknown score method {saved['method']!r}")
         maps = MapSpec(**saved["maps"]) if saved.get("maps") else None
         return cls(saved["method"], saved.get("latent_means"), saved.get("latent_precisions"), **spreads, maps=maps)
+
+
+def score_maps(model: AutoEncoder, images: torch.Tensor, fitted: FittedScore) -> torch.Tensor:
+    """Each image's anomaly map as a scorer shows it: the map the score reads (map_max: blurred; its
+    pixels above the threshold are the defect's mask), or |image - reconstruction| for the other scores."""
+    if not fitted.maps:
+        return error_maps(model, images)
+    return smoothed(anomaly_maps(model, images, fitted.maps.kind), fitted.maps.sigma)
 
 
 # What anomaly.score and anomaly.map's `auto` mean: (for an inspection set, for any other dataset),

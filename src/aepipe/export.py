@@ -1,0 +1,130 @@
+"""The detector as one ONNX graph: images in, the anomaly score, the flag and the anomaly map out.
+
+The graph holds the autoencoder, the fitted score (aepipe.scores: its statistics as constants) and
+the per-image threshold, so a scorer needs nothing beside the file: aepipe.serve runs it with
+onnxruntime alone. It computes what the pipeline computes, step for step: the same float32 model
+pass, the combined score's terms in float64 as FittedScore.terms, the same map and blur.
+"""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from aepipe.atomic import atomic_path
+from aepipe.devices import as_floats, eval_batches
+from aepipe.model import AutoEncoder
+from aepipe.denoising import ssim_map
+from aepipe.reconstruction import smoothed
+from aepipe.scores import DISTANCE_FLOOR, ERROR_FLOOR, INK_FLOOR, INK_MARGIN, FittedScore, score_maps
+from aepipe.serve import DETECTOR_FORMAT, INPUT, OnnxDetector
+
+OPSET = 18
+OUTPUTS = ("score", "flagged", "map")
+
+
+class Detector(nn.Module):
+    """(N, C, H, W) float32 images in [0, 1] → score (N,) float64, flagged (N,) bool (score > threshold),
+    map (N, H, W) float32: the map the score reads, blurred (map_max), or |image − reconstruction|."""
+
+    def __init__(self, model: AutoEncoder, fitted: FittedScore, threshold: float):
+        super().__init__()
+        self.model, self.method, self.maps = model.eval(), fitted.method, fitted.maps
+        self.register_buffer("threshold", torch.tensor(threshold, dtype=torch.float64))
+        if fitted.method == "combined":
+            self.register_buffer("means", torch.tensor(fitted.latent_means, dtype=torch.float64))
+            self.register_buffer("precisions", torch.tensor(fitted.latent_precisions, dtype=torch.float64))
+            self.spreads = {name: (getattr(fitted, name).mean, getattr(fitted, name).std)
+                            for name in ("log_error", "log_distance", "log_ink")}
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        reconstructions, latents = self.model(images)
+        errors = (reconstructions - images).square().mean(dim=(1, 2, 3))
+        if self.maps:
+            anomaly = (1 - ssim_map(reconstructions, images, same_size=True) if self.maps.kind == "ssim"
+                       else (reconstructions - images).abs()).mean(dim=1)
+            error_map = smoothed(anomaly, self.maps.sigma)
+        else:
+            error_map = (reconstructions - images).abs().mean(dim=1)
+        if self.method == "reconstruction":
+            score = errors.double()
+        elif self.method == "map_max":
+            score = error_map.amax(dim=(1, 2)).double()
+        else:
+            score = self._combined(errors, latents, images.mean(dim=(1, 2, 3)))
+        return score, score > self.threshold, error_map
+
+    def _combined(self, errors: torch.Tensor, latents: torch.Tensor, ink: torch.Tensor) -> torch.Tensor:
+        """FittedScore.terms(...).sum(axis=1), in float64 as there."""
+        error = self._standardise("log_error", errors.double().log()).clamp(min=-ERROR_FLOOR)
+        offsets = latents.double()[:, None, :] - self.means[None]  # (N, classes, latent)
+        squared = torch.einsum("ncj,cjk,nck->nc", offsets, self.precisions, offsets).amin(dim=1)
+        distance = self._standardise("log_distance", squared.clamp(min=DISTANCE_FLOOR).log())
+        log_ink = ink.double().clamp(min=INK_FLOOR).log()
+        too_little_ink = (-self._standardise("log_ink", log_ink) - INK_MARGIN).clamp(min=0.0)
+        return error + distance + too_little_ink
+
+    def _standardise(self, name: str, values: torch.Tensor) -> torch.Tensor:
+        mean, std = self.spreads[name]
+        return (values - mean) / std
+
+
+def export_detector(detector: Detector, channels: int, side: int, path: str | Path, metadata: dict[str, str]) -> None:
+    """Write the detector as ONNX (any batch size) with `metadata` in its metadata_props, all or nothing."""
+    import onnx
+
+    example = torch.rand(2, channels, side, side)
+    batch = {0: "batch"}
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # The tracer warns that the blur's radius, read from the image size, becomes a constant: it is
+        # one (only the batch size varies); and that it cannot fold the reflecting pad's slices.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
+        torch.onnx.export(detector, (example,), tmp, input_names=[INPUT], output_names=list(OUTPUTS),
+                          dynamic_axes={INPUT: batch, **{name: batch for name in OUTPUTS}}, opset_version=OPSET,
+                          dynamo=False)
+        graph = onnx.load(tmp)
+        onnx.helper.set_model_props(graph, {"format": DETECTOR_FORMAT, **metadata})
+        onnx.save(graph, tmp)
+
+
+def detector_metadata(channels: int, side: int, fitted: FittedScore, threshold: float, dataset: str, params: dict,
+                      model_sha256: str) -> dict[str, str]:
+    """What a scorer needs to know about the detector besides its graph: all strings (ONNX's rule)."""
+    score = fitted.method + (f" on the {fitted.maps.kind} map blurred by {fitted.maps.sigma:g} px" if fitted.maps else "")
+    return {"side": str(side), "channels": str(channels), "score": score, "threshold": repr(threshold),
+            "dataset": dataset, "params": json.dumps(params, sort_keys=True), "model_sha256": model_sha256}
+
+
+@torch.no_grad()
+def parity(detector: OnnxDetector, model: AutoEncoder, fitted: FittedScore, images: torch.Tensor,
+           scores: np.ndarray) -> dict:
+    """How far the exported detector's outputs are from the pipeline's on the same (N, C, H, W) images
+    (uint8 pixels or floats): the scores the pipeline wrote (`scores`), its flags (score > threshold),
+    and its maps (computed here, as `aepipe score --maps` draws them), batch by batch. A score's
+    difference counts relative to the score or the threshold, whichever is larger: the scale at which
+    it decides (a combined score near 0 has no relative precision to speak of)."""
+    worst_score, flags_differ, worst_map, start = 0.0, 0, 0.0, 0
+    for chunk in eval_batches(images):
+        floats = as_floats(chunk)
+        expected = scores[start : start + len(chunk)]
+        got_scores, got_flags, got_maps = detector(floats.cpu().numpy())
+        scale = np.maximum(np.abs(expected), abs(detector.threshold))
+        worst_score = max(worst_score, float(np.max(np.abs(got_scores - expected) / scale)))
+        flags_differ += int(np.sum(got_flags != (expected > detector.threshold)))
+        worst_map = max(worst_map, float(np.max(np.abs(got_maps - score_maps(model, floats, fitted).cpu().numpy()))))
+        start += len(chunk)
+    return {"images": len(images), "max_rel_diff": worst_score, "flags_differ": flags_differ, "max_map_diff": worst_map}
+
+
+@torch.no_grad()
+def torch_floor(detector: Detector, images: torch.Tensor, scores: np.ndarray) -> float:
+    """The pipeline's own floor of agreement: its computation, in torch, on one image at a time
+    against its scores of the same images computed in batches (float32 convolutions round
+    differently by batch size and engine; a score that amplifies its latents amplifies that)."""
+    one_by_one = np.array([detector(as_floats(image[None]))[0].item() for image in images])
+    scale = np.maximum(np.abs(scores), abs(detector.threshold.item()))
+    return float(np.max(np.abs(one_by_one - scores) / scale))

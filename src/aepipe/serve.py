@@ -1,0 +1,44 @@
+"""Scoring with the exported detector (models/detector.onnx, aepipe.export) and onnxruntime alone:
+NumPy, Pillow and onnxruntime are all it imports, so a process that serves it needs no torch
+(`pip install aepipe[serve]`)."""
+
+from pathlib import Path
+
+import numpy as np
+
+from aepipe.errors import AepipeError, shape_name
+
+DETECTOR_FORMAT = "aepipe.detector/1"  # the metadata "format" of every detector the export stage writes
+SCORING_BATCH = 256  # images per call of the graph: memory stays small whatever the number of images
+INPUT = "images"  # the graph's input; its outputs, in order: score, flagged, map
+
+
+class OnnxDetector:
+    """A detector file, ready to score (N, channels, side, side) float32 images in [0, 1]."""
+
+    def __init__(self, path: str | Path):
+        import onnxruntime  # noqa: PLC0415  (the one heavy import, only when a detector is used)
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise AepipeError(f"{path}: detector file not found; run `dvc repro export` first")
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types for a file that is no model
+            raise AepipeError(f"{path}: not an ONNX model ({str(error).splitlines()[0]})") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        if self.metadata.get("format") != DETECTOR_FORMAT:
+            raise AepipeError(f"{path}: an ONNX model, but not an aepipe detector (written by the export stage)")
+        self.side, self.channels = int(self.metadata["side"]), int(self.metadata["channels"])
+        self.threshold = float(self.metadata["threshold"])
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scores (N,) float64, flagged (N,) bool, maps (N, side, side) float32) of (N, C, H, W) images."""
+        if images.ndim != 4 or images.shape[1:] != (self.channels, self.side, self.side):
+            given = shape_name(images.shape[1], images.shape[2]) if images.ndim == 4 and images.shape[2] == images.shape[3] \
+                else f"of shape {images.shape[1:]}"
+            raise AepipeError(f"the images are {given}, but the detector {self.path} takes "
+                              f"{shape_name(self.channels, self.side)}")
+        outputs = [self.session.run(None, {INPUT: np.ascontiguousarray(chunk, dtype=np.float32)})
+                   for chunk in np.split(images, range(SCORING_BATCH, len(images), SCORING_BATCH))]
+        return tuple(np.concatenate(parts) for parts in zip(*outputs))

@@ -1,0 +1,75 @@
+"""The exported detector (models/detector.onnx): the pipeline's scores, flags and maps from
+onnxruntime alone, its metadata, and its refusals. Read from the session's small run."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from aepipe.atomic import file_sha256
+from aepipe.dataset import load_split
+from aepipe.errors import AepipeError
+from aepipe.serve import OnnxDetector
+
+
+@pytest.fixture(scope="module")
+def detector(project) -> OnnxDetector:
+    return OnnxDetector(project / "models" / "detector.onnx")
+
+
+def validation_images(project) -> np.ndarray:
+    return load_split(project / "data" / "raw", "val", 512).images[:, None].astype(np.float32) / 255
+
+
+def test_the_detector_scores_and_flags_the_validation_images_as_the_pipeline_did(project, detector):
+    scores, flagged, maps = detector(validation_images(project))
+    expected = pd.read_csv(project / "data" / "losses" / "val_images.csv")["score"].to_numpy()
+    threshold = json.loads((project / "reports" / "threshold.json").read_text())["per_image"]["threshold"]
+    assert detector.threshold == threshold and flagged.tolist() == (expected > threshold).tolist()
+    report = json.loads((project / "reports" / "export.json").read_text())
+    differences = np.abs(scores - expected) / np.maximum(np.abs(expected), abs(threshold))
+    assert differences.max() == pytest.approx(report["by_image_set"]["validation"]["max_rel_diff"], rel=1e-6)
+    # Two epochs leave a latent space whose covariance amplifies float32 rounding in the combined
+    # score: the detector may differ from the pipeline as much as the pipeline differs from itself
+    # scoring one image at a time, and no more.
+    floor = report["one_at_a_time"]
+    assert floor["detector_vs_pipeline"] <= 3 * floor["torch_batch_1_vs_pipeline"] + 1e-9, floor
+    assert report["export_flags_differ"] == 0 and report["max_map_diff"] <= 1e-5
+    assert set(report["by_image_set"]) == {"validation", "gaussian_noise", "rotation", "patch", "invert", "blank", "saturate"}
+    assert maps.shape == (512, 28, 28) and 0 <= maps.min() and maps.max() <= 1
+
+
+def test_one_image_at_a_time_gives_what_a_batch_gives(project, detector):
+    images = validation_images(project)[:16]
+    batched = detector(images)
+    for index in (0, 7, 15):
+        alone = detector(images[index : index + 1])
+        assert alone[0][0] == pytest.approx(batched[0][index], rel=1e-12) and alone[1][0] == batched[1][index]
+        np.testing.assert_allclose(alone[2][0], batched[2][index], atol=1e-6)
+
+
+def test_the_metadata_names_what_the_detector_was_made_from(project, detector):
+    metadata = detector.metadata
+    assert (metadata["side"], metadata["channels"], metadata["dataset"]) == ("28", "1", "mnist")
+    assert metadata["score"] == json.loads((project / "models" / "anomaly_score.json").read_text())["method"]
+    assert metadata["model_sha256"] == file_sha256(project / "models" / "model.pt")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert json.loads(metadata["params"])["train"]["epochs"] == params["train"]["epochs"] == 2  # the run's, not the file's
+    assert json.loads((project / "reports" / "export.json").read_text())["detector_sha256"] == \
+        file_sha256(project / "models" / "detector.onnx")
+
+
+def test_images_of_another_shape_and_other_files_are_refused_naming_both(project, detector, tmp_path):
+    colour = np.zeros((2, 3, 28, 28), np.float32)
+    with pytest.raises(AepipeError, match=r"images are 3×28×28 \(colour\), but the detector .* takes 1×28×28 \(greyscale\)"):
+        detector(colour)
+    with pytest.raises(AepipeError, match=r"images are 1×32×32 \(greyscale\)"):
+        detector(np.zeros((1, 1, 32, 32), np.float32))
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_bytes((project / "models" / "model.pt").read_bytes())
+    with pytest.raises(AepipeError, match="not an ONNX model"):
+        OnnxDetector(not_onnx)
+    with pytest.raises(AepipeError, match="detector file not found; run `dvc repro export`"):
+        OnnxDetector(tmp_path / "missing.onnx")
