@@ -93,7 +93,7 @@ def test_maps_writes_one_png_per_image_of_it_and_its_anomaly_map(project, digits
     import torch
 
     from aepipe.model import load_model
-    from aepipe.plots import anomaly_overlay
+    from aepipe.overlay import anomaly_overlay
     from aepipe.reconstruction import error_maps
 
     patched = digits[:3].copy()
@@ -218,20 +218,20 @@ def test_scoring_with_a_denoising_model_says_so_and_a_plain_model_says_nothing(p
     assert result.stdout == plain.stdout, "the same weights score the same"
 
 
-# Imports of torch fail in this process: what a serving install without torch would see.
+# Imports of torch and matplotlib fail in this process: what an install for serving would see.
 NO_TORCH = """
 import sys
 class NoTorch:
     def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is not installed here")
+        if name.split(".")[0] in ("torch", "matplotlib"):
+            raise ImportError(name + " is not installed here")
 sys.meta_path.insert(0, NoTorch())
 from aepipe.cli import main
 main(sys.argv[1:])
 """
 
 
-def test_the_exported_detector_scores_files_as_the_model_does_without_torch(project, folder, tmp_path):
+def test_the_exported_detector_scores_files_and_draws_maps_as_the_model_does_without_torch(project, folder, tmp_path):
     by_model = rows(score(project, str(folder), "--maps", str(tmp_path / "model-maps")).stdout)
     without_torch = subprocess.run([sys.executable, "-c", NO_TORCH, "score", str(folder), "--onnx", "models/detector.onnx",
                                     "--maps", str(tmp_path / "onnx-maps")], cwd=project, capture_output=True, text=True)
@@ -256,3 +256,13 @@ def test_the_detector_refuses_arrays_of_another_shape_like_the_model(project, tm
     assert refused.returncode == 2 and "colour.npy: array of shape (2, 28, 28, 3); the model takes 1×28×28" in refused.stderr
     missing = score(project, str(colour), "--onnx", "models/missing.onnx")
     assert missing.returncode == 2 and "models/missing.onnx: detector file not found" in missing.stderr
+
+
+def test_the_overlay_colours_are_matplotlibs_to_the_bit():
+    import matplotlib
+
+    from aepipe.overlay import heat
+
+    values = np.r_[np.random.default_rng(0).random(10_000), 0.0, 1.0, 255 / 256, 1 / 256].astype(np.float32)
+    for typed in (values, values.astype(np.float64)):
+        assert np.array_equal(heat(typed), matplotlib.colormaps["YlOrRd"](typed)[..., :3])

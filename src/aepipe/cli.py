@@ -34,6 +34,7 @@ import numpy as np
 from aepipe.atomic import atomic_path, file_sha256
 from aepipe.errors import AepipeError, exit_on_error, shape_name
 from aepipe.images import IMAGE_SUFFIXES, image_files, read_image
+from aepipe.overlay import anomaly_overlay, as_rgb
 
 PREVIEW_HEIGHT = 224  # pixels: --maps enlarges smaller images to about this, as 8 × 28 for MNIST
 
@@ -169,12 +170,6 @@ def write_maps(folder: Path, sources: list[str], images: np.ndarray, sizes: list
     (enlarged to about 224 pixels high); the map alone, at the image's own size (width, height); and,
     given `masks`, the defect's mask at that size (`*_mask.png`, 255 in the defect)."""
     from PIL import Image
-
-    try:  # matplotlib takes a second to import: only when asked for (and a serving install may lack it)
-        from aepipe.plots import anomaly_overlay, as_rgb
-    except ImportError as error:
-        raise AepipeError(f"--maps draws its previews with matplotlib, which is not installed here ({error}); "
-                          "pip install matplotlib, or score without --maps") from None
 
     folder.mkdir(parents=True, exist_ok=True)
     for number, (source, image, error_map, size) in enumerate(zip(sources, images, maps, sizes)):

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
 from aepipe.atomic import atomic_path  # noqa: E402
+from aepipe.overlay import anomaly_overlay, as_rgb  # noqa: E402
 
 DPI = 120
 
@@ -81,20 +82,6 @@ def _digit_mosaic(cells: Sequence[Cell], rows: int, columns: int, title_lines: i
     ax.imshow(mosaic, cmap="binary", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     return figure
-
-
-def as_rgb(image: np.ndarray) -> np.ndarray:
-    """A greyscale digit as the binary colour map draws it (ink dark on white), or an RGB image as it is."""
-    return image if image.ndim == 3 else np.repeat(1 - image[..., None], 3, axis=2)
-
-
-def anomaly_overlay(image: np.ndarray, error_map: np.ndarray) -> np.ndarray:
-    """An image (H, W) in [0, 1] drawn dark on white, or (H, W, 3) RGB as it is, with its anomaly map
-    (H, W) (|error| per pixel, in [0, 1]) over it in colour, more opaque where the error is larger:
-    (H, W, 3) RGB in [0, 1]."""
-    heat = matplotlib.colormaps["YlOrRd"](np.clip(error_map, 0, 1))[..., :3]
-    opacity = np.clip(2 * error_map, 0, 1)[..., None]  # an error of half the pixel range is fully opaque
-    return np.clip((1 - opacity) * as_rgb(image) + opacity * heat, 0, 1)
 
 
 def reconstruction_grid(images: np.ndarray, reconstructions: np.ndarray, every: int = 4, columns: int = 9) -> plt.Figure:
