@@ -21,6 +21,8 @@ from aepipe.scores import FittedScore
 from aepipe.serve import OnnxDetector
 
 DETECTOR = "models/detector.onnx"
+# The params the detector is made from (its metadata names them; dvc.yaml reruns this stage when they change).
+DETECTOR_PARAMS = ("seed", "data", "train", "anomaly", "threshold")
 BATCH_CHECKED = 256  # validation images also scored one at a time, by the detector and by torch
 
 
@@ -30,8 +32,9 @@ def main() -> None:
     model = load_model("models/model.pt", cpu, images=(params.data.channels, params.data.side))
     fitted = FittedScore.from_dict(json.loads(Path("models/anomaly_score.json").read_text()))
     threshold = json.loads(Path("reports/threshold.json").read_text())["per_image"]["threshold"]
+    made_from = {key: value for key, value in params.model_dump(mode="json").items() if key in DETECTOR_PARAMS}
     metadata = detector_metadata(params.data.channels, params.data.side, fitted, threshold, params.data.dataset,
-                                 params.model_dump(mode="json"), file_sha256("models/model.pt"))
+                                 made_from, file_sha256("models/model.pt"))
     in_torch = Detector(model, fitted, threshold)
     export_detector(in_torch, params.data.channels, params.data.side, DETECTOR, metadata)
 

@@ -56,7 +56,9 @@ def test_the_metadata_names_what_the_detector_was_made_from(project, detector):
     assert metadata["score"] == json.loads((project / "models" / "anomaly_score.json").read_text())["method"]
     assert metadata["model_sha256"] == file_sha256(project / "models" / "model.pt")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    assert json.loads(metadata["params"])["train"]["epochs"] == params["train"]["epochs"] == 2  # the run's, not the file's
+    made_from = json.loads(metadata["params"])
+    assert made_from["train"]["epochs"] == params["train"]["epochs"] == 2  # the run's, not the file's
+    assert sorted(made_from) == ["anomaly", "data", "seed", "threshold", "train"]  # what the detector depends on
     assert json.loads((project / "reports" / "export.json").read_text())["detector_sha256"] == \
         file_sha256(project / "models" / "detector.onnx")
 
