@@ -14,7 +14,7 @@ from aepipe.corruptions import corrupt
 from aepipe.dataset import load_split
 from aepipe.devices import as_floats, to_pixels
 from aepipe.errors import exit_on_error
-from aepipe.export import Detector, detector_metadata, export_detector, parity, torch_floor
+from aepipe.export import Detector, detector_metadata, export_detector, parity, relative_differences, torch_floor
 from aepipe.model import load_model
 from aepipe.params import load_params
 from aepipe.scores import FittedScore
@@ -61,9 +61,8 @@ def one_at_a_time(detector: OnnxDetector, in_torch: Detector, images: torch.Tens
     (how closely float32 agrees with itself: the floor the detector's differences are read against)."""
     pixels = images.numpy()
     one_by_one = np.concatenate([detector(image[None])[0] for image in pixels])
-    scale = np.maximum(np.abs(scores[: len(images)]), abs(detector.threshold))
     return {"images": len(images), "detector_batch_1_vs_batched": float(np.max(np.abs(one_by_one - detector(pixels)[0]))),
-            "detector_vs_pipeline": float(np.max(np.abs(one_by_one - scores[: len(images)]) / scale)),
+            "detector_vs_pipeline": float(np.max(relative_differences(one_by_one, scores[: len(images)], detector.threshold))),
             "torch_batch_1_vs_pipeline": torch_floor(in_torch, images, scores[: len(images)])}
 
 if __name__ == "__main__":

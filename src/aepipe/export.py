@@ -16,8 +16,8 @@ from torch import nn
 
 from aepipe.atomic import atomic_path
 from aepipe.devices import as_floats, eval_batches
-from aepipe.model import AutoEncoder
 from aepipe.denoising import ssim_map
+from aepipe.model import AutoEncoder
 from aepipe.reconstruction import smoothed
 from aepipe.scores import DISTANCE_FLOOR, ERROR_FLOOR, INK_FLOOR, INK_MARGIN, FittedScore, score_maps
 from aepipe.serve import DETECTOR_FORMAT, INPUT, OnnxDetector
@@ -99,21 +99,25 @@ def detector_metadata(channels: int, side: int, fitted: FittedScore, threshold: 
             "dataset": dataset, "params": json.dumps(params, sort_keys=True), "model_sha256": model_sha256}
 
 
+def relative_differences(got: np.ndarray, expected: np.ndarray, threshold: float) -> np.ndarray:
+    """|got − expected| relative to the expected score or the threshold, whichever is larger: the scale
+    at which a score decides (a combined score near 0 has no relative precision to speak of)."""
+    return np.abs(got - expected) / np.maximum(np.abs(expected), abs(threshold))
+
+
 @torch.no_grad()
 def parity(detector: OnnxDetector, model: AutoEncoder, fitted: FittedScore, images: torch.Tensor,
            scores: np.ndarray) -> dict:
     """How far the exported detector's outputs are from the pipeline's on the same (N, C, H, W) images
     (uint8 pixels or floats): the scores the pipeline wrote (`scores`), its flags (score > threshold),
-    and its maps (computed here, as `aepipe score --maps` draws them), batch by batch. A score's
-    difference counts relative to the score or the threshold, whichever is larger: the scale at which
-    it decides (a combined score near 0 has no relative precision to speak of)."""
+    and its maps (computed here, as `aepipe score --maps` draws them), batch by batch; scores by
+    `relative_differences`."""
     worst_score, flags_differ, worst_map, start = 0.0, 0, 0.0, 0
     for chunk in eval_batches(images):
         floats = as_floats(chunk)
         expected = scores[start : start + len(chunk)]
         got_scores, got_flags, got_maps = detector(floats.cpu().numpy())
-        scale = np.maximum(np.abs(expected), abs(detector.threshold))
-        worst_score = max(worst_score, float(np.max(np.abs(got_scores - expected) / scale)))
+        worst_score = max(worst_score, float(np.max(relative_differences(got_scores, expected, detector.threshold))))
         flags_differ += int(np.sum(got_flags != (expected > detector.threshold)))
         worst_map = max(worst_map, float(np.max(np.abs(got_maps - score_maps(model, floats, fitted).cpu().numpy()))))
         start += len(chunk)
@@ -126,5 +130,4 @@ def torch_floor(detector: Detector, images: torch.Tensor, scores: np.ndarray) ->
     against its scores of the same images computed in batches (float32 convolutions round
     differently by batch size and engine; a score that amplifies its latents amplifies that)."""
     one_by_one = np.array([detector(as_floats(image[None]))[0].item() for image in images])
-    scale = np.maximum(np.abs(scores), abs(detector.threshold.item()))
-    return float(np.max(np.abs(one_by_one - scores) / scale))
+    return float(np.max(relative_differences(one_by_one, scores, detector.threshold.item())))
