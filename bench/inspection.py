@@ -1,17 +1,20 @@
 """The inspection benchmark: the pipeline on inspection sets made from real photographs (MVTec AD layout).
 
-    python bench/inspection.py [--sets brick,grass,brick-hue] [--side 64] [--jobs 1] [--rev HEAD]
+    python bench/inspection.py [--sets brick,grass,brick-hue] [--only REGEX] [--side 64] [--jobs 1] [--rev HEAD]
     python bench/inspection.py --read CLONE   # the results of a run whose clone was kept (it failed)
 
 Builds the sets (bench/inspection_sets.py: scikit-image's photographs, `pip install -e .[bench]`), then,
 in a fresh `git clone` of REV, commits each set as the DVC-tracked data/images and queues its
 experiments (the whole pipeline, to `publish`: default params but the dataset, its shape and the anomaly score):
-- at the native side (64×64; colour for brick-hue), with each anomaly score and map: map_max on the
-  error map (auto's choice for an inspection set), map_max on the SSIM map, combined, reconstruction;
-- the same with a longer recipe (`train.epochs=100`, `train.flips=true`): 20 epochs of a couple of
-  thousand images are 30 times fewer steps than 20 of MNIST's 60,000;
+- at the native side (64×64; colour for brick-hue): the defaults (auto: map_max on the map of the
+  defect segmenter trained with the model), and without a segmenter (`train.segmenter=false`) each
+  score and map of the autoencoder alone: map_max on the error map, on the SSIM map, combined, reconstruction;
+- those without a segmenter also with a longer recipe (`train.epochs=100`, `train.flips=true`): 20
+  epochs of a couple of thousand images are 30 times fewer steps than 20 of MNIST's 60,000;
 - squashed to 1×28×28, the baseline before images kept their size and colour (combined);
 - brick-hue also in greyscale at the native side, where a hue-only defect cannot be seen.
+`--only` runs the experiments whose name (set-tail, e.g. `brick-64x1-segmenter`) it matches; the
+results file keeps the rows of earlier runs, each with its commit.
 It runs the queue (`dvc queue start`) and reads every experiment's metrics with `dvc exp show --json`.
 
 Results: bench/results/inspection.json and a Markdown table on stdout (image ROC AUC per defect kind
@@ -19,6 +22,8 @@ and their mean, pixel ROC AUC, AUPRO, false alarms on test/good, training second
 """
 
 import argparse
+import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -35,9 +40,12 @@ RESULTS = REPO / "bench" / "results"
 # What differs from params.yaml in every run: the dataset, its shape, one normal class (good), and
 # indices that fit a few hundred validation images.
 COMMON = ["data.dataset=folder", "data.normal_digits=[0]", "interpolate.start=0", "interpolate.end=1", "denoise.index=0"]
-SCORES = {"map_max-error": ["anomaly.score=map_max", "anomaly.map=error"],
-          "map_max-ssim": ["anomaly.score=map_max", "anomaly.map=ssim"],
-          "combined": ["anomaly.score=combined"], "reconstruction": ["anomaly.score=reconstruction"]}
+NO_SEGMENTER = ["train.segmenter=false"]  # the autoencoder's own maps: no segmenter is trained (nor read)
+SCORES = {"segmenter": [],  # auto's choice for an inspection set: map_max on the segmenter's map
+          "map_max-error": [*NO_SEGMENTER, "anomaly.score=map_max", "anomaly.map=error"],
+          "map_max-ssim": [*NO_SEGMENTER, "anomaly.score=map_max", "anomaly.map=ssim"],
+          "combined": [*NO_SEGMENTER, "anomaly.score=combined"],
+          "reconstruction": [*NO_SEGMENTER, "anomaly.score=reconstruction"]}
 LONGER = ["train.epochs=100", "train.flips=true"]
 
 
@@ -46,12 +54,19 @@ def variants(name: str, side: int) -> dict[str, list[str]]:
     channels = 3 if name.endswith("-hue") else 1
     native = [f"data.side={side}", f"data.channels={channels}"]
     runs = {f"{side}x{channels}-{score}": [*native, *params] for score, params in SCORES.items()}
-    runs |= {f"{side}x{channels}-longer-{score}": [*native, *LONGER, *SCORES[score]] for score in list(SCORES)[:3]}
+    runs |= {f"{side}x{channels}-longer-{score}": [*native, *LONGER, *SCORES[score]] for score in list(SCORES)[1:4]}
     runs["28x1-combined"] = ["data.side=28", "data.channels=1", *SCORES["combined"]]
     if channels == 3:
-        runs |= {f"{side}x1-longer-{score}": [f"data.side={side}", "data.channels=1", *LONGER, *SCORES[score]]
-                 for score in list(SCORES)[:2]}
+        grey = [f"data.side={side}", "data.channels=1"]
+        runs[f"{side}x1-segmenter"] = grey
+        runs |= {f"{side}x1-longer-{score}": [*grey, *LONGER, *SCORES[score]] for score in list(SCORES)[1:3]}
     return runs
+
+
+def chosen_variants(names: list[str], side: int, only: str) -> dict[tuple[str, str], list[str]]:
+    """The experiments to run, (set, tail) → params: those whose name, set-tail, `only` (a regex) matches."""
+    return {(name, tail): params for name in names for tail, params in variants(name, side).items()
+            if re.search(only, f"{name}-{tail}")}
 
 
 def commit_images(clone: Path, images: Path, name: str) -> None:
@@ -67,30 +82,31 @@ def commit_images(clone: Path, images: Path, name: str) -> None:
     subprocess.run(["git", "commit", "-qm", f"inspection set {name}"], cwd=clone, check=True)
 
 
-def queue_and_run(clone: Path, names: list[str], side: int, jobs: int) -> float:
-    """Each set committed in turn, its experiments queued from that commit; the queue's seconds."""
+def queue_and_run(clone: Path, chosen: dict[tuple[str, str], list[str]], side: int, jobs: int) -> float:
+    """Each set committed in turn, its chosen experiments queued from that commit; the queue's seconds."""
     sets = Path(tempfile.mkdtemp(prefix="inspection-sets-"))
     write_sets(sets, side)
-    for name in names:
+    for name in dict.fromkeys(name for name, _ in chosen):
         commit_images(clone, sets / name, name)
-        for tail, params in variants(name, side).items():
-            dvc("exp", "run", "--queue", "-n", f"{name}-{tail}", *[arg for param in [*COMMON, *params] for arg in ("-S", param)],
-                "publish", cwd=clone)
+        for (_, tail), params in ((key, params) for key, params in chosen.items() if key[0] == name):
+            dvc("exp", "run", "--queue", "-n", f"{name}-{tail}",
+                *[arg for param in [*COMMON, *params] for arg in ("-S", param)], "publish", cwd=clone)
     shutil.rmtree(sets)
     return run_queue(clone, jobs)
 
 
-def summarise(metrics: dict[str, dict], names: list[str], side: int) -> dict:
+def summarise(metrics: dict[str, dict], chosen: list[tuple[str, str]], rev: str) -> dict:
+    """One row per experiment ("set tail"); train s: the autoencoder's and the segmenter's training."""
     rows = {}
-    for name in names:
-        for tail in variants(name, side):
-            values = metrics[f"{name}-{tail}"]
-            kinds = {key.removeprefix("auc_"): value for key, value in values.items() if key.startswith("auc_")
-                     and key not in ("auc_held_out", "auc_defect_pixels", "auc_rotation", "auc_patch", "auc_blank",
-                                     "auc_patch_pixels")}
-            rows[f"{name} {tail}"] = {"kinds": kinds, "mean_kinds": sum(kinds.values()) / len(kinds),
-                                      "pixel_roc_auc": values.get("auc_defect_pixels"), "aupro": values.get("aupro"),
-                                      "fp_rate": values.get("fp_rate"), "train_seconds": values.get("train_seconds")}
+    for name, tail in chosen:
+        values = metrics[f"{name}-{tail}"]
+        kinds = {key.removeprefix("auc_"): value for key, value in values.items() if key.startswith("auc_")
+                 and key not in ("auc_held_out", "auc_defect_pixels", "auc_rotation", "auc_patch", "auc_blank",
+                                 "auc_patch_pixels")}
+        rows[f"{name} {tail}"] = {"kinds": kinds, "mean_kinds": sum(kinds.values()) / len(kinds),
+                                  "pixel_roc_auc": values.get("auc_defect_pixels"), "aupro": values.get("aupro"),
+                                  "fp_rate": values.get("fp_rate"), "commit": rev,
+                                  "train_seconds": values.get("train_seconds") + values.get("segmenter_seconds", 0)}
     return rows
 
 
@@ -109,28 +125,35 @@ def table(rows: dict[str, dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="brick,grass,brick-hue")
+    parser.add_argument("--only", default="", help="a regex: run only the experiments (set-tail) it finds; "
+                        "the results file keeps the other rows of earlier runs")
     parser.add_argument("--side", type=int, default=64)
     parser.add_argument("--jobs", type=int, default=1, help="experiments run side by side")
     parser.add_argument("--rev", default="HEAD")
     parser.add_argument("--read", type=Path, metavar="CLONE", help="only read the experiments of a kept clone")
     args = parser.parse_args()
-    names = args.sets.split(",")
+    chosen = chosen_variants(args.sets.split(","), args.side, args.only)
+    sets = len(dict.fromkeys(name for name, _ in chosen))
     if args.read:
         clone, seconds = args.read, None
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD~" + str(len(names))], cwd=clone, capture_output=True,
+        rev = subprocess.run(["git", "rev-parse", "--short", f"HEAD~{sets}"], cwd=clone, capture_output=True,
                              text=True, check=True).stdout.strip()
     else:
         clone, rev = clone_at(args.rev, "inspection-")
-        seconds = queue_and_run(clone, names, args.side, args.jobs)
+        seconds = queue_and_run(clone, chosen, args.side, args.jobs)
     metrics = read_metrics(clone, all_commits=True)  # each set's experiments start from its own commit
-    write_json(RESULTS / "inspection-experiments.json", metrics)
-    rows = summarise(metrics, names, args.side)
     shutil.rmtree(clone.parent)
+    rows = summarise(metrics, list(chosen), rev)
+    earlier = json.loads((RESULTS / "inspection.json").read_text()) if (RESULTS / "inspection.json").exists() else {}
+    write_json(RESULTS / "inspection-experiments.json",
+               {**json.loads((RESULTS / "inspection-experiments.json").read_text()), **metrics} if earlier else metrics)
+    run = {"commit": rev, "date": date.today().isoformat(), "queue_seconds": seconds and round(seconds, 1),
+           "only": args.only or None, "experiments": len(chosen)}
     write_json(RESULTS / "inspection.json", {
-        "commit": rev, "date": date.today().isoformat(), "queue_seconds": seconds and round(seconds, 1), "side": args.side,
+        "side": args.side, "runs": [*earlier.get("runs", []), run],
         "protocol": "MVTec AD layout from scikit-image photographs (bench/inspection_sets.py): train on "
         "train/good but a 20 % calibration share, test on test/good and each defect kind; default params "
-        "but dataset, side, channels and the score", "rows": rows})
+        "but dataset, side, channels and the score", "rows": {**earlier.get("rows", {}), **rows}})
     print(table(rows))
 
 

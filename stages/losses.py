@@ -32,7 +32,7 @@ def main() -> None:
     train_features = image_features(model, to_pixels(train.images, device))
     train_normal = np.isin(train.labels, params.data.normal_digits)
     inspection = load_classes("data/raw").inspection
-    maps = MapSpec(chosen("map", params.anomaly.map, inspection), params.anomaly.map_sigma)
+    maps = MapSpec(chosen("map", params.anomaly.map, inspection, model.segmenter is not None), params.anomaly.map_sigma)
     fitted = fit_score(chosen("score", params.anomaly.score, inspection), train_features[train_normal],
                        train.labels[train_normal], maps)
     write_json("models/anomaly_score.json", {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")})

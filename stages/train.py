@@ -1,5 +1,7 @@
-"""Stage train: fit the autoencoder; write the model, its loss history (DVCLive) and sample reconstructions."""
+"""Stage train: fit the autoencoder (and the defect segmenter, train.segmenter); write the model, its
+loss history (DVCLive) and sample reconstructions."""
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from aepipe.distributed import join, launched_by_torchrun, leave, relaunch_under
 from aepipe.errors import exit_on_error
 from aepipe.model import save_model
 from aepipe.params import ParamsError, load_params
+from aepipe.segmenter_training import train_segmenter
 from aepipe.training import EpochLosses, train
 
 # Outside DVC's outputs (DVC deletes those before rerunning a stage), git- and dvc-ignored.
@@ -46,10 +49,23 @@ class LossLogger:
                            y_label="MSE of the batch")
         self.live.next_step()
 
-    def finish(self, seconds: float) -> None:
+    def finish(self, seconds: float, segmenter_seconds: float | None) -> None:
         self.live.summary["train_seconds"] = round(seconds, 2)
+        if segmenter_seconds is not None:
+            self.live.summary["segmenter_seconds"] = round(segmenter_seconds, 2)
         self.live.end()
         copy_file(self.live.metrics_file, HEADLINE)
+
+
+def _wants_segmenter(params, classes) -> bool:
+    return params.train.segmenter is True or (params.train.segmenter == "auto" and classes.inspection)
+
+
+def _add_segmenter(model, train_images, params) -> float:
+    """Train the model's defect segmenter on its training images; the seconds it took."""
+    started = time.perf_counter()
+    model.segmenter = train_segmenter(model, train_images, params.train.segmenter_epochs, params.train.flips, params.seed)
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -80,7 +96,8 @@ def main() -> None:
     if not world.is_main:
         return  # outputs are written once, by the main process
 
-    logger.finish(result.seconds)
+    segmenter_seconds = _add_segmenter(result.model, train_images, params) if _wants_segmenter(params, classes) else None
+    logger.finish(result.seconds, segmenter_seconds)
     save_model(result.model, "models/model.pt")
     with atomic_path("data/train/reconstructions.npz") as tmp:
         np.savez_compressed(tmp, images=result.sample_images, reconstructions=result.sample_reconstructions)
@@ -96,6 +113,8 @@ def main() -> None:
         "images_per_second": round(result.images_per_second, 1),
         "device": result.device,
         "workers": world.size,
+        **({} if segmenter_seconds is None else {"segmenter_epochs": params.train.segmenter_epochs,
+                                                 "segmenter_seconds": round(segmenter_seconds, 2)}),
     })
     CHECKPOINT.unlink(missing_ok=True)  # every output is written: nothing left to resume
 

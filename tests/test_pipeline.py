@@ -415,6 +415,8 @@ def test_fashion_mnist_comes_from_its_own_mirror_and_is_scored_one_class(tmp_pat
     ("scores.py", {"losses", "export"}),
     ("plots.py", {"threshold", "evaluate", "training_figures", "tsne", "interpolate", "denoise", "sample"}),
     ("model.py", {"train", "losses", "interpolate", "denoise", "sample", "export"}),  # not the judge, nor evaluate (no model)
+    ("segmenter.py", {"train", "losses", "interpolate", "denoise", "sample", "export"}),  # in the model's checkpoint
+    ("segmenter_training.py", {"train"}),
 ])
 def test_an_edit_to_a_library_module_changes_only_the_stages_that_import_it(project, module, stages):
     edited = f"src/aepipe/{module}"

@@ -153,3 +153,7 @@ def test_auto_is_the_best_measured_score_and_map_of_each_kind_of_dataset():
     assert chosen("score", "auto", inspection=True) == "map_max" and chosen("map", "auto", inspection=True) == "ssim"
     assert chosen("score", "auto", inspection=False) == "combined" and chosen("map", "auto", inspection=False) == "error"
     assert chosen("score", "reconstruction", inspection=True) == "reconstruction", "a setting other than auto is kept"
+    for inspection in (True, False):  # a model trained with a segmenter: its map, whatever the dataset
+        assert chosen("map", "auto", inspection, segmenter=True) == "segmenter"
+        assert chosen("map", "ssim", inspection, segmenter=True) == "ssim"
+        assert chosen("score", "auto", inspection, segmenter=True) == ("map_max" if inspection else "combined")

@@ -16,9 +16,8 @@ from torch import nn
 
 from aepipe.atomic import atomic_path
 from aepipe.devices import as_floats, eval_batches
-from aepipe.denoising import ssim_map
 from aepipe.model import AutoEncoder
-from aepipe.reconstruction import smoothed
+from aepipe.reconstruction import maps_of, smoothed
 from aepipe.scores import DISTANCE_FLOOR, ERROR_FLOOR, INK_FLOOR, INK_MARGIN, FittedScore, score_maps
 from aepipe.serve import DETECTOR_FORMAT, INPUT, OnnxDetector
 
@@ -32,23 +31,24 @@ class Detector(nn.Module):
 
     def __init__(self, model: AutoEncoder, fitted: FittedScore, threshold: float):
         super().__init__()
-        self.model, self.method, self.maps = model.eval(), fitted.method, fitted.maps
+        self.model, self.method, self.maps = model, fitted.method, fitted.maps
         self.register_buffer("threshold", torch.tensor(threshold, dtype=torch.float64))
         if fitted.method == "combined":
             self.register_buffer("means", torch.tensor(fitted.latent_means, dtype=torch.float64))
             self.register_buffer("precisions", torch.tensor(fitted.latent_precisions, dtype=torch.float64))
             self.spreads = {name: (getattr(fitted, name).mean, getattr(fitted, name).std)
                             for name in ("log_error", "log_distance", "log_ink")}
+        # The export puts every module back in the mode it found the detector in: eval, or the
+        # segmenter's batch norm would use each batch's statistics afterwards.
+        self.eval()
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         reconstructions, latents = self.model(images)
         errors = (reconstructions - images).square().mean(dim=(1, 2, 3))
         if self.maps:
-            anomaly = (1 - ssim_map(reconstructions, images, same_size=True) if self.maps.kind == "ssim"
-                       else (reconstructions - images).abs()).mean(dim=1)
-            error_map = smoothed(anomaly, self.maps.sigma)
+            error_map = smoothed(maps_of(self.model, reconstructions, images, self.maps.kind), self.maps.sigma)
         else:
-            error_map = (reconstructions - images).abs().mean(dim=1)
+            error_map = maps_of(self.model, reconstructions, images, "error")
         if self.method == "reconstruction":
             score = errors.double()
         elif self.method == "map_max":

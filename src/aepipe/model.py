@@ -16,6 +16,7 @@ from aepipe.checkpoints import load_weights, read_checkpoint, torch_save
 from aepipe.devices import preferred_memory_format
 from aepipe.errors import AepipeError, shape_name
 from aepipe.params import MNIST_SIDE
+from aepipe.segmenter import Segmenter
 
 CHECKPOINT_FORMAT = "aepipe.autoencoder/1"
 SEED_SHAPE = (1, MNIST_SIDE)  # (channels, side) of the seed's images: a checkpoint without a shape holds these
@@ -36,6 +37,7 @@ class AutoEncoder(nn.Module):
         super().__init__()
         self.latent_dim, self.side, self.channels = latent_dim, side, channels
         self.noise_std = 0.0  # largest std of the input noise it was trained on (0: a plain autoencoder)
+        self.segmenter: Segmenter | None = None  # trained on this model's reconstructions, if any
         steps = halvings(side)
         grid, widths = side >> steps, [channels] + [FIRST_WIDTH << step for step in range(steps + 1)]
         self.bottleneck = widths[-1]
@@ -73,6 +75,8 @@ def save_model(model: AutoEncoder, path: str | Path) -> None:
     }
     if model.noise_std:  # absent for a plain autoencoder, whose checkpoint stays as it always was
         checkpoint["noise_std"] = model.noise_std
+    if model.segmenter is not None:  # its weights are in the state dict, under "segmenter."
+        checkpoint["segmenter_depth"] = model.segmenter.depth
     torch_save(checkpoint, path)
 
 
@@ -82,6 +86,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", images: tup
     checkpoint = read_checkpoint(path, CHECKPOINT_FORMAT, "autoencoder", made_by="train")
     channels, side = SEED_SHAPE  # absent from the seed's shape's checkpoints, which stay as they always were
     model = AutoEncoder(checkpoint["latent_dim"], checkpoint.get("side", side), checkpoint.get("channels", channels))
+    if "segmenter_depth" in checkpoint:
+        model.segmenter = Segmenter(model.channels, checkpoint["segmenter_depth"])
     load_weights(model, checkpoint["state_dict"], path, "autoencoder")
     model.noise_std = float(checkpoint.get("noise_std", 0.0))
     if images:

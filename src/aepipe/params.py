@@ -105,6 +105,11 @@ class TrainParams(Section):
     # Data-parallel processes per machine (torchrun + DDP): GPUs on a GPU machine, CPU workers
     # otherwise. 1: a plain process. train.batch_size stays the global batch.
     workers: int = Field(ge=1)
+    # After the autoencoder, a defect segmenter trained on its reconstructions of synthetic defects
+    # (src/aepipe/segmenter.py, DRAEM): it draws the anomaly map (anomaly.map). auto: for an
+    # inspection set (the MVTec AD layout).
+    segmenter: Literal["auto"] | bool
+    segmenter_epochs: int = Field(ge=1)
 
     @model_validator(mode="after")
     def _a_share_of_the_batch_per_worker(self) -> "TrainParams":
@@ -139,11 +144,12 @@ class AnomalyParams(Section):
     # peak of the blurred anomaly map; auto: map_max for an inspection set (the MVTec AD layout),
     # combined for every other dataset (measured best on each: docs/results.md).
     score: Literal["auto", "reconstruction", "combined", "map_max"]
-    # The anomaly map: |image - reconstruction| (error) or 1 - local SSIM (ssim), averaged over the
-    # channels, blurred by a Gaussian of map_sigma pixels (0: not blurred) where it locates defects
-    # (an inspection set's pixel metrics and defect masks) and for map_max; auto: ssim for an
-    # inspection set, error for every other.
-    map: Literal["auto", "error", "ssim"]
+    # The anomaly map: |image - reconstruction| (error), 1 - local SSIM (ssim), averaged over the
+    # channels, or the segmenter's defect probability (segmenter: train.segmenter), blurred by a
+    # Gaussian of map_sigma pixels (0: not blurred) where it locates defects (an inspection set's pixel
+    # metrics and defect masks) and for map_max; auto: the segmenter when the model has one, else ssim
+    # for an inspection set, error for every other.
+    map: Literal["auto", "error", "ssim", "segmenter"]
     map_sigma: float = Field(ge=0)
     corruptions: CorruptionParams
 

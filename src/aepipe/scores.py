@@ -14,7 +14,7 @@
        normal. A blank image reconstructs better than any digit and its latent lies among theirs;
        this term is what flags it.
 The margin and the equal weights were chosen on one-class MNIST and Fashion-MNIST (docs/anomaly.md).
-- map_max: the largest value of the image's anomaly map (|error| or 1 - SSIM, `map_kind`) blurred by
+- map_max: the largest value of the image's anomaly map (|error|, 1 - SSIM or the segmenter's, `kind`) blurred by
   `map_sigma` pixels: a small defect on a part moves it, where the mean error over all pixels hardly
   moves (inspection sets).
 """
@@ -54,7 +54,7 @@ class ImageFeatures:
 class MapSpec:
     """Which anomaly map a score reads, and how much it is blurred."""
 
-    kind: str  # error | ssim (aepipe.reconstruction.anomaly_maps)
+    kind: str  # error | ssim | segmenter (aepipe.reconstruction.maps_of)
     sigma: float  # pixels
 
 
@@ -141,9 +141,12 @@ def score_maps(model: AutoEncoder, images: torch.Tensor, fitted: FittedScore) ->
 AUTO = {"score": ("map_max", "combined"), "map": ("ssim", "error")}
 
 
-def chosen(key: str, setting: str, inspection: bool) -> str:
-    """anomaly.score's or anomaly.map's (`key`) setting, with `auto` resolved for the dataset."""
-    return AUTO[key][0 if inspection else 1] if setting == "auto" else setting
+def chosen(key: str, setting: str, inspection: bool, segmenter: bool = False) -> str:
+    """anomaly.score's or anomaly.map's (`key`) setting, with `auto` resolved for the dataset; the map
+    of a model with a `segmenter` is the segmenter's."""
+    if setting != "auto":
+        return setting
+    return "segmenter" if key == "map" and segmenter else AUTO[key][0 if inspection else 1]
 
 
 def fit_score(method: str, training: ImageFeatures, labels: np.ndarray, maps: MapSpec | None = None) -> FittedScore:
