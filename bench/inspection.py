@@ -9,7 +9,8 @@ experiments (the whole pipeline, to `publish`: default params but the dataset, i
 - at the native side (64×64; colour for brick-hue): the defaults (auto: map_max on the map of the
   defect segmenter trained with the model), and without a segmenter (`train.segmenter=false`) each
   score and map of the autoencoder alone: map_max on the error map, on the SSIM map, combined, reconstruction;
-- the defaults with training images mirrored at random (`train.flips=true`: the autoencoder's and the segmenter's);
+- the defaults with training images mirrored at random (`train.flips=true`: the autoencoder's and the
+  segmenter's), and with 20 epochs of the segmenter instead of 10;
 - those without a segmenter also with a longer recipe (`train.epochs=100`, `train.flips=true`): 20
   epochs of a couple of thousand images are 30 times fewer steps than 20 of MNIST's 60,000;
 - squashed to 1×28×28, the baseline before images kept their size and colour (combined);
@@ -56,6 +57,7 @@ def variants(name: str, side: int) -> dict[str, list[str]]:
     native = [f"data.side={side}", f"data.channels={channels}"]
     runs = {f"{side}x{channels}-{score}": [*native, *params] for score, params in SCORES.items()}
     runs[f"{side}x{channels}-segmenter-flips"] = [*native, "train.flips=true"]
+    runs[f"{side}x{channels}-segmenter-20"] = [*native, "train.segmenter_epochs=20"]
     runs |= {f"{side}x{channels}-longer-{score}": [*native, *LONGER, *SCORES[score]] for score in list(SCORES)[1:4]}
     runs["28x1-combined"] = ["data.side=28", "data.channels=1", *SCORES["combined"]]
     if channels == 3:

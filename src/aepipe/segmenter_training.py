@@ -76,6 +76,7 @@ def train_segmenter(autoencoder: AutoEncoder, pixels: torch.Tensor, epochs: int,
     for epoch in range(1, epochs + 1):
         total = 0.0
         for batch in torch.randperm(len(pixels), generator=generator).split(BATCH_SIZE):
+            # Defects are drawn on the CPU: one seed, the same defects on any device.
             images = as_floats(pixels[batch.to(device)]).cpu()
             images = random_flips(images, generator) if flips else images
             defective, masks = (tensor.to(device) for tensor in synthetic_defects(images, generator))
