@@ -13,7 +13,8 @@ from aepipe.params import TrainParams
 from aepipe.training import train
 
 pytestmark = pytest.mark.gpu
-RECIPE = TrainParams(latent_dim=20, epochs=2, batch_size=64, lr=1e-3, weight_decay=0.0, noise_std=0.0, loss="mse", flips=False, device="cuda", workers=1)
+RECIPE = TrainParams(latent_dim=20, epochs=2, batch_size=64, lr=1e-3, weight_decay=0.0, noise_std=0.0, loss="mse", flips=False, device="cuda", workers=1,
+                     segmenter=False, segmenter_epochs=1)
 
 
 def test_auto_and_cuda_pick_the_gpu():

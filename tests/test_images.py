@@ -21,7 +21,8 @@ from aepipe.denoising import ssim
 from aepipe.training import LOSSES, random_flips, train
 from conftest import REPO
 
-RECIPE = TrainParams(latent_dim=4, epochs=1, batch_size=8, lr=1e-3, weight_decay=0.0, noise_std=0.0, loss="mse", flips=False, device="cpu", workers=1)
+RECIPE = TrainParams(latent_dim=4, epochs=1, batch_size=8, lr=1e-3, weight_decay=0.0, noise_std=0.0, loss="mse", flips=False, device="cpu", workers=1,
+                     segmenter=False, segmenter_epochs=1)
 
 
 def colour_image(width: int, height: int, seed: int = 0) -> Image.Image:
