@@ -10,7 +10,7 @@ from aepipe.errors import AepipeError
 from aepipe.model import AutoEncoder, load_model, save_model
 from aepipe.reconstruction import anomaly_maps
 from aepipe.segmenter import levels
-from aepipe.segmenter_training import DEFECT_SHARE, synthetic_defects, train_segmenter
+from aepipe.segmenter_training import DEFECT_SHARE, images_per_batch, synthetic_defects, train_segmenter
 from test_inspection import texture
 
 
@@ -23,6 +23,11 @@ def stripes(count: int, side: int = 32, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("side, expected", [(28, 2), (32, 3), (64, 3), (30, 1)])
 def test_the_unet_halves_an_image_while_it_is_even_three_times_at_most(side, expected):
     assert levels(side) == expected
+
+
+@pytest.mark.parametrize("side, expected", [(28, 32), (64, 32), (128, 8), (256, 2), (2048, 1)])
+def test_a_batch_of_larger_images_holds_as_many_pixels_as_one_of_64_pixels(side, expected):
+    assert images_per_batch(side) == expected  # at 256×256, 32 images took 3.4 GB more memory (bench/image_sizes.py)
 
 
 def test_a_synthetic_defect_changes_the_image_exactly_inside_its_mask():

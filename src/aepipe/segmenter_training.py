@@ -23,7 +23,8 @@ from aepipe.reconstruction import smoothed
 from aepipe.segmenter import Segmenter, levels
 from aepipe.training import random_flips
 
-BATCH_SIZE = 32
+BATCH_SIZE = 32  # images of 64×64, the side it was chosen on; a batch of larger ones holds as many pixels:
+BATCH_PIXELS = BATCH_SIZE * 64 * 64  # its activations at 256×256 would take 4 GB more than the images
 PEAK_LR = 2e-3  # of the one-cycle schedule
 DEFECT_SHARE = 0.5  # of each batch's images
 BLOB_SIGMAS = (1, 2, 4, 8)  # pixels: the noise's blur, one drawn per batch
@@ -55,6 +56,11 @@ def synthetic_defects(images: torch.Tensor, generator: torch.Generator) -> tuple
     return images + masks * opacity * (source - images), masks[:, 0]
 
 
+def images_per_batch(side: int) -> int:
+    """BATCH_SIZE images, or as many of `side` × `side` as hold BATCH_PIXELS (one at least)."""
+    return max(1, min(BATCH_SIZE, BATCH_PIXELS // side**2))
+
+
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy with the well-classified pixels weighed down by (1 - p_true)^γ (Lin et al. 2017)."""
     cross_entropy = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
@@ -64,18 +70,19 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def train_segmenter(autoencoder: AutoEncoder, pixels: torch.Tensor, epochs: int, flips: bool, seed: int,
                     log: Callable[[str], None] = print) -> Segmenter:
     """A segmenter for `autoencoder` (left as it is), trained on its (N, C, H, W) uint8 training images,
-    converted a batch at a time; mirrored at random when `flips`. Returned in eval mode."""
+    converted a batch (at most BATCH_PIXELS) at a time; mirrored at random when `flips`. Returned in eval mode."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     device = pixels.device
     segmenter = Segmenter(autoencoder.channels, levels(autoencoder.side)).to(device)
     optimizer = torch.optim.Adam(segmenter.parameters(), lr=PEAK_LR)
-    steps = epochs * math.ceil(len(pixels) / BATCH_SIZE)
+    batch_size = images_per_batch(autoencoder.side)
+    steps = epochs * math.ceil(len(pixels) / batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, PEAK_LR, total_steps=steps)
     autoencoder.eval()
     for epoch in range(1, epochs + 1):
         total = 0.0
-        for batch in torch.randperm(len(pixels), generator=generator).split(BATCH_SIZE):
+        for batch in torch.randperm(len(pixels), generator=generator).split(batch_size):
             # Defects are drawn on the CPU: one seed, the same defects on any device.
             images = as_floats(pixels[batch.to(device)]).cpu()
             images = random_flips(images, generator) if flips else images
