@@ -82,9 +82,10 @@ def main() -> None:
     })
     save(anomaly_scores(normal_scores, anomaly_sets, threshold, evaluation, method), "plots/anomaly_scores.png")
     top = np.load("data/losses/most_anomalous.npz")
+    map_kind = str(top["map_kind"]) if "map_kind" in top else "error"
     shown = images.iloc[top["index"]]
     save(most_anomalous(top["images"], top["maps"], shown["score"].to_numpy(), shown["label"].to_numpy(),
-                        shown["normal"].to_numpy(), threshold, method, classes.names, classes.noun),
+                        shown["normal"].to_numpy(), threshold, method, classes.names, classes.noun, map_kind),
          "plots/most_anomalous.png")
 
 

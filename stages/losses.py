@@ -100,7 +100,10 @@ def _keep_most_anomalous(model, images: torch.Tensor, scores: np.ndarray, map_ki
     top = np.argsort(scores, kind="stable")[::-1][:MOST_ANOMALOUS]
     chosen = images[torch.from_numpy(top.copy()).to(images.device)]
     with atomic_path("data/losses/most_anomalous.npz") as tmp:
-        np.savez(tmp, index=top, images=to_numpy_images(chosen), maps=anomaly_maps(model, chosen, map_kind).cpu().numpy())
+        # The map's kind is written only when it is not the error map: the default run's file stays as it was.
+        kind = {} if map_kind == "error" else {"map_kind": np.array(map_kind)}
+        np.savez(tmp, index=top, images=to_numpy_images(chosen), maps=anomaly_maps(model, chosen, map_kind).cpu().numpy(),
+                 **kind)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from aepipe.anomaly import aupro
 from aepipe.dataset import load_classes, load_inspection_extras, load_split
 from aepipe.errors import AepipeError
 from aepipe.folder import is_inspection_layout, read_inspection_set
+from aepipe.plots import most_anomalous
 from dvc_project import SMALL, copy_project, ran_stages, run
 
 KINDS = {"scratch": 0, "stain": 1}  # defect kind → its channel (a stain is a colour-only change)
@@ -154,6 +155,8 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
     flagged = scored.stdout.splitlines()[1].endswith("true")
     assert flagged == bool(mask.any()), "an image is flagged exactly when its mask has a pixel"
 
+    assert str(np.load(project / "data" / "losses" / "most_anomalous.npz")["map_kind"]) == "segmenter"
+
     # The exported detector: colour 32×32, the map_max score on the segmenter's map.
     assert_detector_matches(project, "map_max on the segmenter map blurred by 2 px", 1e-5)
     by_detector = run([str(Path(sys.executable).parent / "aepipe"), "score", "--maps", str(tmp_path / "onnx-maps"), "--onnx",
@@ -176,3 +179,10 @@ def assert_detector_matches(project: Path, score: str, tolerance: float) -> None
     assert export["export_max_rel_diff"] <= tolerance and export["max_map_diff"] <= tolerance
     assert export["export_flags_differ"] == 0
     assert (export["metadata"]["side"], export["metadata"]["channels"], export["metadata"]["score"]) == ("32", "3", score)
+
+
+def test_the_most_anomalous_figure_names_the_map_it_shows():
+    images, maps = np.zeros((2, 8, 8)), np.zeros((2, 8, 8))
+    args = (images, maps, np.array([2.0, 1.0]), np.array([1, 0]), np.array([False, True]), 1.5, "map_max", ["good", "stain"])
+    assert "|image − reconstruction|" in most_anomalous(*args)._suptitle.get_text(), "the error map, by default"
+    assert "the defect segmenter's probability" in most_anomalous(*args, "defect", "segmenter")._suptitle.get_text()

@@ -204,11 +204,15 @@ SCORE_LABELS = {"reconstruction": "reconstruction error (MSE of the image)",
                 "map_max": "map_max score (peak of the blurred anomaly map)"}
 
 
+MAP_NAMES = {"error": "|image − reconstruction|", "ssim": "1 − local SSIM of image and reconstruction",
+             "segmenter": "the defect segmenter's probability"}
+
+
 def most_anomalous(images: np.ndarray, maps: np.ndarray, scores: np.ndarray, labels: np.ndarray, normal: np.ndarray,
                    threshold: float, method: str, class_names: Sequence[str], label_noun: str = "digit",
-                   columns: int = 8) -> plt.Figure:
+                   map_kind: str = "error", columns: int = 8) -> plt.Figure:
     """The highest-scoring validation images, with class and score (held-out classes marked), each
-    above its anomaly map: where the reconstruction differs from the image."""
+    above its anomaly map (`map_kind`, aepipe.reconstruction.maps_of)."""
     held_out = not np.all(normal)  # a held-out mark takes a title line of its own: class names can be long
     marks = ["" if is_normal else "\n(held out)" for is_normal in normal]
     cells = []
@@ -219,7 +223,7 @@ def most_anomalous(images: np.ndarray, maps: np.ndarray, scores: np.ndarray, lab
     rows = 2 * -(-len(images) // columns)
     figure = _digit_mosaic(cells, rows, columns, title_lines=3 if held_out else 2, fontsize=9, column_inches=1.3)
     figure.suptitle(f"Most anomalous validation images ({label_noun}, {method} score; threshold {threshold:.4g}),\n"
-                    "each above its anomaly map (|image − reconstruction|: yellow to red, larger)")
+                    f"each above its anomaly map ({MAP_NAMES[map_kind]}: yellow to red, larger)")
     figure.tight_layout()
     return figure
 
