@@ -146,6 +146,20 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
     assert trained["segmenter_epochs"] == 10 and trained["segmenter_seconds"] > 0
     threshold = json.loads((project / "reports" / "threshold.json").read_text())
     assert threshold["per_pixel"] == {"threshold": threshold["per_image"]["threshold"], "kind": "segmenter", "sigma": 2.0}
+    assert str(np.load(project / "data" / "losses" / "most_anomalous.npz")["map_kind"]) == "segmenter"
+    assert_masks_written_and_scored_alike(project, tmp_path)
+
+    # On the SSIM map instead: the model (and its segmenter) stay. SSIM divides by local variances, so
+    # float32 rounding (onnxruntime's convolutions are not torch's) grows where an image is flat (the
+    # saturated corruption): measured here 8e-6 for scores, 1.6e-5 for maps.
+    result = run(["dvc", "exp", "run", *INSPECTION_SET, "-S", "data.normal_digits=[0]", "-S", "anomaly.map=ssim"], project, None)
+    assert "train" not in ran_stages(result.stdout) and "export" in ran_stages(result.stdout)
+    assert_detector_matches(project, "map_max on the ssim map blurred by 2 px", 5e-5)
+
+
+def assert_masks_written_and_scored_alike(project: Path, tmp_path: Path) -> None:
+    """aepipe score --maps writes a defect's mask at the image's size; the exported detector (colour
+    32×32, map_max on the segmenter's map) flags and masks alike."""
     maps = tmp_path / "maps"
     scored = run([str(Path(sys.executable).parent / "aepipe"), "score", "--maps", str(maps),
                   str(project / "data" / "images" / "test" / "scratch" / "000.png")], project, None)
@@ -155,21 +169,12 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
     flagged = scored.stdout.splitlines()[1].endswith("true")
     assert flagged == bool(mask.any()), "an image is flagged exactly when its mask has a pixel"
 
-    assert str(np.load(project / "data" / "losses" / "most_anomalous.npz")["map_kind"]) == "segmenter"
-
     # The exported detector: colour 32×32, the map_max score on the segmenter's map.
     assert_detector_matches(project, "map_max on the segmenter map blurred by 2 px", 1e-5)
     by_detector = run([str(Path(sys.executable).parent / "aepipe"), "score", "--maps", str(tmp_path / "onnx-maps"), "--onnx",
                        "models/detector.onnx", str(project / "data" / "images" / "test" / "scratch" / "000.png")], project, None)
     assert by_detector.stdout.splitlines()[1].split(",")[2] == scored.stdout.splitlines()[1].split(",")[2]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "onnx-maps" / "0000-000_mask.png")), mask)
-
-    # On the SSIM map instead: the model (and its segmenter) stay. SSIM divides by local variances, so
-    # float32 rounding (onnxruntime's convolutions are not torch's) grows where an image is flat (the
-    # saturated corruption): measured here 8e-6 for scores, 1.6e-5 for maps.
-    result = run(["dvc", "exp", "run", *INSPECTION_SET, "-S", "data.normal_digits=[0]", "-S", "anomaly.map=ssim"], project, None)
-    assert "train" not in ran_stages(result.stdout) and "export" in ran_stages(result.stdout)
-    assert_detector_matches(project, "map_max on the ssim map blurred by 2 px", 5e-5)
 
 
 def assert_detector_matches(project: Path, score: str, tolerance: float) -> None:
