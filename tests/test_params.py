@@ -161,3 +161,12 @@ def test_indices_and_perplexity_are_checked_against_the_validation_size(raw):
     raw["denoise"]["index"] = 61
     with pytest.raises(ParamsError, match=r"^denoise.index = 61: expected the index of a validation image, 0 to 60$"):
         parse_params(raw)
+
+
+def test_the_segmenter_map_without_a_segmenter_is_refused_naming_both_keys(raw):
+    asked = with_value(raw, "anomaly.map", "segmenter")
+    parse_params(asked)  # train.segmenter auto: an inspection set trains one (the stage says so otherwise)
+    with pytest.raises(ParamsError) as failure:
+        parse_params(with_value(asked, "train.segmenter", False))
+    assert str(failure.value) == ("anomaly.map = segmenter, but train.segmenter = false trains none; expected "
+                                  "train.segmenter true or auto, or anomaly.map auto, error or ssim")

@@ -227,6 +227,13 @@ class Params(Section):
         return self
 
     @model_validator(mode="after")
+    def _a_segmenter_to_read(self) -> "Params":
+        if self.anomaly.map == "segmenter" and self.train.segmenter is False:
+            raise _relation("anomaly.map = segmenter, but train.segmenter = false trains none; expected "
+                            "train.segmenter true or auto, or anomaly.map auto, error or ssim")
+        return self
+
+    @model_validator(mode="after")
     def _fit_the_validation_set(self) -> "Params":
         try:
             check_against_validation_set(self, self.val_images)
