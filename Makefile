@@ -8,7 +8,7 @@ DVC := PATH="$(BIN):$$PATH" dvc
 # path goes into .dvc/config.local (see the README: a relative URL breaks `dvc exp push`).
 DVC_STORAGE ?= ../aepipe-dvc-storage
 
-.PHONY: setup remote repro test bench share pull compare report restore-params gpu-bundle
+.PHONY: setup remote repro test deps bench share pull compare report restore-params gpu-bundle
 
 setup: $(STAMP)
 	@$(DVC) config --local remote.local.url >/dev/null 2>&1 || $(MAKE) --no-print-directory remote
@@ -30,6 +30,10 @@ repro: setup
 
 test: setup
 	PATH="$(BIN):$$PATH" python -m pytest
+
+# dvc.yaml's src/aepipe deps, from what each stage's script imports (after adding an import).
+deps: setup
+	$(BIN)/python tools/stage_deps.py
 
 # The benchmarks (about 25 minutes on 2 cores); results in bench/results/, tables on stdout.
 bench: setup
@@ -55,7 +59,7 @@ pull: setup
 # (--keep), also when nothing differs yet (a fresh clone: the committed numbers); no dependency
 # hashes (every column with a `/`), so the table fits a 200-column terminal.
 compare:
-	$(DVC) exp show --only-changed --drop '.*/' --keep '^(val_mse|step|threshold|fp_rate|auc_.*|export_.*)$$'
+	$(DVC) exp show --only-changed --drop '.*/' --keep '^(val_mse|step|threshold|fp_.*|calibration_holds|auc_.*|export_.*)$$'
 
 # One HTML page, dvc_plots/index.html: the workspace, BASE and the experiments named overlaid
 # (make report EXPS="exp-a exp-b"): each anomaly kind's ROC and PR curves, the losses, the figures.

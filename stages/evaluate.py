@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aepipe.anomaly import detection_metrics, pr_curve, roc_curve
+from aepipe.anomaly import DEAD_FRAME, decisive_scores, detection_metrics, pr_curve, roc_curve
 from aepipe.atomic import write_csv, write_json
+from aepipe.calibration import calibration_check, verdict_line
 from aepipe.dataset import load_classes
 from aepipe.errors import exit_on_error
+from aepipe.params import load_params
 from aepipe.plots import anomaly_scores, most_anomalous, save
 
 # Shown in `dvc exp show`: the anomalies that tell models and scores apart (noise, inversion and
@@ -35,10 +37,21 @@ def write_curves(normal_scores: np.ndarray, anomaly_sets: dict[str, np.ndarray])
             write_csv(f"data/curves/{curve}/{safe_name}.csv", pd.DataFrame(make(normal_scores, anomaly_scores)).round(5))
 
 
-def headline(evaluation: dict, localisation: dict, false_positive_rate: float, inspection: bool) -> dict:
+def calibration_headline(check: dict) -> dict:
+    """The false-alarm rate beside its target, its interval and the verdict, for `dvc exp show`."""
+    return {
+        "fp_rate": check["rate"],
+        **({"fp_target": check["target"]} if check["target"] is not None else {}),
+        "fp_rate_low": check["interval"][0],
+        "fp_rate_high": check["interval"][1],
+        **({"calibration_holds": check["holds"]} if check["holds"] is not None else {}),
+    }
+
+
+def headline(evaluation: dict, localisation: dict, calibration: dict, inspection: bool) -> dict:
     """The numbers `dvc exp show` compares runs by."""
     return {
-        "fp_rate": false_positive_rate,
+        **calibration_headline(calibration),
         **{column: evaluation[name]["roc_auc"] for name, column in HEADLINE_ANOMALIES.items() if name in evaluation},
         **({"auc_patch_pixels": localisation["patch_pixel_roc_auc"]} if "patch_pixel_roc_auc" in localisation else {}),
         **{column: localisation[name] for name, column in LOCALISATION.items() if name in localisation},
@@ -48,39 +61,63 @@ def headline(evaluation: dict, localisation: dict, false_positive_rate: float, i
     }
 
 
+Scored = tuple[np.ndarray, np.ndarray]  # an image set's scores and which of its frames are dead
+
+
+def scored_sets(images: pd.DataFrame, corrupted: pd.DataFrame, classes) -> tuple[Scored, dict, dict]:
+    """The normal test images; the anomaly sets (the held-out classes, each corruption); and each
+    held-out class on its own where the classes have names (an inspection set's defect kinds)."""
+    def scored(frame: pd.DataFrame) -> Scored:
+        return frame["score"].to_numpy(), frame[DEAD_FRAME].to_numpy(bool)
+
+    held_out = images[images["role"] == "held_out"]
+    anomaly_sets = {"held_out_digits": scored(held_out)} if len(held_out) else {}
+    anomaly_sets |= {name: (corrupted[name].to_numpy(), corrupted[f"{name}.{DEAD_FRAME}"].to_numpy(bool))
+                     for name in corrupted.columns if name != "index" and not name.endswith(f".{DEAD_FRAME}")}
+    by_class = ({classes.names[label]: scored(group) for label, group in held_out.groupby("label")}
+                if len(held_out) and classes.labelled else {})
+    return scored(images[images["role"] == "test"]), anomaly_sets, by_class
+
+
+def evaluate(normal: Scored, anomaly_sets: dict[str, Scored], by_class: dict[str, Scored], threshold: float) -> dict:
+    """detection_metrics of every anomaly set against the normal test images, on the scores as the
+    flags read them (dead frames flagged whatever their score)."""
+    normal_scores = decisive_scores(*normal)
+    evaluation = {name: detection_metrics(normal_scores, decisive_scores(*pair), threshold) for name, pair in anomaly_sets.items()}
+    if by_class:
+        evaluation["held_out_by_class"] = {name: detection_metrics(normal_scores, decisive_scores(*pair), threshold)
+                                           for name, pair in by_class.items()}
+    write_curves(normal_scores, {name: decisive_scores(*pair) for name, pair in
+                                 {**anomaly_sets, **{f"held_out_{name}": pair for name, pair in by_class.items()}}.items()})
+    return evaluation
+
+
 def main() -> None:
+    target = load_params("params.yaml").threshold.false_alarm_target
     threshold_report = json.loads(Path("reports/threshold.json").read_text())["per_image"]
     threshold, method = threshold_report["threshold"], threshold_report["score"]
     images = pd.read_csv("data/losses/val_images.csv")
-    normal_scores = images.loc[images["role"] == "test", "score"].to_numpy()
-    anomaly_sets = {}
-    held_out = images.loc[images["role"] == "held_out", "score"].to_numpy()
-    if len(held_out):
-        anomaly_sets["held_out_digits"] = held_out
-    corrupted = pd.read_csv("data/losses/corrupted_images.csv")
-    anomaly_sets.update({name: corrupted[name].to_numpy() for name in corrupted.columns if name != "index"})
-    localisation = json.loads(Path("data/losses/localisation.json").read_text())
     classes = load_classes("data/raw")
-
-    evaluation = {name: detection_metrics(normal_scores, anomaly, threshold) for name, anomaly in anomaly_sets.items()}
-    by_class = {}
-    if len(held_out) and classes.labelled:  # each held-out class (an inspection set's defect kind) on its own
-        by_class = {classes.names[label]: group.to_numpy()
-                    for label, group in images[images["role"] == "held_out"].groupby("label")["score"]}
-        evaluation["held_out_by_class"] = {name: detection_metrics(normal_scores, scores, threshold)
-                                           for name, scores in by_class.items()}
-    write_curves(normal_scores, {**anomaly_sets, **{f"held_out_{name}": scores for name, scores in by_class.items()}})
-    false_positive_rate = float(np.mean(normal_scores > threshold))
-    write_json("data/metrics/anomaly.json", headline(evaluation, localisation, false_positive_rate, classes.inspection))
+    normal, anomaly_sets, by_class = scored_sets(images, pd.read_csv("data/losses/corrupted_images.csv"), classes)
+    localisation = json.loads(Path("data/losses/localisation.json").read_text())
+    evaluation = evaluate(normal, anomaly_sets, by_class, threshold)
+    calibration = calibration_check(int(np.sum(decisive_scores(*normal) > threshold)), len(normal[0]), target)
+    if line := verdict_line(calibration):
+        print(line)
+    write_json("data/metrics/anomaly.json", headline(evaluation, localisation, calibration, classes.inspection))
     write_json("reports/anomaly.json", {
         "score": method,
         "threshold": threshold,
-        "normal_test_images": len(normal_scores),
-        "false_positive_rate": false_positive_rate,
+        "normal_test_images": len(normal[0]),
+        "false_positive_rate": calibration["rate"],
+        "calibration": calibration,
         **evaluation,
         "localisation": localisation,
     })
-    save(anomaly_scores(normal_scores, anomaly_sets, threshold, evaluation, method), "plots/anomaly_scores.png")
+    # The figure shows the scores themselves; dead frames that only the dead-frame check flags are counted apart.
+    flagged_dead = {name: int(np.sum(dead & (scores <= threshold))) for name, (scores, dead) in anomaly_sets.items()}
+    save(anomaly_scores(normal[0], {name: scores for name, (scores, _) in anomaly_sets.items()}, threshold, evaluation,
+                        method, flagged_dead), "plots/anomaly_scores.png")
     top = np.load("data/losses/most_anomalous.npz")
     map_kind = str(top["map_kind"]) if "map_kind" in top else "error"
     shown = images.iloc[top["index"]]

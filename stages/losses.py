@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from aepipe.anomaly import aupro, calibration_roles, given_roles, pixel_roc_auc
+from aepipe.anomaly import DEAD_FRAME, aupro, calibration_roles, given_roles, pixel_roc_auc
 from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
 from aepipe.corruptions import corrupt, patch_mask
 from aepipe.dataset import load_classes, load_inspection_extras, load_split
@@ -49,7 +49,7 @@ def main() -> None:
     scores = fitted.score(val_features)
     write_csv("data/losses/val_images.csv", pd.DataFrame({
         "index": np.arange(len(scores)), "label": val.labels, "normal": val_normal, "role": roles,
-        "loss": val_features.errors, "score": scores}))
+        "loss": val_features.errors, "score": scores, DEAD_FRAME: fitted.dead_frames(val_features)}))
     localisation = _score_corruptions(model, fitted, val_images, np.flatnonzero(roles == "test"), params)
     if masks is not None:
         localisation |= _locate_defects(model, val_images, masks, roles, maps)
@@ -74,9 +74,11 @@ def _score_corruptions(model, fitted: FittedScore, images: torch.Tensor, normal_
     are scored pixel by pixel against where the squares are."""
     originals = images[normal_test]
     corrupted = corrupt(originals, params.anomaly.corruptions, params.seed)
-    write_csv("data/losses/corrupted_images.csv", pd.DataFrame({
-        "index": normal_test, **{name: fitted.score(image_features(model, batch, fitted.maps))
-                                 for name, batch in corrupted.items()}}))
+    columns = {"index": normal_test}
+    for name, batch in corrupted.items():
+        features = image_features(model, batch, fitted.maps)
+        columns |= {name: fitted.score(features), f"{name}.{DEAD_FRAME}": fitted.dead_frames(features)}
+    write_csv("data/losses/corrupted_images.csv", pd.DataFrame(columns))
     localisation = {}
     if "patch" in corrupted:
         masks = patch_mask(originals, params.anomaly.corruptions.patch, params.seed)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from aepipe.anomaly import mean_std_threshold, per_image_threshold, summary
 from aepipe.atomic import file_sha256, write_json
+from aepipe.calibration import too_few_line
 from aepipe.errors import exit_on_error
 from aepipe.params import load_params
 from aepipe.plots import loss_histograms, save
@@ -25,6 +26,8 @@ def main() -> None:
     images = pd.read_csv("data/losses/val_images.csv")
     calibration_scores = images.loc[images["role"] == "calibration", "score"].to_numpy()
     per_image = per_image_threshold(calibration_scores, rule.method, rule.k, rule.q)
+    if line := too_few_line(len(calibration_scores), rule.false_alarm_target):
+        print(line)
     score = json.loads(Path("models/anomaly_score.json").read_text())
     # A map_max score is the peak of the blurred anomaly map: the pixels above the per-image threshold
     # are the defect's mask, and an image is flagged exactly when its mask is not empty.

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.anomaly import (calibration_split, detection_metrics, mean_std_threshold, per_image_threshold, pr_curve,
-                            roc_curve, summary)
+from aepipe.anomaly import (calibration_split, decisive_scores, detection_metrics, mean_std_threshold,
+                            per_image_threshold, pr_curve, roc_curve, summary)
 from aepipe.corruptions import corrupt, patch, rotate
 from aepipe.params import CorruptionParams
 
@@ -136,3 +136,13 @@ def test_curves_are_the_definitions_threshold_by_threshold_on_a_fixed_grid():
     for recall, precision in zip(pr["recall"], pr["precision"]):  # the best precision at this recall or more
         assert precision == pytest.approx(max(p for _, r, p in rates[1:] if r >= recall - 1e-12))
     assert roc["tpr"][-1] == 1 and np.all(np.diff(roc["tpr"]) >= 0) and np.all(np.diff(pr["precision"]) <= 0)
+
+
+def test_dead_frames_rank_above_every_live_frame_and_tie_among_themselves():
+    normal = decisive_scores(np.array([0.1, 0.2, 0.9]), np.zeros(3, bool))
+    dead = decisive_scores(np.array([0.05, 0.01]), np.ones(2, bool))  # scores the map gave a black frame
+    assert dead.tolist() == [np.inf, np.inf]
+    result = detection_metrics(normal, dead, threshold=0.5)
+    assert result["roc_auc"] == 1.0 and result["recall"] == 1.0 and result["average_precision"] == 1.0
+    # A dead normal frame ties with the dead anomalies: each beats three normals and ties one.
+    assert detection_metrics(np.r_[normal, np.inf], dead, threshold=0.5)["roc_auc"] == pytest.approx(3.5 / 4)

@@ -6,11 +6,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from aepipe.atomic import file_sha256
 from aepipe.dataset import load_split
 from aepipe.errors import AepipeError
+from aepipe.scores import FittedScore, frame_contrast
 from aepipe.serve import OnnxDetector
 
 
@@ -24,10 +26,12 @@ def validation_images(project) -> np.ndarray:
 
 
 def test_the_detector_scores_and_flags_the_validation_images_as_the_pipeline_did(project, detector):
-    scores, flagged, maps = detector(validation_images(project))
-    expected = pd.read_csv(project / "data" / "losses" / "val_images.csv")["score"].to_numpy()
+    scores, flagged, maps, dead = detector(validation_images(project))
+    table = pd.read_csv(project / "data" / "losses" / "val_images.csv")
+    expected = table["score"].to_numpy()
     threshold = json.loads((project / "reports" / "threshold.json").read_text())["per_image"]["threshold"]
     assert detector.threshold == threshold and flagged.tolist() == (expected > threshold).tolist()
+    assert dead.tolist() == table["dead_frame"].tolist() == [False] * 512
     report = json.loads((project / "reports" / "export.json").read_text())
     differences = np.abs(scores - expected) / np.maximum(np.abs(expected), abs(threshold))
     assert differences.max() == pytest.approx(report["by_image_set"]["validation"]["max_rel_diff"], rel=1e-6)
@@ -39,6 +43,19 @@ def test_the_detector_scores_and_flags_the_validation_images_as_the_pipeline_did
     assert report["export_flags_differ"] == 0 and report["max_map_diff"] <= 1e-5
     assert set(report["by_image_set"]) == {"validation", "gaussian_noise", "rotation", "patch", "invert", "blank", "saturate"}
     assert maps.shape == (512, 28, 28) and 0 <= maps.min() and maps.max() <= 1
+
+
+def test_a_dead_frame_is_flagged_whatever_its_score(project, detector):
+    """Blank, saturated, a flat grey, a flat grey with a camera's faint noise: no digit is that flat."""
+    flat = np.stack([np.full((1, 28, 28), value, np.float32) for value in (0.0, 1.0, 0.3)])
+    noisy = np.clip(0.02 + np.random.default_rng(0).normal(0, 0.004, (1, 1, 28, 28)), 0, 1).astype(np.float32)
+    images = np.concatenate([flat, noisy, validation_images(project)[:4]])
+    scores, flagged, _, dead = detector(images)
+    assert dead.tolist() == [True] * 4 + [False] * 4
+    assert flagged[:4].all() and flagged[4:].tolist() == (scores[4:] > detector.threshold).tolist()
+    fitted = FittedScore.from_dict(json.loads((project / "models" / "anomaly_score.json").read_text()))
+    # Far below the flattest digit of the validation set: no normal image comes near it.
+    assert 0 < fitted.dead_below < 0.5 * float(frame_contrast(torch.from_numpy(validation_images(project))).min())
 
 
 def test_one_image_at_a_time_gives_what_a_batch_gives(project, detector):

@@ -178,7 +178,8 @@ def test_dvc_resumes_a_killed_training_run(tmp_path, mnist_dir):
     assert "Data and pipelines are up to date." in run(["dvc", "status", "train"], project, None).stdout
 
 
-HEADLINE = ["step", "val_mse", "train_seconds", "threshold", "fp_rate", "auc_rotation", "auc_patch", "auc_blank",
+HEADLINE = ["step", "val_mse", "train_seconds", "threshold", "fp_rate", "fp_target", "fp_rate_low", "fp_rate_high",
+            "calibration_holds", "auc_rotation", "auc_patch", "auc_blank",
             "auc_patch_pixels", "tsne_knn10",
             "psnr_gain", "denoised_ssim", "noisy_acc", "denoised_acc", "judge_accuracy", "fd_samples", "fd_recon", "fd_real", "sample_conf",
             "sample_min_share", "recon_acc", "export_max_rel_diff", "export_flags_differ"]
@@ -246,6 +247,33 @@ def test_anomaly_evaluation_covers_every_corruption(project):
     assert top["images"].shape == top["maps"].shape == (16, 28, 28) and 0 <= top["maps"].min() <= top["maps"].max() <= 1
 
 
+def evaluate_with_threshold(project: Path, threshold: float) -> tuple[str, dict, dict]:
+    """The evaluate stage run as a process on the small run, its per-image threshold set to `threshold`."""
+    path = project / "reports" / "threshold.json"
+    report = json.loads(path.read_text())
+    report["per_image"]["threshold"] = threshold
+    path.write_text(json.dumps(report))
+    result = subprocess.run([sys.executable, str(REPO / "stages" / "evaluate.py")], cwd=project, capture_output=True,
+                            text=True, env=project_env(None, PYTHONPATH=str(REPO / "src")), check=True)
+    return (result.stdout, json.loads((project / "data" / "metrics" / "anomaly.json").read_text()),
+            json.loads((project / "reports" / "anomaly.json").read_text())["calibration"])
+
+
+def test_evaluate_says_whether_the_threshold_keeps_its_false_alarm_promise(own_project):
+    images = pd.read_csv(own_project / "data" / "losses" / "val_images.csv")
+    normal = np.sort(images.loc[images["role"] == "test", "score"].to_numpy())
+    # Two of the 256 normal test images above the threshold: 0.8 %, the 1 % target inside its interval.
+    output, metrics, calibration = evaluate_with_threshold(own_project, float(normal[-3]))
+    assert metrics["calibration_holds"] is True and metrics["fp_target"] == 0.01 and "does not hold" not in output
+    assert calibration["false_alarms"] == 2 and calibration["normal_images"] == 256
+    assert metrics["fp_rate_low"] < 0.01 < metrics["fp_rate_high"] and metrics["fp_rate"] == 2 / 256
+
+    # A line whose good parts drifted: a tenth of them flagged.
+    output, metrics, calibration = evaluate_with_threshold(own_project, float(normal[-27]))
+    assert metrics["calibration_holds"] is False and calibration["false_alarms"] == 26 and metrics["fp_rate_low"] > 0.01
+    assert "calibration does not hold: 10.2% of 256 normal test images flagged" in output
+
+
 def test_changing_the_anomaly_score_reruns_only_the_scoring_stages(own_project, mnist_dir):
     model = (own_project / "models" / "model.pt").read_bytes()
     result = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=reconstruction"], own_project, str(mnist_dir))
@@ -253,7 +281,11 @@ def test_changing_the_anomaly_score_reruns_only_the_scoring_stages(own_project, 
     assert (own_project / "models" / "model.pt").read_bytes() == model
     images = pd.read_csv(own_project / "data" / "losses" / "val_images.csv")
     assert images["score"].tolist() == images["loss"].tolist(), "the reconstruction score is the reconstruction error"
-    assert json.loads((own_project / "reports" / "anomaly.json").read_text())["blank"]["roc_auc"] < 0.5
+    # A blank frame reconstructs better than most digits: the error alone ranks it below them, and
+    # only the dead-frame check flags it (the combined score's too-little-ink term does too).
+    blank = pd.read_csv(own_project / "data" / "losses" / "corrupted_images.csv")[["blank", "blank.dead_frame"]]
+    assert blank["blank"].max() < images.loc[images["role"] == "test", "score"].median() and blank["blank.dead_frame"].all()
+    assert json.loads((own_project / "reports" / "anomaly.json").read_text())["blank"]["roc_auc"] == 1.0
     export = json.loads((own_project / "reports" / "export.json").read_text())  # a score with no latent term
     assert export["export_max_rel_diff"] <= 1e-5 and export["export_flags_differ"] == 0, export
     back = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=auto"], own_project, str(mnist_dir))

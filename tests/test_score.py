@@ -25,17 +25,21 @@ def score_command(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([AEPIPE, "score", *args], cwd=project, capture_output=True, text=True)
 
 
-def score(project: Path, *args: str) -> subprocess.CompletedProcess:
+def main_result(project: Path, argv: list[str]) -> subprocess.CompletedProcess:
     """The command's `main` in this process: the same code and arguments, without a new process
     importing torch again (two seconds each)."""
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.chdir(project), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
-            main(["score", *args])
+            main(argv)
             returncode = 0
         except SystemExit as stopped:
             returncode = stopped.code
-    return subprocess.CompletedProcess(["aepipe", "score", *args], returncode, stdout.getvalue(), stderr.getvalue())
+    return subprocess.CompletedProcess(["aepipe", *argv], returncode, stdout.getvalue(), stderr.getvalue())
+
+
+def score(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return main_result(project, ["score", *args])
 
 
 def rows(output: str) -> list[dict]:
@@ -79,14 +83,21 @@ def test_scores_match_the_pipelines_own_per_image_scores(project, digits, tmp_pa
     scored = rows(out.read_text())
     assert [row["source"] for row in scored][:2] == [f"{tmp_path / 'digits.npy'}[0]", f"{tmp_path / 'digits.npy'}[1]"]
     expected = pd.read_csv(project / "data" / "losses" / "val_images.csv")["score"].head(8).tolist()
-    assert [float(row["score"]) for row in scored] == pytest.approx(expected, rel=1e-4, abs=1e-4)
+    # The stages run with AVX2 kernels (dvc.yaml's pinned_cpu), this process with the CPU's own: float32
+    # rounds otherwise, and the small run's latent covariance amplifies it (export.torch_floor).
+    threshold = json.loads((project / "reports" / "threshold.json").read_text())["per_image"]["threshold"]
+    assert [float(row["score"]) for row in scored] == pytest.approx(expected, abs=1e-3 * abs(threshold))
 
 
-def test_a_blank_image_is_flagged(project, tmp_path):
-    np.save(tmp_path / "blank.npy", np.zeros((28, 28), np.uint8))
-    result = score(project, str(tmp_path / "blank.npy"))
-    assert result.returncode == 0, result.stderr
-    assert rows(result.stdout)[0]["flagged"] == "true"
+def test_dead_frames_are_flagged_as_such_by_the_model_and_by_the_detector(project, digits, tmp_path):
+    frames = np.stack([np.zeros((28, 28)), np.full((28, 28), 255), np.full((28, 28), 90), digits[0]]).astype(np.uint8)
+    np.save(tmp_path / "frames.npy", frames)
+    for detector in ([], ["--onnx", "models/detector.onnx"]):
+        result = score(project, str(tmp_path / "frames.npy"), *detector)
+        assert result.returncode == 0, result.stderr
+        scored = rows(result.stdout)
+        assert [row["dead_frame"] for row in scored] == ["true", "true", "true", "false"], detector
+        assert [row["flagged"] for row in scored[:3]] == ["true"] * 3, detector
 
 
 def test_maps_writes_one_png_per_image_of_it_and_its_anomaly_map(project, digits, folder, tmp_path):

@@ -11,19 +11,21 @@ from aepipe.corruptions import patch, patch_mask
 from aepipe.model import AutoEncoder
 from aepipe.denoising import ssim_map
 from aepipe.reconstruction import anomaly_maps, error_maps, errors_and_latents, smoothed
-from aepipe.scores import FittedScore, ImageFeatures, MapSpec, chosen, fit_score, image_features
+from aepipe.scores import FittedScore, ImageFeatures, MapSpec, chosen, fit_score, frame_contrast, image_features
 
 # Two training images. Reconstruction errors 0.01 and 0.04: log-mean log 0.02, log-std log 2. Latents
 # -1 and 1: mean 0, variance 2 (np.cov's n - 1), so both lie at squared Mahalanobis distance 1/2, a
 # spread of zero (taken as 1). Ink 0.1 and 0.4: log-mean log 0.2, log-std log 2.
-TRAINING = ImageFeatures(errors=np.array([0.01, 0.04]), latents=np.array([[-1.0], [1.0]]), ink=np.array([0.1, 0.4]))
+# Contrast 0.2 and 0.3: a frame is dead below a quarter of 0.2.
+TRAINING = ImageFeatures(errors=np.array([0.01, 0.04]), latents=np.array([[-1.0], [1.0]]), ink=np.array([0.1, 0.4]),
+                         contrast=np.array([0.3, 0.2]))
 LABELS = np.array([3, 3])
 
 
 def test_the_latent_distance_is_to_the_nearest_class():
     # Class 0 around (0, 0), class 1 around (10, 0); each with variance 2/3 along both axes (np.cov: n - 1).
     latents = np.array([[-1.0, 0], [1, 0], [0, -1], [0, 1], [9, 0], [11, 0], [10, -1], [10, 1]])
-    training = ImageFeatures(np.full(8, 0.02), latents, np.full(8, 0.2))
+    training = ImageFeatures(np.full(8, 0.02), latents, np.full(8, 0.2), contrast=np.full(8, 0.3))
     fitted = fit_score("combined", training, np.array([0, 0, 0, 0, 1, 1, 1, 1]))
     assert np.asarray(fitted.latent_means).tolist() == [[0, 0], [10, 0]]
     # (2, 0) is 2 from class 0 (squared distance 4 / (2/3) = 6) and 8 from class 1: the nearer one counts.
@@ -62,6 +64,23 @@ def test_a_fitted_score_survives_its_json_round_trip():
     assert again == fitted and again.score(images) == fitted.score(images)
     with pytest.raises(ValueError, match="unknown score method 'psychic'"):
         FittedScore.from_dict({**fitted.to_dict(), "method": "psychic"})
+
+
+def test_a_frame_far_flatter_than_every_training_image_is_dead_whatever_the_score():
+    red, checkers = torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 8)
+    red[:, 0] = 1.0
+    checkers[..., ::2, ::2] = checkers[..., 1::2, 1::2] = 1.0
+    assert frame_contrast(torch.cat([red, red])).tolist() == [0.0, 0.0], "one flat colour: no contrast"
+    assert frame_contrast(checkers).tolist() == [0.5]
+    for method in ("reconstruction", "combined", "map_max"):
+        fitted = fit_score(method, TRAINING, LABELS, MapSpec("error", 1.0))
+        frames = ImageFeatures(np.full(4, 0.02), np.zeros((4, 1)), np.full(4, 0.2), np.zeros(4),
+                               contrast=np.array([0.0, 0.0499, 0.0501, 0.3]))
+        assert fitted.dead_below == pytest.approx(0.05) and fitted.dead_frames(frames).tolist() == [True, True, False, False]
+        assert FittedScore.from_dict(fitted.to_dict()) == fitted
+    # A score file from before the check knows no training contrast: it calls no frame dead.
+    older = {key: value for key, value in fit_score("combined", TRAINING, LABELS).to_dict().items() if key != "min_contrast"}
+    assert not FittedScore.from_dict(older).dead_frames(frames).any()
 
 
 def test_image_features_come_from_one_pass_of_the_model():

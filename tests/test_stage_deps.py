@@ -1,48 +1,46 @@
 """Every stage lists exactly the library modules it imports (directly or through other modules) in
-its dvc.yaml deps: one too few leaves a stale cache after an edit, one too many reruns it for nothing."""
+its dvc.yaml deps, as tools/stage_deps.py (`make deps`) writes them."""
 
-import ast
-from pathlib import Path
+import shutil
+import subprocess
+import sys
 
-import pytest
 import yaml
 
 from conftest import REPO
 
-LIBRARY = REPO / "src" / "aepipe"
+TOOL = REPO / "tools" / "stage_deps.py"
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
-def imported_library_modules(path: Path) -> set[str]:
-    """Names of the aepipe modules `path` imports itself, at any place in the file."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("aepipe."):
-            names.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[1] for alias in node.names if alias.name.startswith("aepipe."))
-    return names
+def stage_deps(root, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TOOL), "--root", str(root), *args], capture_output=True, text=True)
 
 
-def transitive_library_modules(script: Path) -> set[str]:
-    found, pending = set(), imported_library_modules(script)
-    while pending:
-        name = pending.pop()
-        if name not in found:
-            found.add(name)
-            pending |= imported_library_modules(LIBRARY / f"{name}.py")
-    return found
+def test_dvc_yaml_lists_what_each_stage_imports():
+    result = stage_deps(REPO, "--check")
+    assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("stage", sorted(STAGES))
-def test_stage_deps_list_exactly_the_library_modules_it_imports(stage):
-    deps = STAGES[stage]["deps"]
-    scripts = [REPO / dep for dep in deps if dep.startswith("stages/")]
-    assert scripts, f"stage {stage}: its script in stages/ is not among its deps"
-    imported = set().union(*(transitive_library_modules(script) for script in scripts))
-    listed = {Path(dep).stem for dep in deps if dep.startswith("src/aepipe/")}
-    assert not imported - listed, f"stage {stage}: dvc.yaml misses src/aepipe/{sorted(imported - listed)} in its deps"
-    assert not listed - imported, f"stage {stage}: dvc.yaml lists src/aepipe/{sorted(listed - imported)}, not imported"
+def test_a_missing_or_extra_library_dep_is_named_and_rewritten(tmp_path):
+    shutil.copytree(REPO / "src", tmp_path / "src")
+    shutil.copytree(REPO / "stages", tmp_path / "stages")
+    text = (REPO / "dvc.yaml").read_text()
+    assert "      - src/aepipe/calibration.py\n" in text and text.count("      - src/aepipe/corruptions.py\n") == 2
+    edited = text.replace("      - src/aepipe/calibration.py\n", "", 1)  # threshold's: now missing
+    edited = edited.replace("      - stages/tsne.py\n", "      - stages/tsne.py\n      - src/aepipe/model.py\n", 1)
+    (tmp_path / "dvc.yaml").write_text(edited)
+
+    stale = stage_deps(tmp_path, "--check")
+    assert stale.returncode == 1 and "of threshold, tsne are not what" in stale.stderr and "make deps" in stale.stderr
+    assert stage_deps(tmp_path).returncode == 0
+    assert (tmp_path / "dvc.yaml").read_text() == text
+    assert stage_deps(tmp_path, "--check").returncode == 0
+
+
+def test_every_stage_imports_the_library_through_its_own_script():
+    for name, stage in STAGES.items():
+        assert f"stages/{name}.py" in stage["deps"], f"stage {name}: its script in stages/ is not among its deps"
 
 
 def test_dvc_lock_holds_only_stages_that_dvc_yaml_defines():

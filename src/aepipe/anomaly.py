@@ -4,6 +4,7 @@ they separate anomalies, image by image and pixel by pixel."""
 import numpy as np
 
 AUPRO_FPR_LIMIT = 0.3  # MVTec AD's and anomalib's integration limit
+DEAD_FRAME = "dead_frame"  # the column, beside a score, that says a frame is dead
 
 
 def summary(losses: np.ndarray) -> dict[str, float]:
@@ -54,6 +55,12 @@ def given_roles(normal: np.ndarray, calibration: np.ndarray) -> np.ndarray:
     """The roles of `calibration_roles` where the dataset says which images calibrate (an inspection
     set: its share of train/good); the other normal images test, the anomalous ones are held out."""
     return np.where(calibration == 1, "calibration", np.where(normal, "test", "held_out")).astype(object)
+
+
+def decisive_scores(scores: np.ndarray, dead_frames: np.ndarray) -> np.ndarray:
+    """The scores as flags and rankings read them: a dead frame (aepipe.scores) is flagged whatever
+    its score says, above every threshold and every live frame."""
+    return np.where(dead_frames, np.inf, scores)
 
 
 def pixel_roc_auc(maps: np.ndarray, masks: np.ndarray) -> float:
@@ -116,7 +123,8 @@ def _ranked_counts(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, n
     """True and false positives when flagging everything at or above each distinct score, highest first."""
     order = np.argsort(scores, kind="stable")[::-1]
     scores, truth = scores[order], truth[order]
-    last_of_each_score = np.r_[np.flatnonzero(np.diff(scores)), len(truth) - 1]
+    # Compared, not subtracted: two dead frames' infinite scores are one tie.
+    last_of_each_score = np.r_[np.flatnonzero(scores[1:] != scores[:-1]), len(truth) - 1]
     true_positives = np.cumsum(truth)[last_of_each_score]
     return true_positives, 1 + last_of_each_score - true_positives
 

@@ -14,25 +14,28 @@ import numpy as np
 import torch
 from torch import nn
 
+from aepipe.anomaly import decisive_scores
 from aepipe.atomic import atomic_path
 from aepipe.devices import as_floats, eval_batches
 from aepipe.model import AutoEncoder
 from aepipe.reconstruction import maps_of, smoothed
-from aepipe.scores import DISTANCE_FLOOR, ERROR_FLOOR, INK_FLOOR, INK_MARGIN, FittedScore, score_maps
+from aepipe.scores import DISTANCE_FLOOR, ERROR_FLOOR, INK_FLOOR, INK_MARGIN, FittedScore, frame_contrast, score_maps
 from aepipe.serve import DETECTOR_FORMAT, INPUT, OnnxDetector
 
 OPSET = 18
-OUTPUTS = ("score", "flagged", "map")
+OUTPUTS = ("score", "flagged", "map", "dead_frame")
 
 
 class Detector(nn.Module):
-    """(N, C, H, W) float32 images in [0, 1] → score (N,) float64, flagged (N,) bool (score > threshold),
-    map (N, H, W) float32: the map the score reads, blurred (map_max), or |image − reconstruction|."""
+    """(N, C, H, W) float32 images in [0, 1] → score (N,) float64, flagged (N,) bool (score > threshold,
+    or a dead frame), map (N, H, W) float32: the map the score reads, blurred (map_max), or
+    |image − reconstruction|, and dead_frame (N,) bool (FittedScore.dead_frames)."""
 
     def __init__(self, model: AutoEncoder, fitted: FittedScore, threshold: float):
         super().__init__()
         self.model, self.method, self.maps = model, fitted.method, fitted.maps
         self.register_buffer("threshold", torch.tensor(threshold, dtype=torch.float64))
+        self.register_buffer("dead_below", torch.tensor(fitted.dead_below, dtype=torch.float32))
         if fitted.method == "combined":
             self.register_buffer("means", torch.tensor(fitted.latent_means, dtype=torch.float64))
             self.register_buffer("precisions", torch.tensor(fitted.latent_precisions, dtype=torch.float64))
@@ -42,7 +45,7 @@ class Detector(nn.Module):
         # segmenter's batch norm would use each batch's statistics afterwards.
         self.eval()
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         reconstructions, latents = self.model(images)
         errors = (reconstructions - images).square().mean(dim=(1, 2, 3))
         if self.maps:
@@ -55,7 +58,8 @@ class Detector(nn.Module):
             score = error_map.amax(dim=(1, 2)).double()
         else:
             score = self._combined(errors, latents, images.mean(dim=(1, 2, 3)))
-        return score, score > self.threshold, error_map
+        dead = frame_contrast(images) < self.dead_below
+        return score, (score > self.threshold) | dead, error_map, dead
 
     def _combined(self, errors: torch.Tensor, latents: torch.Tensor, ink: torch.Tensor) -> torch.Tensor:
         """FittedScore.terms(...).sum(axis=1), in float64 as there."""
@@ -109,16 +113,17 @@ def relative_differences(got: np.ndarray, expected: np.ndarray, threshold: float
 def parity(detector: OnnxDetector, model: AutoEncoder, fitted: FittedScore, images: torch.Tensor,
            scores: np.ndarray) -> dict:
     """How far the exported detector's outputs are from the pipeline's on the same (N, C, H, W) images
-    (uint8 pixels or floats): the scores the pipeline wrote (`scores`), its flags (score > threshold),
-    and its maps (computed here, as `aepipe score --maps` draws them), batch by batch; scores by
-    `relative_differences`."""
+    (uint8 pixels or floats): the scores the pipeline wrote (`scores`), its flags (score > threshold,
+    or a dead frame), and its maps (computed here, as `aepipe score --maps` draws them), batch by
+    batch; scores by `relative_differences`."""
     worst_score, flags_differ, worst_map, start = 0.0, 0, 0.0, 0
     for chunk in eval_batches(images):
         floats = as_floats(chunk)
         expected = scores[start : start + len(chunk)]
-        got_scores, got_flags, got_maps = detector(floats.cpu().numpy())
+        dead = frame_contrast(floats).cpu().numpy() < fitted.dead_below
+        got_scores, got_flags, got_maps, _ = detector(floats.cpu().numpy())
         worst_score = max(worst_score, float(np.max(relative_differences(got_scores, expected, detector.threshold))))
-        flags_differ += int(np.sum(got_flags != (expected > detector.threshold)))
+        flags_differ += int(np.sum(got_flags != (decisive_scores(expected, dead) > detector.threshold)))
         worst_map = max(worst_map, float(np.max(np.abs(got_maps - score_maps(model, floats, fitted).cpu().numpy()))))
         start += len(chunk)
     return {"images": len(images), "max_rel_diff": worst_score, "flags_differ": flags_differ, "max_map_diff": worst_map}

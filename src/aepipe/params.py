@@ -124,6 +124,12 @@ class ThresholdParams(Section):
     method: Literal["mean_std", "quantile"]  # per-image threshold rule
     q: float = Field(gt=0, le=1)  # quantile of normal images' scores, for method quantile
 
+    @property
+    def false_alarm_target(self) -> float | None:
+        """The share of normal images the per-image threshold promises to flag: 1 - q for a quantile;
+        none for mean + k·std, which promises no rate."""
+        return round(1 - self.q, 12) if self.method == "quantile" else None
+
 
 class CorruptionParams(Section):
     """Synthetic anomalies made from normal validation images; null or false leaves one out."""

@@ -171,8 +171,9 @@ def denoising_grid(clean: np.ndarray, noisy: list[np.ndarray], denoised: list[np
 
 
 def anomaly_scores(normal: np.ndarray, anomalies: dict[str, np.ndarray], threshold: float,
-                   evaluation: dict[str, dict], method: str) -> plt.Figure:
-    """One panel per anomaly set: histograms of the normal and anomalous scores, and the threshold."""
+                   evaluation: dict[str, dict], method: str, flagged_dead: dict[str, int]) -> plt.Figure:
+    """One panel per anomaly set: histograms of the normal and anomalous scores, and the threshold;
+    `flagged_dead` counts the frames of each set flagged as dead though their score is below it."""
     names = list(anomalies) or ["(no anomaly sets)"]
     columns = min(3, len(names))
     rows = -(-len(names) // columns)
@@ -186,8 +187,9 @@ def anomaly_scores(normal: np.ndarray, anomalies: dict[str, np.ndarray], thresho
         # One filled outline per histogram rather than a rectangle per bin: the same picture, drawn 1.5× faster.
         ax.hist(normal, bins=bins, histtype="stepfilled", alpha=0.6, color="#4c72b0", label=f"normal ({len(normal)})")
         if name in anomalies:
+            dead = f"; {flagged_dead[name]} flagged as dead frames" if flagged_dead.get(name) else ""
             ax.hist(anomalies[name], bins=bins, histtype="stepfilled", alpha=0.6, color="#c44e52",
-                    label=f"anomalous ({len(anomalies[name])})")
+                    label=f"anomalous ({len(anomalies[name])}{dead})")
             ax.set_title(f"{name.replace('_', ' ')}: ROC AUC {evaluation[name]['roc_auc']:.3f}", fontsize=10)
         ax.axvline(threshold, color="black", linewidth=1.5, label=f"threshold {threshold:.4g}")
         ax.set(xscale="log" if log_scale else "linear", xlabel=SCORE_LABELS[method], ylabel="images")

@@ -14,6 +14,9 @@
        normal. A blank image reconstructs better than any digit and its latent lies among theirs;
        this term is what flags it.
 The margin and the equal weights were chosen on one-class MNIST and Fashion-MNIST (docs/anomaly.md).
+Whatever the score, a dead frame (`FittedScore.dead_frames`: blank, saturated, one flat colour, what
+a failed camera or a lost light sends) is flagged: its contrast, each channel's spread of pixel values,
+lies far below the flattest normal training image's. A map may see nothing wrong in an empty frame.
 - map_max: the largest value of the image's anomaly map (|error|, 1 - SSIM or the segmenter's, `kind`) blurred by
   `map_sigma` pixels: a small defect on a part moves it, where the mean error over all pixels hardly
   moves (inspection sets).
@@ -34,6 +37,9 @@ INK_FLOOR = 1e-3
 ERROR_FLOOR = 3.0  # spreads below the training mean, the most a good reconstruction lowers the score
 INK_MARGIN = 2.0  # spreads below the training mean before the too-little-ink term counts
 DISTANCE_FLOOR = 1e-12  # a latent exactly at the training mean: a finite log
+# A frame is dead below this share of the flattest normal training image's contrast: a uniform frame
+# has none, sensor noise on a black one a few thousandths; a digit or a texture tenths or hundredths.
+DEAD_FRAME_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,13 @@ class ImageFeatures:
     latents: np.ndarray  # (N, latent_dim)
     ink: np.ndarray  # (N,) mean pixel of the input, in [0, 1]
     map_peaks: np.ndarray | None = None  # (N,) the largest value of the blurred anomaly map, if asked for
+    contrast: np.ndarray | None = None  # (N,) frame_contrast of the input
 
     def __getitem__(self, keep: np.ndarray) -> "ImageFeatures":
-        peaks = None if self.map_peaks is None else self.map_peaks[keep]
-        return ImageFeatures(self.errors[keep], self.latents[keep], self.ink[keep], peaks)
+        def kept(values):
+            return None if values is None else values[keep]
+
+        return ImageFeatures(self.errors[keep], self.latents[keep], self.ink[keep], kept(self.map_peaks), kept(self.contrast))
 
 
 @dataclass(frozen=True)
@@ -63,8 +72,15 @@ def image_features(model: AutoEncoder, images: torch.Tensor, maps: MapSpec | Non
     and a second for the anomaly maps' peaks when `maps` says which."""
     errors, latents = errors_and_latents(model, images)
     ink = torch.cat([as_floats(chunk).mean(dim=(1, 2, 3)) for chunk in eval_batches(images)])
+    contrast = torch.cat([frame_contrast(as_floats(chunk)) for chunk in eval_batches(images)])
     peaks = map_peaks(model, images, maps.kind, maps.sigma).cpu().numpy() if maps else None
-    return ImageFeatures(errors.cpu().numpy(), latents.cpu().numpy(), ink.cpu().numpy(), peaks)
+    return ImageFeatures(errors.cpu().numpy(), latents.cpu().numpy(), ink.cpu().numpy(), peaks, contrast.cpu().numpy())
+
+
+def frame_contrast(images: torch.Tensor) -> torch.Tensor:
+    """(N,) each image's contrast: the standard deviation of each channel's pixels, averaged over the
+    channels (a frame of one flat colour has none). The pipeline's and the exported detector's."""
+    return images.std(dim=(2, 3), correction=0).mean(dim=1)
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,16 @@ class FittedScore:
     log_distance: Spread | None = None
     log_ink: Spread | None = None
     maps: MapSpec | None = None  # for map_max
+    min_contrast: float | None = None  # the flattest normal training image's frame_contrast
+
+    @property
+    def dead_below(self) -> float:
+        """The contrast under which a frame is dead, and flagged whatever its score."""
+        return DEAD_FRAME_SHARE * self.min_contrast if self.min_contrast is not None else 0.0
+
+    def dead_frames(self, features: ImageFeatures) -> np.ndarray:
+        """(N,) bool: the frames too flat to be anything the model was trained on."""
+        return features.contrast < self.dead_below
 
     def score(self, features: ImageFeatures) -> np.ndarray:
         if self.method == "reconstruction":
@@ -116,8 +142,7 @@ class FittedScore:
                        for mean, precision in zip(np.asarray(self.latent_means), np.asarray(self.latent_precisions))], axis=0)
 
     def to_dict(self) -> dict:
-        saved = asdict(self)
-        return saved if self.maps else {key: value for key, value in saved.items() if key != "maps"}
+        return {key: value for key, value in asdict(self).items() if value is not None or key not in ("maps", "min_contrast")}
 
     @classmethod
     def from_dict(cls, saved: dict) -> "FittedScore":
@@ -125,7 +150,8 @@ class FittedScore:
         if saved["method"] not in METHODS:
             raise ValueError(f"unknown score method {saved['method']!r}")
         maps = MapSpec(**saved["maps"]) if saved.get("maps") else None
-        return cls(saved["method"], saved.get("latent_means"), saved.get("latent_precisions"), **spreads, maps=maps)
+        return cls(saved["method"], saved.get("latent_means"), saved.get("latent_precisions"), **spreads, maps=maps,
+                   min_contrast=saved.get("min_contrast"))
 
 
 def score_maps(model: AutoEncoder, images: torch.Tensor, fitted: FittedScore) -> torch.Tensor:
@@ -151,11 +177,13 @@ def chosen(key: str, setting: str, inspection: bool, segmenter: bool = False) ->
 
 def fit_score(method: str, training: ImageFeatures, labels: np.ndarray, maps: MapSpec | None = None) -> FittedScore:
     """The statistics `method` needs, from the normal training images' features and labels (never
-    the validation images'); map_max needs none, only which map (`maps`)."""
+    the validation images'); map_max needs none, only which map (`maps`). Every score learns the
+    flattest training image's contrast, below which a frame is dead."""
+    min_contrast = float(training.contrast.min())
     if method == "reconstruction":
-        return FittedScore(method)
+        return FittedScore(method, min_contrast=min_contrast)
     if method == "map_max":
-        return FittedScore(method, maps=maps)
+        return FittedScore(method, maps=maps, min_contrast=min_contrast)
     if method != "combined":
         raise ValueError(f"unknown score method {method!r}")
     latents = training.latents.astype(np.float64)
@@ -166,7 +194,7 @@ def fit_score(method: str, training: ImageFeatures, labels: np.ndarray, maps: Ma
     return FittedScore(method, gaussians.latent_means, gaussians.latent_precisions,
                        log_error=Spread.of(np.log(training.errors.astype(np.float64))),
                        log_distance=Spread.of(_log_distance(gaussians._mahalanobis(latents))),
-                       log_ink=Spread.of(_log_ink(training.ink)))
+                       log_ink=Spread.of(_log_ink(training.ink)), min_contrast=min_contrast)
 
 
 def _log_distance(squared_distance: np.ndarray) -> np.ndarray:

@@ -8,9 +8,10 @@ import numpy as np
 
 from aepipe.errors import AepipeError, shape_name
 
-DETECTOR_FORMAT = "aepipe.detector/1"  # the metadata "format" of every detector the export stage writes
+# The metadata "format" of every detector the export stage writes; /2 added the dead_frame output.
+DETECTOR_FORMAT = "aepipe.detector/2"
 SCORING_BATCH = 256  # images per call of the graph: memory stays small whatever the number of images
-INPUT = "images"  # the graph's input; its outputs, in order: score, flagged, map
+INPUT = "images"  # the graph's input; its outputs, in order: score, flagged, map, dead_frame
 
 
 class OnnxDetector:
@@ -27,13 +28,18 @@ class OnnxDetector:
         except Exception as error:  # onnxruntime raises its own exception types for a file that is no model
             raise AepipeError(f"{path}: not an ONNX model ({str(error).splitlines()[0]})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        if self.metadata.get("format") != DETECTOR_FORMAT:
+        written = self.metadata.get("format", "")
+        if not written.startswith("aepipe.detector/"):
             raise AepipeError(f"{path}: an ONNX model, but not an aepipe detector (written by the export stage)")
+        if written != DETECTOR_FORMAT:
+            raise AepipeError(f"{path}: a detector of format {written}, where this aepipe reads {DETECTOR_FORMAT}; "
+                              f"export it again (`dvc repro export`)")
         self.side, self.channels = int(self.metadata["side"]), int(self.metadata["channels"])
         self.threshold = float(self.metadata["threshold"])
 
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(scores (N,) float64, flagged (N,) bool, maps (N, side, side) float32) of (N, C, H, W) images."""
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(scores (N,) float64, flagged (N,) bool, maps (N, side, side) float32, dead frames (N,) bool)
+        of (N, C, H, W) images."""
         if images.ndim != 4 or images.shape[1:] != (self.channels, self.side, self.side):
             given = shape_name(images.shape[1], images.shape[2]) if images.ndim == 4 and images.shape[2] == images.shape[3] \
                 else f"of shape {images.shape[1:]}"

@@ -1,0 +1,84 @@
+"""Whether a per-image threshold keeps its promise: the false-alarm rate it was set for (the target)
+against the rate observed on normal images it never saw, with an exact binomial interval."""
+
+import math
+
+import numpy as np
+
+CONFIDENCE = 0.95
+# With n calibration images the empirical (1 - target)-quantile flags new normal images at a rate
+# whose spread is about target·√((1 - target) / (n·target)): n·target = 10 expected exceedances
+# put it within ±32 % of the target (one standard deviation); fewer, and the threshold is a guess.
+EXCEEDANCES_NEEDED = 10
+
+
+def min_calibration_images(target: float) -> int:
+    """How many normal images a quantile threshold for this false-alarm target needs to be usable."""
+    return math.ceil(EXCEEDANCES_NEEDED / target - 1e-9)
+
+
+def binomial_interval(count: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a rate observed as `count` out of `n`: the rates under
+    which so few, or so many, would be seen only (1 - confidence) / 2 of the time. NumPy alone (the
+    serving install, which `aepipe calibrate --onnx` runs in, has no SciPy)."""
+    tail = (1 - confidence) / 2
+    log_factorials = np.r_[0.0, np.cumsum(np.log(np.arange(1, n + 1)))]
+    low = 0.0 if count == 0 else _solve(lambda rate: 1 - _binomial_cdf(count - 1, n, rate, log_factorials), tail)
+    high = 1.0 if count == n else _solve(lambda rate: 1 - _binomial_cdf(count, n, rate, log_factorials), 1 - tail)
+    return low, high
+
+
+def _binomial_cdf(k: int, n: int, rate: float, log_factorials: np.ndarray) -> float:
+    """P(X ≤ k) for X ~ Binomial(n, rate), 0 < rate < 1, summed in logs."""
+    i = np.arange(k + 1)
+    log_pmf = log_factorials[n] - log_factorials[i] - log_factorials[n - i] + i * math.log(rate) + (n - i) * math.log1p(-rate)
+    return float(np.exp(log_pmf).sum())
+
+
+def _solve(increasing, value: float) -> float:
+    """The rate in (0, 1) where `increasing(rate)` reaches `value`, by bisection to float precision."""
+    low, high = 0.0, 1.0
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if increasing(middle) < value else (low, middle)
+    return (low + high) / 2
+
+
+def calibration_check(false_alarms: int, normal_images: int, target: float | None) -> dict:
+    """The observed false-alarm rate, its interval, and whether the target lies inside it (`holds`;
+    None where the threshold promised no rate: a mean + k·std rule)."""
+    if normal_images < 1:
+        raise ValueError("a calibration check needs normal test images")
+    low, high = binomial_interval(false_alarms, normal_images)
+    return {
+        "target": target,
+        "false_alarms": false_alarms,
+        "normal_images": normal_images,
+        "rate": false_alarms / normal_images,
+        "interval": [low, high],
+        "holds": None if target is None else bool(low <= target <= high),
+    }
+
+
+def verdict_line(check: dict) -> str | None:
+    """One line for the operator where the threshold does not keep its promise, saying what to do."""
+    if check["holds"] is not False:
+        return None
+    observed = (f"{check['rate']:.1%} of {check['normal_images']:,} normal test images flagged "
+                f"(95 % interval {check['interval'][0]:.1%}–{check['interval'][1]:.1%}) where the threshold "
+                f"promises {check['target']:.1%}")
+    if check["rate"] > check["target"]:
+        advice = ("new good images score higher than the calibration images: train with train.flips=true, "
+                  "calibrate on more images (anomaly.calibration_fraction), or on images from the line")
+    else:
+        advice = "the threshold is stricter than it needs, and misses defects it could flag: calibrate on more images"
+    return f"calibration does not hold: {observed}; {advice}"
+
+
+def too_few_line(calibration_images: int, target: float | None) -> str | None:
+    """One line where the calibration images are too few for the target to be estimated."""
+    if target is None or calibration_images >= min_calibration_images(target):
+        return None
+    return (f"warning: {calibration_images:,} calibration images for a {target:.1%} false-alarm target; a usable "
+            f"estimate needs at least {min_calibration_images(target):,} ({EXCEEDANCES_NEEDED} expected false "
+            f"alarms among them)")

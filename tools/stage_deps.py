@@ -1,0 +1,97 @@
+"""dvc.yaml's library deps, written from the import graph: each stage lists exactly the src/aepipe
+modules its script imports, directly or through other modules (one too few leaves a stale cache
+after an edit, one too many reruns the stage for nothing).
+
+    python tools/stage_deps.py           # rewrite them in dvc.yaml (`make deps`)
+    python tools/stage_deps.py --check   # exit 1 naming each stage whose deps differ (a test runs this)
+
+Every other line of dvc.yaml is kept as it is; a stage's modules follow its script, sorted.
+"""
+
+import argparse
+import ast
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARY_DEP = re.compile(r"^      - src/aepipe/\w+\.py$")
+SCRIPT_DEP = re.compile(r"^      - (stages/\w+\.py)$")
+STAGE = re.compile(r"^  (\w+):$")
+
+
+def imported_library_modules(path: Path) -> set[str]:
+    """Names of the aepipe modules `path` imports itself, at any place in the file."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("aepipe."):
+            names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[1] for alias in node.names if alias.name.startswith("aepipe."))
+    return names
+
+
+def transitive_library_modules(script: Path, library: Path) -> set[str]:
+    found, pending = set(), imported_library_modules(script)
+    while pending:
+        name = pending.pop()
+        if name not in found:
+            found.add(name)
+            pending |= imported_library_modules(library / f"{name}.py")
+    return found
+
+
+def rendered(text: str, root: Path) -> str:
+    """dvc.yaml's text with every stage's library deps those its scripts import."""
+    lines, stage, scripts = [], None, []
+    for line in text.splitlines():
+        if match := STAGE.match(line):
+            stage, scripts = match.group(1), []
+        if LIBRARY_DEP.match(line):
+            continue
+        lines.append(line)
+        if match := SCRIPT_DEP.match(line):
+            scripts.append(root / match.group(1))
+            modules = set().union(*(transitive_library_modules(script, root / "src" / "aepipe") for script in scripts))
+            # A later script of the same stage replaces the lines the earlier one wrote.
+            while len(lines) > 1 and LIBRARY_DEP.match(lines[-2]):
+                lines.pop(-2)
+            lines[-1:] = [line, *(f"      - src/aepipe/{name}.py" for name in sorted(modules))]
+    return "\n".join(lines) + "\n"
+
+
+def stages_that_differ(old: str, new: str) -> list[str]:
+    def deps_by_stage(text: str) -> dict[str, list[str]]:
+        found, stage = {}, None
+        for line in text.splitlines():
+            if match := STAGE.match(line):
+                stage = match.group(1)
+            elif LIBRARY_DEP.match(line):
+                found.setdefault(stage, []).append(line.strip())
+        return found
+
+    before, after = deps_by_stage(old), deps_by_stage(new)
+    return sorted(name for name in set(before) | set(after) if sorted(before.get(name, [])) != after.get(name, []))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml's library deps are not the imports'")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the project (default: this checkout)")
+    args = parser.parse_args()
+    path = args.root / "dvc.yaml"
+    text = path.read_text()
+    new = rendered(text, args.root)
+    if args.check:
+        if new != text:
+            sys.exit(f"dvc.yaml: the library deps of {', '.join(stages_that_differ(text, new)) or 'its stages (order)'} "
+                     f"are not what their scripts import; run `make deps`")
+        return
+    if new != text:
+        tmp = path.with_name(".dvc.yaml.tmp")
+        tmp.write_text(new)
+        tmp.replace(path)
+
+
+if __name__ == "__main__":
+    main()
