@@ -19,8 +19,10 @@ experiments (the whole pipeline, to `publish`: default params but the dataset, i
 results file keeps the rows of earlier runs, each with its commit.
 It runs the queue (`dvc queue start`) and reads every experiment's metrics with `dvc exp show --json`.
 
-Results: bench/results/inspection.json and a Markdown table on stdout (image ROC AUC per defect kind
-and their mean, pixel ROC AUC, AUPRO, false alarms on test/good, training seconds).
+Results: bench/results/inspection.json (each set's defaults row marked `"default": true`; each row its
+protocol, the sets' layout: PROTOCOLS) and a Markdown table on stdout: image ROC AUC per defect kind and
+their mean, pixel ROC AUC, AUPRO, false alarms on test/good with their 95 % interval and whether the 1 %
+target lies in it, the blank and saturated frames' ROC AUC, training seconds.
 """
 
 import argparse
@@ -49,11 +51,30 @@ SCORES = {"segmenter": [],  # auto's choice for an inspection set: map_max on th
           "combined": [*NO_SEGMENTER, "anomaly.score=combined"],
           "reconstruction": [*NO_SEGMENTER, "anomaly.score=reconstruction"]}
 LONGER = ["train.epochs=100", "train.flips=true"]
+# The sets' layout a row was measured on (bench/inspection_sets.py); rows without one are protocol 1.
+PROTOCOLS = {
+    1: "MVTec AD layout from scikit-image photographs: train on train/good but a random 20 % calibration share "
+       "(patches from the training blocks), test on 232 test/good and each defect kind; default params but dataset, "
+       "side, channels and the score",
+    2: "as 1, but calibration on 1,000 validation/good patches from blocks of their own (no training pixel), "
+       "500 test/good from the test blocks",
+}
+PROTOCOL = 2
+DEAD_FRAMES = ("auc_blank", "auc_saturate")  # a failed camera's frames: caught by the dead-frame check
+
+
+def native_channels(name: str) -> int:
+    return 3 if name.endswith("-hue") else 1
+
+
+def default_tail(name: str, side: int) -> str:
+    """The experiment of the defaults (params.yaml's, but the set and its native shape)."""
+    return f"{side}x{native_channels(name)}-segmenter"
 
 
 def variants(name: str, side: int) -> dict[str, list[str]]:
     """Each experiment of one set: its name's tail → its params."""
-    channels = 3 if name.endswith("-hue") else 1
+    channels = native_channels(name)
     native = [f"data.side={side}", f"data.channels={channels}"]
     runs = {f"{side}x{channels}-{score}": [*native, *params] for score, params in SCORES.items()}
     runs[f"{side}x{channels}-segmenter-flips"] = [*native, "train.flips=true"]
@@ -99,30 +120,34 @@ def queue_and_run(clone: Path, chosen: dict[tuple[str, str], list[str]], side: i
     return run_queue(clone, jobs)
 
 
-def summarise(metrics: dict[str, dict], chosen: list[tuple[str, str]], rev: str) -> dict:
+def summarise(metrics: dict[str, dict], chosen: list[tuple[str, str]], rev: str, side: int) -> dict:
     """One row per experiment ("set tail"); train s: the autoencoder's and the segmenter's training."""
     rows = {}
     for name, tail in chosen:
         values = metrics[f"{name}-{tail}"]
         kinds = {key.removeprefix("auc_"): value for key, value in values.items() if key.startswith("auc_")
-                 and key not in ("auc_held_out", "auc_defect_pixels", "auc_rotation", "auc_patch", "auc_blank",
+                 and key not in ("auc_held_out", "auc_defect_pixels", "auc_rotation", "auc_patch", *DEAD_FRAMES,
                                  "auc_patch_pixels")}
-        rows[f"{name} {tail}"] = {"kinds": kinds, "mean_kinds": sum(kinds.values()) / len(kinds),
-                                  "pixel_roc_auc": values.get("auc_defect_pixels"), "aupro": values.get("aupro"),
-                                  "fp_rate": values.get("fp_rate"), "commit": rev,
-                                  "train_seconds": values.get("train_seconds") + values.get("segmenter_seconds", 0)}
+        rows[f"{name} {tail}"] = {
+            "kinds": kinds, "mean_kinds": sum(kinds.values()) / len(kinds),
+            "pixel_roc_auc": values.get("auc_defect_pixels"), "aupro": values.get("aupro"),
+            **{key: values.get(key) for key in ("fp_rate", "fp_rate_low", "fp_rate_high", "calibration_holds", *DEAD_FRAMES)},
+            "protocol": PROTOCOL, "commit": rev, "train_seconds": values.get("train_seconds") + values.get("segmenter_seconds", 0),
+            **({"default": True} if tail == default_tail(name, side) else {})}
     return rows
 
 
 def table(rows: dict[str, dict]) -> str:
     kinds = sorted({kind for row in rows.values() for kind in row["kinds"]})
-    columns = [*kinds, "mean", "pixel AUC", "AUPRO", "false alarms", "train s"]
+    columns = [*kinds, "mean", "pixel AUC", "AUPRO", "false alarms (95 %)", "holds", "blank", "saturated", "train s"]
     lines = ["| set, side×channels, score | " + " | ".join(columns) + " |", "| --- " * (len(columns) + 1) + "|"]
     for name, row in rows.items():
         cells = [f"{row['kinds'][kind]:.3f}" if kind in row["kinds"] else "" for kind in kinds]
         cells += [f"{row['mean_kinds']:.3f}", f"{row['pixel_roc_auc']:.3f}", f"{row['aupro']:.3f}",
-                  f"{row['fp_rate']:.3f}", f"{row['train_seconds']:.0f}"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+                  f"{row['fp_rate']:.1%} ({row['fp_rate_low']:.1%}–{row['fp_rate_high']:.1%})",
+                  {True: "yes", False: "**no**"}.get(row["calibration_holds"], ""),
+                  f"{row['auc_blank']:.3f}", f"{row['auc_saturate']:.3f}", f"{row['train_seconds']:.0f}"]
+        lines.append(f"| {name}{' (defaults)' if row.get('default') else ''} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -147,7 +172,7 @@ def main() -> None:
         seconds = queue_and_run(clone, chosen, args.side, args.jobs)
     metrics = read_metrics(clone, all_commits=True)  # each set's experiments start from its own commit
     shutil.rmtree(clone.parent)
-    rows = summarise(metrics, list(chosen), rev)
+    rows = summarise(metrics, list(chosen), rev, args.side)
     earlier = json.loads((RESULTS / "inspection.json").read_text()) if (RESULTS / "inspection.json").exists() else {}
     write_json(RESULTS / "inspection-experiments.json",
                {**json.loads((RESULTS / "inspection-experiments.json").read_text()), **metrics} if earlier else metrics)
@@ -155,9 +180,7 @@ def main() -> None:
            "only": args.only or None, "experiments": len(chosen)}
     write_json(RESULTS / "inspection.json", {
         "side": args.side, "runs": [*earlier.get("runs", []), run],
-        "protocol": "MVTec AD layout from scikit-image photographs (bench/inspection_sets.py): train on "
-        "train/good but a 20 % calibration share, test on test/good and each defect kind; default params "
-        "but dataset, side, channels and the score", "rows": {**earlier.get("rows", {}), **rows}})
+        "protocols": PROTOCOLS, "rows": {**earlier.get("rows", {}), **rows}})
     print(table(rows))
 
 

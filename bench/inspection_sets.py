@@ -8,10 +8,13 @@ writes DEST/<set>/{train/good, test/good, test/<kind>, ground_truth/<kind>} for 
 - grass: a stochastic texture (skimage.data.grass), greyscale, the same defect kinds;
 - brick-hue: the brick photograph coloured as brick, with defects that differ only in hue (the same
   luminance: a greyscale model cannot see them), beside the same kinds in colour.
-The photograph is cut into a checkerboard of 128×128 blocks: training patches come from the white
-blocks, test patches from the black ones, each patch inside one block, so no test pixel was seen in
-training and both cover the whole photograph (brick is taken in perspective: its bricks are smaller
-at the top than at the bottom, and a top/bottom split would test on bricks of a size never seen). Defect kinds: scratch (a thin line, lighter or darker), spot (a dark
+The photograph is cut into 128×128 blocks in three interleaved classes (diagonal stripes, (row +
+column) % 3): training patches come from the first, calibration patches (validation/good/, MVTec AD
+2's layout) from the second, test patches from the third, each patch inside one block, so no
+calibration or test pixel was seen in training and all three cover the whole photograph (brick is
+taken in perspective: its bricks are smaller at the top than at the bottom, and a top/bottom split
+would test on bricks of a size never seen). 1,000 calibration images make a 1 % false-alarm target
+usable (aepipe.calibration), 500 good test images make it measurable. Defect kinds: scratch (a thin line, lighter or darker), spot (a dark
 disc), stain (a soft, low-contrast blot), foreign (a square of another texture: gravel), and for
 brick-hue, hue (a blot of another colour, same luminance).
 """
@@ -23,18 +26,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-TRAIN_IMAGES, TEST_IMAGES_PER_KIND = 1900, 58  # as the issue's set: ~1,900 good to train on, 232 + 232 to test
+TRAIN_IMAGES, CALIBRATION_IMAGES, TEST_GOOD_IMAGES, TEST_IMAGES_PER_KIND = 1900, 1000, 500, 58
+TRAIN_BLOCKS, CALIBRATION_BLOCKS, TEST_BLOCKS = 0, 1, 2  # (row + column) % 3 of a block
 BLOCK = 128  # pixels: the side of the checkerboard's squares
 BRICK_COLOUR = np.array([0.78, 0.42, 0.32])  # RGB of a red brick
 # A blue-green of the same luma (ITU-R 601: 0.299 R + 0.587 G + 0.114 B) as BRICK_COLOUR: a hue defect.
 OTHER_HUE = np.array([0.22, 0.55, 0.62]) * (BRICK_COLOUR @ [0.299, 0.587, 0.114]) / (np.array([0.22, 0.55, 0.62]) @ [0.299, 0.587, 0.114])
 
 
-def crops(photo: np.ndarray, parity: int, count: int, side: int, rng: np.random.Generator) -> np.ndarray:
-    """`count` side × side patches at random places, each inside one block of the checkerboard whose
-    (row + column) % 2 is `parity`, in [0, 1]."""
+def crops(photo: np.ndarray, stripe: int, count: int, side: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` side × side patches at random places, each inside one block whose (row + column) % 3 is
+    `stripe`, in [0, 1]."""
     blocks = [(row, column) for row in range(photo.shape[0] // BLOCK) for column in range(photo.shape[1] // BLOCK)
-              if (row + column) % 2 == parity]
+              if (row + column) % 3 == stripe]
     chosen = rng.integers(0, len(blocks), count)
     offsets = rng.integers(0, BLOCK - side + 1, (count, 2))
     tops = [blocks[block][0] * BLOCK + offset for block, offset in zip(chosen, offsets[:, 0])]
@@ -106,14 +110,16 @@ def write_set(dest: Path, photo: np.ndarray, colour: bool, kinds: dict[str, Defe
     gravel = data.gravel().astype(np.float64) / 255
     paint = (lambda grey: grey[..., None] * BRICK_COLOUR) if colour else (lambda grey: grey)
     save = lambda pixels, path: Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(path)  # noqa: E731
-    for folder, parity, count in (("train/good", 0, TRAIN_IMAGES), ("test/good", 1, TEST_IMAGES_PER_KIND * len(kinds))):
+    for folder, stripe, count in (("train/good", TRAIN_BLOCKS, TRAIN_IMAGES),
+                                  ("validation/good", CALIBRATION_BLOCKS, CALIBRATION_IMAGES),
+                                  ("test/good", TEST_BLOCKS, TEST_GOOD_IMAGES)):
         (dest / folder).mkdir(parents=True)
-        for index, patch in enumerate(crops(photo, parity, count, side, rng)):
+        for index, patch in enumerate(crops(photo, stripe, count, side, rng)):
             save(paint(patch), dest / folder / f"{index:04d}.png")
     for kind, make in kinds.items():
         (dest / "test" / kind).mkdir(parents=True)
         (dest / "ground_truth" / kind).mkdir(parents=True)
-        for index, patch in enumerate(crops(photo, 1, TEST_IMAGES_PER_KIND, side, rng)):
+        for index, patch in enumerate(crops(photo, TEST_BLOCKS, TEST_IMAGES_PER_KIND, side, rng)):
             image = paint(patch)
             mask = make(image, rng, gravel)
             save(image, dest / "test" / kind / f"{index:04d}.png")

@@ -1,6 +1,6 @@
-"""The tables of the committed default run in README.md and docs/results.md, written from the files
-the publish stage gives git (metrics/, dvclive/metrics.json, results/), so that they cannot drift
-from what the run measured.
+"""The tables of the committed default run in README.md, docs/reference.md and docs/results.md,
+written from the files the publish stage gives git (metrics/, dvclive/metrics.json, results/), so
+that they cannot drift from what the run measured.
 
     python docs/tables.py           # rewrite them (after committing a new default run)
     python docs/tables.py --check   # exit 1 naming each table that differs (a test runs this)
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("README.md", "docs/results.md")
+DOCS = ("README.md", "docs/reference.md", "docs/results.md")
 METRICS = ["dvclive/metrics.json", *(f"metrics/{stage}.json" for stage in
                                      ("threshold", "anomaly", "tsne", "denoise", "judge", "samples", "export"))]
 KIND_NAMES = {"gaussian_noise": "Gaussian noise", "rotation": "rotated", "patch": "white patch", "invert": "inverted",
@@ -77,7 +77,52 @@ def anomaly_detection(root: Path) -> list[str]:
     return rows
 
 
-TABLES = {"headline_metrics": headline_metrics, "default_run": default_run, "anomaly_detection": anomaly_detection}
+def summary(root: Path) -> list[str]:
+    """The README's few numbers of the default run."""
+    train, anomaly = load(root, "results/train.json"), load(root, "results/anomaly.json")
+    calibration = anomaly["calibration"]
+    return ["| validation MSE | per-image threshold | false alarms (target, 95 % interval) | ROC AUC: rotated, white patch, blank |",
+            "| --- | --- | --- | --- |",
+            f"| {number(train['final_val_loss'])} | {number(anomaly['threshold'])} | {calibration['rate']:.2%} "
+            f"({calibration['target']:.0%}, {calibration['interval'][0]:.2%}–{calibration['interval'][1]:.2%}) | "
+            f"{anomaly['rotation']['roc_auc']:.3f}, {anomaly['patch']['roc_auc']:.3f}, {anomaly['blank']['roc_auc']:.3f} |"]
+
+
+def parameters(root: Path) -> list[str]:
+    """Every key of params.yaml: its committed value and what it does, from the schema's descriptions
+    (src/aepipe/params.py, the one place a param is explained)."""
+    import yaml
+
+    sys.path.insert(0, str(root / "src"))  # the schema of the tree the tables are checked in
+    from aepipe.params import Params
+
+    values = yaml.safe_load((root / "params.yaml").read_text())
+    return ["| key | committed value | what it does |", "| --- | --- | --- |",
+            *(f"| `{key}` | {value} | {description} |" for key, value, description in _documented(Params, values, ""))]
+
+
+def _documented(model, values: dict, prefix: str):
+    """(dotted key, its value shown, its description) of every leaf field of a params model, in order."""
+    from pydantic import BaseModel
+
+    for name, field in model.model_fields.items():
+        key, kind = field.alias or name, field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            yield from _documented(kind, values[key], f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", _shown(values[key]), field.description.replace("|", "\\|")
+
+
+def _shown(value) -> str:
+    """As YAML writes it: null, true, false; a list of URLs one per line."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return "<br>".join(value)
+    return str(value)
+
+
+TABLES = {"summary": summary, "parameters": parameters, "headline_metrics": headline_metrics, "default_run": default_run, "anomaly_detection": anomaly_detection}
 BLOCK = re.compile(r"(<!-- table: (\w+) -->\n)(.*?)(<!-- /table -->)", re.DOTALL)
 
 

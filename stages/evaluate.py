@@ -20,10 +20,10 @@ from aepipe.errors import exit_on_error
 from aepipe.params import load_params
 from aepipe.plots import anomaly_scores, most_anomalous, save
 
-# Shown in `dvc exp show`: the anomalies that tell models and scores apart (noise, inversion and
-# saturation are caught by every model). All of them are in reports/anomaly.json.
+# Shown in `dvc exp show`: the anomalies that tell models and scores apart (noise and inversion are
+# caught by every model), and a failed camera's frames. All of them are in reports/anomaly.json.
 HEADLINE_ANOMALIES = {"held_out_digits": "auc_held_out", "rotation": "auc_rotation", "patch": "auc_patch",
-                      "blank": "auc_blank"}
+                      "blank": "auc_blank", "saturate": "auc_saturate"}
 # An inspection set's defects located pixel by pixel (the losses stage's names → the metrics').
 LOCALISATION = {"pixel_roc_auc": "auc_defect_pixels", "aupro": "aupro"}
 CURVES = {"roc": roc_curve, "pr": pr_curve}  # data/curves/<name>/<anomaly kind>.csv: the publish stage gives them to git

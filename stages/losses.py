@@ -17,23 +17,22 @@ from aepipe.dataset import load_classes, load_inspection_extras, load_split
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
 from aepipe.errors import exit_on_error
 from aepipe.model import load_model
-from aepipe.params import load_params
+from aepipe.params import load_params, resolve_auto
 from aepipe.reconstruction import anomaly_maps, batch_means, error_maps, smoothed
-from aepipe.scores import FittedScore, MapSpec, chosen, fit_score, image_features
+from aepipe.scores import FittedScore, MapSpec, fit_score, image_features
 
 MOST_ANOMALOUS = 16  # validation images kept with their anomaly maps, for the evaluate stage's figure
 
 
 def main() -> None:
-    params = load_params("params.yaml")
+    params = resolve_auto(load_params("params.yaml"), load_classes("data/raw").inspection)
     device = resolve_device(params.train.device)
     model = load_model("models/model.pt", device, images=(params.data.channels, params.data.side))
     train = load_split("data/raw", "train", params.data.train_size)
     train_features = image_features(model, to_pixels(train.images, device))
     train_normal = np.isin(train.labels, params.data.normal_digits)
-    inspection = load_classes("data/raw").inspection
-    maps = MapSpec(chosen("map", params.anomaly.map, inspection, model.segmenter is not None), params.anomaly.map_sigma)
-    fitted = fit_score(chosen("score", params.anomaly.score, inspection), train_features[train_normal],
+    maps = MapSpec(params.anomaly.map, params.anomaly.map_sigma)
+    fitted = fit_score(params.anomaly.score, train_features[train_normal],
                        train.labels[train_normal], maps)
     write_json("models/anomaly_score.json", {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")})
     _write_batch_losses("train", train_features.errors[train_normal], params)

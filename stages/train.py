@@ -13,7 +13,7 @@ from aepipe.devices import resolve_device, to_pixels
 from aepipe.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
 from aepipe.errors import exit_on_error
 from aepipe.model import save_model
-from aepipe.params import ParamsError, load_params
+from aepipe.params import ParamsError, load_params, resolve_auto
 from aepipe.segmenter_training import train_segmenter
 from aepipe.training import EpochLosses, train
 
@@ -57,10 +57,6 @@ class LossLogger:
         copy_file(self.live.metrics_file, HEADLINE)
 
 
-def _wants_segmenter(params, classes) -> bool:
-    return params.train.segmenter is True or (params.train.segmenter == "auto" and classes.inspection)
-
-
 def _add_segmenter(model, train_images, params) -> float:
     """Train the model's defect segmenter on its training images; the seconds it took."""
     started = time.perf_counter()
@@ -76,6 +72,7 @@ def main() -> None:
     world, own_gpu = join(device.type)
     device = own_gpu or device
     classes = load_classes("data/raw")
+    params = resolve_auto(params, classes.inspection)
     if classes.inspection and list(params.data.normal_digits) != [0]:
         raise ParamsError(f"data.normal_digits = {list(params.data.normal_digits)}: data/images has the MVTec AD "
                           f"layout, whose normal class is {classes.names[0]} (label 0); expected [0]")
@@ -96,7 +93,7 @@ def main() -> None:
     if not world.is_main:
         return  # outputs are written once, by the main process
 
-    segmenter_seconds = _add_segmenter(result.model, train_images, params) if _wants_segmenter(params, classes) else None
+    segmenter_seconds = _add_segmenter(result.model, train_images, params) if params.train.segmenter else None
     logger.finish(result.seconds, segmenter_seconds)
     save_model(result.model, "models/model.pt")
     with atomic_path("data/train/reconstructions.npz") as tmp:

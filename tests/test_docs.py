@@ -14,7 +14,8 @@ import pytest
 
 from conftest import REPO
 
-COMMITTED = ["README.md", "docs/results.md", "dvclive/metrics.json", "metrics", "results"]
+COMMITTED = ["README.md", "docs/reference.md", "docs/results.md", "dvclive/metrics.json", "metrics", "results",
+             "params.yaml", "src/aepipe"]
 
 
 @pytest.fixture
@@ -38,11 +39,22 @@ def test_the_docs_tables_are_the_committed_results(committed):
 
 def test_a_changed_result_makes_the_tables_stale_until_they_are_rewritten(committed):
     anomaly = json.loads((committed / "results" / "anomaly.json").read_text())
-    anomaly["rotation"]["roc_auc"] = 0.5
+    anomaly["invert"]["roc_auc"] = 0.5
     (committed / "results" / "anomaly.json").write_text(json.dumps(anomaly))
 
     stale = check_tables(committed)
     assert stale.returncode == 1 and "docs/results.md" in stale.stderr and "README.md" not in stale.stderr
     subprocess.run([sys.executable, str(REPO / "docs" / "tables.py"), "--root", str(committed)], check=True)
     assert check_tables(committed).returncode == 0
-    assert "| rotated | 5,000 | 0.500 |" in (committed / "docs" / "results.md").read_text()
+    assert "| inverted | 5,000 | 0.500 |" in (committed / "docs" / "results.md").read_text()
+
+
+def test_a_params_description_is_written_once_and_the_reference_follows_it(committed):
+    schema = committed / "src" / "aepipe" / "params.py"
+    text = schema.read_text()
+    assert text.count('"size of the bottleneck"') == 1
+    schema.write_text(text.replace('"size of the bottleneck"', '"the latent vector\'s length"'))
+    stale = check_tables(committed)
+    assert stale.returncode == 1 and "docs/reference.md" in stale.stderr
+    subprocess.run([sys.executable, str(REPO / "docs" / "tables.py"), "--root", str(committed)], check=True)
+    assert "| `train.latent_dim` | 20 | the latent vector's length |" in (committed / "docs" / "reference.md").read_text()

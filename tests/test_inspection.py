@@ -63,6 +63,21 @@ def test_the_mvtec_layout_gives_its_split_kinds_and_masks(tmp_path):
     assert np.array_equal(inverted.val.images, 255 - found.val.images) and np.array_equal(inverted.masks, found.masks)
 
 
+def test_validation_good_calibrates_and_all_of_train_good_trains(tmp_path):
+    """MVTec AD 2's layout: good images held out of training, that calibrate the threshold."""
+    write_inspection_set(tmp_path)
+    (tmp_path / "validation" / "good").mkdir(parents=True)
+    held_out = [texture(np.random.default_rng(7 + index), 40) for index in range(6)]
+    for index, image in enumerate(held_out):
+        Image.fromarray(image).save(tmp_path / "validation" / "good" / f"{index:03d}.png")
+    found = read_inspection_set(tmp_path, side=40, channels=3, calibration_fraction=0.25, seed=0, log=lambda _: None)
+    assert found.train.images.shape == (60, 40, 40, 3), "no share of train/good is held out"
+    assert found.calibration.tolist() == [1] * 6 + [0] * 24 and found.val.labels.tolist()[:6] == [0] * 6
+    assert np.array_equal(found.val.images[:6], np.stack(held_out))
+    trained = {image.tobytes() for image in found.train.images}
+    assert not any(image.tobytes() in trained for image in found.val.images[:6]), "no calibration image is trained on"
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda root: (root / "ground_truth/stain/003_mask.png").unlink(), r"stain/003.png: no mask; expected .*003_mask.png"),
     (lambda root: Image.new("L", (40, 40)).save(root / "ground_truth/stain/099_mask.png"),

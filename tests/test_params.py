@@ -5,7 +5,7 @@ import sys
 import pytest
 import yaml
 
-from aepipe.params import ParamsError, load_params, parse_params
+from aepipe.params import ParamsError, load_params, parse_params, resolve_auto
 from conftest import REPO
 
 
@@ -170,3 +170,20 @@ def test_the_segmenter_map_without_a_segmenter_is_refused_naming_both_keys(raw):
         parse_params(with_value(asked, "train.segmenter", False))
     assert str(failure.value) == ("anomaly.map = segmenter, but train.segmenter = false trains none; expected "
                                   "train.segmenter true or auto, or anomaly.map auto, error or ssim")
+
+
+def test_auto_is_resolved_once_for_the_kind_of_dataset(raw):
+    def resolved(inspection: bool, **settings):
+        changed = raw
+        for key, value in settings.items():
+            changed = with_value(changed, key.replace("__", "."), value)
+        params = resolve_auto(parse_params(changed), inspection)
+        return params.train.segmenter, params.anomaly.score, params.anomaly.map
+
+    # The best measured of each (docs/results.md): an inspection set's segmenter and its map's peak.
+    assert resolved(inspection=True) == (True, "map_max", "segmenter")
+    assert resolved(inspection=False) == (False, "combined", "error")
+    assert resolved(True, train__segmenter=False) == (False, "map_max", "ssim")
+    assert resolved(False, train__segmenter=True) == (True, "combined", "segmenter")
+    assert resolved(True, anomaly__score="reconstruction", anomaly__map="error") == (True, "reconstruction", "error")
+    assert parse_params(raw).anomaly.score == "auto", "the params as written stay as they are"

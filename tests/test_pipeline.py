@@ -179,7 +179,7 @@ def test_dvc_resumes_a_killed_training_run(tmp_path, mnist_dir):
 
 
 HEADLINE = ["step", "val_mse", "train_seconds", "threshold", "fp_rate", "fp_target", "fp_rate_low", "fp_rate_high",
-            "calibration_holds", "auc_rotation", "auc_patch", "auc_blank",
+            "calibration_holds", "auc_rotation", "auc_patch", "auc_blank", "auc_saturate",
             "auc_patch_pixels", "tsne_knn10",
             "psnr_gain", "denoised_ssim", "noisy_acc", "denoised_acc", "judge_accuracy", "fd_samples", "fd_recon", "fd_real", "sample_conf",
             "sample_min_share", "recon_acc", "export_max_rel_diff", "export_flags_differ"]

@@ -11,7 +11,7 @@ from aepipe.corruptions import patch, patch_mask
 from aepipe.model import AutoEncoder
 from aepipe.denoising import ssim_map
 from aepipe.reconstruction import anomaly_maps, error_maps, errors_and_latents, smoothed
-from aepipe.scores import FittedScore, ImageFeatures, MapSpec, chosen, fit_score, frame_contrast, image_features
+from aepipe.scores import FittedScore, ImageFeatures, MapSpec, fit_score, frame_contrast, image_features
 
 # Two training images. Reconstruction errors 0.01 and 0.04: log-mean log 0.02, log-std log 2. Latents
 # -1 and 1: mean 0, variance 2 (np.cov's n - 1), so both lie at squared Mahalanobis distance 1/2, a
@@ -166,13 +166,3 @@ def test_the_ssim_map_has_the_images_size_and_sees_a_change_of_texture():
     dissimilarity = 1 - ssim_map(smeared, images, same_size=True).mean(dim=1)[0]
     assert dissimilarity[10:14, 10:14].mean() > 0.5 and dissimilarity[24:, 24:].max() < 1e-4
     assert ssim_map(smeared, images).shape == (1, 3, 22, 22), "without same_size: where the window fits"
-
-
-def test_auto_is_the_best_measured_score_and_map_of_each_kind_of_dataset():
-    assert chosen("score", "auto", inspection=True) == "map_max" and chosen("map", "auto", inspection=True) == "ssim"
-    assert chosen("score", "auto", inspection=False) == "combined" and chosen("map", "auto", inspection=False) == "error"
-    assert chosen("score", "reconstruction", inspection=True) == "reconstruction", "a setting other than auto is kept"
-    for inspection in (True, False):  # a model trained with a segmenter: its map, whatever the dataset
-        assert chosen("map", "auto", inspection, segmenter=True) == "segmenter"
-        assert chosen("map", "ssim", inspection, segmenter=True) == "ssim"
-        assert chosen("score", "auto", inspection, segmenter=True) == ("map_max" if inspection else "combined")

@@ -69,7 +69,8 @@ def verdict_line(check: dict) -> str | None:
                 f"promises {check['target']:.1%}")
     if check["rate"] > check["target"]:
         advice = ("new good images score higher than the calibration images: train with train.flips=true, "
-                  "calibrate on more images (anomaly.calibration_fraction), or on images from the line")
+                  "calibrate on more images (anomaly.calibration_fraction; an inspection set's validation/good/), "
+                  "or on the line's own (aepipe calibrate)")
     else:
         advice = "the threshold is stricter than it needs, and misses defects it could flag: calibrate on more images"
     return f"calibration does not hold: {observed}; {advice}"

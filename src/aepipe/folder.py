@@ -79,6 +79,7 @@ def split_at_random(data: Split, val_fraction: float, seed: int) -> tuple[Split,
 # --- the MVTec AD layout ----------------------------------------------------------------------------
 
 GOOD = "good"  # MVTec AD's name of the normal images' folder, in train/ and test/
+VALIDATION = "validation"  # MVTec AD 2's folder of good images held out of training: they calibrate
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,10 @@ def is_inspection_layout(root: str | Path) -> bool:
 def read_inspection_set(root: str | Path, side: int, channels: int, calibration_fraction: float, seed: int,
                         invert: bool = False, log: Callable[[str], None] = print) -> InspectionSet:
     """The MVTec AD layout under `root` (inverted if `invert`); masks from
-    ground_truth/<kind>/<name>_mask.png when that folder exists (then every defect image needs one). A
-    seeded random `calibration_fraction` of train/good calibrates the threshold instead of training."""
+    ground_truth/<kind>/<name>_mask.png when that folder exists (then every defect image needs one).
+    validation/good/ (MVTec AD 2's layout) calibrates the threshold when it exists, and every image of
+    train/good trains; otherwise a seeded random `calibration_fraction` of train/good calibrates
+    instead of training. Either way no calibration image is trained on."""
     root = Path(root)
     kinds = sorted(path.name for path in (root / "test").iterdir() if path.is_dir() and path.name != GOOD
                    and not path.name.startswith("."))
@@ -113,7 +116,11 @@ def read_inspection_set(root: str | Path, side: int, channels: int, calibration_
     if len(kinds) + 1 > MAX_CLASSES:
         raise AepipeError(f"{root / 'test'}: {len(kinds)} defect kinds; expected at most {MAX_CLASSES - 1}")
     good = _images_of(root / "train" / GOOD, side, channels, invert, log)
-    train, calibration = split_at_random(Split(good, np.zeros(len(good), np.uint8)), calibration_fraction, seed)
+    if (root / VALIDATION / GOOD).is_dir():
+        held_out = _images_of(root / VALIDATION / GOOD, side, channels, invert, log)
+        train, calibration = Split(good, np.zeros(len(good), np.uint8)), Split(held_out, np.zeros(len(held_out), np.uint8))
+    else:
+        train, calibration = split_at_random(Split(good, np.zeros(len(good), np.uint8)), calibration_fraction, seed)
     tested = [_images_of(root / "test" / name, side, channels, invert, log) for name in [GOOD, *kinds]]  # label = place
     labels = np.concatenate([calibration.labels, *(np.full(len(images), label, np.uint8) for label, images in enumerate(tested))])
     val = Split(np.concatenate([calibration.images, *tested]), labels)

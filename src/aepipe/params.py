@@ -36,8 +36,9 @@ class Section(BaseModel):
 class Mirrors(Section):
     """Base URLs of each dataset's files, tried in order after the dataset's environment variable."""
 
-    mnist: list[Text] = Field(min_length=1)
-    fashion_mnist: list[Text] = Field(min_length=1, alias="fashion-mnist")
+    mnist: list[Text] = Field(min_length=1, description="MNIST's mirrors, tried after $AEPIPE_MNIST_MIRROR")
+    fashion_mnist: list[Text] = Field(min_length=1, alias="fashion-mnist",
+                                      description="Fashion-MNIST's, tried after $AEPIPE_FASHION_MNIST_MIRROR")
 
     def of(self, dataset: str) -> list[str]:
         return self.model_dump(by_alias=True)[dataset]
@@ -45,30 +46,33 @@ class Mirrors(Section):
 
 class DownloadParams(Section):
     mirrors: Mirrors
-    timeout_s: float = Field(gt=0)  # per-connection timeout for each HTTP request
+    timeout_s: float = Field(gt=0, description="seconds each HTTP connection attempt may take")
 
 
 class FolderParams(Section):
     """For data.dataset = folder: your images in data/images/."""
 
-    val_fraction: float = Field(gt=0, lt=1)  # share of the images, picked at random, for validation
-    seed: int = Field(ge=0)  # of that random split
-    invert: bool  # dark shapes on a light background: invert, so the background is black as in MNIST
+    val_fraction: float = Field(gt=0, lt=1, description="share of the images, picked at random, for validation "
+                                "(in the MVTec AD layout: the share of train/good that calibrates the threshold)")
+    seed: int = Field(ge=0, description="of that random split")
+    invert: bool = Field(description="dark shapes on a light background: inverted, so the background is black as in MNIST")
 
 
 class DataParams(Section):
-    dataset: Literal["mnist", "fashion-mnist", "folder"]
+    dataset: Literal["mnist", "fashion-mnist", "folder"] = Field(
+        description="mnist, fashion-mnist, or folder: your images in data/images/ (docs/reference.md#datasets)")
     folder: FolderParams
-    # The images the model takes: side × side pixels, 1 (greyscale) or 3 (RGB) channels. MNIST and
-    # Fashion-MNIST are 1×28×28; a folder's images are converted to this (aepipe/images.py).
-    side: int = Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=4)  # the model halves it at least twice
-    channels: Literal[1, 3]
-    # Use only the first N images of a split (null: all of it). For quick experiments and tests.
-    train_size: Annotated[int, Field(ge=1, le=MNIST_TRAIN_SIZE)] | None
-    val_size: Annotated[int, Field(ge=1, le=MNIST_VAL_SIZE)] | None
-    # Classes (labels 0-9: digits, or Fashion-MNIST's classes) the model trains and calibrates on; the
-    # other classes of the validation set are the anomalies (the one-class benchmark). All ten: none held out.
-    normal_digits: list[Annotated[int, Field(ge=0, le=9)]] = Field(min_length=1)
+    side: int = Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=4, description=(
+        "the images are side × side pixels (the model halves it at least twice); MNIST and Fashion-MNIST: 28, "
+        "a folder's images are resized to it"))
+    channels: Literal[1, 3] = Field(description="1 (greyscale) or 3 (colour, RGB); MNIST and Fashion-MNIST: 1")
+    train_size: Annotated[int, Field(ge=1, le=MNIST_TRAIN_SIZE)] | None = Field(
+        description="only the first N training images (null: all); for quick experiments and tests")
+    val_size: Annotated[int, Field(ge=1, le=MNIST_VAL_SIZE)] | None = Field(
+        description="only the first N validation images (null: all)")
+    normal_digits: list[Annotated[int, Field(ge=0, le=9)]] = Field(min_length=1, description=(
+        "the classes the model trains and calibrates on; the validation set's other classes are the anomalies "
+        "([0]: one-class; all ten: none held out)"))
 
     @model_validator(mode="after")
     def _published_datasets_keep_their_shape(self) -> "DataParams":
@@ -87,29 +91,26 @@ class DataParams(Section):
 
 
 class TrainParams(Section):
-    latent_dim: int = Field(ge=1)
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
-    lr: float = Field(gt=0)
-    weight_decay: float = Field(ge=0)
-    # Above 0: a denoising autoencoder. Each training image gets Gaussian noise of a std drawn uniformly
-    # from [0, noise_std] (pixels in [0, 1]); the loss compares its reconstruction with the clean image.
-    noise_std: float = Field(ge=0, le=1)
-    # What a step minimises between reconstruction and image: the mean squared error, or 1 - SSIM
-    # (Bergmann et al. 2018: structure and contrast, not only intensity).
-    loss: Literal["mse", "ssim"]
-    # Each training image mirrored left-right and upside-down, each with probability 1/2 per step: for
-    # textures and parts without an up or a side (not for digits).
-    flips: bool
-    device: Literal["auto", "cpu", "cuda"]
-    # Data-parallel processes per machine (torchrun + DDP): GPUs on a GPU machine, CPU workers
-    # otherwise. 1: a plain process. train.batch_size stays the global batch.
-    workers: int = Field(ge=1)
-    # After the autoencoder, a defect segmenter trained on its reconstructions of synthetic defects
-    # (src/aepipe/segmenter.py, DRAEM): it draws the anomaly map (anomaly.map). auto: for an
-    # inspection set (the MVTec AD layout).
-    segmenter: Literal["auto"] | bool
-    segmenter_epochs: int = Field(ge=1)
+    latent_dim: int = Field(ge=1, description="size of the bottleneck")
+    epochs: int = Field(ge=1, description="passes over the training images")
+    batch_size: int = Field(ge=1, description="images per step (the global batch, whatever train.workers)")
+    lr: float = Field(gt=0, description="Adam's learning rate")
+    weight_decay: float = Field(ge=0, description="Adam's weight decay")
+    noise_std: float = Field(ge=0, le=1, description=(
+        "above 0: a denoising autoencoder, each training image given Gaussian noise of a std drawn from "
+        "[0, noise_std] and its reconstruction compared with the clean image"))
+    loss: Literal["mse", "ssim"] = Field(description=(
+        "what a step minimises: mse, or ssim (1 - SSIM, Bergmann et al. 2018: structure and contrast, not only intensity)"))
+    flips: bool = Field(description=(
+        "training images mirrored left-right and upside-down at random: for textures and parts without an up "
+        "(not for digits)"))
+    device: Literal["auto", "cpu", "cuda"] = Field(description="auto (CUDA when present), cpu or cuda")
+    workers: int = Field(ge=1, description=(
+        "data-parallel processes per machine (torchrun + DDP): GPUs, or CPU workers; 1: a plain process"))
+    segmenter: Literal["auto"] | bool = Field(description=(
+        "after the autoencoder, a defect segmenter (DRAEM) trained on synthetic defects, whose map the score "
+        "reads; auto: for an inspection set (the MVTec AD layout)"))
+    segmenter_epochs: int = Field(ge=1, description="the segmenter's passes over the training images")
 
     @model_validator(mode="after")
     def _a_share_of_the_batch_per_worker(self) -> "TrainParams":
@@ -120,9 +121,11 @@ class TrainParams(Section):
 
 
 class ThresholdParams(Section):
-    k: float = Field(ge=0)  # mean + k·std: the seed's per-batch rule, and the per-image mean_std rule
-    method: Literal["mean_std", "quantile"]  # per-image threshold rule
-    q: float = Field(gt=0, le=1)  # quantile of normal images' scores, for method quantile
+    k: float = Field(ge=0, description="mean + k·std: the seed's per-batch threshold, and the per-image mean_std rule")
+    method: Literal["mean_std", "quantile"] = Field(description=(
+        "the per-image threshold: quantile (of the calibration images' scores, promising 1 - q false alarms) "
+        "or mean_std"))
+    q: float = Field(gt=0, le=1, description="for quantile: the share of normal images below the threshold")
 
     @property
     def false_alarm_target(self) -> float | None:
@@ -134,40 +137,40 @@ class ThresholdParams(Section):
 class CorruptionParams(Section):
     """Synthetic anomalies made from normal validation images; null or false leaves one out."""
 
-    gaussian_noise: Annotated[float, Field(gt=0)] | None  # std of added noise, pixels in [0, 1]
-    rotation: Annotated[float, Field(gt=0, le=360)] | None  # degrees, counter-clockwise
-    patch: Annotated[int, Field(ge=1)] | None  # side of a white square pasted at a random place (at most data.side)
-    invert: bool  # 1 - pixel
-    blank: bool  # all black
-    saturate: bool  # all white
+    gaussian_noise: Annotated[float, Field(gt=0)] | None = Field(description="std of added noise, pixels in [0, 1]")
+    rotation: Annotated[float, Field(gt=0, le=360)] | None = Field(description="degrees, counter-clockwise")
+    patch: Annotated[int, Field(ge=1)] | None = Field(
+        description="side of a white square pasted at a random place (at most data.side)")
+    invert: bool = Field(description="1 - pixel")
+    blank: bool = Field(description="all black")
+    saturate: bool = Field(description="all white")
 
 
 class AnomalyParams(Section):
-    # Share of the normal validation images that sets the per-image threshold; the rest test it.
-    calibration_fraction: float = Field(gt=0, le=0.9)
-    # The per-image anomaly score (src/aepipe/scores.py): reconstruction error alone, combined with
-    # the latent distance and a too-little-ink term (fitted on the normal training images), or the
-    # peak of the blurred anomaly map; auto: map_max for an inspection set (the MVTec AD layout),
-    # combined for every other dataset (measured best on each: docs/results.md).
-    score: Literal["auto", "reconstruction", "combined", "map_max"]
-    # The anomaly map: |image - reconstruction| (error), 1 - local SSIM (ssim), averaged over the
-    # channels, or the segmenter's defect probability (segmenter: train.segmenter), blurred by a
-    # Gaussian of map_sigma pixels (0: not blurred) where it locates defects (an inspection set's pixel
-    # metrics and defect masks) and for map_max; auto: the segmenter when the model has one, else ssim
-    # for an inspection set, error for every other.
-    map: Literal["auto", "error", "ssim", "segmenter"]
-    map_sigma: float = Field(ge=0)
+    calibration_fraction: float = Field(gt=0, le=0.9, description=(
+        "share of the normal validation images that sets the per-image threshold; the rest test it"))
+    score: Literal["auto", "reconstruction", "combined", "map_max"] = Field(description=(
+        "the per-image score (src/aepipe/scores.py): reconstruction (the error alone), combined (+ latent distance "
+        "+ too little ink, fitted on the normal training images), map_max (the peak of the blurred anomaly map); "
+        "auto: map_max for an inspection set, combined for every other (each the best measured there)"))
+    map: Literal["auto", "error", "ssim", "segmenter"] = Field(description=(
+        "the anomaly map: error (|image - reconstruction|), ssim (1 - local SSIM), segmenter (its defect "
+        "probability), averaged over the channels; auto: the segmenter when the model has one, else ssim for an "
+        "inspection set, error for every other"))
+    map_sigma: float = Field(ge=0, description=(
+        "px: the Gaussian blur of the map where it locates defects and for map_max (0: none)"))
     corruptions: CorruptionParams
 
 
 class TsneParams(Section):
-    perplexity: float = Field(gt=0)
-    early_exaggeration_iter: int = Field(ge=0)  # iterations with exaggerated attraction (openTSNE: 250)
-    n_iter: int = Field(ge=1)  # iterations after that (openTSNE: 500)
-    method: Literal["fft", "bh"]  # negative-gradient approximation
-    ints_in_interval: float = Field(gt=0)  # fft grid spacing in embedding units (openTSNE: 1)
-    neighbors: Literal["exact", "annoy", "pynndescent", "auto"]  # nearest-neighbour search (openTSNE: auto)
-    n_jobs: int = Field(ge=-1)  # threads; -1: all cores
+    perplexity: float = Field(gt=0, description="openTSNE's perplexity")
+    early_exaggeration_iter: int = Field(ge=0, description="iterations with exaggerated attraction (openTSNE: 250)")
+    n_iter: int = Field(ge=1, description="iterations after that (openTSNE: 500)")
+    method: Literal["fft", "bh"] = Field(description="negative-gradient approximation: fft, or bh (Barnes-Hut)")
+    ints_in_interval: float = Field(gt=0, description="fft grid spacing in embedding units (openTSNE: 1)")
+    neighbors: Literal["exact", "annoy", "pynndescent", "auto"] = Field(
+        description="nearest-neighbour search (openTSNE: auto)")
+    n_jobs: int = Field(ge=-1, description="threads; -1: all cores")
 
     @field_validator("n_jobs")
     @classmethod
@@ -178,37 +181,40 @@ class TsneParams(Section):
 
 
 class InterpolateParams(Section):
-    start: int = Field(ge=0)  # index of a validation image
-    end: int = Field(ge=0)
-    steps: int = Field(ge=2)  # decoded points, endpoints included
+    start: int = Field(ge=0, description="index of the validation image the line starts at")
+    end: int = Field(ge=0, description="and ends at")
+    steps: int = Field(ge=2, description="decoded points, endpoints included")
 
 
 class DenoiseParams(Section):
-    index: int = Field(ge=0)  # validation image shown in the figure
-    noise_std: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)  # Gaussian noise levels (pixels in [0, 1])
+    index: int = Field(ge=0, description="validation image shown in the figure")
+    noise_std: list[Annotated[float, Field(gt=0)]] = Field(
+        min_length=1, description="Gaussian noise levels (pixels in [0, 1]); PSNR is measured on every validation image")
 
 
 class JudgeParams(Section):
     """The classifier that judges generated, reconstructed and denoised images (independent of the autoencoder)."""
 
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
-    lr: float = Field(gt=0)  # peak learning rate of the one-cycle schedule
-    seed: int = Field(ge=0)  # its own: the autoencoder's seed never retrains the judge
-    train_size: Annotated[int, Field(ge=1, le=MNIST_TRAIN_SIZE)] | None  # first N training images (null: all)
+    epochs: int = Field(ge=1, description="the judge's passes over the training images")
+    batch_size: int = Field(ge=1, description="its images per step")
+    lr: float = Field(gt=0, description="peak learning rate of its one-cycle schedule")
+    seed: int = Field(ge=0, description="its own: no autoencoder experiment retrains the judge")
+    train_size: Annotated[int, Field(ge=1, le=MNIST_TRAIN_SIZE)] | None = Field(
+        description="first N training images (null: all)")
 
 
 class SampleParams(Section):
     """New images decoded from a distribution fitted to the training latents."""
 
-    distribution: Literal["gaussian", "class_gaussian", "mixture"]
-    components: int = Field(ge=1)  # for mixture: Gaussians in the mixture
-    count: int = Field(ge=2)  # samples decoded (and judged)
-    seed: int = Field(ge=0)  # of the samples, and of the random halves of the validation images
+    distribution: Literal["gaussian", "class_gaussian", "mixture"] = Field(
+        description="gaussian (one, full covariance), class_gaussian (one per class) or mixture")
+    components: int = Field(ge=1, description="for mixture: its Gaussians")
+    count: int = Field(ge=2, description="samples decoded and judged")
+    seed: int = Field(ge=0, description="of the samples, and of the random halves of the validation images")
 
 
 class Params(Section):
-    seed: int = Field(ge=0)
+    seed: int = Field(ge=0, description="model initialisation, shuffling, noise: the same seed, the same results")
     download: DownloadParams
     data: DataParams
     train: TrainParams
@@ -246,6 +252,23 @@ class Params(Section):
         except ParamsError as error:
             raise _relation(str(error)) from None
         return self
+
+
+# What `auto` means for anomaly.score and anomaly.map: {inspection set: ..., any other dataset: ...},
+# each the best measured there (docs/results.md); a trained segmenter's map comes before both.
+AUTO_SCORE = {True: "map_max", False: "combined"}
+AUTO_MAP = {True: "ssim", False: "error"}
+
+
+def resolve_auto(params: Params, inspection: bool) -> Params:
+    """`params` with every dataset-dependent `auto` resolved (train.segmenter, anomaly.score,
+    anomaly.map) for an inspection set or another dataset: the one place these rules live."""
+    segmenter = inspection if params.train.segmenter == "auto" else params.train.segmenter
+    anomaly = params.anomaly
+    score = AUTO_SCORE[inspection] if anomaly.score == "auto" else anomaly.score
+    chosen_map = ("segmenter" if segmenter else AUTO_MAP[inspection]) if anomaly.map == "auto" else anomaly.map
+    return params.model_copy(update={"train": params.train.model_copy(update={"segmenter": segmenter}),
+                                     "anomaly": anomaly.model_copy(update={"score": score, "map": chosen_map})})
 
 
 def _relation(message: str) -> PydanticCustomError:

@@ -162,19 +162,6 @@ def score_maps(model: AutoEncoder, images: torch.Tensor, fitted: FittedScore) ->
     return smoothed(anomaly_maps(model, images, fitted.maps.kind), fitted.maps.sigma)
 
 
-# What anomaly.score and anomaly.map's `auto` mean: (for an inspection set, for any other dataset),
-# each the best measured there (docs/results.md).
-AUTO = {"score": ("map_max", "combined"), "map": ("ssim", "error")}
-
-
-def chosen(key: str, setting: str, inspection: bool, segmenter: bool = False) -> str:
-    """anomaly.score's or anomaly.map's (`key`) setting, with `auto` resolved for the dataset; the map
-    of a model with a `segmenter` is the segmenter's."""
-    if setting != "auto":
-        return setting
-    return "segmenter" if key == "map" and segmenter else AUTO[key][0 if inspection else 1]
-
-
 def fit_score(method: str, training: ImageFeatures, labels: np.ndarray, maps: MapSpec | None = None) -> FittedScore:
     """The statistics `method` needs, from the normal training images' features and labels (never
     the validation images'); map_max needs none, only which map (`maps`). Every score learns the
