@@ -19,11 +19,12 @@ import time
 import numpy as np
 import torch
 
-from aepipe.anomaly import aupro, detection_metrics, pixel_roc_auc
+from aepipe.detection import aupro, detection_metrics, pixel_roc_auc
 from aepipe.devices import to_pixels
 from aepipe.folder import read_inspection_set
+from aepipe.inference import errors_and_latents
+from aepipe.maps import anomaly_maps, smoothed
 from aepipe.params import load_params
-from aepipe.reconstruction import anomaly_maps, errors_and_latents, smoothed
 from aepipe.training import train
 
 SIDE = 64

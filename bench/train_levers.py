@@ -37,8 +37,8 @@ import torch
 from aepipe.atomic import write_json
 from aepipe.dataset import load_split
 from aepipe.devices import to_tensor
+from aepipe.inference import mean_squared_error
 from aepipe.model import AutoEncoder
-from aepipe.reconstruction import mean_squared_error
 
 REPO = Path(__file__).resolve().parents[1]
 LEVERS = ["current", "autocast_bf16", "onednn_bf16", "contiguous", "native_convs", "one_thread"]

@@ -25,10 +25,10 @@ import torch
 from aepipe.atomic import write_json
 from aepipe.dataset import load_split
 from aepipe.devices import resolve_device, to_tensor
+from aepipe.inference import mean_squared_error
 from aepipe.mnist import DATASETS, download_dataset
 from aepipe.model import AutoEncoder
 from aepipe.params import load_params
-from aepipe.reconstruction import mean_squared_error
 from aepipe.training import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aepipe.anomaly import DEAD_FRAME, decisive_scores, detection_metrics, pr_curve, roc_curve
 from aepipe.atomic import write_csv, write_json
 from aepipe.calibration import calibration_check, verdict_line
 from aepipe.dataset import load_classes
+from aepipe.detection import DEAD_FRAME, decisive_scores, detection_metrics, pr_curve, roc_curve
 from aepipe.errors import exit_on_error
 from aepipe.params import load_params
 from aepipe.plots import anomaly_scores, most_anomalous, save

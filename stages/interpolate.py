@@ -6,7 +6,7 @@ import torch
 from aepipe.dataset import load_split
 from aepipe.devices import resolve_device, to_numpy_images
 from aepipe.errors import exit_on_error
-from aepipe.latent import interpolate
+from aepipe.inference import interpolate
 from aepipe.model import load_model
 from aepipe.params import check_against_validation_set, load_params
 from aepipe.plots import interpolation_strip, save

@@ -9,12 +9,12 @@ from aepipe.atomic import atomic_path, write_json
 from aepipe.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels
 from aepipe.errors import exit_on_error
+from aepipe.inference import decode
+from aepipe.inference import reconstruct
 from aepipe.judge import NO_CLASSES, judge_images, load_judge
-from aepipe.latent import decode
 from aepipe.model import load_model
 from aepipe.params import load_params
 from aepipe.plots import samples_grid, save
-from aepipe.reconstruction import reconstruct
 from aepipe.sampling import class_means, coverage, frechet_distances, sample_latents
 
 SHOWN = 100  # samples in the figure

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.anomaly import (calibration_split, decisive_scores, detection_metrics, mean_std_threshold,
+from aepipe.detection import (calibration_split, decisive_scores, detection_metrics, mean_std_threshold,
                             per_image_threshold, pr_curve, roc_curve, summary)
 from aepipe.corruptions import corrupt, patch, rotate
 from aepipe.params import CorruptionParams

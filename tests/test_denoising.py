@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from aepipe.dataset import load_split
-from aepipe.denoising import add_gaussian_noise, noisy_inputs, psnr, ssim
 from aepipe.devices import to_tensor
+from aepipe.inference import reconstruct
 from aepipe.model import AutoEncoder, describe_training, load_model, save_model
+from aepipe.noise import add_gaussian_noise, noisy_inputs
 from aepipe.params import load_params
-from aepipe.reconstruction import reconstruct
+from aepipe.similarity import psnr, ssim
 from aepipe.training import train
 from conftest import REPO
 

@@ -33,7 +33,7 @@ def test_training_steps_run_on_the_gpu(raw_dir):
 
 def test_a_denoising_run_draws_its_noise_on_the_gpu_from_a_seeded_generator(raw_dir):
     from aepipe.dataset import load_split
-    from aepipe.denoising import noisy_inputs
+    from aepipe.noise import noisy_inputs
 
     images = to_tensor(load_split(raw_dir, "train", 1024).images, resolve_device("cuda"))
     noisy = noisy_inputs(images, 0.5, torch.Generator(device="cuda").manual_seed(0))

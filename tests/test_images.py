@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from aepipe.cli import read_npy
 from aepipe.devices import to_pixels, to_tensor
 from aepipe.errors import AepipeError
 from aepipe.folder import read_folder
+from aepipe.images import read_npy
 from aepipe.images import MAX_PIXELS, read_image
 from aepipe.model import AutoEncoder, check_shape, load_model, save_model
 from aepipe.params import ParamsError, TrainParams, parse_params
-from aepipe.denoising import ssim
+from aepipe.similarity import ssim
 from aepipe.training import LOSSES, random_flips, train
 from conftest import REPO
 

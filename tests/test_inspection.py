@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aepipe.anomaly import aupro
 from aepipe.dataset import load_classes, load_inspection_extras, load_split
+from aepipe.detection import aupro
 from aepipe.errors import AepipeError
 from aepipe.folder import is_inspection_layout, read_inspection_set
 from aepipe.plots import most_anomalous
+from aepipe.serve import OnnxDetector
 from dvc_project import SMALL, copy_project, ran_stages, run
 
 KINDS = {"scratch": 0, "stain": 1}  # defect kind → its channel (a stain is a colour-only change)
@@ -163,6 +164,7 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
     assert threshold["per_pixel"] == {"threshold": threshold["per_image"]["threshold"], "kind": "segmenter", "sigma": 2.0}
     assert str(np.load(project / "data" / "losses" / "most_anomalous.npz")["map_kind"]) == "segmenter"
     assert_masks_written_and_scored_alike(project, tmp_path)
+    assert_calibrated_on_site(project, tmp_path)
 
     # On the SSIM map instead: the model (and its segmenter) stay. SSIM divides by local variances, so
     # float32 rounding (onnxruntime's convolutions are not torch's) grows where an image is flat (the
@@ -190,6 +192,21 @@ def assert_masks_written_and_scored_alike(project: Path, tmp_path: Path) -> None
                        "models/detector.onnx", str(project / "data" / "images" / "test" / "scratch" / "000.png")], project, None)
     assert by_detector.stdout.splitlines()[1].split(",")[2] == scored.stdout.splitlines()[1].split(",")[2]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "onnx-maps" / "0000-000_mask.png")), mask)
+
+
+def assert_calibrated_on_site(project: Path, tmp_path: Path) -> None:
+    """`aepipe calibrate` on the colour detector: 100 good parts from the line for a 10 % target; the new
+    file flags by its new threshold, with the source detector's scores."""
+    rng = np.random.default_rng(11)
+    np.save(tmp_path / "line.npy", np.stack([texture(rng, 32) for _ in range(100)]))
+    out = tmp_path / "detector-line.onnx"
+    run([str(Path(sys.executable).parent / "aepipe"), "calibrate", str(tmp_path / "line.npy"), "--false-alarms", "0.1",
+         "--onnx", "models/detector.onnx", "--out", str(out)], project, None)
+    original, calibrated = OnnxDetector(project / "models" / "detector.onnx"), OnnxDetector(out)
+    others = np.stack([texture(rng, 32) for _ in range(50)]).transpose(0, 3, 1, 2).astype(np.float32) / 255
+    scores, flagged, _, _ = calibrated(others)
+    assert np.array_equal(scores, original(others)[0]) and flagged.tolist() == (scores > calibrated.threshold).tolist()
+    assert json.loads(calibrated.metadata["calibration"])["images"] == 100 and calibrated.metadata["channels"] == "3"
 
 
 def assert_detector_matches(project: Path, score: str, tolerance: float) -> None:

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.denoising import add_gaussian_noise, psnr
-from aepipe.latent import interpolate
+from aepipe.inference import interpolate
+from aepipe.inference import errors_and_latents
 from aepipe.model import AutoEncoder
-from aepipe.reconstruction import errors_and_latents
+from aepipe.noise import add_gaussian_noise
+from aepipe.similarity import psnr
 from aepipe.tsne import knn_accuracy, tsne
 
 

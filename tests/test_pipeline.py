@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from aepipe.anomaly import calibration_split
 from aepipe.atomic import file_sha256
 from aepipe.dataset import CLASSES_FILE, load_classes
+from aepipe.detection import calibration_split
 from aepipe.mnist import DATASETS
 from aepipe.model import load_model
 from conftest import REPO

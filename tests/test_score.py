@@ -105,7 +105,7 @@ def test_maps_writes_one_png_per_image_of_it_and_its_anomaly_map(project, digits
 
     from aepipe.model import load_model
     from aepipe.overlay import anomaly_overlay
-    from aepipe.reconstruction import error_maps
+    from aepipe.maps import error_maps
 
     patched = digits[:3].copy()
     patched[:, 2:10, 2:10] = 255  # a white square in the top left corner, away from the strokes

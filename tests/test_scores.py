@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.anomaly import calibration_roles, calibration_split, pixel_roc_auc
 from aepipe.corruptions import patch, patch_mask
+from aepipe.detection import calibration_roles, calibration_split, pixel_roc_auc
+from aepipe.inference import errors_and_latents
+from aepipe.maps import anomaly_maps, error_maps, smoothed
 from aepipe.model import AutoEncoder
-from aepipe.denoising import ssim_map
-from aepipe.reconstruction import anomaly_maps, error_maps, errors_and_latents, smoothed
 from aepipe.scores import FittedScore, ImageFeatures, MapSpec, fit_score, frame_contrast, image_features
+from aepipe.similarity import ssim_map
 
 # Two training images. Reconstruction errors 0.01 and 0.04: log-mean log 0.02, log-std log 2. Latents
 # -1 and 1: mean 0, variance 2 (np.cov's n - 1), so both lie at squared Mahalanobis distance 1/2, a

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.anomaly import pixel_roc_auc
+from aepipe.detection import pixel_roc_auc
 from aepipe.errors import AepipeError
+from aepipe.maps import anomaly_maps
 from aepipe.model import AutoEncoder, load_model, save_model
-from aepipe.reconstruction import anomaly_maps
 from aepipe.segmenter import levels
 from aepipe.segmenter_training import DEFECT_SHARE, images_per_batch, synthetic_defects, train_segmenter
 from test_inspection import texture

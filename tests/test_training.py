@@ -4,8 +4,8 @@ import torch
 
 from aepipe.dataset import load_split
 from aepipe.devices import to_tensor
+from aepipe.inference import batch_means, mean_squared_error, per_image_errors
 from aepipe.params import load_params
-from aepipe.reconstruction import batch_means, mean_squared_error, per_image_errors
 from aepipe.training import TrainingDiverged, train
 from conftest import REPO
 

@@ -32,13 +32,12 @@ from pathlib import Path
 import numpy as np
 
 # Only what scoring with an exported detector needs: torch is imported where the model is used.
-from aepipe.anomaly import decisive_scores
 from aepipe.atomic import atomic_path, file_sha256
-from aepipe.errors import AepipeError, exit_on_error, shape_name
-from aepipe.images import IMAGE_SUFFIXES, image_files, read_image
-from aepipe.overlay import anomaly_overlay, as_rgb
+from aepipe.detection import decisive_scores
+from aepipe.errors import AepipeError, exit_on_error
+from aepipe.images import load_images
+from aepipe.overlay import write_maps
 
-PREVIEW_HEIGHT = 224  # pixels: --maps enlarges smaller images to about this, as 8 × 28 for MNIST
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -198,99 +197,3 @@ def read_threshold(path: Path, model_path: Path, score_path: Path) -> float:
 def _check_made_for(path: Path, what: str, expected_sha256: str, used: Path, advice: str) -> None:
     if used.is_file() and file_sha256(used) != expected_sha256:
         raise AepipeError(f"{path} was computed for another {what} (sha256 {expected_sha256[:12]}…), not {used}; {advice}")
-
-
-def write_maps(folder: Path, sources: list[str], images: np.ndarray, sizes: list[tuple[int, int]], maps: np.ndarray,
-               masks: np.ndarray | None) -> None:
-    """Per image, numbered in scoring order: the image and, beside it, its anomaly map over it
-    (enlarged to about 224 pixels high); the map alone, at the image's own size (width, height); and,
-    given `masks`, the defect's mask at that size (`*_mask.png`, 255 in the defect)."""
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for number, (source, image, error_map, size) in enumerate(zip(sources, images, maps, sizes)):
-        pair = np.concatenate([as_rgb(image), anomaly_overlay(image, error_map)], axis=1)
-        zoom = max(1, PREVIEW_HEIGHT // pair.shape[0])
-        picture = Image.fromarray(np.round(pair * 255).astype(np.uint8)).resize((pair.shape[1] * zoom, pair.shape[0] * zoom),
-                                                                               Image.Resampling.NEAREST)
-        name = _map_name(number, source)
-        with atomic_path(folder / name) as tmp:
-            picture.save(tmp)
-        full_size = Image.fromarray(np.round(np.clip(error_map, 0, 1) * 255).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR)
-        with atomic_path(folder / name.replace(".png", "_map.png")) as tmp:
-            full_size.save(tmp)
-        if masks is not None:
-            mask = Image.fromarray(masks[number].astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
-            with atomic_path(folder / name.replace(".png", "_mask.png")) as tmp:
-                mask.save(tmp)
-
-
-def _images_layout(array: np.ndarray) -> np.ndarray | None:
-    """(N, H, W) for greyscale or (N, H, W, 3) for colour from the layouts an array may come in; None
-    for none of them."""
-    if array.ndim == 2:
-        return array[None]
-    if array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[3] not in (1, 3):  # channels first
-        array = array.transpose(0, 2, 3, 1)
-    if array.ndim == 4 and array.shape[3] == 1:
-        return array[..., 0]
-    return array if array.ndim == 3 or (array.ndim == 4 and array.shape[3] == 3) else None
-
-
-def _map_name(number: int, source: str) -> str:
-    """`0003-digit.png` for scans/digit.jpg, `0004-digits-7.png` for digits.npy[7]: numbered, so names never clash."""
-    name = Path(source).name
-    stem = name[: -len(Path(name).suffix)] if Path(name).suffix.lower() in IMAGE_SUFFIXES else name
-    stem = stem.replace(".npy[", "-").rstrip("]")
-    return f"{number:04d}-" + "".join(char if char.isalnum() or char in "-_." else "_" for char in stem) + ".png"
-
-
-def load_images(paths: list[Path], side: int, channels: int) -> tuple[list[str], np.ndarray, list[tuple[int, int]]]:
-    """(sources, float32 images (N, side, side) or (N, side, side, 3) in [0, 1], each image's own
-    (width, height)) from files, folders and .npy arrays."""
-    sources, arrays, sizes = [], [], []
-
-    def add_file(file: Path) -> None:
-        image = read_image(file, side, channels)
-        sources.append(str(file))
-        arrays.append(image.pixels[None].astype(np.float32) / 255)
-        sizes.append(image.size)
-
-    for path in paths:
-        if path.is_dir():
-            files = image_files(path)
-            if not files:
-                raise AepipeError(f"{path}: no .png, .jpg or .jpeg files in this folder")
-            for file in files:
-                add_file(file)
-        elif not path.exists():
-            raise AepipeError(f"{path}: no such file or folder")
-        elif path.suffix.lower() == ".npy":
-            batch = read_npy(path, side, channels)
-            sources.extend(f"{path}[{index}]" for index in range(len(batch)))
-            arrays.append(batch)
-            sizes.extend([(side, side)] * len(batch))
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
-            add_file(path)
-        else:
-            raise AepipeError(f"{path}: unsupported file; expected .png, .jpg, .jpeg, .npy or a folder")
-    return sources, np.concatenate(arrays).astype(np.float32), sizes
-
-
-def read_npy(path: Path, side: int, channels: int) -> np.ndarray:
-    """A .npy array's images in the dataset's layout, (N, side, side) or (N, side, side, 3), in [0, 1]."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise AepipeError(f"{path}: not a readable .npy array ({error})") from None
-    shape, array = array.shape, _images_layout(array)
-    if array is None or array.shape[1:3] != (side, side) or (array.ndim == 4) != (channels == 3) or len(array) == 0:
-        expected = (f"(N, {side}, {side}, 3) or (N, 3, {side}, {side})" if channels == 3
-                    else f"({side}, {side}), (N, {side}, {side}) or (N, 1, {side}, {side})")
-        raise AepipeError(f"{path}: array of shape {shape}; the model takes "
-                          f"{shape_name(channels, side)} images: expected {expected}, N ≥ 1")
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255
-    if np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and array.min() >= 0 and array.max() <= 1:
-        return array.astype(np.float32)
-    raise AepipeError(f"{path}: {array.dtype} values from {array.min()} to {array.max()}; expected uint8 (0–255) or floats in [0, 1]")

@@ -5,7 +5,7 @@ import math
 import torch
 from torch.nn.functional import grid_sample
 
-from aepipe.denoising import add_gaussian_noise
+from aepipe.noise import add_gaussian_noise
 from aepipe.params import CorruptionParams
 
 

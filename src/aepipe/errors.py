@@ -23,8 +23,3 @@ def exit_on_error(main: Callable[[], None]) -> None:
     except FileNotFoundError as error:
         print(f"error: {error.filename}: file not found (run the stage that makes it first)", file=sys.stderr)
         sys.exit(2)
-
-
-def shape_name(channels: int, side: int) -> str:
-    """`1×28×28 (greyscale)`: the images a model or detector takes, as its refusals name them."""
-    return f"{channels}×{side}×{side} ({'greyscale' if channels == 1 else 'colour'})"

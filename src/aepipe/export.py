@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from aepipe.anomaly import decisive_scores
 from aepipe.atomic import atomic_path
+from aepipe.detection import decisive_scores
 from aepipe.devices import as_floats, eval_batches
+from aepipe.maps import maps_of, smoothed
 from aepipe.model import AutoEncoder
-from aepipe.reconstruction import maps_of, smoothed
 from aepipe.scores import DISTANCE_FLOOR, ERROR_FLOOR, INK_FLOOR, INK_MARGIN, FittedScore, frame_contrast, score_maps
 from aepipe.serve import DETECTOR_FORMAT, INPUT, OnnxDetector
 

@@ -14,7 +14,8 @@ from torch import nn
 
 from aepipe.checkpoints import load_weights, read_checkpoint, torch_save
 from aepipe.devices import preferred_memory_format
-from aepipe.errors import AepipeError, shape_name
+from aepipe.errors import AepipeError
+from aepipe.images import shape_name
 from aepipe.params import MNIST_SIDE
 from aepipe.segmenter import Segmenter
 

@@ -1,7 +1,14 @@
 """An anomaly map drawn over its image, with NumPy alone: the figures and `aepipe score --maps`
-share it, and an install for serving (no matplotlib) draws the same previews."""
+share it, and an install for serving (no matplotlib) draws the same previews; and --maps' PNG files."""
+
+from pathlib import Path
 
 import numpy as np
+
+from aepipe.atomic import atomic_path
+from aepipe.images import IMAGE_SUFFIXES
+
+PREVIEW_HEIGHT = 224  # pixels: --maps enlarges smaller images to about this, as 8 × 28 for MNIST
 
 # ColorBrewer's YlOrRd: matplotlib's "YlOrRd" colormap, whose lookup table HEAT is built as matplotlib
 # builds it (LinearSegmentedColormap, 256 entries), so a pixel gets the same colour either way.
@@ -40,3 +47,36 @@ def anomaly_overlay(image: np.ndarray, error_map: np.ndarray) -> np.ndarray:
     (H, W, 3) RGB in [0, 1]."""
     opacity = np.clip(2 * error_map, 0, 1)[..., None]  # an error of half the pixel range is fully opaque
     return np.clip((1 - opacity) * as_rgb(image) + opacity * heat(error_map), 0, 1)
+
+
+def write_maps(folder: Path, sources: list[str], images: np.ndarray, sizes: list[tuple[int, int]], maps: np.ndarray,
+               masks: np.ndarray | None) -> None:
+    """Per image, numbered in scoring order: the image and, beside it, its anomaly map over it
+    (enlarged to about 224 pixels high); the map alone, at the image's own size (width, height); and,
+    given `masks`, the defect's mask at that size (`*_mask.png`, 255 in the defect)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, (source, image, error_map, size) in enumerate(zip(sources, images, maps, sizes)):
+        pair = np.concatenate([as_rgb(image), anomaly_overlay(image, error_map)], axis=1)
+        zoom = max(1, PREVIEW_HEIGHT // pair.shape[0])
+        picture = Image.fromarray(np.round(pair * 255).astype(np.uint8)).resize((pair.shape[1] * zoom, pair.shape[0] * zoom),
+                                                                               Image.Resampling.NEAREST)
+        name = _map_name(number, source)
+        with atomic_path(folder / name) as tmp:
+            picture.save(tmp)
+        full_size = Image.fromarray(np.round(np.clip(error_map, 0, 1) * 255).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR)
+        with atomic_path(folder / name.replace(".png", "_map.png")) as tmp:
+            full_size.save(tmp)
+        if masks is not None:
+            mask = Image.fromarray(masks[number].astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
+            with atomic_path(folder / name.replace(".png", "_mask.png")) as tmp:
+                mask.save(tmp)
+
+
+def _map_name(number: int, source: str) -> str:
+    """`0003-digit.png` for scans/digit.jpg, `0004-digits-7.png` for digits.npy[7]: numbered, so names never clash."""
+    name = Path(source).name
+    stem = name[: -len(Path(name).suffix)] if Path(name).suffix.lower() in IMAGE_SUFFIXES else name
+    stem = stem.replace(".npy[", "-").rstrip("]")
+    return f"{number:04d}-" + "".join(char if char.isalnum() or char in "-_." else "_" for char in stem) + ".png"

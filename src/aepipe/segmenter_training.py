@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from aepipe.devices import as_floats
+from aepipe.maps import smoothed
 from aepipe.model import AutoEncoder
-from aepipe.reconstruction import smoothed
 from aepipe.segmenter import Segmenter, levels
 from aepipe.training import random_flips
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aepipe.errors import AepipeError, shape_name
+from aepipe.errors import AepipeError
+from aepipe.images import shape_name
 
 # The metadata "format" of every detector the export stage writes; /2 added the dead_frame output.
 DETECTOR_FORMAT = "aepipe.detector/2"

@@ -18,13 +18,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from aepipe.checkpoints import load_resume_state, save_resume_state
-from aepipe.denoising import noisy_inputs, ssim
 from aepipe.devices import EVAL_BATCH_SIZE, as_floats, preferred_memory_format, to_numpy_images
 from aepipe.distributed import World
 from aepipe.errors import AepipeError
+from aepipe.inference import mean_squared_error, reconstruct
 from aepipe.model import AutoEncoder
+from aepipe.noise import noisy_inputs
 from aepipe.params import TrainParams
-from aepipe.reconstruction import mean_squared_error, reconstruct
+from aepipe.similarity import ssim
 
 RECONSTRUCTION_SAMPLES = 16  # first validation images whose reconstruction is kept every epoch
 LOSSES = {"mse": torch.nn.functional.mse_loss, "ssim": lambda reconstruction, image: 1 - ssim(reconstruction, image).mean()}

@@ -1,4 +1,4 @@
-"""Denoising: Gaussian noise on clean images, and how much of it the autoencoder takes away."""
+"""How alike two images are: PSNR, and SSIM (Wang et al. 2004) over the image or as a map."""
 
 import torch
 import torch.nn.functional as F
@@ -6,21 +6,6 @@ import torch.nn.functional as F
 # SSIM as Wang et al. (2004) define it: an 11×11 Gaussian window of std 1.5, constants for pixels in [0, 1].
 SSIM_WINDOW, SSIM_WINDOW_STD = 11, 1.5
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
-
-
-def add_gaussian_noise(images: torch.Tensor, std: float, seed: int) -> torch.Tensor:
-    """images + N(0, std²) per pixel, clipped to [0, 1] (pixel range); the same seed gives the same noise."""
-    generator = torch.Generator(device=images.device).manual_seed(seed)
-    noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
-    return (images + std * noise).clamp_(0, 1)
-
-
-def noisy_inputs(images: torch.Tensor, max_std: float, generator: torch.Generator) -> torch.Tensor:
-    """Each image plus Gaussian noise of its own std, drawn uniformly from [0, max_std], clipped to [0, 1]:
-    a denoising autoencoder's training inputs, drawn from `generator` on the images' device."""
-    stds = max_std * torch.rand((len(images), 1, 1, 1), generator=generator, device=images.device, dtype=images.dtype)
-    noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
-    return (images + stds * noise).clamp_(0, 1)
 
 
 def psnr(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:

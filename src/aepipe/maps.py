@@ -1,39 +1,13 @@
-"""Reconstructions, and their error: per image, per pixel (where an image is anomalous), and per batch."""
+"""Anomaly maps: where, pixel by pixel, an image differs from what the model makes of it (the
+reconstruction error, 1 - local SSIM, or the defect segmenter's probability), their blur and peaks."""
 
-import numpy as np
 import torch
 
-from aepipe.denoising import ssim_map
 from aepipe.devices import as_floats, eval_batches
 from aepipe.errors import AepipeError
+from aepipe.inference import reconstruct
 from aepipe.model import AutoEncoder
-
-
-@torch.no_grad()
-def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    """The model's reconstruction of (N, C, H, W) images (floats, or uint8 pixels), in batches; the model's mode is kept."""
-    was_training = model.training
-    model.eval()
-    reconstructions = torch.cat([model(as_floats(chunk))[0] for chunk in eval_batches(images)])
-    model.train(was_training)
-    return reconstructions
-
-
-@torch.no_grad()
-def errors_and_latents(model: AutoEncoder, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image's reconstruction error (MSE) and latent vector, from one pass of the model:
-    (N, C, H, W) → (N,), (N, latent_dim). Batch by batch, so only one batch of reconstructions (and of
-    float images, given uint8 pixels) is held."""
-    was_training = model.training
-    model.eval()
-    errors, latents = [], []
-    for pixels in eval_batches(images):
-        chunk = as_floats(pixels)
-        reconstruction, latent = model(chunk)
-        errors.append((reconstruction - chunk).square().mean(dim=(1, 2, 3)))
-        latents.append(latent)
-    model.train(was_training)
-    return torch.cat(errors), torch.cat(latents)
+from aepipe.similarity import ssim_map
 
 
 def error_maps(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
@@ -85,22 +59,3 @@ def smoothed(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     padded = torch.nn.functional.pad(maps[:, None], (radius, radius, radius, radius), mode="reflect")
     rows = torch.nn.functional.conv2d(padded, kernel.view(1, 1, 1, -1))
     return torch.nn.functional.conv2d(rows, kernel.view(1, 1, -1, 1))[:, 0]
-
-
-def per_image_errors(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between each image and its reconstruction: (N, C, H, W) → (N,)."""
-    return errors_and_latents(model, images)[0]
-
-
-def mean_squared_error(model: AutoEncoder, images: torch.Tensor) -> float:
-    """MSE over all pixels of all images (every image has the same size, so the mean of means)."""
-    return per_image_errors(model, images).mean().item()
-
-
-def batch_means(per_image: np.ndarray, batch_size: int) -> np.ndarray:
-    """Mean of consecutive batches of `batch_size` (the last may be smaller), in dataset order.
-
-    This is the seed's per-batch loss: nn.MSELoss over a batch equals the mean of its images' MSEs.
-    """
-    starts = np.arange(0, len(per_image), batch_size)
-    return np.add.reduceat(per_image, starts) / np.diff(np.append(starts, len(per_image)))
