@@ -97,7 +97,8 @@ def segmenter_peak_memory(images: int, seconds: float) -> dict:
 
 def train_segmenter_on_crops(images: int) -> None:
     pixels = to_pixels(photo_crops(images, 256, 3), torch.device("cpu"))
-    train_segmenter(AutoEncoder(20, 256, 3), pixels, epochs=1, flips=False, seed=0, log=lambda _: None)
+    recipe = load_params("params.yaml").train.model_copy(update={"segmenter_epochs": 1})
+    train_segmenter(AutoEncoder(20, 256, 3), pixels, recipe, seed=0, log=lambda _: None)
 
 
 def watch(process: subprocess.Popen, seconds: float) -> dict:

@@ -9,8 +9,11 @@ experiments (the whole pipeline, to `publish`: default params but the dataset, i
 - at the native side (64×64; colour for brick-hue): the defaults (auto: map_max on the map of the
   defect segmenter trained with the model), and without a segmenter (`train.segmenter=false`) each
   score and map of the autoencoder alone: map_max on the error map, on the SSIM map, combined, reconstruction;
-- the defaults with training images mirrored at random (`train.flips=true`: the autoencoder's and the
-  segmenter's), and with 20 epochs of the segmenter instead of 10;
+- the defaults with each lever against false alarms (LEVERS): 20 epochs of the segmenter instead of 10,
+  training images mirrored at random (`train.flips=true`: the autoencoder's and the segmenter's),
+  their light (`train.photometric`) or scale (`train.scale`) changed at random, the segmenter stopped
+  on held-out synthetic defects (`train.segmenter_patience`), the threshold from a fitted tail
+  (`threshold.method=gpd`);
 - those without a segmenter also with a longer recipe (`train.epochs=100`, `train.flips=true`): 20
   epochs of a couple of thousand images are 30 times fewer steps than 20 of MNIST's 60,000;
 - squashed to 1×28×28, the baseline before images kept their size and colour (combined);
@@ -51,6 +54,12 @@ SCORES = {"segmenter": [],  # auto's choice for an inspection set: map_max on th
           "combined": [*NO_SEGMENTER, "anomaly.score=combined"],
           "reconstruction": [*NO_SEGMENTER, "anomaly.score=reconstruction"]}
 LONGER = ["train.epochs=100", "train.flips=true"]
+# Against false alarms on new good images, each beside the defaults: the segmenter's epochs, training
+# images mirrored, their light and scale changed, the segmenter stopped on held-out synthetic defects,
+# a fitted tail for the threshold.
+LEVERS = {"20": ["train.segmenter_epochs=20"], "flips": ["train.flips=true"], "photometric": ["train.photometric=0.2"],
+          "scale": ["train.scale=0.15"], "patience": ["train.segmenter_epochs=15", "train.segmenter_patience=2"],
+          "gpd": ["threshold.method=gpd"]}
 # The sets' layout a row was measured on (bench/inspection_sets.py); rows without one are protocol 1.
 PROTOCOLS = {
     1: "MVTec AD layout from scikit-image photographs: train on train/good but a random 20 % calibration share "
@@ -77,8 +86,7 @@ def variants(name: str, side: int) -> dict[str, list[str]]:
     channels = native_channels(name)
     native = [f"data.side={side}", f"data.channels={channels}"]
     runs = {f"{side}x{channels}-{score}": [*native, *params] for score, params in SCORES.items()}
-    runs[f"{side}x{channels}-segmenter-flips"] = [*native, "train.flips=true"]
-    runs[f"{side}x{channels}-segmenter-20"] = [*native, "train.segmenter_epochs=20"]
+    runs |= {f"{side}x{channels}-segmenter-{lever}": [*native, *params] for lever, params in LEVERS.items()}
     runs |= {f"{side}x{channels}-longer-{score}": [*native, *LONGER, *SCORES[score]] for score in list(SCORES)[1:4]}
     runs["28x1-combined"] = ["data.side=28", "data.channels=1", *SCORES["combined"]]
     if channels == 3:

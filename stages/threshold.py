@@ -43,7 +43,8 @@ def main() -> None:
             "val": summary(batches["val"]),
         },
         "per_image": {
-            "rule": "mean + k * std" if rule.method == "mean_std" else f"quantile {rule.q:g}",
+            "rule": {"mean_std": "mean + k * std", "quantile": f"quantile {rule.q:g}",
+                     "gpd": f"quantile {rule.q:g} of a generalised Pareto tail"}[rule.method],
             "score": score["method"],
             "threshold": per_image,
             "calibration": summary(calibration_scores),

@@ -57,11 +57,11 @@ class LossLogger:
         copy_file(self.live.metrics_file, HEADLINE)
 
 
-def _add_segmenter(model, train_images, params) -> float:
-    """Train the model's defect segmenter on its training images; the seconds it took."""
+def _add_segmenter(model, train_images, params) -> dict:
+    """Train the model's defect segmenter on its training images; the epoch of its weights and the seconds it took."""
     started = time.perf_counter()
-    model.segmenter = train_segmenter(model, train_images, params.train.segmenter_epochs, params.train.flips, params.seed)
-    return time.perf_counter() - started
+    model.segmenter, epochs = train_segmenter(model, train_images, params.train, params.seed)
+    return {"segmenter_epochs": epochs, "segmenter_seconds": round(time.perf_counter() - started, 2)}
 
 
 def main() -> None:
@@ -93,8 +93,8 @@ def main() -> None:
     if not world.is_main:
         return  # outputs are written once, by the main process
 
-    segmenter_seconds = _add_segmenter(result.model, train_images, params) if params.train.segmenter else None
-    logger.finish(result.seconds, segmenter_seconds)
+    segmenter = _add_segmenter(result.model, train_images, params) if params.train.segmenter else {}
+    logger.finish(result.seconds, segmenter.get("segmenter_seconds"))
     save_model(result.model, "models/model.pt")
     with atomic_path("data/train/reconstructions.npz") as tmp:
         np.savez_compressed(tmp, images=result.sample_images, reconstructions=result.sample_reconstructions)
@@ -110,8 +110,7 @@ def main() -> None:
         "images_per_second": round(result.images_per_second, 1),
         "device": result.device,
         "workers": world.size,
-        **({} if segmenter_seconds is None else {"segmenter_epochs": params.train.segmenter_epochs,
-                                                 "segmenter_seconds": round(segmenter_seconds, 2)}),
+        **segmenter,
     })
     CHECKPOINT.unlink(missing_ok=True)  # every output is written: nothing left to resume
 

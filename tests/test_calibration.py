@@ -55,3 +55,23 @@ def test_too_few_calibration_images_for_a_target_are_named():
     assert too_few_line(1000, 0.01) is None and too_few_line(5000, 0.01) is None and too_few_line(10, None) is None
     assert too_few_line(380, 0.01) == ("warning: 380 calibration images for a 1.0% false-alarm target; a usable "
                                        "estimate needs at least 1,000 (10 expected false alarms among them)")
+
+
+def test_a_fitted_tail_sets_the_threshold_nearer_its_target_than_the_empirical_quantile():
+    """Drawn from a known distribution, 1,000 calibration scores each time: the false-alarm rate each
+    threshold really has (the exponential's tail beyond it) for a 1 % target."""
+    rng = np.random.default_rng(0)
+    rates = {method: [] for method in ("quantile", "gpd")}
+    for _ in range(100):
+        scores = rng.exponential(size=1000)
+        for method, found in rates.items():
+            found.append(np.exp(-per_image_threshold(scores, method, 0.0, 0.99)))
+    spread = {method: np.sqrt(np.mean((np.array(found) - 0.01) ** 2)) for method, found in rates.items()}
+    assert abs(np.mean(rates["gpd"]) - 0.01) < 0.0007, np.mean(rates["gpd"])
+    assert spread["gpd"] < 0.9 * spread["quantile"], spread
+
+
+def test_a_fitted_tail_below_its_share_is_the_empirical_quantile_and_promises_its_rate():
+    scores = np.random.default_rng(1).normal(size=500)
+    assert per_image_threshold(scores, "gpd", 0.0, 0.8) == np.quantile(scores, 0.8)
+    assert ThresholdParams(k=1.0, method="gpd", q=0.99).false_alarm_target == 0.01

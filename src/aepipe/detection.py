@@ -5,6 +5,7 @@ import numpy as np
 
 AUPRO_FPR_LIMIT = 0.3  # MVTec AD's and anomalib's integration limit
 DEAD_FRAME = "dead_frame"  # the column, beside a score, that says a frame is dead
+TAIL_SHARE = 0.1  # of the calibration scores, the highest: the tail a generalised Pareto is fitted to
 
 
 def summary(losses: np.ndarray) -> dict[str, float]:
@@ -22,12 +23,30 @@ def mean_std_threshold(losses: np.ndarray, k: float) -> float:
 
 
 def per_image_threshold(scores: np.ndarray, method: str, k: float, q: float) -> float:
-    """The cut on single images' scores: mean + k·std ("mean_std") or the q-quantile ("quantile")."""
+    """The cut on single images' scores: mean + k·std ("mean_std"), the empirical q-quantile ("quantile")
+    or that of a fitted tail ("gpd")."""
     if method == "mean_std":
         return mean_std_threshold(scores, k)
     if method == "quantile":
         return float(np.quantile(scores, q))
+    if method == "gpd":
+        return tail_quantile(scores, q)
     raise ValueError(f"unknown threshold method {method!r}")
+
+
+def tail_quantile(scores: np.ndarray, q: float) -> float:
+    """The q-quantile of the scores from a generalised Pareto distribution fitted (maximum likelihood) to
+    their excesses over the (1 - TAIL_SHARE)-quantile: peaks over threshold (Pickands 1975), which reads
+    the shape of the tail from its highest tenth instead of the few scores above q. A q inside the body
+    (1 - q ≥ TAIL_SHARE) is the empirical quantile."""
+    from scipy.stats import genpareto  # here: the serving install has no SciPy and never fits a threshold
+
+    base = float(np.quantile(scores, 1 - TAIL_SHARE))
+    excesses = scores[scores > base] - base
+    if 1 - q >= TAIL_SHARE or len(excesses) < 2:
+        return float(np.quantile(scores, q))
+    shape, _, scale = genpareto.fit(excesses, floc=0)
+    return base + float(genpareto.ppf(1 - (1 - q) / TAIL_SHARE, shape, loc=0, scale=scale))
 
 
 def calibration_split(n_normal: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

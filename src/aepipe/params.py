@@ -104,13 +104,24 @@ class TrainParams(Section):
     flips: bool = Field(description=(
         "training images mirrored left-right and upside-down at random: for textures and parts without an up "
         "(not for digits)"))
+    photometric: float = Field(ge=0, lt=1, description=(
+        "above 0: each training image's brightness, contrast (factors in 1 ± photometric) and gamma "
+        "(its log in ± photometric) changed at random, against drift of the line's light"))
+    scale: float = Field(ge=0, lt=1, description=(
+        "above 0: each training image zoomed in or out at random by up to a factor 1 + scale, against drift of "
+        "the camera's distance"))
     device: Literal["auto", "cpu", "cuda"] = Field(description="auto (CUDA when present), cpu or cuda")
     workers: int = Field(ge=1, description=(
         "data-parallel processes per machine (torchrun + DDP): GPUs, or CPU workers; 1: a plain process"))
     segmenter: Literal["auto"] | bool = Field(description=(
         "after the autoencoder, a defect segmenter (DRAEM) trained on synthetic defects, whose map the score "
         "reads; auto: for an inspection set (the MVTec AD layout)"))
-    segmenter_epochs: int = Field(ge=1, description="the segmenter's passes over the training images")
+    segmenter_epochs: int = Field(ge=1, description=(
+        "the segmenter's passes over the training images (with segmenter_patience: at most)"))
+    segmenter_patience: int | None = Field(ge=1, description=(
+        "null: segmenter_epochs passes; a number: a tenth of the training images is held out with synthetic defects "
+        "of its own, the segmenter keeps its weights of the epoch with the lowest focal loss on them and stops "
+        "after this many epochs without a lower one"))
 
     @model_validator(mode="after")
     def _a_share_of_the_batch_per_worker(self) -> "TrainParams":
@@ -122,16 +133,17 @@ class TrainParams(Section):
 
 class ThresholdParams(Section):
     k: float = Field(ge=0, description="mean + k·std: the seed's per-batch threshold, and the per-image mean_std rule")
-    method: Literal["mean_std", "quantile"] = Field(description=(
-        "the per-image threshold: quantile (of the calibration images' scores, promising 1 - q false alarms) "
-        "or mean_std"))
-    q: float = Field(gt=0, le=1, description="for quantile: the share of normal images below the threshold")
+    method: Literal["mean_std", "quantile", "gpd"] = Field(description=(
+        "the per-image threshold: quantile (the calibration images' empirical q-quantile, promising 1 - q false "
+        "alarms), gpd (the q-quantile of a generalised Pareto tail fitted to their highest tenth, as extreme-value "
+        "thresholds do) or mean_std"))
+    q: float = Field(gt=0, le=1, description="for quantile and gpd: the share of normal images below the threshold")
 
     @property
     def false_alarm_target(self) -> float | None:
         """The share of normal images the per-image threshold promises to flag: 1 - q for a quantile;
         none for mean + k·std, which promises no rate."""
-        return round(1 - self.q, 12) if self.method == "quantile" else None
+        return None if self.method == "mean_std" else round(1 - self.q, 12)
 
 
 class CorruptionParams(Section):

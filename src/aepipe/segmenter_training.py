@@ -11,17 +11,19 @@ Half the images of a batch get one; the segmenter is trained with the focal loss
 The autoencoder is not changed: the segmenter reads its reconstruction of the defective image.
 """
 
+import copy
 import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from aepipe.devices import as_floats
+from aepipe.augmentation import augment, augmenting
+from aepipe.devices import EVAL_BATCH_SIZE, as_floats
 from aepipe.maps import smoothed
 from aepipe.model import AutoEncoder
+from aepipe.params import TrainParams
 from aepipe.segmenter import Segmenter, levels
-from aepipe.training import random_flips
 
 BATCH_SIZE = 32  # images of 64×64, the side it was chosen on; a batch of larger ones holds as many pixels:
 BATCH_PIXELS = BATCH_SIZE * 64 * 64  # its activations at 256×256 would take 4 GB more than the images
@@ -29,6 +31,7 @@ PEAK_LR = 2e-3  # of the one-cycle schedule
 DEFECT_SHARE = 0.5  # of each batch's images
 BLOB_SIGMAS = (1, 2, 4, 8)  # pixels: the noise's blur, one drawn per batch
 FOCAL_GAMMA = 2.0
+HELD_OUT_SHARE = 0.1  # of the training images, kept from the segmenter to stop it (train.segmenter_patience)
 
 
 def blob_masks(count: int, side: int, generator: torch.Generator) -> torch.Tensor:
@@ -67,33 +70,80 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (cross_entropy * (1 - torch.exp(-cross_entropy)) ** FOCAL_GAMMA).mean()
 
 
-def train_segmenter(autoencoder: AutoEncoder, pixels: torch.Tensor, epochs: int, flips: bool, seed: int,
-                    log: Callable[[str], None] = print) -> Segmenter:
+def train_segmenter(autoencoder: AutoEncoder, pixels: torch.Tensor, params: TrainParams, seed: int,
+                    log: Callable[[str], None] = print) -> tuple[Segmenter, int]:
     """A segmenter for `autoencoder` (left as it is), trained on its (N, C, H, W) uint8 training images,
-    converted a batch (at most BATCH_PIXELS) at a time; mirrored at random when `flips`. Returned in eval mode."""
+    converted a batch (at most BATCH_PIXELS) at a time, augmented as the autoencoder's were. Trained for
+    train.segmenter_epochs, or with train.segmenter_patience stopped early on held-out synthetic
+    defects and given back with its best epoch's weights. Returned in eval mode, with the epoch of its weights."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    device = pixels.device
-    segmenter = Segmenter(autoencoder.channels, levels(autoencoder.side)).to(device)
+    segmenter = Segmenter(autoencoder.channels, levels(autoencoder.side)).to(pixels.device)
+    held_out = None
+    if params.segmenter_patience:
+        pixels, held_out = _hold_out(pixels, autoencoder, seed)
     optimizer = torch.optim.Adam(segmenter.parameters(), lr=PEAK_LR)
     batch_size = images_per_batch(autoencoder.side)
-    steps = epochs * math.ceil(len(pixels) / batch_size)
+    steps = params.segmenter_epochs * math.ceil(len(pixels) / batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, PEAK_LR, total_steps=steps)
     autoencoder.eval()
-    for epoch in range(1, epochs + 1):
-        total = 0.0
-        for batch in torch.randperm(len(pixels), generator=generator).split(batch_size):
-            # Defects are drawn on the CPU: one seed, the same defects on any device.
-            images = as_floats(pixels[batch.to(device)]).cpu()
-            images = random_flips(images, generator) if flips else images
-            defective, masks = (tensor.to(device) for tensor in synthetic_defects(images, generator))
-            with torch.no_grad():
-                reconstructions = autoencoder(defective)[0]
-            loss = focal_loss(segmenter(defective, reconstructions), masks)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item() * len(batch)
-        log(f"segmenter epoch {epoch}/{epochs}: focal loss {total / len(pixels):.5f}")
-    return segmenter.eval()
+    best = (math.inf, 0, None)  # held-out loss, epoch, weights
+    for epoch in range(1, params.segmenter_epochs + 1):
+        loss = _train_epoch(segmenter, autoencoder, pixels, params, (optimizer, schedule), batch_size, generator)
+        log(f"segmenter epoch {epoch}/{params.segmenter_epochs}: focal loss {loss:.5f}")
+        if held_out is None:
+            continue
+        held_out_loss = _held_out_loss(segmenter, *held_out)
+        log(f"segmenter epoch {epoch}: held-out focal loss {held_out_loss:.5f}")
+        if held_out_loss < best[0]:
+            best = (held_out_loss, epoch, copy.deepcopy(segmenter.state_dict()))
+        elif epoch - best[1] >= params.segmenter_patience:
+            break
+    if held_out is not None:
+        log(f"segmenter: the weights of epoch {best[1]} (held-out focal loss {best[0]:.5f})")
+        segmenter.load_state_dict(best[2])
+    return segmenter.eval(), best[1] if held_out is not None else params.segmenter_epochs
+
+
+def _train_epoch(segmenter: Segmenter, autoencoder: AutoEncoder, pixels: torch.Tensor, params: TrainParams,
+                 steppers: tuple, batch_size: int, generator: torch.Generator) -> float:
+    """One pass over the images, each batch given synthetic defects; the mean focal loss."""
+    optimizer, schedule = steppers
+    segmenter.train()
+    total = 0.0
+    for batch in torch.randperm(len(pixels), generator=generator).split(batch_size):
+        # Defects are drawn on the CPU: one seed, the same defects on any device.
+        images = as_floats(pixels[batch.to(pixels.device)]).cpu()
+        images = augment(images, params, generator) if augmenting(params) else images
+        defective, masks = (tensor.to(pixels.device) for tensor in synthetic_defects(images, generator))
+        with torch.no_grad():
+            reconstructions = autoencoder(defective)[0]
+        loss = focal_loss(segmenter(defective, reconstructions), masks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        total += loss.item() * len(batch)
+    return total / len(pixels)
+
+
+def _hold_out(pixels: torch.Tensor, autoencoder: AutoEncoder, seed: int) -> tuple[torch.Tensor, tuple]:
+    """The images the segmenter trains on, and a held-out share's defective images, their reconstructions
+    and defect masks: drawn once, so every epoch is judged on the same defects."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    order = torch.randperm(len(pixels), generator=generator).to(pixels.device)
+    count = max(1, round(len(pixels) * HELD_OUT_SHARE))
+    defective, masks = synthetic_defects(as_floats(pixels[order[:count]]).cpu(), generator)
+    defective, masks = defective.to(pixels.device), masks.to(pixels.device)
+    with torch.no_grad():
+        reconstructions = torch.cat([autoencoder(chunk)[0] for chunk in defective.split(EVAL_BATCH_SIZE)])
+    return pixels[order[count:].sort().values], (defective, reconstructions, masks)
+
+
+@torch.no_grad()
+def _held_out_loss(segmenter: Segmenter, defective: torch.Tensor, reconstructions: torch.Tensor,
+                   masks: torch.Tensor) -> float:
+    segmenter.eval()
+    logits = torch.cat([segmenter(*chunks) for chunks in zip(defective.split(EVAL_BATCH_SIZE),
+                                                              reconstructions.split(EVAL_BATCH_SIZE))])
+    return focal_loss(logits, masks).item()

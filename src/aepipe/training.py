@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from aepipe.augmentation import augment, augmenting
 from aepipe.checkpoints import load_resume_state, save_resume_state
 from aepipe.devices import EVAL_BATCH_SIZE, as_floats, preferred_memory_format, to_numpy_images
 from aepipe.distributed import World
@@ -109,7 +110,7 @@ def train(
     started = time.perf_counter() - history.seconds
     for epoch in range(history.epoch, params.epochs):
         epoch_started = time.perf_counter()
-        noise = _noise_generator(seed, epoch, world.rank, device) if params.noise_std or params.flips else None
+        noise = _noise_generator(seed, epoch, world.rank, device) if params.noise_std or augmenting(params) else None
         epoch_losses = _train_epoch(trainee, optimizer, train_images, params, shuffle, noise, world, epoch)
         history.step_seconds += time.perf_counter() - epoch_started
         if not world.is_main:
@@ -176,8 +177,8 @@ def _train_epoch(trainee, optimizer, images: torch.Tensor, params: TrainParams, 
         global_batch = order[step * batch_size : (step + 1) * batch_size]
         indices = global_batch if world.size == 1 else global_batch.tensor_split(world.size)[world.rank]
         clean = as_floats(images[indices]).contiguous(memory_format=memory_format)
-        if params.flips:
-            clean = random_flips(clean, noise)
+        if augmenting(params):
+            clean = augment(clean, params, noise)
         inputs = noisy_inputs(clean, params.noise_std, noise) if params.noise_std else clean
         reconstruction, _ = trainee(inputs)
         loss = LOSSES[params.loss](reconstruction, clean)
@@ -214,13 +215,6 @@ def _result(model: AutoEncoder, history: History, val_images: torch.Tensor, imag
         images_per_second=images_trained / history.step_seconds,
         device=str(val_images.device),
     )
-
-
-def random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Each (C, H, W) image mirrored left-right, and upside-down, each with probability 1/2."""
-    flips = torch.rand(len(images), 2, generator=generator, device=images.device) < 0.5
-    images = torch.where(flips[:, 0, None, None, None], images.flip(-1), images)
-    return torch.where(flips[:, 1, None, None, None], images.flip(-2), images)
 
 
 def _noise_generator(seed: int, epoch: int, rank: int, device: torch.device) -> torch.Generator:
