@@ -11,7 +11,8 @@ from aepipe.detection import calibration_roles, calibration_split, pixel_roc_auc
 from aepipe.inference import errors_and_latents
 from aepipe.maps import anomaly_maps, error_maps, smoothed
 from aepipe.model import AutoEncoder
-from aepipe.scores import FittedScore, ImageFeatures, MapSpec, fit_score, frame_contrast, image_features
+from aepipe.scores import (CombinedStatistics, FittedScore, ImageFeatures, MapSpec, fit_score, frame_contrast,
+                           image_features, squared_mahalanobis)
 from aepipe.similarity import ssim_map
 
 # Two training images. Reconstruction errors 0.01 and 0.04: log-mean log 0.02, log-std log 2. Latents
@@ -30,8 +31,13 @@ def test_the_latent_distance_is_to_the_nearest_class():
     fitted = fit_score("combined", training, np.array([0, 0, 0, 0, 1, 1, 1, 1]))
     assert np.asarray(fitted.latent_means).tolist() == [[0, 0], [10, 0]]
     # (2, 0) is 2 from class 0 (squared distance 4 / (2/3) = 6) and 8 from class 1: the nearer one counts.
-    assert fitted._mahalanobis(np.array([[2.0, 0], [10, 3]])) == pytest.approx([6.0, 13.5])
-    assert fit_score("combined", training, np.zeros(8, int))._mahalanobis(np.array([[5.0, 0]])) != pytest.approx(6.0)
+    assert distances(fitted, [[2.0, 0], [10, 3]]) == pytest.approx([6.0, 13.5])
+    assert distances(fit_score("combined", training, np.zeros(8, int)), [[5.0, 0]]) != pytest.approx(6.0)
+
+
+def distances(fitted, latents: list[list[float]]) -> list[float]:
+    statistics = CombinedStatistics.of(fitted)
+    return squared_mahalanobis(torch.tensor(latents), statistics.means, statistics.precisions).tolist()
 
 
 def test_the_reconstruction_score_is_the_reconstruction_error():

@@ -3,7 +3,7 @@
 The graph holds the autoencoder, the fitted score (aepipe.scores: its statistics as constants) and
 the per-image threshold, so a scorer needs nothing beside the file: aepipe.serve runs it with
 onnxruntime alone. It computes what the pipeline computes, step for step: the same float32 model
-pass, the combined score's terms in float64 as FittedScore.terms, the same map and blur.
+pass, the combined score's terms (aepipe.scores.combined_terms, the pipeline's own), the same map and blur.
 """
 
 import json
@@ -19,7 +19,7 @@ from aepipe.detection import decisive_scores
 from aepipe.devices import as_floats, eval_batches
 from aepipe.maps import maps_of, smoothed
 from aepipe.model import AutoEncoder
-from aepipe.scores import DISTANCE_FLOOR, ERROR_FLOOR, INK_FLOOR, INK_MARGIN, FittedScore, frame_contrast, score_maps
+from aepipe.scores import CombinedStatistics, FittedScore, combined_terms, frame_contrast, score_maps
 from aepipe.serve import DETECTOR_FORMAT, INPUT, OnnxDetector
 
 OPSET = 18
@@ -36,11 +36,7 @@ class Detector(nn.Module):
         self.model, self.method, self.maps = model, fitted.method, fitted.maps
         self.register_buffer("threshold", torch.tensor(threshold, dtype=torch.float64))
         self.register_buffer("dead_below", torch.tensor(fitted.dead_below, dtype=torch.float32))
-        if fitted.method == "combined":
-            self.register_buffer("means", torch.tensor(fitted.latent_means, dtype=torch.float64))
-            self.register_buffer("precisions", torch.tensor(fitted.latent_precisions, dtype=torch.float64))
-            self.spreads = {name: (getattr(fitted, name).mean, getattr(fitted, name).std)
-                            for name in ("log_error", "log_distance", "log_ink")}
+        self.statistics = CombinedStatistics.of(fitted) if fitted.method == "combined" else None
         # The export puts every module back in the mode it found the detector in: eval, or the
         # segmenter's batch norm would use each batch's statistics afterwards.
         self.eval()
@@ -57,23 +53,9 @@ class Detector(nn.Module):
         elif self.method == "map_max":
             score = error_map.amax(dim=(1, 2)).double()
         else:
-            score = self._combined(errors, latents, images.mean(dim=(1, 2, 3)))
+            score = combined_terms(errors, latents, images.mean(dim=(1, 2, 3)), self.statistics).sum(dim=1)
         dead = frame_contrast(images) < self.dead_below
         return score, (score > self.threshold) | dead, error_map, dead
-
-    def _combined(self, errors: torch.Tensor, latents: torch.Tensor, ink: torch.Tensor) -> torch.Tensor:
-        """FittedScore.terms(...).sum(axis=1), in float64 as there."""
-        error = self._standardise("log_error", errors.double().log()).clamp(min=-ERROR_FLOOR)
-        offsets = latents.double()[:, None, :] - self.means[None]  # (N, classes, latent)
-        squared = torch.einsum("ncj,cjk,nck->nc", offsets, self.precisions, offsets).amin(dim=1)
-        distance = self._standardise("log_distance", squared.clamp(min=DISTANCE_FLOOR).log())
-        log_ink = ink.double().clamp(min=INK_FLOOR).log()
-        too_little_ink = (-self._standardise("log_ink", log_ink) - INK_MARGIN).clamp(min=0.0)
-        return error + distance + too_little_ink
-
-    def _standardise(self, name: str, values: torch.Tensor) -> torch.Tensor:
-        mean, std = self.spreads[name]
-        return (values - mean) / std
 
 
 def export_detector(detector: Detector, channels: int, side: int, path: str | Path, metadata: dict[str, str]) -> None:

@@ -95,7 +95,7 @@ class Spread:
     def of(cls, values: np.ndarray) -> "Spread":
         return cls(float(values.mean()), float(values.std()) or 1.0)
 
-    def standardise(self, values: np.ndarray) -> np.ndarray:
+    def standardise(self, values):  # NumPy arrays or tensors
         return (values - self.mean) / self.std
 
 
@@ -131,16 +131,9 @@ class FittedScore:
 
     def terms(self, features: ImageFeatures) -> np.ndarray:
         """(N, 3): the combined score's reconstruction, latent-distance and too-little-ink terms."""
-        error = np.maximum(-ERROR_FLOOR, self.log_error.standardise(np.log(features.errors.astype(np.float64))))
-        distance = self.log_distance.standardise(_log_distance(self._mahalanobis(features.latents)))
-        too_little_ink = np.maximum(0.0, -self.log_ink.standardise(_log_ink(features.ink)) - INK_MARGIN)
-        return np.stack([error, distance, too_little_ink], axis=1)
-
-    def _mahalanobis(self, latents: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance to the nearest class's Gaussian."""
-        latents = latents.astype(np.float64)
-        return np.min([np.einsum("ij,jk,ik->i", latents - mean, precision, latents - mean)
-                       for mean, precision in zip(np.asarray(self.latent_means), np.asarray(self.latent_precisions))], axis=0)
+        statistics = CombinedStatistics.of(self)
+        return combined_terms(*(torch.from_numpy(values) for values in (features.errors, features.latents, features.ink)),
+                              statistics).numpy()
 
     def to_dict(self) -> dict:
         return {key: value for key, value in asdict(self).items() if value is not None or key not in ("maps", "min_contrast")}
@@ -177,17 +170,58 @@ def fit_score(method: str, training: ImageFeatures, labels: np.ndarray, maps: Ma
     latents = training.latents.astype(np.float64)
     classes = [latents[labels == label] for label in np.unique(labels) if np.sum(labels == label) >= 2] or [latents]
     # pinv: a latent dimension the model left unused would make a covariance singular.
-    gaussians = FittedScore(method, [group.mean(axis=0).tolist() for group in classes],
-                            [np.linalg.pinv(np.atleast_2d(np.cov(group, rowvar=False))).tolist() for group in classes])
-    return FittedScore(method, gaussians.latent_means, gaussians.latent_precisions,
-                       log_error=Spread.of(np.log(training.errors.astype(np.float64))),
-                       log_distance=Spread.of(_log_distance(gaussians._mahalanobis(latents))),
-                       log_ink=Spread.of(_log_ink(training.ink)), min_contrast=min_contrast)
+    means = [group.mean(axis=0).tolist() for group in classes]
+    precisions = [np.linalg.pinv(np.atleast_2d(np.cov(group, rowvar=False))).tolist() for group in classes]
+    distances = squared_mahalanobis(torch.from_numpy(latents), torch.tensor(means, dtype=torch.float64),
+                                    torch.tensor(precisions, dtype=torch.float64))
+    return FittedScore(method, means, precisions,
+                       log_error=Spread.of(log_error(torch.from_numpy(training.errors)).numpy()),
+                       log_distance=Spread.of(log_distance(distances).numpy()),
+                       log_ink=Spread.of(log_ink(torch.from_numpy(training.ink)).numpy()), min_contrast=min_contrast)
 
 
-def _log_distance(squared_distance: np.ndarray) -> np.ndarray:
-    return np.log(np.maximum(squared_distance, DISTANCE_FLOOR))
+@dataclass(frozen=True)
+class CombinedStatistics:
+    """What the combined score reads, as tensors: the pipeline passes its fitted score's, the exported
+    detector holds them as constants of its graph."""
+
+    means: torch.Tensor  # (classes, latent) float64
+    precisions: torch.Tensor  # (classes, latent, latent) float64
+    spreads: tuple[Spread, Spread, Spread]  # of log_error, log_distance, log_ink
+
+    @classmethod
+    def of(cls, fitted: FittedScore) -> "CombinedStatistics":
+        return cls(torch.tensor(fitted.latent_means, dtype=torch.float64),
+                   torch.tensor(fitted.latent_precisions, dtype=torch.float64),
+                   (fitted.log_error, fitted.log_distance, fitted.log_ink))
 
 
-def _log_ink(ink: np.ndarray) -> np.ndarray:
-    return np.log(np.maximum(ink.astype(np.float64), INK_FLOOR))
+def combined_terms(errors: torch.Tensor, latents: torch.Tensor, ink: torch.Tensor,
+                   statistics: CombinedStatistics) -> torch.Tensor:
+    """(N, 3) float64: the combined score's terms (the module's docstring) of N images' reconstruction
+    errors, latents and mean pixels. The one computation of the score: the losses stage, aepipe score
+    and the exported detector's graph all run this."""
+    error_spread, distance_spread, ink_spread = statistics.spreads
+    error = error_spread.standardise(log_error(errors)).clamp(min=-ERROR_FLOOR)
+    distance = distance_spread.standardise(log_distance(squared_mahalanobis(latents, statistics.means,
+                                                                            statistics.precisions)))
+    too_little_ink = (-ink_spread.standardise(log_ink(ink)) - INK_MARGIN).clamp(min=0.0)
+    return torch.stack([error, distance, too_little_ink], dim=1)
+
+
+def squared_mahalanobis(latents: torch.Tensor, means: torch.Tensor, precisions: torch.Tensor) -> torch.Tensor:
+    """(N,) float64: each latent's squared Mahalanobis distance to the nearest class's Gaussian."""
+    offsets = latents.double()[:, None, :] - means[None]  # (N, classes, latent)
+    return torch.einsum("ncj,cjk,nck->nc", offsets, precisions, offsets).amin(dim=1)
+
+
+def log_error(errors: torch.Tensor) -> torch.Tensor:
+    return errors.double().log()
+
+
+def log_distance(squared_distance: torch.Tensor) -> torch.Tensor:
+    return squared_distance.clamp(min=DISTANCE_FLOOR).log()
+
+
+def log_ink(ink: torch.Tensor) -> torch.Tensor:
+    return ink.double().clamp(min=INK_FLOOR).log()
