@@ -3,7 +3,7 @@ on 20,000 colour images of 256×256 (3.9 GB as uint8, 15.7 GB as float32).
 
     python bench/image_sizes.py [--memory-images 20000] [--memory-seconds 240] [--segmenter-only]
 
-Speed: one epoch of the pipeline's training (`aepipe.training.train`, batch 64, default recipe) on
+Speed: one epoch of the pipeline's training (`aepipe.model.training.train`, batch 64, default recipe) on
 patches of scikit-image's photographs (`pip install -e .[bench]`), images per second of its steps.
 Memory: the train stage itself (`stages/train.py` in a fresh copy of the project) on a prepared
 dataset of that many 256×256 colour crops (and 1,000 to validate on), its peak resident memory
@@ -32,12 +32,12 @@ import numpy as np
 import torch
 
 from aepipe.atomic import write_json
-from aepipe.dataset import Classes, Split, write_dataset
+from aepipe.data.dataset import Classes, Split, write_dataset
 from aepipe.devices import to_pixels
-from aepipe.model import AutoEncoder
+from aepipe.model.autoencoder import AutoEncoder
 from aepipe.params import load_params
-from aepipe.segmenter_training import train_segmenter
-from aepipe.training import train
+from aepipe.model.segmenter_training import train_segmenter
+from aepipe.model.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

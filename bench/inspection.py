@@ -170,25 +170,30 @@ def main() -> None:
     parser.add_argument("--read", type=Path, metavar="CLONE", help="only read the experiments of a kept clone")
     args = parser.parse_args()
     chosen = chosen_variants(args.sets.split(","), args.side, args.only)
-    sets = len(dict.fromkeys(name for name, _ in chosen))
     if args.read:
         clone, seconds = args.read, None
-        rev = subprocess.run(["git", "rev-parse", "--short", f"HEAD~{sets}"], cwd=clone, capture_output=True,
+        # The commit the clone was made at: the parent of its first set's commit.
+        first_set = subprocess.run(["git", "log", "--format=%H", "--grep=^inspection set "], cwd=clone,
+                                   capture_output=True, text=True, check=True).stdout.split()[-1]
+        rev = subprocess.run(["git", "rev-parse", "--short", f"{first_set}~1"], cwd=clone, capture_output=True,
                              text=True, check=True).stdout.strip()
     else:
         clone, rev = clone_at(args.rev, "inspection-")
         seconds = queue_and_run(clone, chosen, args.side, args.jobs)
     metrics = read_metrics(clone, all_commits=True)  # each set's experiments start from its own commit
-    shutil.rmtree(clone.parent)
-    rows = summarise(metrics, list(chosen), rev, args.side)
+    measured = [key for key in chosen if f"{key[0]}-{key[1]}" in metrics]
+    if missing := [f"{name}-{tail}" for name, tail in chosen if (name, tail) not in measured]:
+        print(f"no metrics (removed from the queue, or failed) for: {', '.join(missing)}")
+    rows = summarise(metrics, measured, rev, args.side)
     earlier = json.loads((RESULTS / "inspection.json").read_text()) if (RESULTS / "inspection.json").exists() else {}
     write_json(RESULTS / "inspection-experiments.json",
                {**json.loads((RESULTS / "inspection-experiments.json").read_text()), **metrics} if earlier else metrics)
     run = {"commit": rev, "date": date.today().isoformat(), "queue_seconds": seconds and round(seconds, 1),
-           "only": args.only or None, "experiments": len(chosen)}
+           "only": args.only or None, "experiments": len(measured)}
     write_json(RESULTS / "inspection.json", {
         "side": args.side, "runs": [*earlier.get("runs", []), run],
         "protocols": PROTOCOLS, "rows": {**earlier.get("rows", {}), **rows}})
+    shutil.rmtree(clone.parent)  # only now: a run that failed before keeps its clone for --read
     print(table(rows))
 
 

@@ -5,7 +5,7 @@ size, loss, flips) against the image scores and maps the pipeline would compute 
 
 SETS_DIR holds the sets of bench/inspection_sets.py; FLIPS is f (flips) or - (none); e.g.
 `python bench/inspection_levers.py /tmp/sets brick 1 20,20,mse,- 20,100,mse,f`. For each recipe it
-trains with aepipe.training.train (params.yaml's recipe otherwise, seed 42, CPU) on train/good but a
+trains with aepipe.model.training.train (params.yaml's recipe otherwise, seed 42, CPU) on train/good but a
 20 % calibration share, then reports, per map (error, ssim) and blur (σ 2, 4 pixels): each defect
 kind's image ROC AUC of the map's peak against test/good, the pixel ROC AUC and AUPRO over the test
 images; and each kind's ROC AUC of the mean error. One JSON line per recipe on stdout: the faster
@@ -19,13 +19,13 @@ import time
 import numpy as np
 import torch
 
-from aepipe.detection import aupro, detection_metrics, pixel_roc_auc
+from aepipe.anomaly.detection import aupro, detection_metrics, pixel_roc_auc
 from aepipe.devices import to_pixels
-from aepipe.folder import read_inspection_set
-from aepipe.inference import errors_and_latents
-from aepipe.maps import anomaly_maps, smoothed
+from aepipe.data.folder import read_inspection_set
+from aepipe.model.inference import errors_and_latents
+from aepipe.anomaly.maps import anomaly_maps, smoothed
 from aepipe.params import load_params
-from aepipe.training import train
+from aepipe.model.training import train
 
 SIDE = 64
 
@@ -63,7 +63,7 @@ def main() -> None:
         result = train(train_images, val_images[:256], params, seed=42, log=lambda _: None)
         seconds = round(time.perf_counter() - started)
         tested = found.calibration == 0
-        print(json.dumps({"set": name, "recipe": recipe, "train_seconds": seconds, "final_val_mse": result.val_losses[-1],
+        print(json.dumps({"set": name, "recipe": recipe, "train_seconds": seconds, "final_val_mse": result.history.val_losses[-1],
                           **measure(result.model, val_images, found.val.labels, found.masks, tested)}), flush=True)
 
 

@@ -14,7 +14,7 @@ column) % 3): training patches come from the first, calibration patches (validat
 calibration or test pixel was seen in training and all three cover the whole photograph (brick is
 taken in perspective: its bricks are smaller at the top than at the bottom, and a top/bottom split
 would test on bricks of a size never seen). 1,000 calibration images make a 1 % false-alarm target
-usable (aepipe.calibration), 500 good test images make it measurable. Defect kinds: scratch (a thin line, lighter or darker), spot (a dark
+usable (aepipe.anomaly.calibration), 500 good test images make it measurable. Defect kinds: scratch (a thin line, lighter or darker), spot (a dark
 disc), stain (a soft, low-contrast blot), foreign (a square of another texture: gravel), and for
 brick-hue, hue (a blot of another colour, same luminance).
 """

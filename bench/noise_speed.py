@@ -13,10 +13,10 @@ from datetime import date
 from train_speed import REPO, RESULTS, raw_mnist_dir
 
 from aepipe.atomic import write_json
-from aepipe.dataset import load_split
+from aepipe.data.dataset import load_split
 from aepipe.devices import resolve_device, to_tensor
 from aepipe.params import load_params
-from aepipe.training import train
+from aepipe.model.training import train
 
 
 def main() -> None:

@@ -27,10 +27,10 @@ import torch
 from PIL import Image
 
 from aepipe.atomic import write_json
-from aepipe.export import Detector, export_detector
-from aepipe.model import AutoEncoder, load_model
-from aepipe.scores import FittedScore, MapSpec, image_features
-from aepipe.serve import OnnxDetector
+from aepipe.deploy.export import Detector, export_detector
+from aepipe.model.autoencoder import AutoEncoder, load_model
+from aepipe.anomaly.scores import FittedScore, MapSpec, image_features
+from aepipe.deploy.serve import OnnxDetector
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serve_speed-cpu.json"
 BATCH_1_IMAGES, BATCH_256_IMAGES = 200, 2048

@@ -35,10 +35,10 @@ from pathlib import Path
 import torch
 
 from aepipe.atomic import write_json
-from aepipe.dataset import load_split
+from aepipe.data.dataset import load_split
 from aepipe.devices import to_tensor
-from aepipe.inference import mean_squared_error
-from aepipe.model import AutoEncoder
+from aepipe.model.inference import mean_squared_error
+from aepipe.model.autoencoder import AutoEncoder
 
 REPO = Path(__file__).resolve().parents[1]
 LEVERS = ["current", "autocast_bf16", "onednn_bf16", "contiguous", "native_convs", "one_thread"]
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--val-mse-epochs", type=int, default=0, help="also train N epochs per arithmetic lever")
     args = parser.parse_args()
 
-    torch.set_flush_denormal(True)  # as aepipe.training does
+    torch.set_flush_denormal(True)  # as aepipe.model.training does
     images = to_tensor(load_split(REPO / "data" / "raw", "train").images, torch.device("cpu"))
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     variants = {}

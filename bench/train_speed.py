@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 
 from aepipe.atomic import write_json
-from aepipe.dataset import load_split
+from aepipe.data.dataset import load_split
 from aepipe.devices import resolve_device, to_tensor
-from aepipe.inference import mean_squared_error
-from aepipe.mnist import DATASETS, download_dataset
-from aepipe.model import AutoEncoder
+from aepipe.model.inference import mean_squared_error
+from aepipe.data.mnist import DATASETS, download_dataset
+from aepipe.model.autoencoder import AutoEncoder
 from aepipe.params import load_params
-from aepipe.training import train
+from aepipe.model.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

@@ -5,15 +5,15 @@ import numpy as np
 import torch
 
 from aepipe.atomic import write_json
-from aepipe.dataset import load_split
+from aepipe.data.dataset import load_split
 from aepipe.devices import resolve_device, to_numpy_images, to_tensor
 from aepipe.errors import exit_on_error
-from aepipe.inference import reconstruct
-from aepipe.judge import NO_CLASSES, judge_images, load_judge
-from aepipe.model import describe_training, load_model
+from aepipe.model.inference import reconstruct
+from aepipe.latent.judge import NO_CLASSES, judge_images, load_judge
+from aepipe.model.autoencoder import describe_training, load_model
 from aepipe.noise import add_gaussian_noise
 from aepipe.params import check_against_validation_set, load_params
-from aepipe.plots import denoising_curves, denoising_grid, save
+from aepipe.figures.plots import denoising_curves, denoising_grid, save
 from aepipe.similarity import psnr, ssim
 
 

@@ -8,10 +8,10 @@ and its defect masks.
 
 import os
 
-from aepipe.dataset import write_dataset
+from aepipe.data.dataset import write_dataset
 from aepipe.errors import exit_on_error
-from aepipe.folder import is_inspection_layout, read_folder, read_inspection_set, split_at_random
-from aepipe.mnist import DATASETS, download_dataset
+from aepipe.data.folder import is_inspection_layout, read_folder, read_inspection_set, split_at_random
+from aepipe.data.mnist import DATASETS, download_dataset
 from aepipe.params import load_params
 
 IMAGES = "data/images"  # a dependency of this stage in dvc.yaml

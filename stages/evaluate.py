@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 
 from aepipe.atomic import write_csv, write_json
-from aepipe.calibration import calibration_check, verdict_line
-from aepipe.dataset import load_classes
-from aepipe.detection import DEAD_FRAME, decisive_scores, detection_metrics, pr_curve, roc_curve
+from aepipe.anomaly.calibration import calibration_check, verdict_line
+from aepipe.data.dataset import load_classes
+from aepipe.anomaly.detection import DEAD_FRAME, decisive_scores, detection_metrics, pr_curve, roc_curve
 from aepipe.errors import exit_on_error
 from aepipe.params import load_params
-from aepipe.plots import anomaly_scores, most_anomalous, save
+from aepipe.figures.plots import anomaly_scores, most_anomalous, save
 
 # Shown in `dvc exp show`: the anomalies that tell models and scores apart (noise and inversion are
 # caught by every model), and a failed camera's frames. All of them are in reports/anomaly.json.

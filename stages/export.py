@@ -10,15 +10,15 @@ import pandas as pd
 import torch
 
 from aepipe.atomic import file_sha256, write_json
-from aepipe.corruptions import corrupt
-from aepipe.dataset import load_split
+from aepipe.anomaly.corruptions import corrupt
+from aepipe.data.dataset import load_split
 from aepipe.devices import as_floats, to_pixels
 from aepipe.errors import exit_on_error
-from aepipe.export import Detector, detector_metadata, export_detector, parity, relative_differences, torch_floor
-from aepipe.model import load_model
+from aepipe.deploy.export import Detector, detector_metadata, export_detector, parity, relative_differences, torch_floor
+from aepipe.model.autoencoder import load_model
 from aepipe.params import load_params
-from aepipe.scores import FittedScore
-from aepipe.serve import OnnxDetector
+from aepipe.anomaly.scores import FittedScore
+from aepipe.deploy.serve import OnnxDetector
 
 DETECTOR = "models/detector.onnx"
 # The params the detector is made from (its metadata names them; dvc.yaml reruns this stage when they change).

@@ -3,13 +3,13 @@
 import numpy as np
 import torch
 
-from aepipe.dataset import load_split
+from aepipe.data.dataset import load_split
 from aepipe.devices import resolve_device, to_numpy_images
 from aepipe.errors import exit_on_error
-from aepipe.inference import interpolate
-from aepipe.model import load_model
+from aepipe.model.inference import interpolate
+from aepipe.model.autoencoder import load_model
 from aepipe.params import check_against_validation_set, load_params
-from aepipe.plots import interpolation_strip, save
+from aepipe.figures.plots import interpolation_strip, save
 
 
 def main() -> None:

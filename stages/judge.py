@@ -4,10 +4,10 @@ import numpy as np
 import torch
 
 from aepipe.atomic import write_json
-from aepipe.dataset import load_classes, load_split
+from aepipe.data.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_pixels
 from aepipe.errors import exit_on_error
-from aepipe.judge import NO_CLASSES, save_judge, train_judge
+from aepipe.latent.judge import NO_CLASSES, save_judge, train_judge
 from aepipe.params import load_params
 
 

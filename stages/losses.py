@@ -11,16 +11,16 @@ import pandas as pd
 import torch
 
 from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
-from aepipe.corruptions import corrupt, patch_mask
-from aepipe.dataset import load_classes, load_inspection_extras, load_split
-from aepipe.detection import DEAD_FRAME, aupro, calibration_roles, given_roles, pixel_roc_auc
+from aepipe.anomaly.corruptions import corrupt, patch_mask
+from aepipe.data.dataset import load_classes, load_inspection_extras, load_split
+from aepipe.anomaly.detection import DEAD_FRAME, aupro, calibration_roles, given_roles, pixel_roc_auc
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
 from aepipe.errors import exit_on_error
-from aepipe.inference import batch_means
-from aepipe.maps import anomaly_maps, error_maps, smoothed
-from aepipe.model import load_model
+from aepipe.model.inference import batch_means
+from aepipe.anomaly.maps import anomaly_maps, error_maps, smoothed
+from aepipe.model.autoencoder import load_model
 from aepipe.params import load_params, resolve_auto
-from aepipe.scores import FittedScore, MapSpec, fit_score, image_features
+from aepipe.anomaly.scores import FittedScore, MapSpec, fit_score, image_features
 
 MOST_ANOMALOUS = 16  # validation images kept with their anomaly maps, for the evaluate stage's figure
 

@@ -6,16 +6,16 @@ import numpy as np
 import torch
 
 from aepipe.atomic import atomic_path, write_json
-from aepipe.dataset import load_classes, load_split
+from aepipe.data.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels
 from aepipe.errors import exit_on_error
-from aepipe.inference import decode
-from aepipe.inference import reconstruct
-from aepipe.judge import NO_CLASSES, judge_images, load_judge
-from aepipe.model import load_model
+from aepipe.model.inference import decode
+from aepipe.model.inference import reconstruct
+from aepipe.latent.judge import NO_CLASSES, judge_images, load_judge
+from aepipe.model.autoencoder import load_model
 from aepipe.params import load_params
-from aepipe.plots import samples_grid, save
-from aepipe.sampling import class_means, coverage, frechet_distances, sample_latents
+from aepipe.figures.plots import samples_grid, save
+from aepipe.latent.sampling import class_means, coverage, frechet_distances, sample_latents
 
 SHOWN = 100  # samples in the figure
 METRICS = ["fd_samples", "fd_recon", "fd_real", "sample_conf", "sample_min_share", "recon_acc"]

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from aepipe.atomic import file_sha256, write_json
-from aepipe.calibration import too_few_line
-from aepipe.detection import mean_std_threshold, per_image_threshold, summary
+from aepipe.anomaly.calibration import too_few_line
+from aepipe.anomaly.detection import mean_std_threshold, per_image_threshold, summary
 from aepipe.errors import exit_on_error
 from aepipe.params import load_params
-from aepipe.plots import loss_histograms, save
+from aepipe.figures.plots import loss_histograms, save
 
 
 def main() -> None:

@@ -8,14 +8,14 @@ import numpy as np
 from dvclive import Live
 
 from aepipe.atomic import atomic_path, copy_file, write_json
-from aepipe.dataset import load_classes, load_split
+from aepipe.data.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_pixels
-from aepipe.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
+from aepipe.model.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
 from aepipe.errors import exit_on_error
-from aepipe.model import save_model
+from aepipe.model.autoencoder import save_model
 from aepipe.params import ParamsError, load_params, resolve_auto
-from aepipe.segmenter_training import train_segmenter
-from aepipe.training import EpochLosses, train
+from aepipe.model.segmenter_training import train_segmenter
+from aepipe.model.training import History, train
 
 # Outside DVC's outputs (DVC deletes those before rerunning a stage), git- and dvc-ignored.
 CHECKPOINT = Path(".checkpoints/train.pt")
@@ -35,13 +35,13 @@ class LossLogger:
         self.live = live
         self.steps: list[dict] = []
 
-    def __call__(self, epoch: EpochLosses) -> None:
+    def __call__(self, history: History, epoch: int) -> None:
         first_step = len(self.steps) + 1
-        self.steps += [{"step": first_step + i, "epoch": epoch.epoch, "mse": float(loss)}
-                       for i, loss in enumerate(epoch.batch_losses)]
-        self.live.step = epoch.epoch
-        self.live.log_metric("train_mse", epoch.train_loss)
-        self.live.log_metric("val_mse", epoch.val_loss)
+        self.steps += [{"step": first_step + i, "epoch": epoch + 1, "mse": float(loss)}
+                       for i, loss in enumerate(history.batch_losses[epoch].numpy())]
+        self.live.step = epoch + 1
+        self.live.log_metric("train_mse", history.train_losses[epoch])
+        self.live.log_metric("val_mse", history.val_losses[epoch])
         # The summary (a DVC metric) keeps only what compares experiments: `dvc exp show` has room
         # for about ten numbers on a 200-column terminal. The history keeps both losses.
         del self.live.summary["train_mse"]
@@ -94,19 +94,19 @@ def main() -> None:
         return  # outputs are written once, by the main process
 
     segmenter = _add_segmenter(result.model, train_images, params) if params.train.segmenter else {}
-    logger.finish(result.seconds, segmenter.get("segmenter_seconds"))
+    logger.finish(result.history.seconds, segmenter.get("segmenter_seconds"))
     save_model(result.model, "models/model.pt")
     with atomic_path("data/train/reconstructions.npz") as tmp:
         np.savez_compressed(tmp, images=result.sample_images, reconstructions=result.sample_reconstructions)
     write_json("reports/train.json", {
-        "final_train_loss": result.train_losses[-1],
-        "final_val_loss": result.val_losses[-1],
-        "initial_val_loss": result.initial_val_loss,
-        "epochs": len(result.train_losses),
+        "final_train_loss": result.history.train_losses[-1],
+        "final_val_loss": result.history.val_losses[-1],
+        "initial_val_loss": result.history.initial_val_loss,
+        "epochs": len(result.history.train_losses),
         "noise_std": params.train.noise_std,
         "train_images": len(train_split.labels),
         "val_images": len(val_split.labels),
-        "train_seconds": round(result.seconds, 2),
+        "train_seconds": round(result.history.seconds, 2),
         "images_per_second": round(result.images_per_second, 1),
         "device": result.device,
         "workers": world.size,

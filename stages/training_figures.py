@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from aepipe.errors import exit_on_error
-from aepipe.plots import loss_curves, reconstruction_grid, save
+from aepipe.figures.plots import loss_curves, reconstruction_grid, save
 
 LIVE_PLOTS = "dvclive/plots"
 

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 
 from aepipe.atomic import write_csv, write_json
-from aepipe.dataset import load_classes
+from aepipe.data.dataset import load_classes
 from aepipe.errors import exit_on_error
 from aepipe.params import check_against_validation_set, load_params
-from aepipe.plots import save, tsne_map
-from aepipe.tsne import knn_accuracy, tsne
+from aepipe.figures.plots import save, tsne_map
+from aepipe.latent.tsne import knn_accuracy, tsne
 
 KNN_K = 10
 

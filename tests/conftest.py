@@ -57,7 +57,7 @@ def fashion_mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def raw_dir(mnist_dir, tmp_path_factory) -> Path:
     """The decompressed, verified IDX files, downloaded once from the local MNIST copy."""
-    from aepipe.mnist import download_dataset
+    from aepipe.data.mnist import download_dataset
 
     raw = tmp_path_factory.mktemp("mnist") / "raw"
     download_dataset(raw, [str(mnist_dir)], timeout_s=5)

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.detection import (calibration_split, decisive_scores, detection_metrics, mean_std_threshold,
+from aepipe.anomaly.detection import (calibration_split, decisive_scores, detection_metrics, mean_std_threshold,
                             per_image_threshold, pr_curve, roc_curve, summary)
-from aepipe.corruptions import corrupt, patch, rotate
+from aepipe.anomaly.corruptions import corrupt, patch, rotate
 from aepipe.params import CorruptionParams
 
 ALL_CORRUPTIONS = CorruptionParams(gaussian_noise=0.5, rotation=90, patch=8, invert=True, blank=True, saturate=True)

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from aepipe.augmentation import augment, augmenting, photometric_jitter, random_flips, scale_jitter
+from aepipe.model.augmentation import augment, augmenting, photometric_jitter, random_flips, scale_jitter
 from aepipe.params import load_params
 from conftest import REPO
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from aepipe.detection import per_image_threshold
-from aepipe.calibration import (binomial_interval, calibration_check, min_calibration_images, too_few_line,
+from aepipe.anomaly.detection import per_image_threshold
+from aepipe.anomaly.calibration import (binomial_interval, calibration_check, min_calibration_images, too_few_line,
                                 verdict_line)
 from aepipe.params import ThresholdParams
 

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.dataset import load_split
+from aepipe.data.dataset import load_split
 from aepipe.devices import to_tensor
-from aepipe.inference import reconstruct
-from aepipe.model import AutoEncoder, describe_training, load_model, save_model
+from aepipe.model.inference import reconstruct
+from aepipe.model.autoencoder import AutoEncoder, describe_training, load_model, save_model
 from aepipe.noise import add_gaussian_noise, noisy_inputs
 from aepipe.params import load_params
 from aepipe.similarity import psnr, ssim
-from aepipe.training import train
+from aepipe.model.training import train
 from conftest import REPO
 
 
@@ -40,7 +40,7 @@ class Recorder(AutoEncoder):
 
 def recorded_training(images, monkeypatch, **changes):
     Recorder.calls = []
-    monkeypatch.setattr("aepipe.training.AutoEncoder", Recorder)
+    monkeypatch.setattr("aepipe.model.training.AutoEncoder", Recorder)
     result = train(images[0][:1024], images[1], params(**changes), seed=0, log=lambda line: None)
     return result, Recorder.calls
 
@@ -58,7 +58,7 @@ def test_the_model_sees_noise_only_when_asked_and_the_loss_compares_with_clean_i
     clean_first_batch, (noisy_first_batch, noisy_first_output) = plain_calls[0][0], noisy_calls[0]
     assert not torch.equal(noisy_first_batch, clean_first_batch)
     expected = torch.nn.functional.mse_loss(noisy_first_output, clean_first_batch).item()
-    assert noisy.batch_losses[0, 0] == pytest.approx(expected, rel=1e-6)
+    assert noisy.history.batch_losses[0, 0].item() == pytest.approx(expected, rel=1e-6)
     assert noisy.model.noise_std == 0.5 and plain.model.noise_std == 0
 
 
@@ -70,8 +70,8 @@ def test_a_resumed_denoising_run_draws_the_same_noise_and_ends_exactly_as_an_uni
     class Killed(Exception):
         pass
 
-    def kill_in_epoch_two(epoch):  # called after epoch 2's losses are known, before its checkpoint is written
-        if epoch.epoch == 2:
+    def kill_in_epoch_two(history, epoch):  # called after epoch 2's losses are known, before its checkpoint is written
+        if epoch == 1:
             raise Killed
 
     checkpoint = tmp_path / "train.pt"
@@ -80,7 +80,7 @@ def test_a_resumed_denoising_run_draws_the_same_noise_and_ends_exactly_as_an_uni
     lines = []
     resumed = train(*data, denoising, seed=0, log=lines.append, checkpoint=checkpoint)
     assert "resuming from the checkpoint after epoch 1/3" in lines
-    assert np.array_equal(resumed.batch_losses, uninterrupted.batch_losses)
+    assert np.array_equal(resumed.history.batch_losses, uninterrupted.history.batch_losses)
     for name, tensor in uninterrupted.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
 

@@ -10,10 +10,10 @@ import torch
 import yaml
 
 from aepipe.atomic import file_sha256
-from aepipe.dataset import load_split
+from aepipe.data.dataset import load_split
 from aepipe.errors import AepipeError
-from aepipe.scores import FittedScore, frame_contrast
-from aepipe.serve import OnnxDetector
+from aepipe.anomaly.scores import FittedScore, frame_contrast
+from aepipe.deploy.serve import OnnxDetector
 
 
 @pytest.fixture(scope="module")

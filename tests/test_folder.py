@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from aepipe.dataset import CLASSES_FILE, Classes, Split, load_classes, load_split, write_dataset
+from aepipe.data.dataset import CLASSES_FILE, Classes, Split, load_classes, load_split, write_dataset
 from aepipe.errors import AepipeError
-from aepipe.folder import read_folder, split_at_random
+from aepipe.data.folder import read_folder, split_at_random
 from dvc_project import FIGURES, PNG_SIGNATURE, SMALL, copy_project, ran_stages, run
 
 CLASS_DIGITS = {"one": 1, "seven": 7, "zero": 0}  # folder names sort as one, seven, zero: labels 0, 1, 2

@@ -7,14 +7,15 @@ import pytest
 import torch
 
 from aepipe.devices import resolve_device, to_tensor
-from aepipe.distributed import join, leave
-from aepipe.model import AutoEncoder, load_model, save_model
-from aepipe.params import TrainParams
-from aepipe.training import train
+from aepipe.model.distributed import join, leave
+from aepipe.model.autoencoder import AutoEncoder, load_model, save_model
+from aepipe.params import load_params
+from aepipe.model.training import train
+from conftest import REPO
 
 pytestmark = pytest.mark.gpu
-RECIPE = TrainParams(latent_dim=20, epochs=2, batch_size=64, lr=1e-3, weight_decay=0.0, noise_std=0.0, loss="mse", flips=False, device="cuda", workers=1,
-                     segmenter=False, segmenter_epochs=1)
+RECIPE = load_params(REPO / "params.yaml").train.model_copy(update={
+    "latent_dim": 20, "epochs": 2, "batch_size": 64, "device": "cuda", "segmenter": False, "segmenter_epochs": 1})
 
 
 def test_auto_and_cuda_pick_the_gpu():
@@ -22,24 +23,24 @@ def test_auto_and_cuda_pick_the_gpu():
 
 
 def test_training_steps_run_on_the_gpu(raw_dir):
-    from aepipe.dataset import load_split
+    from aepipe.data.dataset import load_split
 
     device = resolve_device("cuda")
     images = to_tensor(load_split(raw_dir, "train", 4096).images, device)
     result = train(images[:3584], images[3584:], RECIPE, seed=0, log=lambda line: None)
     assert result.device.startswith("cuda") and next(result.model.parameters()).is_cuda
-    assert result.val_losses[-1] < result.initial_val_loss / 2
+    assert result.history.val_losses[-1] < result.history.initial_val_loss / 2
 
 
 def test_a_denoising_run_draws_its_noise_on_the_gpu_from_a_seeded_generator(raw_dir):
-    from aepipe.dataset import load_split
+    from aepipe.data.dataset import load_split
     from aepipe.noise import noisy_inputs
 
     images = to_tensor(load_split(raw_dir, "train", 1024).images, resolve_device("cuda"))
     noisy = noisy_inputs(images, 0.5, torch.Generator(device="cuda").manual_seed(0))
     assert noisy.is_cuda and torch.equal(noisy, noisy_inputs(images, 0.5, torch.Generator(device="cuda").manual_seed(0)))
     result = train(images[:896], images[896:], RECIPE.model_copy(update={"noise_std": 0.5}), seed=0, log=lambda line: None)
-    assert result.model.noise_std == 0.5 and result.val_losses[-1] < result.initial_val_loss
+    assert result.model.noise_std == 0.5 and result.history.val_losses[-1] < result.history.initial_val_loss
 
 
 def test_a_model_saved_from_the_gpu_loads_on_a_cpu(tmp_path):

@@ -12,17 +12,17 @@ from PIL import Image
 
 from aepipe.devices import to_pixels, to_tensor
 from aepipe.errors import AepipeError
-from aepipe.folder import read_folder
-from aepipe.images import read_npy
-from aepipe.images import MAX_PIXELS, read_image
-from aepipe.model import AutoEncoder, check_shape, load_model, save_model
-from aepipe.params import ParamsError, TrainParams, parse_params
+from aepipe.data.folder import read_folder
+from aepipe.data.images import read_npy
+from aepipe.data.images import MAX_PIXELS, read_image
+from aepipe.model.autoencoder import AutoEncoder, check_shape, load_model, save_model
+from aepipe.params import ParamsError, load_params, parse_params
 from aepipe.similarity import ssim
-from aepipe.training import LOSSES, train
+from aepipe.model.training import LOSSES, train
 from conftest import REPO
 
-RECIPE = TrainParams(latent_dim=4, epochs=1, batch_size=8, lr=1e-3, weight_decay=0.0, noise_std=0.0, loss="mse", flips=False, device="cpu", workers=1,
-                     segmenter=False, segmenter_epochs=1)
+RECIPE = load_params(REPO / "params.yaml").train.model_copy(update={
+    "latent_dim": 4, "epochs": 1, "batch_size": 8, "device": "cpu", "segmenter": False, "segmenter_epochs": 1})
 
 
 def colour_image(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -136,7 +136,7 @@ def test_training_on_uint8_pixels_gives_the_model_floats_give():
     assert from_pixels.sample_images.shape == (8, 32, 32, 3)
     for name, tensor in from_floats.model.state_dict().items():
         assert torch.equal(from_pixels.model.state_dict()[name], tensor), name
-    assert from_pixels.val_losses == from_floats.val_losses
+    assert from_pixels.history.val_losses == from_floats.history.val_losses
 
 
 def params_with(**data) -> dict:

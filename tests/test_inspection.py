@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aepipe.dataset import load_classes, load_inspection_extras, load_split
-from aepipe.detection import aupro
+from aepipe.data.dataset import load_classes, load_inspection_extras, load_split
+from aepipe.anomaly.detection import aupro
 from aepipe.errors import AepipeError
-from aepipe.folder import is_inspection_layout, read_inspection_set
-from aepipe.plots import most_anomalous
-from aepipe.serve import OnnxDetector
+from aepipe.data.folder import is_inspection_layout, read_inspection_set
+from aepipe.figures.plots import most_anomalous
+from aepipe.deploy.serve import OnnxDetector
 from dvc_project import SMALL, copy_project, ran_stages, run
 
 KINDS = {"scratch": 0, "stain": 1}  # defect kind → its channel (a stain is a colour-only change)

@@ -5,13 +5,13 @@ import pytest
 import scipy.linalg
 import torch
 
-from aepipe.dataset import load_split
+from aepipe.data.dataset import load_split
 from aepipe.devices import to_tensor
 from aepipe.errors import AepipeError
-from aepipe.judge import Judge, judge_images, load_judge, save_judge, train_judge
-from aepipe.model import AutoEncoder, save_model
+from aepipe.latent.judge import Judge, judge_images, load_judge, save_judge, train_judge
+from aepipe.model.autoencoder import AutoEncoder, save_model
 from aepipe.params import JudgeParams
-from aepipe.sampling import coverage, frechet_distance, gaussian_frechet_distance, sample_latents
+from aepipe.latent.sampling import coverage, frechet_distance, gaussian_frechet_distance, sample_latents
 
 # --- the Fréchet distance ------------------------------------------------------------------------------------
 

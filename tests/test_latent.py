@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.inference import interpolate
-from aepipe.inference import errors_and_latents
-from aepipe.model import AutoEncoder
+from aepipe.model.inference import interpolate
+from aepipe.model.inference import errors_and_latents
+from aepipe.model.autoencoder import AutoEncoder
 from aepipe.noise import add_gaussian_noise
 from aepipe.similarity import psnr
-from aepipe.tsne import knn_accuracy, tsne
+from aepipe.latent.tsne import knn_accuracy, tsne
 
 
 @pytest.fixture

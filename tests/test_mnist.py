@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aepipe.dataset import CLASSES_FILE, IdxFormatError, load_split, parse_idx
-from aepipe.mnist import DATASETS, DownloadError, download_dataset, verify
+from aepipe.data.dataset import CLASSES_FILE, IdxFormatError, load_split, parse_idx
+from aepipe.data.mnist import DATASETS, DownloadError, download_dataset, verify
 
 MNIST_SHA256 = DATASETS["mnist"].sha256
 # Class counts from the shared data's README.

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from aepipe.errors import AepipeError
-from aepipe.model import AutoEncoder, load_model, save_model
+from aepipe.model.autoencoder import AutoEncoder, load_model, save_model
 
 # The seed's printed architecture, layer by layer: convs 1→16→32→64 (3/3/7), linear 64↔20,
 # transposed convs 64→32→16→1 (7/3/3); its weights and biases add up to this many parameters.

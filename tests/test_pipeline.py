@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from aepipe.atomic import file_sha256
-from aepipe.dataset import CLASSES_FILE, load_classes
-from aepipe.detection import calibration_split
-from aepipe.mnist import DATASETS
-from aepipe.model import load_model
+from aepipe.data.dataset import CLASSES_FILE, load_classes
+from aepipe.anomaly.detection import calibration_split
+from aepipe.data.mnist import DATASETS
+from aepipe.model.autoencoder import load_model
 from conftest import REPO
 from dvc_project import FIGURES, PNG_SIGNATURE, SMALL, copy_project, project_env, ran_stages, run
 
@@ -306,7 +306,7 @@ def test_the_stages_of_a_threshold_experiment_never_import_torch(project, stage)
     result = subprocess.run([sys.executable, "-c", probe], cwd=project, env=project_env(None, PYTHONPATH="src"),
                             capture_output=True, text=True, check=True)
     loaded = result.stdout.split("\n")[-2]
-    assert "'aepipe.plots'" in loaded and "'torch'" not in loaded
+    assert "'aepipe.figures.plots'" in loaded and "'torch'" not in loaded
 
 
 def last_good_run(project: Path) -> dict[str, bytes]:
@@ -396,7 +396,7 @@ def test_download_stage_with_a_corrupted_mirror_fails_cleanly(mnist_dir, serve, 
 
 
 def test_one_class_experiment_keeps_held_out_digits_out_of_training_and_calibration(own_project, mnist_dir):
-    from aepipe.dataset import load_split
+    from aepipe.data.dataset import load_split
 
     # Enough steps (~1,350 ones, 5 epochs) for the model to learn what a 1 looks like.
     one_class = ["-S", "data.normal_digits=[1]", "-S", "data.train_size=12000", "-S", "train.epochs=5"]
@@ -417,7 +417,7 @@ def test_one_class_experiment_keeps_held_out_digits_out_of_training_and_calibrat
 
 
 def test_fashion_mnist_comes_from_its_own_mirror_and_is_scored_one_class(tmp_path, fashion_mnist_dir, serve):
-    from aepipe.dataset import load_split
+    from aepipe.data.dataset import load_split
 
     project = copy_project(tmp_path)
     # Only the Fashion-MNIST variable names a mirror: the MNIST one is unset, its params mirrors unreachable.
@@ -442,13 +442,13 @@ def test_fashion_mnist_comes_from_its_own_mirror_and_is_scored_one_class(tmp_pat
 
 
 @pytest.mark.parametrize("module, stages", [
-    ("training.py", {"train"}),
-    ("distributed.py", {"train"}),
-    ("scores.py", {"losses", "export"}),
-    ("plots.py", {"threshold", "evaluate", "training_figures", "tsne", "interpolate", "denoise", "sample"}),
-    ("model.py", {"train", "losses", "interpolate", "denoise", "sample", "export"}),  # not the judge, nor evaluate (no model)
-    ("segmenter.py", {"train", "losses", "interpolate", "denoise", "sample", "export"}),  # in the model's checkpoint
-    ("segmenter_training.py", {"train"}),
+    ("model/training.py", {"train"}),
+    ("model/distributed.py", {"train"}),
+    ("anomaly/scores.py", {"losses", "export"}),
+    ("figures/plots.py", {"threshold", "evaluate", "training_figures", "tsne", "interpolate", "denoise", "sample"}),
+    ("model/autoencoder.py", {"train", "losses", "interpolate", "denoise", "sample", "export"}),  # not the judge, nor evaluate (no model)
+    ("model/segmenter.py", {"train", "losses", "interpolate", "denoise", "sample", "export"}),  # in the model's checkpoint
+    ("model/segmenter_training.py", {"train"}),
 ])
 def test_an_edit_to_a_library_module_changes_only_the_stages_that_import_it(project, module, stages):
     edited = f"src/aepipe/{module}"

@@ -10,10 +10,10 @@ import time
 import pytest
 import torch
 
-from aepipe.dataset import CLASSES_FILE
+from aepipe.data.dataset import CLASSES_FILE
 from aepipe.devices import to_tensor
-from aepipe.mnist import DATASETS, DownloadError, download_dataset
-from aepipe.training import train
+from aepipe.data.mnist import DATASETS, DownloadError, download_dataset
+from aepipe.model.training import train
 from conftest import REPO
 from stage_workdir import finished, outputs, stage_workdir, train_stage
 
@@ -55,7 +55,7 @@ def test_two_runs_with_the_same_params_write_identical_bytes(tmp_path, raw_dir, 
 
 
 def test_a_checkpoint_of_other_params_or_data_is_ignored(tmp_path, raw_dir):
-    from aepipe.dataset import load_split
+    from aepipe.data.dataset import load_split
     from aepipe.params import load_params
 
     cpu = torch.device("cpu")
@@ -74,7 +74,7 @@ def test_a_checkpoint_of_other_params_or_data_is_ignored(tmp_path, raw_dir):
     lines.clear()
     other = train(*images, params.model_copy(update={"lr": 0.01}), seed=0, log=lines.append, checkpoint=checkpoint)
     assert any("ignoring checkpoint" in line and "other parameters" in line for line in lines)
-    assert other.initial_val_loss == first.initial_val_loss and other.val_losses != first.val_losses
+    assert other.history.initial_val_loss == first.history.initial_val_loss and other.history.val_losses != first.history.val_losses
 
     checkpoint.write_bytes(b"damaged")
     lines.clear()

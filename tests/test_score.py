@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from aepipe.cli import main
-from aepipe.dataset import load_split
+from aepipe.deploy.cli import main
+from aepipe.data.dataset import load_split
 
 AEPIPE = str(Path(sys.executable).parent / "aepipe")
 
@@ -103,9 +103,9 @@ def test_dead_frames_are_flagged_as_such_by_the_model_and_by_the_detector(projec
 def test_maps_writes_one_png_per_image_of_it_and_its_anomaly_map(project, digits, folder, tmp_path):
     import torch
 
-    from aepipe.model import load_model
-    from aepipe.overlay import anomaly_overlay
-    from aepipe.maps import error_maps
+    from aepipe.model.autoencoder import load_model
+    from aepipe.figures.overlay import anomaly_overlay
+    from aepipe.anomaly.maps import error_maps
 
     patched = digits[:3].copy()
     patched[:, 2:10, 2:10] = 255  # a white square in the top left corner, away from the strokes
@@ -209,7 +209,7 @@ def test_an_anomaly_score_of_another_model_is_refused(project, tmp_path, folder)
 
 def test_scoring_with_a_denoising_model_says_so_and_a_plain_model_says_nothing(project, tmp_path, folder):
     from aepipe.atomic import file_sha256
-    from aepipe.model import load_model, save_model
+    from aepipe.model.autoencoder import load_model, save_model
 
     plain = score(project, str(folder))
     assert plain.returncode == 0 and "denoising" not in plain.stderr
@@ -237,7 +237,7 @@ class NoTorch:
         if name.split(".")[0] in ("torch", "matplotlib"):
             raise ImportError(name + " is not installed here")
 sys.meta_path.insert(0, NoTorch())
-from aepipe.cli import main
+from aepipe.deploy.cli import main
 main(sys.argv[1:])
 """
 
@@ -272,7 +272,7 @@ def test_the_detector_refuses_arrays_of_another_shape_like_the_model(project, tm
 def test_the_overlay_colours_are_matplotlibs_to_the_bit():
     import matplotlib
 
-    from aepipe.overlay import heat
+    from aepipe.figures.overlay import heat
 
     values = np.r_[np.random.default_rng(0).random(10_000), 0.0, 1.0, 255 / 256, 1 / 256].astype(np.float32)
     for typed in (values, values.astype(np.float64)):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.corruptions import patch, patch_mask
-from aepipe.detection import calibration_roles, calibration_split, pixel_roc_auc
-from aepipe.inference import errors_and_latents
-from aepipe.maps import anomaly_maps, error_maps, smoothed
-from aepipe.model import AutoEncoder
-from aepipe.scores import (CombinedStatistics, FittedScore, ImageFeatures, MapSpec, fit_score, frame_contrast,
+from aepipe.anomaly.corruptions import patch, patch_mask
+from aepipe.anomaly.detection import calibration_roles, calibration_split, pixel_roc_auc
+from aepipe.model.inference import errors_and_latents
+from aepipe.anomaly.maps import anomaly_maps, error_maps, smoothed
+from aepipe.model.autoencoder import AutoEncoder
+from aepipe.anomaly.scores import (CombinedStatistics, FittedScore, ImageFeatures, MapSpec, fit_score, frame_contrast,
                            image_features, squared_mahalanobis)
 from aepipe.similarity import ssim_map
 

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.detection import pixel_roc_auc
+from aepipe.anomaly.detection import pixel_roc_auc
 from aepipe.errors import AepipeError
-from aepipe.maps import anomaly_maps
-from aepipe.model import AutoEncoder, load_model, save_model
+from aepipe.anomaly.maps import anomaly_maps
+from aepipe.model.autoencoder import AutoEncoder, load_model, save_model
 from aepipe.params import TrainParams, load_params
-from aepipe.segmenter import levels
-from aepipe.segmenter_training import DEFECT_SHARE, images_per_batch, synthetic_defects, train_segmenter
+from aepipe.model.segmenter import levels
+from aepipe.model.segmenter_training import DEFECT_SHARE, images_per_batch, synthetic_defects, train_segmenter
 from conftest import REPO
 from test_inspection import texture
 

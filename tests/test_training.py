@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.dataset import load_split
+from aepipe.data.dataset import load_split
 from aepipe.devices import to_tensor
-from aepipe.inference import batch_means, mean_squared_error, per_image_errors
+from aepipe.model.inference import batch_means, mean_squared_error, per_image_errors
 from aepipe.params import load_params
-from aepipe.training import TrainingDiverged, train
+from aepipe.model.training import TrainingDiverged, train
 from conftest import REPO
 
 
@@ -30,22 +30,22 @@ def test_to_tensor_scales_like_torchvision_to_tensor():
 
 def test_training_lowers_the_validation_loss_and_records_every_step(images, small_params):
     result = train(*images, small_params, seed=0, log=lambda line: None)
-    assert result.batch_losses.shape == (2, 16)  # 1024 images / batch 64
-    assert result.val_losses[-1] < result.initial_val_loss
-    assert result.train_losses[-1] < result.train_losses[0]
-    assert result.train_losses[1] == pytest.approx(result.batch_losses[1].mean(), rel=1e-6)
+    assert result.history.batch_losses.shape == (2, 16)  # 1024 images / batch 64
+    assert result.history.val_losses[-1] < result.history.initial_val_loss
+    assert result.history.train_losses[-1] < result.history.train_losses[0]
+    assert result.history.train_losses[1] == pytest.approx(result.history.batch_losses[1].mean().item(), rel=1e-6)
     assert result.sample_reconstructions.shape == (2, 16, 28, 28)
-    assert result.val_losses[-1] == pytest.approx(mean_squared_error(result.model, images[1]), rel=1e-6)
+    assert result.history.val_losses[-1] == pytest.approx(mean_squared_error(result.model, images[1]), rel=1e-6)
 
 
 def test_same_seed_same_result_and_different_seed_differs(images, small_params):
     first = train(*images, small_params, seed=3, log=lambda line: None)
     second = train(*images, small_params, seed=3, log=lambda line: None)
     other = train(*images, small_params, seed=4, log=lambda line: None)
-    assert np.array_equal(first.batch_losses, second.batch_losses)
+    assert np.array_equal(first.history.batch_losses, second.history.batch_losses)
     for name, tensor in first.model.state_dict().items():
         assert torch.equal(tensor, second.model.state_dict()[name]), name
-    assert not np.array_equal(first.batch_losses, other.batch_losses)
+    assert not np.array_equal(first.history.batch_losses, other.history.batch_losses)
 
 
 def test_non_finite_loss_stops_training_naming_epoch_and_step(images, small_params):
@@ -57,7 +57,7 @@ def test_non_finite_loss_stops_training_naming_epoch_and_step(images, small_para
 
 def test_per_image_errors_match_the_batch_mse():
     torch.manual_seed(0)
-    from aepipe.model import AutoEncoder
+    from aepipe.model.autoencoder import AutoEncoder
 
     model = AutoEncoder(4)
     batch = torch.rand(10, 1, 28, 28)

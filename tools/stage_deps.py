@@ -5,7 +5,8 @@ after an edit, one too many reruns the stage for nothing).
     python tools/stage_deps.py           # rewrite them in dvc.yaml (`make deps`)
     python tools/stage_deps.py --check   # exit 1 naming each stage whose deps differ (a test runs this)
 
-Every other line of dvc.yaml is kept as it is; a stage's modules follow its script, sorted.
+Every other line of dvc.yaml is kept as it is; a stage's modules follow its script, sorted. The
+packages' __init__.py files are not deps: they hold only their docstrings (a test keeps it so).
 """
 
 import argparse
@@ -15,29 +16,32 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LIBRARY_DEP = re.compile(r"^      - src/aepipe/\w+\.py$")
+LIBRARY_DEP = re.compile(r"^      - src/aepipe/(\w+/)*\w+\.py$")
 SCRIPT_DEP = re.compile(r"^      - (stages/\w+\.py)$")
 STAGE = re.compile(r"^  (\w+):$")
 
 
-def imported_library_modules(path: Path) -> set[str]:
-    """Names of the aepipe modules `path` imports itself, at any place in the file."""
-    names = set()
+def imported_library_modules(path: Path, library: Path) -> set[str]:
+    """The aepipe modules `path` imports itself, at any place in the file, as paths in `library`
+    without their .py (`anomaly/scores`); `from aepipe.anomaly import scores` names a module too."""
+    dotted = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("aepipe."):
-            names.add(node.module.split(".")[1])
+            dotted.add(node.module)
+            dotted.update(f"{node.module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[1] for alias in node.names if alias.name.startswith("aepipe."))
-    return names
+            dotted.update(alias.name for alias in node.names if alias.name.startswith("aepipe."))
+    paths = {name.removeprefix("aepipe.").replace(".", "/") for name in dotted}
+    return {module for module in paths if (library / f"{module}.py").is_file()}
 
 
 def transitive_library_modules(script: Path, library: Path) -> set[str]:
-    found, pending = set(), imported_library_modules(script)
+    found, pending = set(), imported_library_modules(script, library)
     while pending:
         name = pending.pop()
         if name not in found:
             found.add(name)
-            pending |= imported_library_modules(library / f"{name}.py")
+            pending |= imported_library_modules(library / f"{name}.py", library)
     return found
 
 

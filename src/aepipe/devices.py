@@ -1,7 +1,7 @@
 """Where tensors live: the device train.device names, images as tensors on it, and their layout there.
 
 Kept apart from the models and the training loop so that the stages, which all need these, do not
-depend on (and rerun after every edit of) training.py, or the judge on the autoencoder's model.py.
+depend on (and rerun after every edit of) model/training.py, or the judge on the autoencoder's model/autoencoder.py.
 """
 
 import math

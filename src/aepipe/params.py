@@ -162,7 +162,7 @@ class AnomalyParams(Section):
     calibration_fraction: float = Field(gt=0, le=0.9, description=(
         "share of the normal validation images that sets the per-image threshold; the rest test it"))
     score: Literal["auto", "reconstruction", "combined", "map_max"] = Field(description=(
-        "the per-image score (src/aepipe/scores.py): reconstruction (the error alone), combined (+ latent distance "
+        "the per-image score (src/aepipe/anomaly/scores.py): reconstruction (the error alone), combined (+ latent distance "
         "+ too little ink, fitted on the normal training images), map_max (the peak of the blurred anomaly map); "
         "auto: map_max for an inspection set, combined for every other (each the best measured there)"))
     map: Literal["auto", "error", "ssim", "segmenter"] = Field(description=(

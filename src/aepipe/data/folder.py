@@ -7,16 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from aepipe.dataset import Classes, Split
+from aepipe.data.dataset import Classes, Split
 from aepipe.errors import AepipeError
-from aepipe.images import ImageFile, image_files, image_size, other_files, read_image
+from aepipe.data.images import ImageFile, image_files, image_size, other_files, read_image
 
 MAX_CLASSES = 10  # labels are the class params' 0-9, and the figures' colours
 
 
 def read_folder(root: str | Path, invert: bool, side: int, channels: int,
                 log: Callable[[str], None] = print) -> tuple[Split, Classes]:
-    """Every image under `root` as `channels` × `side` × `side` pixels (aepipe.images; inverted if
+    """Every image under `root` as `channels` × `side` × `side` pixels (aepipe.data.images; inverted if
     `invert`), labelled by subfolder in name order; a refusal names the folder or file that is wrong,
     and `log` gets a note of every conversion that is not a plain resize."""
     root = Path(root)

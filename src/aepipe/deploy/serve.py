@@ -1,4 +1,4 @@
-"""Scoring with the exported detector (models/detector.onnx, aepipe.export) and onnxruntime alone:
+"""Scoring with the exported detector (models/detector.onnx, aepipe.deploy.export) and onnxruntime alone:
 NumPy, Pillow and onnxruntime are all it imports, so a process that serves it needs no torch
 (`pip install aepipe[serve]`)."""
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from aepipe.errors import AepipeError
-from aepipe.images import shape_name
+from aepipe.data.images import shape_name
 
 # The metadata "format" of every detector the export stage writes; /2 added the dead_frame output.
 DETECTOR_FORMAT = "aepipe.detector/2"

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
 from aepipe.atomic import atomic_path  # noqa: E402
-from aepipe.overlay import anomaly_overlay, as_rgb  # noqa: E402
+from aepipe.figures.overlay import anomaly_overlay, as_rgb  # noqa: E402
 
 DPI = 120
 
@@ -214,7 +214,7 @@ def most_anomalous(images: np.ndarray, maps: np.ndarray, scores: np.ndarray, lab
                    threshold: float, method: str, class_names: Sequence[str], label_noun: str = "digit",
                    map_kind: str = "error", columns: int = 8) -> plt.Figure:
     """The highest-scoring validation images, with class and score (held-out classes marked), each
-    above its anomaly map (`map_kind`, aepipe.maps.maps_of)."""
+    above its anomaly map (`map_kind`, aepipe.anomaly.maps.maps_of)."""
     held_out = not np.all(normal)  # a held-out mark takes a title line of its own: class names can be long
     marks = ["" if is_normal else "\n(held out)" for is_normal in normal]
     cells = []

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from aepipe.devices import as_floats, eval_batches
-from aepipe.inference import errors_and_latents
-from aepipe.maps import anomaly_maps, error_maps, map_peaks, smoothed
-from aepipe.model import AutoEncoder
+from aepipe.model.inference import errors_and_latents
+from aepipe.anomaly.maps import anomaly_maps, error_maps, map_peaks, smoothed
+from aepipe.model.autoencoder import AutoEncoder
 
 METHODS = ("reconstruction", "combined", "map_max")
 # Keeps log(ink) finite for a blank image; far below the mean pixel of any MNIST digit (about 0.13).
@@ -64,7 +64,7 @@ class ImageFeatures:
 class MapSpec:
     """Which anomaly map a score reads, and how much it is blurred."""
 
-    kind: str  # error | ssim | segmenter (aepipe.maps.maps_of)
+    kind: str  # error | ssim | segmenter (aepipe.anomaly.maps.maps_of)
     sigma: float  # pixels
 
 

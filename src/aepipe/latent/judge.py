@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aepipe.checkpoints import load_weights, read_checkpoint, torch_save
+from aepipe.model.checkpoints import load_weights, read_checkpoint, torch_save
 from aepipe.devices import as_floats, preferred_memory_format
 from aepipe.params import MNIST_SIDE, JudgeParams
 

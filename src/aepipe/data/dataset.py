@@ -34,7 +34,7 @@ class IdxFormatError(AepipeError):
 def write_dataset(dest: str | Path, train: "Split", val: "Split", classes: "Classes",
                   calibration: np.ndarray | None = None, masks: np.ndarray | None = None) -> None:
     """Write splits of images of any shape, (N, H, W) or (N, H, W, 3), as `dest` in the layout
-    aepipe.mnist.download_dataset gives too."""
+    aepipe.data.mnist.download_dataset gives too."""
     files = {}
     for split, data in (("train", train), ("val", val)):
         images_name, labels_name = SPLIT_FILES[split]

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from aepipe.devices import EVAL_BATCH_SIZE, as_floats, eval_batches
-from aepipe.model import AutoEncoder
+from aepipe.model.autoencoder import AutoEncoder
 
 
 @torch.no_grad()

@@ -77,7 +77,7 @@ def given_roles(normal: np.ndarray, calibration: np.ndarray) -> np.ndarray:
 
 
 def decisive_scores(scores: np.ndarray, dead_frames: np.ndarray) -> np.ndarray:
-    """The scores as flags and rankings read them: a dead frame (aepipe.scores) is flagged whatever
+    """The scores as flags and rankings read them: a dead frame (aepipe.anomaly.scores) is flagged whatever
     its score says, above every threshold and every live frame."""
     return np.where(dead_frames, np.inf, scores)
 

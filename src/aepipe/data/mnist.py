@@ -1,5 +1,5 @@
 """MNIST and Fashion-MNIST: their files, downloaded from mirrors with checksum verification into the
-layout of aepipe.dataset."""
+layout of aepipe.data.dataset."""
 
 import gzip
 import hashlib
@@ -10,7 +10,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from aepipe.dataset import CLASSES_FILE, Classes, replace_dir
+from aepipe.data.dataset import CLASSES_FILE, Classes, replace_dir
 from aepipe.errors import AepipeError
 
 

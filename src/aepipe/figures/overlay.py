@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from aepipe.atomic import atomic_path
-from aepipe.images import IMAGE_SUFFIXES
+from aepipe.data.images import IMAGE_SUFFIXES
 
 PREVIEW_HEIGHT = 224  # pixels: --maps enlarges smaller images to about this, as 8 × 28 for MNIST
 

@@ -1,4 +1,4 @@
-"""The defect segmenter (aepipe.segmenter) trained as DRAEM (Zavrtanik et al. 2021) trains its own:
+"""The defect segmenter (aepipe.model.segmenter) trained as DRAEM (Zavrtanik et al. 2021) trains its own:
 on synthetic defects, made here from the normal training images alone, so it needs no defective
 image and no outside data:
 
@@ -18,12 +18,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from aepipe.augmentation import augment, augmenting
+from aepipe.model.augmentation import augment, augmenting
 from aepipe.devices import EVAL_BATCH_SIZE, as_floats
-from aepipe.maps import smoothed
-from aepipe.model import AutoEncoder
+from aepipe.anomaly.maps import smoothed
+from aepipe.model.autoencoder import AutoEncoder
 from aepipe.params import TrainParams
-from aepipe.segmenter import Segmenter, levels
+from aepipe.model.segmenter import Segmenter, levels
 
 BATCH_SIZE = 32  # images of 64×64, the side it was chosen on; a batch of larger ones holds as many pixels:
 BATCH_PIXELS = BATCH_SIZE * 64 * 64  # its activations at 256×256 would take 4 GB more than the images

@@ -17,13 +17,13 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from aepipe.augmentation import augment, augmenting
-from aepipe.checkpoints import load_resume_state, save_resume_state
+from aepipe.model.augmentation import augment, augmenting
+from aepipe.model.checkpoints import load_resume_state, save_resume_state
 from aepipe.devices import EVAL_BATCH_SIZE, as_floats, preferred_memory_format, to_numpy_images
-from aepipe.distributed import World
+from aepipe.model.distributed import World
 from aepipe.errors import AepipeError
-from aepipe.inference import mean_squared_error, reconstruct
-from aepipe.model import AutoEncoder
+from aepipe.model.inference import mean_squared_error, reconstruct
+from aepipe.model.autoencoder import AutoEncoder
 from aepipe.noise import noisy_inputs
 from aepipe.params import TrainParams
 from aepipe.similarity import ssim
@@ -37,18 +37,8 @@ class TrainingDiverged(AepipeError):
 
 
 @dataclass
-class EpochLosses:
-    """What one finished epoch adds to the loss history."""
-
-    epoch: int  # 1-based
-    batch_losses: np.ndarray  # the training loss of each step of this epoch
-    train_loss: float  # their mean
-    val_loss: float  # mean squared error over the whole validation set
-
-
-@dataclass
 class History:
-    """Everything a run has recorded so far; a checkpoint saves it and a resumed run restores it."""
+    """The one record of a run's losses, kept as it trains; a checkpoint saves it and a resumed run restores it."""
 
     epoch: int  # epochs completed
     batch_losses: torch.Tensor  # (epochs, steps): the training loss of every step, against clean images
@@ -59,22 +49,21 @@ class History:
     step_seconds: float = 0.0  # in training steps
     seconds: float = 0.0  # in all, validation included
 
-    def epoch_losses(self, epoch: int) -> EpochLosses:
-        return EpochLosses(epoch + 1, self.batch_losses[epoch].numpy(), self.train_losses[epoch], self.val_losses[epoch])
-
 
 @dataclass
 class TrainingResult:
+    """A finished run: the model (in eval mode) and its History, with what the train stage writes beside."""
+
     model: AutoEncoder
-    batch_losses: np.ndarray  # (epochs, steps): the training loss of every step
-    train_losses: list[float]  # per epoch: mean of that epoch's batch losses
-    val_losses: list[float]  # per epoch: mean squared error over the whole validation set
-    initial_val_loss: float  # before the first step, for comparison
+    history: History
     sample_images: np.ndarray  # (RECONSTRUCTION_SAMPLES, H, W) or, in colour, (RECONSTRUCTION_SAMPLES, H, W, C)
-    sample_reconstructions: np.ndarray  # (epochs, RECONSTRUCTION_SAMPLES, …) as sample_images
-    seconds: float  # the whole run, validation included
     images_per_second: float  # training steps only
     device: str
+
+    @property
+    def sample_reconstructions(self) -> np.ndarray:
+        """(epochs, RECONSTRUCTION_SAMPLES, …) as sample_images."""
+        return np.stack([to_numpy_images(epoch) for epoch in self.history.sample_reconstructions])
 
 
 def train(
@@ -85,7 +74,7 @@ def train(
     log: Callable[[str], None] = print,
     checkpoint: Path | None = None,
     world: World = World(),
-    on_epoch: Callable[[EpochLosses], None] | None = None,
+    on_epoch: Callable[[History, int], None] | None = None,
 ) -> TrainingResult | None:
     """Train from scratch, or resume from `checkpoint` if it was saved by a run with the same inputs.
     Images: (N, C, H, W) floats in [0, 1], or uint8 pixels converted a batch at a time (less memory).
@@ -94,8 +83,8 @@ def train(
     from its last completed epoch and ends exactly as an uninterrupted one would (on a CPU).
     In a data-parallel `world`, each process trains on its share of every global batch; only the
     main process validates, checkpoints and gets the result (the others get None). `on_epoch` gets
-    each finished epoch's losses as soon as they are known, on the main process; a resumed run
-    first replays those of the epochs it restored, so a logger always sees the whole history.
+    the history and each finished epoch's index (0-based) as soon as its losses are known, on the main
+    process; a resumed run first replays the epochs it restored, so a logger always sees them all.
     """
     device = train_images.device
     model, optimizer = _new_model(params, seed, train_images.shape[1:], device)
@@ -120,7 +109,7 @@ def train(
         log(f"epoch {epoch + 1}/{params.epochs}: train loss {history.train_losses[-1]:.6f}, "
             f"val loss {history.val_losses[-1]:.6f}")
         if on_epoch:
-            on_epoch(history.epoch_losses(epoch))
+            on_epoch(history, epoch)
         if checkpoint:
             save_resume_state(checkpoint, fingerprint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                                         "shuffle": shuffle.get_state(), "history": vars(history)})
@@ -159,7 +148,7 @@ def _restore(saved: dict, model, optimizer, shuffle: torch.Generator, log, on_ep
     log(f"resuming from the checkpoint after epoch {history.epoch}/{len(history.batch_losses)}")
     if on_epoch:
         for done in range(history.epoch):
-            on_epoch(history.epoch_losses(done))
+            on_epoch(history, done)
     return history
 
 
@@ -203,18 +192,9 @@ def _record_epoch(history: History, epoch: int, losses: torch.Tensor, model: Aut
 
 def _result(model: AutoEncoder, history: History, val_images: torch.Tensor, images_trained: int,
             seconds: float) -> TrainingResult:
-    return TrainingResult(
-        model=model.eval(),
-        batch_losses=history.batch_losses.numpy(),
-        train_losses=history.train_losses,
-        val_losses=history.val_losses,
-        initial_val_loss=history.initial_val_loss,
-        sample_images=to_numpy_images(as_floats(val_images[:RECONSTRUCTION_SAMPLES])),
-        sample_reconstructions=np.stack([to_numpy_images(epoch) for epoch in history.sample_reconstructions]),
-        seconds=seconds,
-        images_per_second=images_trained / history.step_seconds,
-        device=str(val_images.device),
-    )
+    history.seconds = seconds
+    return TrainingResult(model.eval(), history, to_numpy_images(as_floats(val_images[:RECONSTRUCTION_SAMPLES])),
+                          images_trained / history.step_seconds, str(val_images.device))
 
 
 def _noise_generator(seed: int, epoch: int, rank: int, device: torch.device) -> torch.Generator:

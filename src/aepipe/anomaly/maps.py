@@ -5,8 +5,8 @@ import torch
 
 from aepipe.devices import as_floats, eval_batches
 from aepipe.errors import AepipeError
-from aepipe.inference import reconstruct
-from aepipe.model import AutoEncoder
+from aepipe.model.inference import reconstruct
+from aepipe.model.autoencoder import AutoEncoder
 from aepipe.similarity import ssim_map
 
 
@@ -27,7 +27,7 @@ def maps_of(model: AutoEncoder, reconstructions: torch.Tensor, images: torch.Ten
     over the colour channels: "error", |image - reconstruction| (in [0, 1]); "ssim", 1 - the local
     structural similarity of the two (Bergmann et al. 2018: a change of texture or contrast shows even
     where the mean is kept); "segmenter", the probability of a defect that the model's segmenter
-    draws from both (aepipe.segmenter)."""
+    draws from both (aepipe.model.segmenter)."""
     if kind == "error":
         return (reconstructions - images).abs().mean(dim=1)
     if kind == "ssim":

@@ -12,12 +12,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aepipe.checkpoints import load_weights, read_checkpoint, torch_save
+from aepipe.model.checkpoints import load_weights, read_checkpoint, torch_save
 from aepipe.devices import preferred_memory_format
 from aepipe.errors import AepipeError
-from aepipe.images import shape_name
+from aepipe.data.images import shape_name
 from aepipe.params import MNIST_SIDE
-from aepipe.segmenter import Segmenter
+from aepipe.model.segmenter import Segmenter
 
 CHECKPOINT_FORMAT = "aepipe.autoencoder/1"
 SEED_SHAPE = (1, MNIST_SIDE)  # (channels, side) of the seed's images: a checkpoint without a shape holds these

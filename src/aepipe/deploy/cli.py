@@ -33,10 +33,10 @@ import numpy as np
 
 # Only what scoring with an exported detector needs: torch is imported where the model is used.
 from aepipe.atomic import atomic_path, file_sha256
-from aepipe.detection import decisive_scores
+from aepipe.anomaly.detection import decisive_scores
 from aepipe.errors import AepipeError, exit_on_error
-from aepipe.images import load_images
-from aepipe.overlay import write_maps
+from aepipe.data.images import load_images
+from aepipe.figures.overlay import write_maps
 
 
 
@@ -93,7 +93,7 @@ def score_command(args: argparse.Namespace) -> None:
 
 def calibrate_command(args: argparse.Namespace) -> None:
     """Score the good images, set the threshold for the target, write the new detector or threshold file."""
-    from aepipe.site_calibration import site_threshold, write_detector, write_threshold_file
+    from aepipe.anomaly.site_calibration import site_threshold, write_detector, write_threshold_file
 
     args.maps = None
     scored = score_with_detector(args) if args.onnx else score_with_model(args)
@@ -135,8 +135,8 @@ def score_with_model(args: argparse.Namespace) -> Scored:
     import torch
 
     from aepipe.devices import to_tensor
-    from aepipe.model import describe_training, load_model
-    from aepipe.scores import image_features, score_maps
+    from aepipe.model.autoencoder import describe_training, load_model
+    from aepipe.anomaly.scores import image_features, score_maps
 
     fitted = read_score(args.score, args.model)
     threshold = read_threshold(args.threshold, args.model, args.score)
@@ -153,8 +153,8 @@ def score_with_model(args: argparse.Namespace) -> Scored:
 
 
 def score_with_detector(args: argparse.Namespace) -> Scored:
-    """The exported detector alone (aepipe.serve: onnxruntime, no torch)."""
-    from aepipe.serve import OnnxDetector
+    """The exported detector alone (aepipe.deploy.serve: onnxruntime, no torch)."""
+    from aepipe.deploy.serve import OnnxDetector
 
     detector = OnnxDetector(args.onnx)
     sources, images, sizes = read_inputs(args, detector.side, detector.channels)
@@ -166,7 +166,7 @@ def score_with_detector(args: argparse.Namespace) -> Scored:
 
 def read_score(path: Path, model_path: Path):
     """The anomaly score fitted by the losses stage (a FittedScore), checked against the model file."""
-    from aepipe.scores import FittedScore
+    from aepipe.anomaly.scores import FittedScore
 
     try:
         saved = json.loads(path.read_text())

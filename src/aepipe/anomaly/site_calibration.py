@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from aepipe.atomic import atomic_path, file_sha256
-from aepipe.calibration import EXCEEDANCES_NEEDED, binomial_interval, min_calibration_images
-from aepipe.detection import per_image_threshold
+from aepipe.anomaly.calibration import EXCEEDANCES_NEEDED, binomial_interval, min_calibration_images
+from aepipe.anomaly.detection import per_image_threshold
 from aepipe.errors import AepipeError
 
 MAX_TARGET = 0.5  # a detector that flags half the good parts tells them from nothing

@@ -1,9 +1,9 @@
 """The detector as one ONNX graph: images in, the anomaly score, the flag and the anomaly map out.
 
-The graph holds the autoencoder, the fitted score (aepipe.scores: its statistics as constants) and
-the per-image threshold, so a scorer needs nothing beside the file: aepipe.serve runs it with
+The graph holds the autoencoder, the fitted score (aepipe.anomaly.scores: its statistics as constants) and
+the per-image threshold, so a scorer needs nothing beside the file: aepipe.deploy.serve runs it with
 onnxruntime alone. It computes what the pipeline computes, step for step: the same float32 model
-pass, the combined score's terms (aepipe.scores.combined_terms, the pipeline's own), the same map and blur.
+pass, the combined score's terms (aepipe.anomaly.scores.combined_terms, the pipeline's own), the same map and blur.
 """
 
 import json
@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from aepipe.atomic import atomic_path
-from aepipe.detection import decisive_scores
+from aepipe.anomaly.detection import decisive_scores
 from aepipe.devices import as_floats, eval_batches
-from aepipe.maps import maps_of, smoothed
-from aepipe.model import AutoEncoder
-from aepipe.scores import CombinedStatistics, FittedScore, combined_terms, frame_contrast, score_maps
-from aepipe.serve import DETECTOR_FORMAT, INPUT, OnnxDetector
+from aepipe.anomaly.maps import maps_of, smoothed
+from aepipe.model.autoencoder import AutoEncoder
+from aepipe.anomaly.scores import CombinedStatistics, FittedScore, combined_terms, frame_contrast, score_maps
+from aepipe.deploy.serve import DETECTOR_FORMAT, INPUT, OnnxDetector
 
 OPSET = 18
 OUTPUTS = ("score", "flagged", "map", "dead_frame")

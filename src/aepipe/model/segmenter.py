@@ -1,6 +1,6 @@
 """The defect segmenter: a small U-Net that reads an image beside the autoencoder's reconstruction of
-it and draws where the image is defective (DRAEM, Zavrtanik et al. 2021). aepipe.segmenter_training
-trains it on synthetic defects; the model's checkpoint holds it (aepipe.model).
+it and draws where the image is defective (DRAEM, Zavrtanik et al. 2021). aepipe.model.segmenter_training
+trains it on synthetic defects; the model's checkpoint holds it (aepipe.model.autoencoder).
 """
 
 import torch

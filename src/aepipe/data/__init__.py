@@ -1,0 +1,1 @@
+"""Data: the published datasets' download and files, a folder of your own images, image decoding."""

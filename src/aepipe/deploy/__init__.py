@@ -1,0 +1,1 @@
+"""Deployment: the detector exported as ONNX, scoring with it (onnxruntime alone), the `aepipe` command."""

@@ -1,0 +1,1 @@
+"""Figures: the pipeline's plots, and anomaly maps drawn over images."""

@@ -1,0 +1,1 @@
+"""The model: the autoencoder and the defect segmenter, their training, and their passes over images."""
