@@ -38,6 +38,7 @@ from datetime import date
 from pathlib import Path
 
 from inspection_sets import write_sets
+from inspection_table import table
 from one_class import clone_at, dvc, read_metrics, run_queue
 
 from aepipe.atomic import write_json
@@ -145,18 +146,14 @@ def summarise(metrics: dict[str, dict], chosen: list[tuple[str, str]], rev: str,
     return rows
 
 
-def table(rows: dict[str, dict]) -> str:
-    kinds = sorted({kind for row in rows.values() for kind in row["kinds"]})
-    columns = [*kinds, "mean", "pixel AUC", "AUPRO", "false alarms (95 %)", "holds", "blank", "saturated", "train s"]
-    lines = ["| set, side×channels, score | " + " | ".join(columns) + " |", "| --- " * (len(columns) + 1) + "|"]
-    for name, row in rows.items():
-        cells = [f"{row['kinds'][kind]:.3f}" if kind in row["kinds"] else "" for kind in kinds]
-        cells += [f"{row['mean_kinds']:.3f}", f"{row['pixel_roc_auc']:.3f}", f"{row['aupro']:.3f}",
-                  f"{row['fp_rate']:.1%} ({row['fp_rate_low']:.1%}–{row['fp_rate_high']:.1%})",
-                  {True: "yes", False: "**no**"}.get(row["calibration_holds"], ""),
-                  f"{row['auc_blank']:.3f}", f"{row['auc_saturate']:.3f}", f"{row['train_seconds']:.0f}"]
-        lines.append(f"| {name}{' (defaults)' if row.get('default') else ''} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def kept_rows(earlier: dict[str, dict], rows: dict[str, dict]) -> dict[str, dict]:
+    """The earlier rows a run keeps: all, those of another protocol that a new row's name replaces
+    renamed "NAME (protocol N)"."""
+    kept = {}
+    for name, row in earlier.items():
+        protocol = row.get("protocol", 1)
+        kept[f"{name} (protocol {protocol})" if name in rows and protocol != PROTOCOL else name] = row
+    return kept
 
 
 def main() -> None:
@@ -192,9 +189,9 @@ def main() -> None:
            "only": args.only or None, "experiments": len(measured)}
     write_json(RESULTS / "inspection.json", {
         "side": args.side, "runs": [*earlier.get("runs", []), run],
-        "protocols": PROTOCOLS, "rows": {**earlier.get("rows", {}), **rows}})
+        "protocols": PROTOCOLS, "rows": {**kept_rows(earlier.get("rows", {}), rows), **rows}})
     shutil.rmtree(clone.parent)  # only now: a run that failed before keeps its clone for --read
-    print(table(rows))
+    print("\n".join(table(rows)))
 
 
 if __name__ == "__main__":

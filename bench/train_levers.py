@@ -62,6 +62,61 @@ def lever_settings(lever: str):
         torch.set_num_threads(threads)
 
 
+class Levers:
+    """One model and optimiser per lever, each trained block by block on the same batches."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+        self.order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+        self.variants = {}
+
+    def fresh(self, lever: str) -> None:
+        memory_format = torch.contiguous_format if lever in ("contiguous", "native_convs") else torch.channels_last
+        torch.manual_seed(0)
+        model = AutoEncoder(20).to(memory_format=memory_format)
+        self.variants[lever] = (model, torch.optim.Adam(model.parameters(), lr=1e-3, fused=True), memory_format)
+
+    def block(self, lever: str, first_step: int, steps: int) -> float:
+        """`steps` training steps of the lever's model from `first_step` on; images per second."""
+        model, optimizer, memory_format = self.variants[lever]
+        started = time.perf_counter()
+        with lever_settings(lever):
+            for step in range(first_step, first_step + steps):
+                start = step * BATCH_SIZE % (len(self.images) - BATCH_SIZE)
+                batch = self.images[self.order[start : start + BATCH_SIZE]].contiguous(memory_format=memory_format)
+                reconstruction, _ = model(batch)
+                loss = torch.nn.functional.mse_loss(reconstruction.float(), batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        return steps * BATCH_SIZE / (time.perf_counter() - started)
+
+
+def interleaved_speeds(levers: Levers, rounds: int, steps: int) -> dict[str, list[float]]:
+    """Each lever's images per second in every round, the levers taking turns within a round."""
+    for lever in LEVERS:
+        levers.fresh(lever)
+    for lever in LEVERS:  # warm-up: oneDNN builds its kernels on first use
+        levers.block(lever, 0, steps)
+    speeds = {lever: [] for lever in LEVERS}
+    for round_ in range(rounds):
+        for lever in LEVERS:
+            speeds[lever].append(round(levers.block(lever, (round_ + 1) * steps, steps), 1))
+    return speeds
+
+
+def arithmetic_val_mse(levers: Levers, epochs: int) -> dict:
+    """The validation MSE after `epochs` of the reduced-precision levers, against the current loop's."""
+    val_images = to_tensor(load_split(REPO / "data" / "raw", "val").images, torch.device("cpu"))
+    val_mse = {}
+    for lever in ("current", "autocast_bf16", "onednn_bf16"):
+        levers.fresh(lever)
+        levers.block(lever, 0, epochs * (len(levers.images) // BATCH_SIZE))
+        val_mse[lever] = mean_squared_error(levers.variants[lever][0], val_images)
+    return {"epochs": epochs, **val_mse, **{f"{lever}_relative_difference": round(val_mse[lever] / val_mse["current"] - 1, 4)
+                                            for lever in ("autocast_bf16", "onednn_bf16")}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6)
@@ -70,38 +125,8 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_flush_denormal(True)  # as aepipe.model.training does
-    images = to_tensor(load_split(REPO / "data" / "raw", "train").images, torch.device("cpu"))
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-    variants = {}
-
-    def fresh(lever: str) -> None:
-        memory_format = torch.contiguous_format if lever in ("contiguous", "native_convs") else torch.channels_last
-        torch.manual_seed(0)
-        model = AutoEncoder(20).to(memory_format=memory_format)
-        variants[lever] = (model, torch.optim.Adam(model.parameters(), lr=1e-3, fused=True), memory_format)
-
-    def block(lever: str, first_step: int, steps: int = args.steps) -> float:
-        model, optimizer, memory_format = variants[lever]
-        started = time.perf_counter()
-        with lever_settings(lever):
-            for step in range(first_step, first_step + steps):
-                start = step * BATCH_SIZE % (len(images) - BATCH_SIZE)
-                batch = images[order[start : start + BATCH_SIZE]].contiguous(memory_format=memory_format)
-                reconstruction, _ = model(batch)
-                loss = torch.nn.functional.mse_loss(reconstruction.float(), batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-        return steps * BATCH_SIZE / (time.perf_counter() - started)
-
-    for lever in LEVERS:
-        fresh(lever)
-    for lever in LEVERS:  # warm-up: oneDNN builds its kernels on first use
-        block(lever, 0)
-    speeds = {lever: [] for lever in LEVERS}
-    for round_ in range(args.rounds):
-        for lever in LEVERS:
-            speeds[lever].append(round(block(lever, (round_ + 1) * args.steps), 1))
+    levers = Levers(to_tensor(load_split(REPO / "data" / "raw", "train").images, torch.device("cpu")))
+    speeds = interleaved_speeds(levers, args.rounds, args.steps)
     medians = {lever: statistics.median(values) for lever, values in speeds.items()}
     report = {
         "date": date.today().isoformat(),
@@ -114,16 +139,7 @@ def main() -> None:
         "ratio_to_current": {lever: round(median / medians["current"], 3) for lever, median in medians.items()},
     }
     if args.val_mse_epochs:
-        val_images = to_tensor(load_split(REPO / "data" / "raw", "val").images, torch.device("cpu"))
-        steps = args.val_mse_epochs * (len(images) // BATCH_SIZE)
-        val_mse = {}
-        for lever in ("current", "autocast_bf16", "onednn_bf16"):
-            fresh(lever)
-            block(lever, 0, steps)
-            val_mse[lever] = mean_squared_error(variants[lever][0], val_images)
-        report["val_mse"] = {"epochs": args.val_mse_epochs, **val_mse,
-                             **{f"{lever}_relative_difference": round(val_mse[lever] / val_mse["current"] - 1, 4)
-                                for lever in ("autocast_bf16", "onednn_bf16")}}
+        report["val_mse"] = arithmetic_val_mse(levers, args.val_mse_epochs)
         report["command"] += f" --val-mse-epochs {args.val_mse_epochs}"
     write_json(REPO / "bench" / "results" / "train_levers-cpu.json", report)
     print("| lever | images/s per block | median | vs current |\n|---|---|---|---|")

@@ -1,6 +1,7 @@
 """The tables of the committed default run in README.md, docs/reference.md and docs/results.md,
-written from the files the publish stage gives git (metrics/, dvclive/metrics.json, results/), so
-that they cannot drift from what the run measured.
+written from the files the publish stage gives git (metrics/, dvclive/metrics.json, results/) and
+the inspection benchmark's (bench/results/inspection.json), so that they cannot drift from what
+was measured.
 
     python docs/tables.py           # rewrite them (after committing a new default run)
     python docs/tables.py --check   # exit 1 naming each table that differs (a test runs this)
@@ -88,6 +89,16 @@ def summary(root: Path) -> list[str]:
             f"{anomaly['rotation']['roc_auc']:.3f}, {anomaly['patch']['roc_auc']:.3f}, {anomaly['blank']['roc_auc']:.3f} |"]
 
 
+def inspection(root: Path, protocol: int | None = None) -> list[str]:
+    """The inspection benchmark's rows of one protocol (bench/results/inspection.json), the latest by default."""
+    sys.path.insert(0, str(root / "bench"))
+    from inspection_table import table
+
+    results = load(root, "bench/results/inspection.json")
+    protocol = protocol or max(int(number) for number in results["protocols"])
+    return table({name: row for name, row in results["rows"].items() if row.get("protocol", 1) == protocol})
+
+
 def parameters(root: Path) -> list[str]:
     """Every key of params.yaml: its committed value and what it does, from the schema's descriptions
     (src/aepipe/params.py, the one place a param is explained)."""
@@ -122,7 +133,9 @@ def _shown(value) -> str:
     return str(value)
 
 
-TABLES = {"summary": summary, "parameters": parameters, "headline_metrics": headline_metrics, "default_run": default_run, "anomaly_detection": anomaly_detection}
+TABLES = {"summary": summary, "parameters": parameters, "headline_metrics": headline_metrics, "default_run": default_run,
+          "anomaly_detection": anomaly_detection, "inspection": inspection,
+          "inspection_protocol_1": lambda root: inspection(root, 1)}
 BLOCK = re.compile(r"(<!-- table: (\w+) -->\n)(.*?)(<!-- /table -->)", re.DOTALL)
 
 

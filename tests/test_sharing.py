@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dvc_project import SMALL, copy_project, project_env, ran_stages, run
+from dvc_project import ran_stages, run
 
 UP_TO_DATE = "Data and pipelines are up to date."
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -321,48 +321,3 @@ def test_a_remote_missing_objects_fails_clearly_and_changes_nothing(team, tmp_pa
     output = result.stdout + result.stderr
     assert "failed to pull data from the cloud" in output and "Missing cache files" in output
     assert workspace_files(colleague) == before
-
-
-def test_exp_show_follows_a_queued_experiment_epoch_by_epoch(tmp_path, mnist_dir):
-    project = copy_project(tmp_path / "queue")
-    longer = [*SMALL, "-S", "data.train_size=4096", "-S", "train.epochs=10"]
-    # Only the stages up to train: what is watched is DVCLive's metrics while it trains.
-    run(["dvc", "exp", "run", "--queue", "-n", "watched", *longer, "train"], project, str(mnist_dir))
-    # The queue's worker outlives `dvc queue start`, and would hold a captured stdout open till it ends.
-    subprocess.run(["dvc", "queue", "start"], cwd=project, env=project_env(str(mnist_dir)), check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seen_steps, states, deadline = set(), {}, time.monotonic() + 600
-    while time.monotonic() < deadline:
-        try:
-            result = subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, env=project_env(None), capture_output=True,
-                                    text=True, timeout=60)
-        except subprocess.TimeoutExpired:
-            # DVC 3.67: one `exp show`, started as the queue's worker shut down after the experiment,
-            # waited on a lock for good (14 minutes); one started afterwards answered in 1.6 s.
-            continue
-        if result.returncode != 0:
-            # DVC 3.67: while the queue makes or removes an experiment's temporary copy or its run record
-            # (.dvc/tmp/exps/tmp/..., .dvc/tmp/exps/run/...), `exp show` can fail for a moment naming that
-            # file, or finding the copy's git repository still without a commit; the next call works.
-            # Any other failure is a failure.
-            missing = ("does not exist" in result.stderr or "No such file or directory" in result.stderr)
-            transient = (missing and ".dvc/tmp/exps/" in result.stderr) or "Empty git repo" in result.stderr
-            assert transient, result.stderr
-            time.sleep(0.5)
-            continue
-        shown = json.loads(result.stdout)
-        states = {}
-        for commit in shown:
-            for experiment in commit.get("experiments") or []:
-                if experiment.get("name") != "watched":
-                    continue
-                states["watched"] = (experiment.get("executor") or {}).get("state")
-                data = experiment["revs"][0].get("data") or {}
-                summary = (data.get("metrics") or {}).get("dvclive/metrics.json", {}).get("data", {})
-                if states["watched"] == "running" and "step" in summary:
-                    seen_steps.add(summary["step"])
-        if states.get("watched") not in ("running", "queued", None):
-            break
-        time.sleep(0.5)
-    assert states.get("watched") == "success", states
-    assert any(0 < step < 10 for step in seen_steps), f"no epoch seen while training ran: {sorted(seen_steps)}"

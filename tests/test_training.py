@@ -70,3 +70,31 @@ def test_per_image_errors_match_the_batch_mse():
 def test_batch_means_groups_consecutive_images_with_a_short_last_batch():
     assert batch_means(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), 2).tolist() == [1.5, 3.5, 5.0]
     assert batch_means(np.arange(128.0), 64).tolist() == [31.5, 95.5]
+
+
+def test_dvclive_says_after_every_epoch_how_far_training_got(images, small_params, tmp_path, monkeypatch):
+    """What `dvc exp show` shows of a queued experiment while it trains: the train stage's LossLogger
+    writes dvclive/metrics.json (its step, the latest validation MSE) as each epoch ends."""
+    import importlib.util
+    import json
+
+    from dvclive import Live
+
+    monkeypatch.syspath_prepend(str(REPO / "stages"))
+    spec = importlib.util.spec_from_file_location("train_stage", REPO / "stages" / "train.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    monkeypatch.chdir(tmp_path)
+    logger = stage.LossLogger(Live(stage.LIVE_DIR, dvcyaml=None, save_dvc_exp=False))
+    seen = []
+
+    def log_and_look(history, epoch):
+        logger(history, epoch)
+        seen.append(json.loads((tmp_path / stage.LIVE_DIR / "metrics.json").read_text()))
+
+    result = train(*images, small_params.model_copy(update={"epochs": 3}), seed=0, log=lambda line: None,
+                   on_epoch=log_and_look)
+    assert [metrics["step"] for metrics in seen] == [1, 2, 3]
+    assert [metrics["val_mse"] for metrics in seen] == pytest.approx(result.history.val_losses)
+    steps = json.loads((tmp_path / stage.LIVE_DIR / "plots" / "custom" / "batch_mse.json").read_text())
+    assert len(steps) == result.history.batch_losses.numel(), "every step's loss is in the plot"
