@@ -58,10 +58,10 @@ class LossLogger:
 
 
 def _add_segmenter(model, train_images, params) -> dict:
-    """Train the model's defect segmenter on its training images; the epoch of its weights and the seconds it took."""
+    """Train the model's defect segmenter on its training images; its epochs and the seconds it took."""
     started = time.perf_counter()
-    model.segmenter, epochs = train_segmenter(model, train_images, params.train, params.seed)
-    return {"segmenter_epochs": epochs, "segmenter_seconds": round(time.perf_counter() - started, 2)}
+    model.segmenter = train_segmenter(model, train_images, params.train, params.seed)
+    return {"segmenter_epochs": params.train.segmenter_epochs, "segmenter_seconds": round(time.perf_counter() - started, 2)}
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
-"""Training-image augmentation: flips, light and scale, each seeded, each off by default."""
+"""Training-image augmentation: flips and light, each seeded, each off by default."""
 
 import math
 
 import torch
 
-from aepipe.model.augmentation import augment, augmenting, photometric_jitter, random_flips, scale_jitter
+from aepipe.model.augmentation import augment, augmenting, photometric_jitter, random_flips
 from aepipe.params import load_params
 from conftest import REPO
 
@@ -37,23 +37,12 @@ def test_photometric_jitter_changes_each_images_light_within_its_strength_and_re
     assert torch.equal(jittered[:, 0], jittered[:, 1]), "one change for all channels: colour is kept"
 
 
-def test_scale_jitter_zooms_each_image_about_its_centre_by_at_most_its_strength():
-    images = gradient(200)
-    zoomed = scale_jitter(images, 0.25, torch.Generator().manual_seed(0))
-    assert torch.equal(zoomed, scale_jitter(images, 0.25, torch.Generator().manual_seed(0)))
-    # The ramp's slope is the zoom: 1 / 1.25 to 1.25 of the original's, the centre kept (away from
-    # the mirrored border a zoom-out brings in).
-    slopes = (zoomed[:, 0, 8, 9] - zoomed[:, 0, 8, 6]) / (images[0, 0, 8, 9] - images[0, 0, 8, 6])
-    assert 1 / 1.25 - 0.02 < slopes.min() < 0.9 and 1.1 < slopes.max() < 1.25 + 0.02, (slopes.min(), slopes.max())
-    assert torch.allclose(zoomed[:, :, :, 7:9].mean(dim=(1, 2, 3)), images[:, :, :, 7:9].mean(dim=(1, 2, 3)), atol=0.01)
-
-
 def test_augment_applies_the_levers_that_are_on_and_none_by_default():
     params = load_params(REPO / "params.yaml").train
     assert not augmenting(params), "params.yaml's recipe trains on the images as they are"
     images = gradient(8)
-    on = params.model_copy(update={"photometric": 0.2, "scale": 0.2})
+    on = params.model_copy(update={"flips": True, "photometric": 0.2})
     assert augmenting(on)
     generator = torch.Generator().manual_seed(1)
-    expected = scale_jitter(photometric_jitter(images, 0.2, generator), 0.2, generator)
+    expected = photometric_jitter(random_flips(images, generator), 0.2, generator)
     assert torch.equal(augment(images, on, torch.Generator().manual_seed(1)), expected)

@@ -107,21 +107,13 @@ class TrainParams(Section):
     photometric: float = Field(ge=0, lt=1, description=(
         "above 0: each training image's brightness, contrast (factors in 1 ± photometric) and gamma "
         "(its log in ± photometric) changed at random, against drift of the line's light"))
-    scale: float = Field(ge=0, lt=1, description=(
-        "above 0: each training image zoomed in or out at random by up to a factor 1 + scale, against drift of "
-        "the camera's distance"))
     device: Literal["auto", "cpu", "cuda"] = Field(description="auto (CUDA when present), cpu or cuda")
     workers: int = Field(ge=1, description=(
         "data-parallel processes per machine (torchrun + DDP): GPUs, or CPU workers; 1: a plain process"))
     segmenter: Literal["auto"] | bool = Field(description=(
         "after the autoencoder, a defect segmenter (DRAEM) trained on synthetic defects, whose map the score "
         "reads; auto: for an inspection set (the MVTec AD layout)"))
-    segmenter_epochs: int = Field(ge=1, description=(
-        "the segmenter's passes over the training images (with segmenter_patience: at most)"))
-    segmenter_patience: int | None = Field(ge=1, description=(
-        "null: segmenter_epochs passes; a number: a tenth of the training images is held out with synthetic defects "
-        "of its own, the segmenter keeps its weights of the epoch with the lowest focal loss on them and stops "
-        "after this many epochs without a lower one"))
+    segmenter_epochs: int = Field(ge=1, description="the segmenter's passes over the training images")
 
     @model_validator(mode="after")
     def _a_share_of_the_batch_per_worker(self) -> "TrainParams":

@@ -1,28 +1,23 @@
 """Random changes to training images against what drifts on a line after commissioning: the part's
-orientation (flips), its light (brightness, contrast, gamma) and its distance to the camera (scale).
+orientation (flips) and its light (brightness, contrast, gamma).
 Each draws from the generator it is given, so a seed repeats them; with every lever off the images
 pass through untouched and no number is drawn."""
 
-import math
-
 import torch
-import torch.nn.functional as F
 
 from aepipe.params import TrainParams
 
 
 def augmenting(params: TrainParams) -> bool:
-    return params.flips or params.photometric > 0 or params.scale > 0
+    return params.flips or params.photometric > 0
 
 
 def augment(images: torch.Tensor, params: TrainParams, generator: torch.Generator) -> torch.Tensor:
-    """(N, C, H, W) float images in [0, 1] with train.flips, train.photometric and train.scale applied."""
+    """(N, C, H, W) float images in [0, 1] with train.flips and train.photometric applied."""
     if params.flips:
         images = random_flips(images, generator)
     if params.photometric > 0:
         images = photometric_jitter(images, params.photometric, generator)
-    if params.scale > 0:
-        images = scale_jitter(images, params.scale, generator)
     return images
 
 
@@ -41,13 +36,3 @@ def photometric_jitter(images: torch.Tensor, strength: float, generator: torch.G
     images = images.clamp(min=0) ** log_gamma.exp()
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     return (((images - mean) * (1 + contrast) + mean) * (1 + brightness)).clamp(0, 1)
-
-
-def scale_jitter(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
-    """Each image zoomed about its centre by a factor whose log is uniform in ±log(1 + strength),
-    bilinear, the border mirrored where it zooms out."""
-    log_zoom = math.log1p(strength) * (2 * torch.rand(len(images), generator=generator, device=images.device) - 1)
-    theta = torch.zeros(len(images), 2, 3, device=images.device, dtype=images.dtype)
-    theta[:, 0, 0] = theta[:, 1, 1] = (-log_zoom).exp()  # the grid samples 1/zoom of the image
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

@@ -11,7 +11,6 @@ Half the images of a batch get one; the segmenter is trained with the focal loss
 The autoencoder is not changed: the segmenter reads its reconstruction of the defective image.
 """
 
-import copy
 import math
 from collections.abc import Callable
 
@@ -19,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from aepipe.model.augmentation import augment, augmenting
-from aepipe.devices import EVAL_BATCH_SIZE, as_floats
+from aepipe.devices import as_floats
 from aepipe.anomaly.maps import smoothed
 from aepipe.model.autoencoder import AutoEncoder
 from aepipe.params import TrainParams
@@ -31,7 +30,6 @@ PEAK_LR = 2e-3  # of the one-cycle schedule
 DEFECT_SHARE = 0.5  # of each batch's images
 BLOB_SIGMAS = (1, 2, 4, 8)  # pixels: the noise's blur, one drawn per batch
 FOCAL_GAMMA = 2.0
-HELD_OUT_SHARE = 0.1  # of the training images, kept from the segmenter to stop it (train.segmenter_patience)
 
 
 def blob_masks(count: int, side: int, generator: torch.Generator) -> torch.Tensor:
@@ -71,38 +69,22 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def train_segmenter(autoencoder: AutoEncoder, pixels: torch.Tensor, params: TrainParams, seed: int,
-                    log: Callable[[str], None] = print) -> tuple[Segmenter, int]:
-    """A segmenter for `autoencoder` (left as it is), trained on its (N, C, H, W) uint8 training images,
-    converted a batch (at most BATCH_PIXELS) at a time, augmented as the autoencoder's were. Trained for
-    train.segmenter_epochs, or with train.segmenter_patience stopped early on held-out synthetic
-    defects and given back with its best epoch's weights. Returned in eval mode, with the epoch of its weights."""
+                    log: Callable[[str], None] = print) -> Segmenter:
+    """A segmenter for `autoencoder` (left as it is), trained for train.segmenter_epochs on its (N, C, H, W)
+    uint8 training images, converted a batch (at most BATCH_PIXELS) at a time, augmented as the
+    autoencoder's were. Returned in eval mode."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     segmenter = Segmenter(autoencoder.channels, levels(autoencoder.side)).to(pixels.device)
-    held_out = None
-    if params.segmenter_patience:
-        pixels, held_out = _hold_out(pixels, autoencoder, seed)
     optimizer = torch.optim.Adam(segmenter.parameters(), lr=PEAK_LR)
     batch_size = images_per_batch(autoencoder.side)
     steps = params.segmenter_epochs * math.ceil(len(pixels) / batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, PEAK_LR, total_steps=steps)
     autoencoder.eval()
-    best = (math.inf, 0, None)  # held-out loss, epoch, weights
     for epoch in range(1, params.segmenter_epochs + 1):
         loss = _train_epoch(segmenter, autoencoder, pixels, params, (optimizer, schedule), batch_size, generator)
         log(f"segmenter epoch {epoch}/{params.segmenter_epochs}: focal loss {loss:.5f}")
-        if held_out is None:
-            continue
-        held_out_loss = _held_out_loss(segmenter, *held_out)
-        log(f"segmenter epoch {epoch}: held-out focal loss {held_out_loss:.5f}")
-        if held_out_loss < best[0]:
-            best = (held_out_loss, epoch, copy.deepcopy(segmenter.state_dict()))
-        elif epoch - best[1] >= params.segmenter_patience:
-            break
-    if held_out is not None:
-        log(f"segmenter: the weights of epoch {best[1]} (held-out focal loss {best[0]:.5f})")
-        segmenter.load_state_dict(best[2])
-    return segmenter.eval(), best[1] if held_out is not None else params.segmenter_epochs
+    return segmenter.eval()
 
 
 def _train_epoch(segmenter: Segmenter, autoencoder: AutoEncoder, pixels: torch.Tensor, params: TrainParams,
@@ -125,25 +107,3 @@ def _train_epoch(segmenter: Segmenter, autoencoder: AutoEncoder, pixels: torch.T
         schedule.step()
         total += loss.item() * len(batch)
     return total / len(pixels)
-
-
-def _hold_out(pixels: torch.Tensor, autoencoder: AutoEncoder, seed: int) -> tuple[torch.Tensor, tuple]:
-    """The images the segmenter trains on, and a held-out share's defective images, their reconstructions
-    and defect masks: drawn once, so every epoch is judged on the same defects."""
-    generator = torch.Generator().manual_seed(seed + 1)
-    order = torch.randperm(len(pixels), generator=generator).to(pixels.device)
-    count = max(1, round(len(pixels) * HELD_OUT_SHARE))
-    defective, masks = synthetic_defects(as_floats(pixels[order[:count]]).cpu(), generator)
-    defective, masks = defective.to(pixels.device), masks.to(pixels.device)
-    with torch.no_grad():
-        reconstructions = torch.cat([autoencoder(chunk)[0] for chunk in defective.split(EVAL_BATCH_SIZE)])
-    return pixels[order[count:].sort().values], (defective, reconstructions, masks)
-
-
-@torch.no_grad()
-def _held_out_loss(segmenter: Segmenter, defective: torch.Tensor, reconstructions: torch.Tensor,
-                   masks: torch.Tensor) -> float:
-    segmenter.eval()
-    logits = torch.cat([segmenter(*chunks) for chunks in zip(defective.split(EVAL_BATCH_SIZE),
-                                                              reconstructions.split(EVAL_BATCH_SIZE))])
-    return focal_loss(logits, masks).item()
