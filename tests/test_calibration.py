@@ -36,7 +36,7 @@ def test_a_threshold_that_keeps_its_promise_holds_and_one_on_drifted_images_does
     broken = calibration_check(int(np.sum(drifted > threshold)), len(drifted), 0.01)
     assert broken["holds"] is False and broken["rate"] > broken["interval"][0] > 0.01
     line = verdict_line(broken)
-    assert line.startswith("calibration does not hold") and "promises 1.0%" in line and "train.flips" in line
+    assert line.startswith("calibration does not hold") and "promises 1.0%" in line and "aepipe calibrate" in line
 
     strict = calibration_check(0, 2000, 0.01)
     assert strict["holds"] is False and "stricter" in verdict_line(strict)

@@ -68,11 +68,12 @@ def verdict_line(check: dict) -> str | None:
                 f"(95 % interval {check['interval'][0]:.1%}–{check['interval'][1]:.1%}) where the threshold "
                 f"promises {check['target']:.1%}")
     if check["rate"] > check["target"]:
-        advice = ("new good images score higher than the calibration images: train with train.flips=true, "
-                  "calibrate on more images (anomaly.calibration_fraction; an inspection set's validation/good/), "
+        advice = ("new good images score higher than the calibration images: calibrate on more good images, "
+                  "taken as the line varies (an inspection set's validation/good/, anomaly.calibration_fraction), "
                   "or on the line's own (aepipe calibrate)")
     else:
-        advice = "the threshold is stricter than it needs, and misses defects it could flag: calibrate on more images"
+        advice = ("the threshold is stricter than it needs, and misses defects it could flag: calibrate on more good "
+                  "images, taken as the line varies, or on the line's own (aepipe calibrate)")
     return f"calibration does not hold: {observed}; {advice}"
 
 
