@@ -1,6 +1,6 @@
 """The inspection benchmark: the pipeline on inspection sets made from real photographs (MVTec AD layout).
 
-    python bench/inspection.py [--sets brick,grass,brick-hue] [--only REGEX] [--side 64] [--jobs 1] [--rev HEAD]
+    python bench/inspection.py [--sets brick,grass,brick-hue,gravel] [--only REGEX] [--side 64] [--jobs 1] [--rev HEAD]
     python bench/inspection.py --read CLONE   # the results of a run whose clone was kept (it failed)
 
 Builds the sets (bench/inspection_sets.py: scikit-image's photographs, `pip install -e .[bench]`), then,
@@ -16,7 +16,9 @@ experiments (the whole pipeline, to `publish`: default params but the dataset, i
 - those without a segmenter also with a longer recipe (`train.epochs=100`, `train.flips=true`): 20
   epochs of a couple of thousand images are 30 times fewer steps than 20 of MNIST's 60,000;
 - squashed to 1×28×28, the baseline before images kept their size and colour (combined);
-- brick-hue also in greyscale at the native side, where a hue-only defect cannot be seen.
+- brick-hue also in greyscale at the native side, where a hue-only defect cannot be seen;
+- the defaults with the segmenter's synthetic defects made otherwise (DEFECTS): other masks, procedural
+  sources, outside textures (the clone's data/textures holds crops of photographs that are no set's).
 `--only` runs the experiments whose name (set-tail, e.g. `brick-64x1-segmenter`) it matches; the
 results file keeps the rows of earlier runs, each with its commit.
 It runs the queue (`dvc queue start`) and reads every experiment's metrics with `dvc exp show --json`.
@@ -36,7 +38,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from inspection_sets import write_sets
+from inspection_sets import write_sets, write_textures
 from inspection_table import table
 from one_class import clone_at, dvc, read_metrics, run_queue
 
@@ -59,6 +61,21 @@ LONGER = ["train.epochs=100", "train.flips=true"]
 # stopped on held-out synthetic defects were measured at af12ef7 and dropped: docs/results.md.)
 LEVERS = {"20": ["train.segmenter_epochs=20"], "flips": ["train.flips=true"], "photometric": ["train.photometric=0.2"],
           "gpd": ["threshold.method=gpd"]}
+# What the segmenter's synthetic defects are made of (train.defects: shares, each kind 0 unless named):
+# every mask (blobs, Perlin regions, thin cracks) with the set's own images; with the procedural sources
+# beside them (no outside data); with outside textures (bench/inspection_sets.py's OUTSIDE_PHOTOS, in
+# data/textures/) and the shuffled grid, TransFusion's pair; the procedural mix with the map blurred less.
+ALL_MASKS = [f"train.defects.masks.{kind}=1.0" for kind in ("blob", "perlin", "lines")]
+
+
+def sources(**shares: float) -> list[str]:
+    return [f"train.defects.sources.{kind}={shares.get(kind, 0.0)}" for kind in ("own", "textures", "perlin", "flat", "grid")]
+
+
+DEFECTS = {"masks": [*sources(own=1.0), *ALL_MASKS],
+           "procedural": [*sources(own=1.0, perlin=1.0, flat=1.0, grid=1.0), *ALL_MASKS],
+           "textures": [*sources(textures=1.0, grid=1.0), *ALL_MASKS],
+           "procedural-sigma1": [*sources(own=1.0, perlin=1.0, flat=1.0, grid=1.0), *ALL_MASKS, "anomaly.map_sigma=1.0"]}
 # The sets' layout a row was measured on (bench/inspection_sets.py); rows without one are protocol 1.
 PROTOCOLS = {
     1: "MVTec AD layout from scikit-image photographs: train on train/good but a random 20 % calibration share "
@@ -86,6 +103,7 @@ def variants(name: str, side: int) -> dict[str, list[str]]:
     native = [f"data.side={side}", f"data.channels={channels}"]
     runs = {f"{side}x{channels}-{score}": [*native, *params] for score, params in SCORES.items()}
     runs |= {f"{side}x{channels}-segmenter-{lever}": [*native, *params] for lever, params in LEVERS.items()}
+    runs |= {f"{side}x{channels}-defects-{name}": [*native, *params] for name, params in DEFECTS.items()}
     runs |= {f"{side}x{channels}-longer-{score}": [*native, *LONGER, *SCORES[score]] for score in list(SCORES)[1:4]}
     runs["28x1-combined"] = ["data.side=28", "data.channels=1", *SCORES["combined"]]
     if channels == 3:
@@ -101,25 +119,28 @@ def chosen_variants(names: list[str], side: int, only: str) -> dict[tuple[str, s
             if re.search(only, f"{name}-{tail}")}
 
 
-def commit_images(clone: Path, images: Path, name: str) -> None:
-    """Make `images` the clone's DVC-tracked data/images, committed: the experiments queued next start from it."""
-    target = clone / "data" / "images"
-    tracked = subprocess.run(["git", "ls-files", "data/images"], cwd=clone, capture_output=True, text=True).stdout
+def commit_folder(clone: Path, source: Path, folder: str, message: str) -> None:
+    """Make `source` the clone's DVC-tracked `folder` (data/images, data/textures), committed: the
+    experiments queued next start from it."""
+    target = clone / folder
+    tracked = subprocess.run(["git", "ls-files", folder], cwd=clone, capture_output=True, text=True).stdout
     if tracked.strip():
-        subprocess.run(["git", "rm", "-rq", "--cached", "data/images"], cwd=clone, check=True)
+        subprocess.run(["git", "rm", "-rq", "--cached", folder], cwd=clone, check=True)
     shutil.rmtree(target)
-    shutil.copytree(images, target)
-    dvc("add", "data/images", cwd=clone)
-    subprocess.run(["git", "add", "data/images.dvc", "data/.gitignore"], cwd=clone, check=True)
-    subprocess.run(["git", "commit", "-qm", f"inspection set {name}"], cwd=clone, check=True)
+    shutil.copytree(source, target)
+    dvc("add", folder, cwd=clone)
+    subprocess.run(["git", "add", f"{folder}.dvc", "data/.gitignore"], cwd=clone, check=True)
+    subprocess.run(["git", "commit", "-qm", message], cwd=clone, check=True)
 
 
 def queue_and_run(clone: Path, chosen: dict[tuple[str, str], list[str]], side: int, jobs: int) -> float:
     """Each set committed in turn, its chosen experiments queued from that commit; the queue's seconds."""
     sets = Path(tempfile.mkdtemp(prefix="inspection-sets-"))
     write_sets(sets, side)
+    write_textures(sets / "outside-textures")
+    commit_folder(clone, sets / "outside-textures", "data/textures", "outside textures")
     for name in dict.fromkeys(name for name, _ in chosen):
-        commit_images(clone, sets / name, name)
+        commit_folder(clone, sets / name, "data/images", f"inspection set {name}")
         for (_, tail), params in ((key, params) for key, params in chosen.items() if key[0] == name):
             dvc("exp", "run", "--queue", "-n", f"{name}-{tail}",
                 *[arg for param in [*COMMON, *params] for arg in ("-S", param)], "publish", cwd=clone)
@@ -156,7 +177,7 @@ def kept_rows(earlier: dict[str, dict], rows: dict[str, dict]) -> dict[str, dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", default="brick,grass,brick-hue")
+    parser.add_argument("--sets", default="brick,grass,brick-hue,gravel")
     parser.add_argument("--only", default="", help="a regex: run only the experiments (set-tail) it finds; "
                         "the results file keeps the other rows of earlier runs")
     parser.add_argument("--side", type=int, default=64)
@@ -167,10 +188,10 @@ def main() -> None:
     chosen = chosen_variants(args.sets.split(","), args.side, args.only)
     if args.read:
         clone, seconds = args.read, None
-        # The commit the clone was made at: the parent of its first set's commit.
-        first_set = subprocess.run(["git", "log", "--format=%H", "--grep=^inspection set "], cwd=clone,
-                                   capture_output=True, text=True, check=True).stdout.split()[-1]
-        rev = subprocess.run(["git", "rev-parse", "--short", f"{first_set}~1"], cwd=clone, capture_output=True,
+        # The commit the clone was made at: the parent of its first commit of textures.
+        first = subprocess.run(["git", "log", "--format=%H", "--grep=^outside textures$"], cwd=clone,
+                               capture_output=True, text=True, check=True).stdout.split()[-1]
+        rev = subprocess.run(["git", "rev-parse", "--short", f"{first}~1"], cwd=clone, capture_output=True,
                              text=True, check=True).stdout.strip()
     else:
         clone, rev = clone_at(args.rev, "inspection-")

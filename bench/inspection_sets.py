@@ -7,7 +7,9 @@ writes DEST/<set>/{train/good, test/good, test/<kind>, ground_truth/<kind>} for 
 - brick: a regular texture (skimage.data.brick), greyscale;
 - grass: a stochastic texture (skimage.data.grass), greyscale, the same defect kinds;
 - brick-hue: the brick photograph coloured as brick, with defects that differ only in hue (the same
-  luminance: a greyscale model cannot see them), beside the same kinds in colour.
+  luminance: a greyscale model cannot see them), beside the same kinds in colour;
+- gravel: another stochastic texture (skimage.data.gravel), greyscale, the same kinds (its foreign
+  squares are of grass).
 The photograph is cut into 128×128 blocks in three interleaved classes (diagonal stripes, (row +
 column) % 3): training patches come from the first, calibration patches (validation/good/, MVTec AD
 2's layout) from the second, test patches from the third, each patch inside one block, so no
@@ -15,8 +17,11 @@ calibration or test pixel was seen in training and all three cover the whole pho
 taken in perspective: its bricks are smaller at the top than at the bottom, and a top/bottom split
 would test on bricks of a size never seen). 1,000 calibration images make a 1 % false-alarm target
 usable (aepipe.anomaly.calibration), 500 good test images make it measurable. Defect kinds: scratch (a thin line, lighter or darker), spot (a dark
-disc), stain (a soft, low-contrast blot), foreign (a square of another texture: gravel), and for
-brick-hue, hue (a blot of another colour, same luminance).
+disc), stain (a soft, low-contrast blot), foreign (a square of another texture: gravel, or grass on
+gravel), and for brick-hue, hue (a blot of another colour, same luminance).
+
+`write_textures` writes what a user's outside texture folder would hold (train.defects.sources.textures):
+crops of the wheel's photographs that are neither a set's texture nor a foreign defect's (OUTSIDE_PHOTOS).
 """
 
 import argparse
@@ -53,7 +58,7 @@ def disc(side: int, rng: np.random.Generator, radius: tuple[float, float]) -> tu
     return ((rows - centre[0]) ** 2 + (columns - centre[1]) ** 2) / r**2, r
 
 
-def scratch(image: np.ndarray, rng: np.random.Generator, gravel: np.ndarray) -> np.ndarray:
+def scratch(image: np.ndarray, rng: np.random.Generator, other: np.ndarray) -> np.ndarray:
     side = image.shape[0]
     start, angle, length = rng.uniform(side * 0.15, side * 0.85, 2), rng.uniform(0, np.pi), rng.uniform(0.25, 0.6) * side
     rows, columns = np.mgrid[:side, :side] - start[:, None, None]
@@ -64,32 +69,32 @@ def scratch(image: np.ndarray, rng: np.random.Generator, gravel: np.ndarray) -> 
     return mask
 
 
-def spot(image: np.ndarray, rng: np.random.Generator, gravel: np.ndarray) -> np.ndarray:
+def spot(image: np.ndarray, rng: np.random.Generator, other: np.ndarray) -> np.ndarray:
     distance, _ = disc(image.shape[0], rng, (2.5, 5.0))
     mask = distance <= 1
     image[mask] *= 0.35
     return mask
 
 
-def stain(image: np.ndarray, rng: np.random.Generator, gravel: np.ndarray) -> np.ndarray:
+def stain(image: np.ndarray, rng: np.random.Generator, other: np.ndarray) -> np.ndarray:
     distance, _ = disc(image.shape[0], rng, (5.0, 9.0))
     blot = np.exp(-2 * distance)  # soft edges: 0.14 at the radius
     image *= 1 - rng.uniform(0.15, 0.25) * blot[(...,) + (None,) * (image.ndim - 2)]
     return blot >= 0.3
 
 
-def foreign(image: np.ndarray, rng: np.random.Generator, gravel: np.ndarray) -> np.ndarray:
+def foreign(image: np.ndarray, rng: np.random.Generator, other: np.ndarray) -> np.ndarray:
     side, size = image.shape[0], int(rng.integers(8, 15))
     top, left = rng.integers(0, side - size + 1, 2)
-    g_top, g_left = rng.integers(0, gravel.shape[0] - size + 1, 2)
-    patch = gravel[g_top : g_top + size, g_left : g_left + size]
+    g_top, g_left = rng.integers(0, other.shape[0] - size + 1, 2)
+    patch = other[g_top : g_top + size, g_left : g_left + size]
     image[top : top + size, left : left + size] = patch if image.ndim == 2 else patch[..., None] * BRICK_COLOUR
     mask = np.zeros((side, side), bool)
     mask[top : top + size, left : left + size] = True
     return mask
 
 
-def hue(image: np.ndarray, rng: np.random.Generator, gravel: np.ndarray) -> np.ndarray:
+def hue(image: np.ndarray, rng: np.random.Generator, other: np.ndarray) -> np.ndarray:
     """A blot of another colour of the same luminance: the greyscale image is unchanged."""
     distance, _ = disc(image.shape[0], rng, (5.0, 9.0))
     mask = distance <= 1
@@ -98,16 +103,19 @@ def hue(image: np.ndarray, rng: np.random.Generator, gravel: np.ndarray) -> np.n
     return mask
 
 
+OUTSIDE_PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "coins", "moon", "rocket", "hubble_deep_field")
+OUTSIDE_CROPS, OUTSIDE_CROP_SIDE = 16, 128  # per photograph: 128 textures
+
+
 DefectMaker = Callable[[np.ndarray, np.random.Generator, np.ndarray], np.ndarray]
 KINDS: dict[str, DefectMaker] = {"scratch": scratch, "spot": spot, "stain": stain, "foreign": foreign}
 
 
-def write_set(dest: Path, photo: np.ndarray, colour: bool, kinds: dict[str, DefectMaker], side: int, seed: int) -> None:
-    """One inspection set from one photograph, in the MVTec AD layout."""
-    from skimage import data
-
+def write_set(dest: Path, photo: np.ndarray, colour: bool, kinds: dict[str, DefectMaker], side: int, seed: int,
+              foreign_photo: np.ndarray) -> None:
+    """One inspection set from one photograph, in the MVTec AD layout; `foreign_photo` the foreign squares'."""
     rng = np.random.default_rng(seed)
-    gravel = data.gravel().astype(np.float64) / 255
+    other = foreign_photo.astype(np.float64) / 255
     paint = (lambda grey: grey[..., None] * BRICK_COLOUR) if colour else (lambda grey: grey)
     save = lambda pixels, path: Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(path)  # noqa: E731
     for folder, stripe, count in (("train/good", TRAIN_BLOCKS, TRAIN_IMAGES),
@@ -121,7 +129,7 @@ def write_set(dest: Path, photo: np.ndarray, colour: bool, kinds: dict[str, Defe
         (dest / "ground_truth" / kind).mkdir(parents=True)
         for index, patch in enumerate(crops(photo, TEST_BLOCKS, TEST_IMAGES_PER_KIND, side, rng)):
             image = paint(patch)
-            mask = make(image, rng, gravel)
+            mask = make(image, rng, other)
             save(image, dest / "test" / kind / f"{index:04d}.png")
             save(mask.astype(np.float64), dest / "ground_truth" / kind / f"{index:04d}_mask.png")
 
@@ -130,11 +138,26 @@ def write_sets(dest: Path, side: int) -> list[str]:
     """Every benchmark set under `dest`; their names."""
     from skimage import data
 
-    sets = {"brick": (data.brick(), False, KINDS), "grass": (data.grass(), False, KINDS),
-            "brick-hue": (data.brick(), True, {**KINDS, "hue": hue})}
-    for seed, (name, (photo, colour, kinds)) in enumerate(sets.items()):
-        write_set(dest / name, photo, colour, kinds, side, seed)
+    sets = {"brick": (data.brick(), False, KINDS, data.gravel()), "grass": (data.grass(), False, KINDS, data.gravel()),
+            "brick-hue": (data.brick(), True, {**KINDS, "hue": hue}, data.gravel()),
+            "gravel": (data.gravel(), False, KINDS, data.grass())}
+    for seed, (name, (photo, colour, kinds, foreign_photo)) in enumerate(sets.items()):
+        write_set(dest / name, photo, colour, kinds, side, seed, foreign_photo)
     return list(sets)
+
+
+def write_textures(dest: Path, seed: int = 0) -> None:
+    """OUTSIDE_CROPS random crops of OUTSIDE_CROP_SIDE pixels of each outside photograph, as PNG files in
+    dest/<photograph>/ (colour where the photograph is)."""
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    for name in OUTSIDE_PHOTOS:
+        photo = getattr(data, name)()
+        (dest / name).mkdir(parents=True)
+        for index in range(OUTSIDE_CROPS):
+            top, left = (rng.integers(0, extent - OUTSIDE_CROP_SIDE + 1) for extent in photo.shape[:2])
+            Image.fromarray(photo[top : top + OUTSIDE_CROP_SIDE, left : left + OUTSIDE_CROP_SIDE]).save(dest / name / f"{index:02d}.png")
 
 
 def main() -> None:

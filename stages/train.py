@@ -5,10 +5,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from dvclive import Live
 
 from aepipe.atomic import atomic_path, copy_file, write_json
 from aepipe.data.dataset import load_classes, load_split
+from aepipe.data.images import read_image_tree
 from aepipe.devices import resolve_device, to_pixels
 from aepipe.model.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
 from aepipe.errors import exit_on_error
@@ -26,6 +28,7 @@ CHECKPOINT = Path(".checkpoints/train.pt")
 # numbers is the cached HEADLINE, which publish copies back, also when DVC restores this stage's outputs.
 LIVE_DIR = "dvclive"
 HEADLINE = "data/metrics/train.json"
+TEXTURES = Path("data/textures")  # outside images for train.defects.sources.textures (a dep of this stage)
 
 
 class LossLogger:
@@ -57,10 +60,18 @@ class LossLogger:
         copy_file(self.live.metrics_file, HEADLINE)
 
 
-def _add_segmenter(model, train_images, params) -> dict:
+def _outside_textures(params) -> torch.Tensor | None:
+    """data/textures' images in the model's shape, when the segmenter's defects take some from there:
+    read before any training, so that an empty or unreadable folder stops the stage at once."""
+    if not (params.train.segmenter and params.train.defects.sources.textures > 0):
+        return None
+    return to_pixels(read_image_tree(TEXTURES, params.data.side, params.data.channels), torch.device("cpu"))
+
+
+def _add_segmenter(model, train_images, params, textures) -> dict:
     """Train the model's defect segmenter on its training images; its epochs and the seconds it took."""
     started = time.perf_counter()
-    model.segmenter = train_segmenter(model, train_images, params.train, params.seed)
+    model.segmenter = train_segmenter(model, train_images, params.train, params.seed, textures=textures)
     return {"segmenter_epochs": params.train.segmenter_epochs, "segmenter_seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -76,6 +87,7 @@ def main() -> None:
     if classes.inspection and list(params.data.normal_digits) != [0]:
         raise ParamsError(f"data.normal_digits = {list(params.data.normal_digits)}: data/images has the MVTec AD "
                           f"layout, whose normal class is {classes.names[0]} (label 0); expected [0]")
+    textures = _outside_textures(params)
     # Only normal digits: in one-class mode the model must never see an anomalous digit.
     train_split = load_split("data/raw", "train", params.data.train_size).only_digits(params.data.normal_digits)
     val_split = load_split("data/raw", "val", params.data.val_size).only_digits(params.data.normal_digits)
@@ -93,7 +105,7 @@ def main() -> None:
     if not world.is_main:
         return  # outputs are written once, by the main process
 
-    segmenter = _add_segmenter(result.model, train_images, params) if params.train.segmenter else {}
+    segmenter = _add_segmenter(result.model, train_images, params, textures) if params.train.segmenter else {}
     logger.finish(result.history.seconds, segmenter.get("segmenter_seconds"))
     save_model(result.model, "models/model.pt")
     with atomic_path("data/train/reconstructions.npz") as tmp:

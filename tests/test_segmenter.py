@@ -11,7 +11,8 @@ from aepipe.anomaly.maps import anomaly_maps
 from aepipe.model.autoencoder import AutoEncoder, load_model, save_model
 from aepipe.params import TrainParams, load_params
 from aepipe.model.segmenter import levels
-from aepipe.model.segmenter_training import DEFECT_SHARE, images_per_batch, synthetic_defects, train_segmenter
+from aepipe.model.segmenter_training import images_per_batch, train_segmenter
+from aepipe.model.synthetic_defects import DefectMaker
 from conftest import REPO
 from test_inspection import texture
 
@@ -30,18 +31,6 @@ def test_the_unet_halves_an_image_while_it_is_even_three_times_at_most(side, exp
 @pytest.mark.parametrize("side, expected", [(28, 32), (64, 32), (128, 8), (256, 2), (2048, 1)])
 def test_a_batch_of_larger_images_holds_as_many_pixels_as_one_of_64_pixels(side, expected):
     assert images_per_batch(side) == expected  # at 256×256, 32 images took 3.4 GB more memory (bench/image_sizes.py)
-
-
-def test_a_synthetic_defect_changes_the_image_exactly_inside_its_mask():
-    images = stripes(256).float() / 255
-    defective, masks = synthetic_defects(images, torch.Generator().manual_seed(0))
-    changed = (defective != images).any(dim=1)
-    assert not changed[masks == 0].any(), "a pixel outside the mask is changed"
-    assert changed[masks == 1].float().mean() > 0.95, "the blend changes the pixels inside the mask"
-    with_defect = masks.flatten(1).any(dim=1).float().mean().item()
-    assert abs(with_defect - DEFECT_SHARE) < 0.1 and 0.0 <= defective.min() and defective.max() <= 1.0
-    again = synthetic_defects(images, torch.Generator().manual_seed(0))
-    assert torch.equal(again[0], defective) and torch.equal(again[1], masks), "the same seed, the same defects"
 
 
 def test_the_segmenter_is_saved_with_the_model_and_only_when_there_is_one(tmp_path):
@@ -66,7 +55,7 @@ def test_the_segmenter_learns_to_find_defects_that_the_error_map_misses():
     torch.manual_seed(0)
     model = AutoEncoder(8, 32, 3)
     trained = train_segmenter(model, stripes(512), recipe(8), seed=0, log=lambda _: None)
-    defective, masks = synthetic_defects(stripes(128, seed=2).float() / 255, torch.Generator().manual_seed(1))
+    defective, masks = DefectMaker(recipe(8).defects)(stripes(128, seed=2).float() / 255, torch.Generator().manual_seed(1))
     pixels = (defective * 255).round().to(torch.uint8)
     truth = masks.numpy() > 0
     error_auc = pixel_roc_auc(anomaly_maps(model, pixels, "error").numpy(), truth)

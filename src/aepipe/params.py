@@ -90,6 +90,49 @@ class DataParams(Section):
         return digits
 
 
+class Shares(Section):
+    """Shares of the kinds below, each ≥ 0, not all 0: each image draws one kind with its share's probability."""
+
+    @model_validator(mode="after")
+    def _some_kind(self) -> "Shares":
+        if not any(self.model_dump().values()):
+            raise PydanticCustomError("all_zero", "expected at least one share above 0")
+        return self
+
+    def positive(self) -> dict[str, float]:
+        """{kind: share} of the kinds drawn, in the schema's order."""
+        return {kind: share for kind, share in self.model_dump().items() if share > 0}
+
+
+Share = Annotated[float, Field(ge=0)]
+
+
+class DefectSources(Shares):
+    """What fills a synthetic defect (aepipe/model/synthetic_defects.py)."""
+
+    own: Share = Field(description="another training image of the batch, turned by 90°·k")
+    textures: Share = Field(description=(
+        "an outside image from data/textures/ (DTD, or any photographs; of any size and colour), turned"))
+    perlin: Share = Field(description="a Perlin-noise field (procedural: needs no data)")
+    flat: Share = Field(description="one flat colour")
+    grid: Share = Field(description="the image itself cut into an 8×8 grid whose cells are shuffled (TransFusion)")
+
+
+class DefectMasks(Shares):
+    """Where a synthetic defect is."""
+
+    blob: Share = Field(description="smoothed Gaussian noise above 1–2 standard deviations: round blobs of 1–8 px")
+    perlin: Share = Field(description="Perlin noise above a threshold (DRAEM's masks): irregular regions")
+    lines: Share = Field(description="one to three thin cracks, 1–2 px wide: scratches")
+
+
+class DefectParams(Section):
+    """The defect segmenter's synthetic defects: a mask, a source blended into it with opacity 0.1–1."""
+
+    sources: DefectSources
+    masks: DefectMasks
+
+
 class TrainParams(Section):
     latent_dim: int = Field(ge=1, description="size of the bottleneck")
     epochs: int = Field(ge=1, description="passes over the training images")
@@ -114,6 +157,7 @@ class TrainParams(Section):
         "after the autoencoder, a defect segmenter (DRAEM) trained on synthetic defects, whose map the score "
         "reads; auto: for an inspection set (the MVTec AD layout)"))
     segmenter_epochs: int = Field(ge=1, description="the segmenter's passes over the training images")
+    defects: DefectParams
 
     @model_validator(mode="after")
     def _a_share_of_the_batch_per_worker(self) -> "TrainParams":

@@ -33,11 +33,12 @@ class ImageFile:
     colour: bool  # the file held colour (converted if the model takes greyscale)
 
 
-def read_image(path: Path, side: int, channels: int) -> ImageFile:
-    """The image at `path` as `channels` × `side` × `side` uint8 pixels; a refusal names the file."""
+def read_image(path: Path, side: int, channels: int, enlarge: bool = False) -> ImageFile:
+    """The image at `path` as `channels` × `side` × `side` uint8 pixels; a refusal names the file.
+    `enlarge`: a smaller image is enlarged rather than refused (a texture that fills synthetic defects)."""
 
     def convert(image: Image.Image) -> ImageFile:
-        _check_size(path, image.width, image.height, side)
+        _check_size(path, image.width, image.height, 1 if enlarge else side)
         colour = image.mode not in ("1", "L", "LA", "I", "I;16", "F")
         converted = image.convert("L" if channels == 1 else "RGB")
         if converted.size != (side, side):
@@ -75,6 +76,16 @@ def _check_size(path: Path, width: int, height: int, side: int) -> None:
 def image_files(folder: Path) -> list[Path]:
     """The PNG and JPEG files directly in `folder`, sorted by name."""
     return sorted(file for file in folder.iterdir() if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_image_tree(folder: Path, side: int, channels: int) -> np.ndarray:
+    """Every PNG and JPEG file under `folder` (its subfolders too: DTD keeps one per category), of any
+    size and colour, as (N, side, side) or (N, side, side, 3) uint8 pixels (enlarged where smaller); other
+    files are left out. An unreadable image, or none at all, is refused naming it."""
+    files = sorted(file for file in folder.rglob("*") if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise AepipeError(f"{folder}: no .png, .jpg or .jpeg files in this folder or below it")
+    return np.stack([read_image(file, side, channels, enlarge=True).pixels for file in files])
 
 
 def other_files(folder: Path) -> list[Path]:
