@@ -17,7 +17,6 @@ Results: bench/results/site_calibration.json.
 """
 
 import argparse
-import json
 from datetime import date
 from pathlib import Path
 

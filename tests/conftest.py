@@ -25,8 +25,10 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 
 # Modules that take longest go first (addopts keeps xdist from reordering them), so no worker is left
 # with one long module at the end. The first builds the shared small run (`built_project`); the
-# second needs none, so one process works on while the others may wait for it.
-SLOWEST_MODULES = ["test_pipeline.py", "test_folder.py", "test_sharing.py", "test_distributed.py", "test_reliability.py"]
+# second needs none, so one process works on while the others may wait for it; the third and fourth
+# share Alice's team (`shared_team`), built by whichever asks first.
+SLOWEST_MODULES = ["test_pipeline.py", "test_folder.py", "test_sharing.py", "test_team.py", "test_distributed.py",
+                   "test_reliability.py"]
 
 
 def pytest_collection_modifyitems(items):
@@ -106,6 +108,26 @@ def built_project(tmp_path_factory, mnist_dir, worker_id) -> Path:
             assert sorted(ran_stages(result.stdout)) == sorted(ALL_STAGES)
             staging.rename(built)
     return built
+
+
+@pytest.fixture(scope="session")
+def shared_team(built_project, tmp_path_factory, mnist_dir, worker_id):
+    """Alice's shared work (tests/team.py), made once per test session whichever test process asks
+    first, so that the sharing tests of several modules run side by side. Only read Alice's repository;
+    colleagues clone from its origin."""
+    from filelock import FileLock
+
+    from team import Team, share
+
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    root = shared / "team-local"
+    with FileLock(shared / "team.lock"):
+        if not (root / "shared").exists():
+            shutil.rmtree(root, ignore_errors=True)  # a build that failed half-way
+            root.mkdir()
+            share(root, built_project, mnist_dir)
+            (root / "shared").touch()
+    return Team(root, root / "alice", root / "origin.git", {})
 
 
 @pytest.fixture(scope="session")

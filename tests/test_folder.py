@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aepipe.data.dataset import CLASSES_FILE, Classes, Split, load_classes, load_split, write_dataset
+from aepipe.data.dataset import Classes, Split, load_classes, load_split, write_dataset
 from aepipe.errors import AepipeError
 from aepipe.data.folder import read_folder, split_at_random
 from dvc_project import FIGURES, PNG_SIGNATURE, SMALL, copy_project, ran_stages, run
