@@ -103,7 +103,7 @@ def brute_force_aupro(maps: np.ndarray, masks: np.ndarray, limit: float) -> floa
     from scipy.ndimage import label
 
     regions = [(index, labelled == region) for index, mask in enumerate(masks)
-               for labelled, count in [label(mask)] for region in range(1, count + 1)]
+               for labelled, count in [label(mask, np.ones((3, 3)))] for region in range(1, count + 1)]
     points = [(0.0, 0.0)]
     for threshold in np.unique(maps)[::-1]:
         flagged = maps >= threshold
@@ -123,6 +123,17 @@ def test_aupro_is_the_region_overlap_curve_up_to_30_percent_false_positives():
     small_region_missed = maps.copy()
     small_region_missed[0, 1:3, 1:3] = 0
     assert aupro(small_region_missed, masks) < aupro(maps, masks) - 0.2, "a small region weighs as much as a large one"
+
+
+def test_a_diagonal_scratch_is_one_region_as_anomalib_counts_it():
+    masks = np.zeros((2, 12, 12), bool)
+    masks[0, np.arange(10), np.arange(10)] = True  # its pixels touch at their corners only
+    masks[1, 2:5, 2:5] = True
+    maps = np.zeros(masks.shape)
+    maps[0, np.arange(5), np.arange(5)] = maps[1, 2:5, 2:5] = 1.0
+    # Two regions, half of one found and all of the other: an overlap of 0.75 with no false positive,
+    # 1 with all of them (0.825 at 30 %); as ten regions of one pixel it would be 6/11 at first.
+    assert aupro(maps, masks) == pytest.approx((0.75 + 0.825) / 2)
 
 
 INSPECTION_SET = [*SMALL, "-S", "data.dataset=folder", "-S", "data.side=32", "-S", "data.channels=3",

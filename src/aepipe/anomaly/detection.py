@@ -90,8 +90,9 @@ def pixel_roc_auc(maps: np.ndarray, masks: np.ndarray) -> float:
 def aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = AUPRO_FPR_LIMIT) -> float:
     """Area under the per-region-overlap curve up to a false-positive rate of `fpr_limit`, divided by
     it (1 is perfect): MVTec AD's localisation metric (Bergmann et al., IJCV 2021; its evaluation
-    code's compute_pro, and anomalib's AUPRO). Every connected defect region weighs the same however
-    large it is; the false-positive rate counts the pixels outside every defect, over all images.
+    code's compute_pro, and anomalib's AUPRO, which it matches: bench/metric_check.py). Every connected
+    defect region (8-connected: a diagonal scratch is one) weighs the same however large it is; the
+    false-positive rate counts the pixels outside every defect, over all images.
 
     One sweep over the pixels sorted by map value gives the curve exactly: lowering the threshold
     past a pixel adds 1 / (its region's size × the number of regions) to the mean overlap, or
@@ -99,7 +100,7 @@ def aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = AUPRO_FPR_LIMI
     from scipy.ndimage import label  # only where masks exist
 
     weights = np.zeros(masks.shape)
-    regions = [label(mask > 0) for mask in masks]
+    regions = [label(mask > 0, structure=np.ones((3, 3))) for mask in masks]
     total_regions = sum(count for _, count in regions)
     if total_regions == 0 or np.all(masks > 0):
         raise ValueError("AUPRO needs defect regions and pixels outside them")
