@@ -53,15 +53,17 @@ def test_the_segmenter_learns_to_find_defects_that_the_error_map_misses():
     """A barely trained autoencoder reconstructs the stripes badly everywhere, so its error map cannot
     single out a defect; a segmenter trained on synthetic defects beside it can."""
     torch.manual_seed(0)
-    model = AutoEncoder(8, 32, 3)
-    trained = train_segmenter(model, stripes(512), recipe(8), seed=0, log=lambda _: None)
-    defective, masks = DefectMaker(recipe(8).defects)(stripes(128, seed=2).float() / 255, torch.Generator().manual_seed(1))
+    side = 16  # the smallest the model takes: a quarter of the time at 32
+    model = AutoEncoder(8, side, 3)
+    trained = train_segmenter(model, stripes(512, side), recipe(8), seed=0, log=lambda _: None)
+    defective, masks = DefectMaker(recipe(8).defects)(stripes(128, side, seed=2).float() / 255,
+                                                      torch.Generator().manual_seed(1))
     pixels = (defective * 255).round().to(torch.uint8)
     truth = masks.numpy() > 0
     error_auc = pixel_roc_auc(anomaly_maps(model, pixels, "error").numpy(), truth)
     model.segmenter = trained
     segmenter_auc = pixel_roc_auc(anomaly_maps(model, pixels, "segmenter").numpy(), truth)
-    assert segmenter_auc > 0.85 and error_auc < 0.5, (segmenter_auc, error_auc)  # measured: 0.90, 0.33
+    assert segmenter_auc > 0.85 and segmenter_auc > error_auc + 0.3, (segmenter_auc, error_auc)  # measured: 0.90, 0.45
 
 
 def recipe(epochs: int, **changes) -> TrainParams:
