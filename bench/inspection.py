@@ -57,14 +57,16 @@ SCORES = {"segmenter": [],  # auto's choice for an inspection set: map_max on th
           "reconstruction": [*NO_SEGMENTER, "anomaly.score=reconstruction"]}
 LONGER = ["train.epochs=100", "train.flips=true"]
 # Against false alarms on new good images, each beside the defaults: the segmenter's epochs, training
-# images mirrored, their light changed, a fitted tail for the threshold. (Scale jitter and the segmenter
+# images mirrored, their light changed, a fitted tail for the threshold; and the map blurred by 2 px,
+# the inspection default before σ 1 (auto) found thin defects better. (Scale jitter and the segmenter
 # stopped on held-out synthetic defects were measured at af12ef7 and dropped: docs/results.md.)
 LEVERS = {"20": ["train.segmenter_epochs=20"], "flips": ["train.flips=true"], "photometric": ["train.photometric=0.2"],
-          "gpd": ["threshold.method=gpd"]}
+          "gpd": ["threshold.method=gpd"], "sigma2": ["anomaly.map_sigma=2.0"]}
 # What the segmenter's synthetic defects are made of (train.defects: shares, each kind 0 unless named):
 # every mask (blobs, Perlin regions, thin cracks) with the set's own images; with the procedural sources
 # beside them (no outside data); with outside textures (bench/inspection_sets.py's OUTSIDE_PHOTOS, in
-# data/textures/) and the shuffled grid, TransFusion's pair; the procedural mix with the map blurred less.
+# data/textures/) and the shuffled grid, TransFusion's pair; those two with the map blurred by 1 px
+# (measured before σ 1 was the inspection default: `anomaly.map_sigma` auto).
 ALL_MASKS = [f"train.defects.masks.{kind}=1.0" for kind in ("blob", "perlin", "lines")]
 
 
@@ -75,7 +77,8 @@ def sources(**shares: float) -> list[str]:
 DEFECTS = {"masks": [*sources(own=1.0), *ALL_MASKS],
            "procedural": [*sources(own=1.0, perlin=1.0, flat=1.0, grid=1.0), *ALL_MASKS],
            "textures": [*sources(textures=1.0, grid=1.0), *ALL_MASKS],
-           "procedural-sigma1": [*sources(own=1.0, perlin=1.0, flat=1.0, grid=1.0), *ALL_MASKS, "anomaly.map_sigma=1.0"]}
+           "procedural-sigma1": [*sources(own=1.0, perlin=1.0, flat=1.0, grid=1.0), *ALL_MASKS, "anomaly.map_sigma=1.0"],
+           "textures-sigma1": [*sources(textures=1.0, grid=1.0), *ALL_MASKS, "anomaly.map_sigma=1.0"]}
 # The sets' layout a row was measured on (bench/inspection_sets.py); rows without one are protocol 1.
 PROTOCOLS = {
     1: "MVTec AD layout from scikit-image photographs: train on train/good but a random 20 % calibration share "
@@ -175,6 +178,23 @@ def kept_rows(earlier: dict[str, dict], rows: dict[str, dict]) -> dict[str, dict
     return kept
 
 
+def experiment_metrics(args, chosen: dict) -> tuple[Path | None, dict[str, dict], str, float | None]:
+    """(the clone, every experiment's metrics by name, the commit they ran at, the queue's seconds): run
+    now, read from a kept clone (--read) or from the saved metrics (--saved)."""
+    if args.saved:
+        return None, json.loads((RESULTS / "inspection-experiments.json").read_text()), args.saved, None
+    if args.read:
+        # The commit the clone was made at: the parent of its first commit of textures.
+        first = subprocess.run(["git", "log", "--format=%H", "--grep=^outside textures$"], cwd=args.read,
+                               capture_output=True, text=True, check=True).stdout.split()[-1]
+        rev = subprocess.run(["git", "rev-parse", "--short", f"{first}~1"], cwd=args.read, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        return args.read, read_metrics(args.read, all_commits=True), rev, None
+    clone, rev = clone_at(args.rev, "inspection-")
+    seconds = queue_and_run(clone, chosen, args.side, args.jobs)
+    return clone, read_metrics(clone, all_commits=True), rev, seconds  # each set's experiments: its own commit
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="brick,grass,brick-hue,gravel")
@@ -184,19 +204,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="experiments run side by side")
     parser.add_argument("--rev", default="HEAD")
     parser.add_argument("--read", type=Path, metavar="CLONE", help="only read the experiments of a kept clone")
+    parser.add_argument("--saved", metavar="REV", help="only summarise experiments of commit REV from the saved "
+                        "metrics (results/inspection-experiments.json), e.g. ones queued by hand in a run's clone")
     args = parser.parse_args()
     chosen = chosen_variants(args.sets.split(","), args.side, args.only)
-    if args.read:
-        clone, seconds = args.read, None
-        # The commit the clone was made at: the parent of its first commit of textures.
-        first = subprocess.run(["git", "log", "--format=%H", "--grep=^outside textures$"], cwd=clone,
-                               capture_output=True, text=True, check=True).stdout.split()[-1]
-        rev = subprocess.run(["git", "rev-parse", "--short", f"{first}~1"], cwd=clone, capture_output=True,
-                             text=True, check=True).stdout.strip()
-    else:
-        clone, rev = clone_at(args.rev, "inspection-")
-        seconds = queue_and_run(clone, chosen, args.side, args.jobs)
-    metrics = read_metrics(clone, all_commits=True)  # each set's experiments start from its own commit
+    clone, metrics, rev, seconds = experiment_metrics(args, chosen)
     measured = [key for key in chosen if f"{key[0]}-{key[1]}" in metrics]
     if missing := [f"{name}-{tail}" for name, tail in chosen if (name, tail) not in measured]:
         print(f"no metrics (removed from the queue, or failed) for: {', '.join(missing)}")
@@ -209,7 +221,8 @@ def main() -> None:
     write_json(RESULTS / "inspection.json", {
         "side": args.side, "runs": [*earlier.get("runs", []), run],
         "protocols": PROTOCOLS, "rows": {**kept_rows(earlier.get("rows", {}), rows), **rows}})
-    shutil.rmtree(clone.parent)  # only now: a run that failed before keeps its clone for --read
+    if clone is not None:
+        shutil.rmtree(clone.parent)  # only now: a run that failed before keeps its clone for --read
     print("\n".join(table(rows)))
 
 

@@ -133,9 +133,17 @@ def _shown(value) -> str:
     return str(value)
 
 
+def inspection_defects(root: Path) -> list[str]:
+    """The segmenter's synthetic defects and the map's blur, per set (bench/results/inspection.json)."""
+    sys.path.insert(0, str(root / "bench"))
+    from inspection_table import defects_table
+
+    return defects_table(load(root, "bench/results/inspection.json")["rows"], ["brick", "grass", "brick-hue", "gravel"])
+
+
 TABLES = {"summary": summary, "parameters": parameters, "headline_metrics": headline_metrics, "default_run": default_run,
           "anomaly_detection": anomaly_detection, "inspection": inspection,
-          "inspection_protocol_1": lambda root: inspection(root, 1)}
+          "inspection_protocol_1": lambda root: inspection(root, 1), "inspection_defects": inspection_defects}
 BLOCK = re.compile(r"(<!-- table: (\w+) -->\n)(.*?)(<!-- /table -->)", re.DOTALL)
 
 

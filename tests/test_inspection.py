@@ -172,7 +172,7 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
     trained = json.loads((project / "reports" / "train.json").read_text())
     assert trained["segmenter_epochs"] == 10 and trained["segmenter_seconds"] > 0
     threshold = json.loads((project / "reports" / "threshold.json").read_text())
-    assert threshold["per_pixel"] == {"threshold": threshold["per_image"]["threshold"], "kind": "segmenter", "sigma": 2.0}
+    assert threshold["per_pixel"] == {"threshold": threshold["per_image"]["threshold"], "kind": "segmenter", "sigma": 1.0}
     assert str(np.load(project / "data" / "losses" / "most_anomalous.npz")["map_kind"]) == "segmenter"
     assert_masks_written_and_scored_alike(project, tmp_path)
     assert_calibrated_on_site(project, tmp_path)
@@ -182,7 +182,7 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
     # saturated corruption): measured here 8e-6 for scores, 1.6e-5 for maps.
     result = run(["dvc", "exp", "run", *INSPECTION_SET, "-S", "data.normal_digits=[0]", "-S", "anomaly.map=ssim"], project, None)
     assert "train" not in ran_stages(result.stdout) and "export" in ran_stages(result.stdout)
-    assert_detector_matches(project, "map_max on the ssim map blurred by 2 px", 5e-5)
+    assert_detector_matches(project, "map_max on the ssim map blurred by 1 px", 5e-5)
 
 
 def assert_masks_written_and_scored_alike(project: Path, tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def assert_masks_written_and_scored_alike(project: Path, tmp_path: Path) -> None
     assert flagged == bool(mask.any()), "an image is flagged exactly when its mask has a pixel"
 
     # The exported detector: colour 32×32, the map_max score on the segmenter's map.
-    assert_detector_matches(project, "map_max on the segmenter map blurred by 2 px", 1e-5)
+    assert_detector_matches(project, "map_max on the segmenter map blurred by 1 px", 1e-5)
     by_detector = run([str(Path(sys.executable).parent / "aepipe"), "score", "--maps", str(tmp_path / "onnx-maps"), "--onnx",
                        "models/detector.onnx", str(project / "data" / "images" / "test" / "scratch" / "000.png")], project, None)
     assert by_detector.stdout.splitlines()[1].split(",")[2] == scored.stdout.splitlines()[1].split(",")[2]

@@ -205,8 +205,9 @@ class AnomalyParams(Section):
         "the anomaly map: error (|image - reconstruction|), ssim (1 - local SSIM), segmenter (its defect "
         "probability), averaged over the channels; auto: the segmenter when the model has one, else ssim for an "
         "inspection set, error for every other"))
-    map_sigma: float = Field(ge=0, description=(
-        "px: the Gaussian blur of the map where it locates defects and for map_max (0: none)"))
+    map_sigma: Literal["auto"] | Annotated[float, Field(ge=0)] = Field(description=(
+        "px: the Gaussian blur of the map where it locates defects and for map_max (0: none); auto: 1 for an "
+        "inspection set (thin defects keep their peak), 2 for every other"))
     corruptions: CorruptionParams
 
 
@@ -306,17 +307,19 @@ class Params(Section):
 # each the best measured there (docs/results.md); a trained segmenter's map comes before both.
 AUTO_SCORE = {True: "map_max", False: "combined"}
 AUTO_MAP = {True: "ssim", False: "error"}
+AUTO_SIGMA = {True: 1.0, False: 2.0}
 
 
 def resolve_auto(params: Params, inspection: bool) -> Params:
     """`params` with every dataset-dependent `auto` resolved (train.segmenter, anomaly.score,
-    anomaly.map) for an inspection set or another dataset: the one place these rules live."""
+    anomaly.map, anomaly.map_sigma) for an inspection set or another dataset: the one place these rules live."""
     segmenter = inspection if params.train.segmenter == "auto" else params.train.segmenter
     anomaly = params.anomaly
     score = AUTO_SCORE[inspection] if anomaly.score == "auto" else anomaly.score
     chosen_map = ("segmenter" if segmenter else AUTO_MAP[inspection]) if anomaly.map == "auto" else anomaly.map
-    return params.model_copy(update={"train": params.train.model_copy(update={"segmenter": segmenter}),
-                                     "anomaly": anomaly.model_copy(update={"score": score, "map": chosen_map})})
+    sigma = AUTO_SIGMA[inspection] if anomaly.map_sigma == "auto" else anomaly.map_sigma
+    return params.model_copy(update={"train": params.train.model_copy(update={"segmenter": segmenter}), "anomaly":
+                                     anomaly.model_copy(update={"score": score, "map": chosen_map, "map_sigma": sigma})})
 
 
 def _relation(message: str) -> PydanticCustomError:
