@@ -17,6 +17,7 @@ Results: bench/results/site_calibration.json.
 """
 
 import argparse
+import hashlib
 from datetime import date
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import pandas as pd
 
 from aepipe.anomaly.calibration import calibration_check, min_calibration_images
 from aepipe.anomaly.detection import per_image_threshold
-from aepipe.anomaly.site_calibration import site_threshold
+from aepipe.anomaly.site_calibration import add_images, site_threshold
 from aepipe.atomic import write_json
 from aepipe.data.dataset import load_split
 from aepipe.deploy.serve import OnnxDetector
@@ -50,7 +51,9 @@ def draws(scores: np.ndarray, dead: np.ndarray, images: np.ndarray, target: floa
     for _ in range(count):
         site = np.zeros(len(scores), bool)
         site[rng.choice(len(scores), min_calibration_images(target), replace=False)] = True
-        calibration = site_threshold(scores[site], dead[site], [], target, images[site])
+        digest = hashlib.sha256()
+        add_images(digest, images[site])
+        calibration = site_threshold(scores[site], dead[site], [], target, digest.hexdigest())
         check = calibration_check(int(np.sum(scores[~site] > calibration["threshold"])), int(np.sum(~site)), target)
         low, high = calibration["interval"]
         found.append({"threshold": calibration["threshold"], "stated_interval": calibration["interval"],

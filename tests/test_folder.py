@@ -50,10 +50,10 @@ def test_a_flat_folder_is_one_unlabelled_class(raw_dir, tmp_path):
 
 
 @pytest.mark.parametrize("layout, message", [
-    ({"good/a.png": "digit", "good/broken.png": b"\x89PNG\r\n\x1a\n not really"}, r"good/broken.png: not a readable PNG or JPEG image"),
-    ({"good/a.png": "digit", "scratched/": None}, r"scratched: empty class folder; expected PNG or JPEG images in it"),
+    ({"good/a.png": "digit", "good/broken.png": b"\x89PNG\r\n\x1a\n not really"}, r"good/broken.png: not a readable image \(\w+\); expected a PNG, JPEG, TIFF, BMP or WebP file"),
+    ({"good/a.png": "digit", "scratched/": None}, r"scratched: empty class folder; expected PNG, JPEG, TIFF, BMP or WebP images in it"),
     ({"good/a.png": "digit", "loose.png": "digit"}, r"holds class subfolders and also images of its own \(loose.png\)"),
-    ({"notes.txt": b"no images"}, r"no PNG or JPEG images in it, and no class subfolders"),
+    ({"notes.txt": b"no images"}, r"no PNG, JPEG, TIFF, BMP or WebP images in it, and no class subfolders"),
 ])
 def test_a_bad_folder_is_refused_naming_what_is_wrong(tmp_path, layout, message):
     root = tmp_path / "images"
@@ -125,7 +125,7 @@ def test_the_whole_pipeline_runs_on_class_folders_and_refuses_broken_ones(tmp_pa
     kept = {path: path.read_bytes() for path in [project / "models" / "model.pt", *sorted((project / "plots").glob("*.png"))]}
     (images / "seven" / "0000.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short by a failed copy")
     failed = run(["dvc", "exp", "run", *FOLDER_RUN, *one_class], project, None, check=False)
-    assert failed.returncode != 0 and "seven/0000.png: not a readable PNG or JPEG image" in failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "seven/0000.png: not a readable image" in failed.stdout + failed.stderr
     assert ran_stages(failed.stdout) == ["download"]
     assert {path: path.read_bytes() for path in kept} == kept, "the last good run's outputs were touched"
     assert not list((project / "data").glob(".raw*")), "a half-written data/raw was left behind"

@@ -13,8 +13,8 @@ from PIL import Image
 from aepipe.devices import to_pixels, to_tensor
 from aepipe.errors import AepipeError
 from aepipe.data.folder import read_folder
-from aepipe.data.images import read_npy
 from aepipe.data.images import MAX_PIXELS, read_image
+from aepipe.deploy.inputs import read_inputs
 from aepipe.model.autoencoder import AutoEncoder, check_shape, load_model, save_model
 from aepipe.params import ParamsError, load_params, parse_params
 from aepipe.similarity import ssim
@@ -122,9 +122,11 @@ def test_images_of_another_shape_are_refused_naming_both(tmp_path):
 def test_a_colour_model_refuses_a_greyscale_array_naming_both(tmp_path):
     np.save(tmp_path / "grey.npy", np.zeros((2, 32, 32), np.uint8))
     with pytest.raises(AepipeError, match=r"grey.npy: array of shape \(2, 32, 32\); the model takes 3×32×32 \(colour\)"):
-        read_npy(tmp_path / "grey.npy", 32, 3)
-    np.save(tmp_path / "first.npy", np.zeros((2, 3, 32, 32), np.uint8))
-    assert read_npy(tmp_path / "first.npy", 32, 3).shape == (2, 32, 32, 3), "channels first is turned channels last"
+        list(read_inputs([tmp_path / "grey.npy"], 32, 3, invert=False, strict=True))
+    np.save(tmp_path / "first.npy", np.arange(2 * 3 * 32 * 32).reshape(2, 3, 32, 32).astype(np.uint8))
+    read = [item.pixels for item in read_inputs([tmp_path / "first.npy"], 32, 3, invert=False, strict=True)]
+    assert [pixels.shape for pixels in read] == [(32, 32, 3)] * 2, "channels first is turned channels last"
+    assert np.array_equal(read[1][5, 7], np.load(tmp_path / "first.npy")[1, :, 5, 7] / np.float32(255))
 
 
 def test_training_on_uint8_pixels_gives_the_model_floats_give():

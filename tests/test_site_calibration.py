@@ -31,8 +31,9 @@ def good(project, tmp_path_factory) -> dict:
 
 def test_the_site_threshold_is_the_goods_quantile_with_its_provenance():
     scores = np.random.default_rng(0).normal(size=400)
-    images = np.zeros((400, 4, 4), np.float32)
+    images = "9" * 64  # their sha256
     calibration = site_threshold(scores, np.zeros(400, bool), [f"x[{i}]" for i in range(400)], 0.05, images)
+    assert calibration["images_sha256"] == images
     assert calibration["threshold"] == np.quantile(scores, 0.95) and calibration["false_alarms"] == 20
     assert calibration["interval"][0] < 0.05 < calibration["interval"][1] and calibration["images"] == 400
     for target in (0.0, 0.5, 0.7, -0.01):

@@ -106,7 +106,7 @@ def test_outside_textures_of_any_size_and_colour_are_read_and_a_bad_folder_is_re
     with pytest.raises(AepipeError, match="truncated.png: not a readable"):
         read_image_tree(tmp_path, 32, 3)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(AepipeError, match="empty: no .png, .jpg or .jpeg files"):
+    with pytest.raises(AepipeError, match="empty: no PNG, JPEG, TIFF, BMP or WebP files"):
         read_image_tree(tmp_path / "empty", 32, 3)
 
 
@@ -149,5 +149,5 @@ def test_the_train_stage_refuses_a_texture_folder_without_images_before_it_train
     process = train_stage(workdir)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 2, output
-    assert "data/textures: no .png, .jpg or .jpeg files" in output and "epoch" not in output, output
+    assert "data/textures: no PNG, JPEG, TIFF, BMP or WebP files" in output and "epoch" not in output, output
     assert not (workdir / "models").exists() and not (workdir / ".checkpoints").exists()

@@ -18,9 +18,15 @@ MAX_TARGET = 0.5  # a detector that flags half the good parts tells them from no
 THRESHOLD_INITIALIZER = "threshold"  # export.Detector's buffer, the constant the graph's flag compares against
 
 
-def site_threshold(scores: np.ndarray, dead: np.ndarray, sources: list[str], target: float, images: np.ndarray) -> dict:
-    """The quantile threshold of the good images' scores for `target`, and where it came from; refused
-    for a target outside (0, MAX_TARGET), too few images for it, or a dead frame among them."""
+def add_images(digest: "hashlib._Hash", images: np.ndarray) -> None:
+    """Hash the images' float32 pixels into `digest` (batch after batch: the same sha256 for any batching)."""
+    digest.update(np.ascontiguousarray(images, dtype=np.float32).tobytes())
+
+
+def site_threshold(scores: np.ndarray, dead: np.ndarray, sources: list[str], target: float, images_sha256: str) -> dict:
+    """The quantile threshold of the good images' scores for `target`, and where it came from (the
+    images' sha256 by `add_images`); refused for a target outside (0, MAX_TARGET), too few images for
+    it, or a dead frame among them."""
     if not 0 < target < MAX_TARGET:
         raise AepipeError(f"--false-alarms {target:g}: expected the share of good parts to flag, above 0 and below {MAX_TARGET:g}")
     needed = min_calibration_images(target)
@@ -35,7 +41,7 @@ def site_threshold(scores: np.ndarray, dead: np.ndarray, sources: list[str], tar
     return {"threshold": threshold, "target": target, "images": len(scores), "false_alarms": false_alarms,
             # where the rate on new good parts of the same line lies, 95 % of the time
             "interval": list(binomial_interval(false_alarms, len(scores))),
-            "images_sha256": hashlib.sha256(np.ascontiguousarray(images, dtype=np.float32).tobytes()).hexdigest()}
+            "images_sha256": images_sha256}
 
 
 def write_detector(source: Path, calibration: dict, out: Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from aepipe.data.dataset import Classes, Split
 from aepipe.errors import AepipeError
-from aepipe.data.images import ImageFile, image_files, image_size, other_files, read_image
+from aepipe.data.images import FORMATS, ImageFile, as_uint8, image_files, image_size, other_files, read_image
 
 MAX_CLASSES = 10  # labels are the class params' 0-9, and the figures' colours
 
@@ -33,7 +33,7 @@ def read_folder(root: str | Path, invert: bool, side: int, channels: int,
         files_per_class = [image_files(folder) for folder in subfolders]
         for folder, files in zip(subfolders, files_per_class):
             if not files:
-                raise AepipeError(f"{folder}: empty class folder; expected PNG or JPEG images in it")
+                raise AepipeError(f"{folder}: empty class folder; expected {FORMATS} images in it")
         files = [file for files in files_per_class for file in files]
         labels = np.repeat(np.arange(len(subfolders), dtype=np.uint8), [len(files) for files in files_per_class])
         classes = Classes([folder.name for folder in subfolders], "class", labelled=True)
@@ -41,10 +41,10 @@ def read_folder(root: str | Path, invert: bool, side: int, channels: int,
         files, labels = loose, np.zeros(len(loose), dtype=np.uint8)
         classes = Classes([root.name], "class", labelled=False)
     else:
-        raise AepipeError(f"{root}: no PNG or JPEG images in it, and no class subfolders holding them")
+        raise AepipeError(f"{root}: no {FORMATS} images in it, and no class subfolders holding them")
     read = [read_image(file, side, channels) for file in files]
     _note_conversions(root, read, channels, log)
-    images = np.stack([image.pixels for image in read])
+    images = np.stack([as_uint8(image.pixels) for image in read])
     return Split(255 - images if invert else images, labels), classes
 
 
@@ -60,7 +60,7 @@ def _note_conversions(root: Path, read: list[ImageFile], channels: int, log: Cal
             f"{'greyscale (data.channels = 1)' if channels == 1 else 'colour (data.channels = 3: grey in every channel)'}")
     left_out = [file for folder in [root, *sorted(root.iterdir())] if folder.is_dir() for file in other_files(folder)]
     if left_out:
-        log(f"note: {len(left_out)} files under {root} are not PNG or JPEG images and were left out "
+        log(f"note: {len(left_out)} files under {root} are not {FORMATS} images and were left out "
             f"({', '.join(str(file.relative_to(root)) for file in left_out[:3])}{', …' if len(left_out) > 3 else ''})")
 
 
@@ -135,10 +135,10 @@ def read_inspection_set(root: str | Path, side: int, channels: int, calibration_
 def _images_of(folder: Path, side: int, channels: int, invert: bool, log: Callable[[str], None]) -> np.ndarray:
     files = image_files(folder)
     if not files:
-        raise AepipeError(f"{folder}: no PNG or JPEG images in it; expected the images of this class")
+        raise AepipeError(f"{folder}: no {FORMATS} images in it; expected the images of this class")
     read = [read_image(file, side, channels) for file in files]
     _note_conversions(folder, read, channels, log)
-    images = np.stack([image.pixels for image in read])
+    images = np.stack([as_uint8(image.pixels) for image in read])
     return 255 - images if invert else images
 
 
@@ -163,4 +163,4 @@ def _read_mask(mask: Path, image: Path, side: int) -> np.ndarray:
     if read.size != expected:
         raise AepipeError(f"{mask}: {read.size[0]}×{read.size[1]} pixels, but its image {image.name} is "
                           f"{expected[0]}×{expected[1]}; expected the same size")
-    return np.where(read.pixels > 127, 255, 0).astype(np.uint8)
+    return np.where(as_uint8(read.pixels) > 127, 255, 0).astype(np.uint8)

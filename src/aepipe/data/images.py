@@ -1,7 +1,11 @@
 """Image files (and .npy arrays) as the model's pixels: the one conversion for `aepipe score` and the
 folder dataset; and the name of an image shape in messages.
 
-An image is converted to the model's shape, and each conversion is one a reader can foresee:
+PNG, JPEG, TIFF, BMP and WebP files are read, each as it displays: its EXIF orientation applied (a
+photograph stored sideways is scored upright, and its maps are written upright). A 16-bit file (TIFF
+or PNG, greyscale or colour TIFF) keeps its 16 bits (uint16 pixels) up to the model's floats; a
+multi-page TIFF is refused (one image per file). An image is converted to the model's shape, and each
+conversion is one a reader can foresee:
 - colour: to greyscale for 1 channel (ITU-R 601 luma, Pillow's "L"), greyscale to RGB for 3
   (the grey copied into each channel); an alpha channel is dropped;
 - size: resized (Lanczos) to side × side. A non-square image is stretched to a square, and its
@@ -21,36 +25,117 @@ from PIL import Image, UnidentifiedImageError
 
 from aepipe.errors import AepipeError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+FORMATS = "PNG, JPEG, TIFF, BMP or WebP"
 MAX_PIXELS = 4096 * 4096  # larger inputs are refused before their pixels are read
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+EXIF_ORIENTATION = 0x0112
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, the weights of Pillow's convert("L")
+# EXIF orientation → the stored pixels turned as they display (what PIL.ImageOps.exif_transpose does)
+DISPLAYED = {1: lambda pixels: pixels, 2: lambda pixels: pixels[:, ::-1], 3: lambda pixels: pixels[::-1, ::-1],
+             4: lambda pixels: pixels[::-1], 5: lambda pixels: pixels.swapaxes(0, 1), 6: lambda pixels: np.rot90(pixels, -1),
+             7: lambda pixels: np.rot90(pixels, 2).swapaxes(0, 1), 8: lambda pixels: np.rot90(pixels, 1)}
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class ImageFile:
-    pixels: np.ndarray  # uint8 (side, side) for greyscale, (side, side, 3) for colour
-    size: tuple[int, int]  # (width, height) of the file's image
+    pixels: np.ndarray  # (side, side) for greyscale, (side, side, 3) for colour: uint8, uint16 from a 16-bit file
+    size: tuple[int, int]  # (width, height) of the file's image, as it displays
     colour: bool  # the file held colour (converted if the model takes greyscale)
 
 
 def read_image(path: Path, side: int, channels: int, enlarge: bool = False) -> ImageFile:
-    """The image at `path` as `channels` × `side` × `side` uint8 pixels; a refusal names the file.
-    `enlarge`: a smaller image is enlarged rather than refused (a texture that fills synthetic defects)."""
+    """The image at `path`, as it displays, as `channels` × `side` × `side` pixels; a refusal names the
+    file. `enlarge`: a smaller image is enlarged rather than refused (a texture that fills synthetic defects)."""
 
     def convert(image: Image.Image) -> ImageFile:
-        _check_size(path, image.width, image.height, 1 if enlarge else side)
-        colour = image.mode not in ("1", "L", "LA", "I", "I;16", "F")
-        converted = image.convert("L" if channels == 1 else "RGB")
-        if converted.size != (side, side):
-            converted = converted.resize((side, side), Image.Resampling.LANCZOS)
-        return ImageFile(np.asarray(converted, dtype=np.uint8), image.size, colour)
+        _check_pages(path, image)
+        _check_size(path, *image.size, 1 if enlarge else side)  # turning it by 90° changes neither side's length
+        pixels = _displayed_pixels(path, image, channels)
+        return ImageFile(_resized(pixels, side), (pixels.shape[1], pixels.shape[0]), image.mode not in GREY_MODES)
 
     return _opened(path, convert)
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of the image at `path`, read from its header."""
-    return _opened(path, lambda image: image.size)
+    """(width, height) of the image at `path` as it displays."""
+
+    def displayed_size(image: Image.Image) -> tuple[int, int]:
+        _check_pages(path, image)
+        _check_size(path, *image.size, 1)
+        image.load()
+        return image.size[::-1] if _orientation(image) >= 5 else image.size
+
+    return _opened(path, displayed_size)
+
+
+def unit_floats(pixels: np.ndarray) -> np.ndarray:
+    """uint8 or uint16 pixels as float32 in [0, 1], each at its own depth."""
+    return pixels.astype(np.float32) / np.iinfo(pixels.dtype).max
+
+
+def as_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Pixels at 8 bits, as a dataset holds them (16-bit ones rounded to the nearest 8-bit level)."""
+    return pixels if pixels.dtype == np.uint8 else np.round(unit_floats(pixels) * 255).astype(np.uint8)
+
+
+def _check_pages(path: Path, image: Image.Image) -> None:
+    pages = getattr(image, "n_frames", 1)
+    if pages > 1:
+        raise AepipeError(f"{path}: a file of {pages} pages (or frames); expected one image per file")
+
+
+def _displayed_pixels(path: Path, image: Image.Image, channels: int) -> np.ndarray:
+    """The file's pixels as it displays, in the model's channels: uint8, or uint16 from a 16-bit file.
+    Pillow turns a TIFF itself as it loads it (and drops its orientation tag), other formats not."""
+    bits = getattr(image, "tag_v2", {}).get(258, (8,))  # a TIFF's BitsPerSample
+    if image.mode not in SIXTEEN_BIT_MODES and max(bits if isinstance(bits, tuple) else (bits,)) == 16:
+        return _in_channels(DISPLAYED[_orientation(image)](_colour_tiff_16_bit(path)), channels)
+    image.load()
+    turn = DISPLAYED[_orientation(image)]
+    if image.mode in SIXTEEN_BIT_MODES:
+        return _in_channels(turn(np.asarray(image).astype(np.uint16)), channels)
+    return turn(np.asarray(image.convert("L" if channels == 1 else "RGB")))
+
+
+def _orientation(image: Image.Image) -> int:
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    return orientation if orientation in DISPLAYED else 1
+
+
+def _colour_tiff_16_bit(path: Path) -> np.ndarray:
+    """(H, W, 3) uint16 as stored: Pillow reads a 16-bit colour TIFF at 8 bits, tifffile at 16."""
+    import tifffile
+
+    try:
+        pixels = tifffile.imread(path, key=0)
+    except (KeyError, ValueError) as error:  # a compression it cannot decode names the package that would
+        raise AepipeError(f"{path}: a 16-bit TIFF that tifffile cannot decode ({error})") from None
+    return pixels[..., :3] if pixels.ndim == 3 else pixels
+
+
+def _in_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """16-bit pixels in the model's channels, as Pillow's convert does it for 8 bits (ITU-R 601 luma;
+    grey into every channel), in floats: (H, W) or (H, W, 3) float64."""
+    floats = pixels.astype(np.float64)
+    if channels == 1 and floats.ndim == 3:
+        return floats @ LUMA
+    return np.repeat(floats[..., None], 3, axis=2) if channels == 3 and floats.ndim == 2 else floats
+
+
+def _resized(pixels: np.ndarray, side: int) -> np.ndarray:
+    """side × side (Lanczos): uint8 pixels as uint8, 16-bit ones (floats) in floats, as uint16."""
+    if pixels.dtype == np.uint8:
+        image = Image.fromarray(np.ascontiguousarray(pixels))
+        return np.asarray(image if image.size == (side, side) else image.resize((side, side), Image.Resampling.LANCZOS))
+    planes = [pixels] if pixels.ndim == 2 else [pixels[..., channel] for channel in range(3)]
+    if pixels.shape[:2] != (side, side):
+        planes = [np.asarray(Image.fromarray(plane.astype(np.float32), mode="F").resize((side, side), Image.Resampling.LANCZOS))
+                  for plane in planes]
+    resized = planes[0] if len(planes) == 1 else np.stack(planes, axis=2)
+    return np.round(np.clip(resized, 0, 65535)).astype(np.uint16)
 
 
 def _opened(path: Path, use: Callable[[Image.Image], T]) -> T:
@@ -62,7 +147,7 @@ def _opened(path: Path, use: Callable[[Image.Image], T]) -> T:
         raise AepipeError(f"{path}: too many pixels to decompress safely (at most {MAX_PIXELS:,}); "
                           "a decompression bomb, or an image to scale down first") from None
     except (UnidentifiedImageError, OSError) as error:
-        raise AepipeError(f"{path}: not a readable PNG or JPEG image ({type(error).__name__})") from None
+        raise AepipeError(f"{path}: not a readable image ({type(error).__name__}); expected a {FORMATS} file") from None
 
 
 def _check_size(path: Path, width: int, height: int, side: int) -> None:
@@ -74,87 +159,24 @@ def _check_size(path: Path, width: int, height: int, side: int) -> None:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """The PNG and JPEG files directly in `folder`, sorted by name."""
+    """The image files (IMAGE_SUFFIXES) directly in `folder`, sorted by name."""
     return sorted(file for file in folder.iterdir() if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def read_image_tree(folder: Path, side: int, channels: int) -> np.ndarray:
-    """Every PNG and JPEG file under `folder` (its subfolders too: DTD keeps one per category), of any
+    """Every image file under `folder` (its subfolders too: DTD keeps one per category), of any
     size and colour, as (N, side, side) or (N, side, side, 3) uint8 pixels (enlarged where smaller); other
     files are left out. An unreadable image, or none at all, is refused naming it."""
     files = sorted(file for file in folder.rglob("*") if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise AepipeError(f"{folder}: no .png, .jpg or .jpeg files in this folder or below it")
-    return np.stack([read_image(file, side, channels, enlarge=True).pixels for file in files])
+        raise AepipeError(f"{folder}: no {FORMATS} files in this folder or below it")
+    return np.stack([as_uint8(read_image(file, side, channels, enlarge=True).pixels) for file in files])
 
 
 def other_files(folder: Path) -> list[Path]:
     """The files directly in `folder` that `image_files` leaves out (hidden ones aside)."""
     return sorted(file for file in folder.iterdir() if file.is_file() and not file.name.startswith(".")
                   and file.suffix.lower() not in IMAGE_SUFFIXES)
-
-
-def _images_layout(array: np.ndarray) -> np.ndarray | None:
-    """(N, H, W) for greyscale or (N, H, W, 3) for colour from the layouts an array may come in; None
-    for none of them."""
-    if array.ndim == 2:
-        return array[None]
-    if array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[3] not in (1, 3):  # channels first
-        array = array.transpose(0, 2, 3, 1)
-    if array.ndim == 4 and array.shape[3] == 1:
-        return array[..., 0]
-    return array if array.ndim == 3 or (array.ndim == 4 and array.shape[3] == 3) else None
-
-
-def load_images(paths: list[Path], side: int, channels: int) -> tuple[list[str], np.ndarray, list[tuple[int, int]]]:
-    """(sources, float32 images (N, side, side) or (N, side, side, 3) in [0, 1], each image's own
-    (width, height)) from files, folders and .npy arrays."""
-    sources, arrays, sizes = [], [], []
-
-    def add_file(file: Path) -> None:
-        image = read_image(file, side, channels)
-        sources.append(str(file))
-        arrays.append(image.pixels[None].astype(np.float32) / 255)
-        sizes.append(image.size)
-
-    for path in paths:
-        if path.is_dir():
-            files = image_files(path)
-            if not files:
-                raise AepipeError(f"{path}: no .png, .jpg or .jpeg files in this folder")
-            for file in files:
-                add_file(file)
-        elif not path.exists():
-            raise AepipeError(f"{path}: no such file or folder")
-        elif path.suffix.lower() == ".npy":
-            batch = read_npy(path, side, channels)
-            sources.extend(f"{path}[{index}]" for index in range(len(batch)))
-            arrays.append(batch)
-            sizes.extend([(side, side)] * len(batch))
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
-            add_file(path)
-        else:
-            raise AepipeError(f"{path}: unsupported file; expected .png, .jpg, .jpeg, .npy or a folder")
-    return sources, np.concatenate(arrays).astype(np.float32), sizes
-
-
-def read_npy(path: Path, side: int, channels: int) -> np.ndarray:
-    """A .npy array's images in the dataset's layout, (N, side, side) or (N, side, side, 3), in [0, 1]."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise AepipeError(f"{path}: not a readable .npy array ({error})") from None
-    shape, array = array.shape, _images_layout(array)
-    if array is None or array.shape[1:3] != (side, side) or (array.ndim == 4) != (channels == 3) or len(array) == 0:
-        expected = (f"(N, {side}, {side}, 3) or (N, 3, {side}, {side})" if channels == 3
-                    else f"({side}, {side}), (N, {side}, {side}) or (N, 1, {side}, {side})")
-        raise AepipeError(f"{path}: array of shape {shape}; the model takes "
-                          f"{shape_name(channels, side)} images: expected {expected}, N ≥ 1")
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255
-    if np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and array.min() >= 0 and array.max() <= 1:
-        return array.astype(np.float32)
-    raise AepipeError(f"{path}: {array.dtype} values from {array.min()} to {array.max()}; expected uint8 (0–255) or floats in [0, 1]")
 
 
 def shape_name(channels: int, side: int) -> str:

@@ -1,43 +1,59 @@
 """The `aepipe` command: score your own images with a trained model, its anomaly score and threshold.
 
     aepipe score PATH... [--model models/model.pt] [--score models/anomaly_score.json]
-                         [--threshold reports/threshold.json] [--out FILE] [--maps DIR] [--invert]
-    aepipe score PATH... --onnx models/detector.onnx [--out FILE] [--maps DIR] [--invert]
+                         [--threshold reports/threshold.json] [--out FILE] [--maps DIR] [--invert] [--strict]
+    aepipe score PATH... --onnx models/detector.onnx [--out FILE] [--maps DIR] [--invert] [--strict]
 
 --onnx scores with the exported detector instead (the export stage's: the model, score and threshold
 in one file), with onnxruntime and without torch: the same CSV, maps and refusals.
 
-PATH: PNG or JPEG files, folders of them (not recursive), or .npy arrays of images of the model's
-shape (channels × side × side: 1×28×28 for MNIST). Image files are converted to it: greyscale or
-colour as the model takes, resized (Lanczos), a non-square one stretched (README: "Your own
-images"); for MNIST's models light strokes on a dark background (--invert for dark ink on light
-paper). A .npy array may hold uint8 pixels (0–255) or floats in [0, 1], shaped (side, side),
-(N, side, side) or (N, 1, side, side) for greyscale, (N, side, side, 3) or (N, 3, side, side) for colour.
-Writes CSV: source, score (the pipeline's anomaly.score: reconstruction MSE, or the combined
-score), flagged (score > threshold, or a dead frame), dead_frame (blank, saturated or one flat
-colour: flagged whatever the score). --maps DIR also writes two PNGs per image into DIR: the image
-beside its anomaly map (|image - reconstruction| per pixel, in colour over the image), and the map
-alone at the image's own size (`*_map.png`, 0–255 for an error of 0–1); with the map_max score, the
-map it scores (anomaly.map, blurred) and the defect's mask, its pixels above the threshold (`*_mask.png`)
+PATH: image files (PNG, JPEG, TIFF 8- or 16-bit, BMP, WebP; each as it displays, its EXIF orientation
+applied), folders of them (not recursive), or .npy arrays of images of the model's shape (channels ×
+side × side: 1×28×28 for MNIST). Image files are converted to it: greyscale or colour as the model
+takes, resized (Lanczos), a non-square one stretched (README: "Your own images"); for MNIST's models
+light strokes on a dark background (--invert for dark ink on light paper). A .npy array may hold uint8
+pixels (0–255) or floats in [0, 1], shaped (side, side), (N, side, side) or (N, 1, side, side) for
+greyscale, (N, side, side, 3) or (N, 3, side, side) for colour.
+
+Images are read, scored and written a batch at a time: memory does not grow with their number, and
+the CSV grows as they are scored (--out FILE: into FILE.partial, renamed to FILE when the run ends; an
+interrupted run leaves FILE as it was and FILE.partial with the rows of every batch done). Writes CSV:
+source, score (the pipeline's anomaly.score: reconstruction MSE, or the combined score), flagged
+(score > threshold, or a dead frame), dead_frame (blank, saturated or one flat colour: flagged whatever
+the score), error (why an image could not be scored: unreadable, of another shape, too small; its
+other columns empty). Exit status 0 when every image was scored, 1 when any could not be, 2 for a
+mistake in the command (a PATH that does not exist, a model or detector that cannot be used).
+--strict: all or nothing instead: the first image that cannot be scored stops the run (exit 2), and
+nothing is written. --maps DIR also writes two PNGs per image into DIR: the image beside its anomaly
+map (|image - reconstruction| per pixel, in colour over the image), and the map alone at the image's
+own size (`*_map.png`, 0–255 for an error of 0–1); with the map_max score, the map it scores
+(anomaly.map, blurred) and the defect's mask, its pixels above the threshold (`*_mask.png`)
 """
 
 import argparse
 import csv
+import hashlib
 import io
 import json
+import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
 # Only what scoring with an exported detector needs: torch is imported where the model is used.
 from aepipe.atomic import atomic_path, file_sha256
 from aepipe.anomaly.detection import decisive_scores
+from aepipe.deploy.inputs import Input, batched, image_count, listed, read_inputs
+from aepipe.deploy.serve import SCORING_BATCH  # images read, scored and written at a time
 from aepipe.errors import AepipeError, exit_on_error
-from aepipe.data.images import load_images
 from aepipe.figures.overlay import write_maps
 
+COLUMNS = ["source", "score", "flagged", "dead_frame", "error"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,6 +76,8 @@ def run(argv: list[str] | None) -> None:
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     score.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
     score.add_argument("--maps", type=Path, metavar="DIR", help="write each image's anomaly map as a PNG into DIR")
+    score.add_argument("--strict", action="store_true",
+                       help="all or nothing: stop at the first image that cannot be scored, and write nothing")
     calibrate = commands.add_parser("calibrate", parents=[scorer], help=CALIBRATE_HELP, description=CALIBRATE_HELP)
     calibrate.add_argument("--false-alarms", type=float, required=True, metavar="SHARE",
                            help="the share of good parts to flag, e.g. 0.01")
@@ -70,34 +88,96 @@ def run(argv: list[str] | None) -> None:
 
 
 CALIBRATE_HELP = ("set the threshold on site from known-good images of the line (PATH...): a copy of the detector "
-                  "(--onnx) or a threshold file that flags --false-alarms of good parts, without retraining")
+                  "(--onnx) or a threshold file that flags --false-alarms of good parts, without retraining; "
+                  "every image must be readable")
 
 
 def score_command(args: argparse.Namespace) -> None:
+    """Score the images a batch at a time, a CSV row each as it goes; exit 1 when any could not be."""
     if args.maps and args.maps.exists() and not args.maps.is_dir():
         raise AepipeError(f"--maps {args.maps}: not a folder; expected a folder to write the PNG maps into")
-    scored = score_with_detector(args) if args.onnx else score_with_model(args)
-    if args.maps:
-        write_maps(args.maps, scored.sources, scored.images, scored.sizes, scored.maps, scored.masks)
-    table = io.StringIO()
-    writer = csv.writer(table, lineterminator="\n")
-    writer.writerow(["source", "score", "flagged", "dead_frame"])
-    writer.writerows((source, f"{score:.6g}", str(bool(flag)).lower(), str(bool(dead)).lower())
-                     for source, score, flag, dead in zip(scored.sources, scored.scores, scored.flagged, scored.dead))
-    if args.out:
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(table.getvalue())
+    scorer = scorer_for(args)
+    files = listed(args.paths)
+    done = failed = 0
+    with csv_output(args.out, args.strict) as out, progress(image_count(files)) as bar:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for batch in batched(read_inputs(files, scorer.side, scorer.channels, args.invert, args.strict), SCORING_BATCH):
+            failed += write_batch(writer, batch, scorer, args.maps, done)
+            out.flush()
+            done += len(batch)
+            bar.update(len(batch))
+    if failed:
+        print(f"{failed:,} of {done:,} images could not be scored; the error column says why", file=sys.stderr)
+        sys.exit(1)
+
+
+def write_batch(writer, batch: list[Input], scorer: "Scorer", maps: Path | None, first: int) -> int:
+    """The batch's rows (and maps, into `maps`), in its order; how many of its images failed."""
+    good = [item for item in batch if item.error is None]
+    if good:
+        images = np.stack([item.pixels for item in good])
+        scored = scorer.score(images, bool(maps))
+        if maps:
+            write_maps(maps, [first + place for place, item in enumerate(batch) if item.error is None],
+                       [item.source for item in good], images, [item.size for item in good], scored.maps, scored.masks)
+        rows = iter(zip(scored.scores, scored.flagged, scored.dead))
+    for item in batch:
+        if item.error:
+            writer.writerow([item.source, "", "", "", item.error])
+        else:
+            score, flag, dead = next(rows)
+            writer.writerow([item.source, f"{score:.6g}", str(bool(flag)).lower(), str(bool(dead)).lower(), ""])
+    return len(batch) - len(good)
+
+
+@contextmanager
+def csv_output(out: Path | None, strict: bool) -> Iterator[TextIO]:
+    """Where the rows go as they are written (the module's doc: FILE.partial, renamed when done); with
+    `strict`, nowhere until every image is scored."""
+    if strict:
+        table = io.StringIO()
+        yield table
+        if out:
+            with atomic_path(out) as tmp:
+                tmp.write_text(table.getvalue())
+        else:
+            sys.stdout.write(table.getvalue())
+    elif out is None:
+        yield sys.stdout
     else:
-        sys.stdout.write(table.getvalue())
+        partial = out.with_name(out.name + ".partial")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with partial.open("w", newline="") as file:
+            yield file
+        os.replace(partial, out)
+
+
+@contextmanager
+def progress(total: int) -> Iterator:
+    """A progress bar on stderr, for a terminal only (nothing in a log or a pipe)."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="image", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+        yield bar
 
 
 def calibrate_command(args: argparse.Namespace) -> None:
-    """Score the good images, set the threshold for the target, write the new detector or threshold file."""
-    from aepipe.anomaly.site_calibration import site_threshold, write_detector, write_threshold_file
+    """Score the good images (every one readable), set the threshold for the target, write the new
+    detector or threshold file."""
+    from aepipe.anomaly.site_calibration import add_images, site_threshold, write_detector, write_threshold_file
 
-    args.maps = None
-    scored = score_with_detector(args) if args.onnx else score_with_model(args)
-    calibration = site_threshold(scored.scores, scored.dead, scored.sources, args.false_alarms, scored.images)
+    scorer = scorer_for(args)
+    sources, scores, dead, digest = [], [], [], hashlib.sha256()
+    for batch in batched(read_inputs(listed(args.paths), scorer.side, scorer.channels, args.invert, strict=True),
+                         SCORING_BATCH):
+        images = np.stack([item.pixels for item in batch])
+        scored = scorer.score(images, False)
+        sources += [item.source for item in batch]
+        scores.append(scored.scores)
+        dead.append(scored.dead)
+        add_images(digest, images)
+    calibration = site_threshold(np.concatenate(scores), np.concatenate(dead), sources, args.false_alarms, digest.hexdigest())
     if args.onnx:
         write_detector(args.onnx, calibration, args.out)
     else:
@@ -110,27 +190,32 @@ def calibrate_command(args: argparse.Namespace) -> None:
 
 
 @dataclass(frozen=True)
-class Scored:
-    """Images read and scored: each one's source, pixels (as load_images gives them), own size, score,
-    flag, anomaly map and whether it is a dead frame; the defect masks where the score reads the map
-    (map_max), else None."""
+class Scores:
+    """A batch of images scored: each one's score, flag and whether it is a dead frame; its anomaly maps
+    where asked, and the defect masks where the score reads the map (map_max), else None."""
 
-    sources: list[str]
-    images: np.ndarray
-    sizes: list[tuple[int, int]]
     scores: np.ndarray
     flagged: np.ndarray
-    maps: np.ndarray
-    masks: np.ndarray | None
     dead: np.ndarray
+    maps: np.ndarray | None
+    masks: np.ndarray | None
 
 
-def read_inputs(args: argparse.Namespace, side: int, channels: int) -> tuple[list[str], np.ndarray, list[tuple[int, int]]]:
-    sources, images, sizes = load_images(args.paths, side, channels)
-    return sources, (1 - images if args.invert else images), sizes
+@dataclass(frozen=True)
+class Scorer:
+    """What scores: the images it takes (channels × side × side) and `score(images, with_maps)` of
+    (N, side, side) or (N, side, side, 3) float32 images in [0, 1]."""
+
+    side: int
+    channels: int
+    score: Callable[[np.ndarray, bool], Scores]
 
 
-def score_with_model(args: argparse.Namespace) -> Scored:
+def scorer_for(args: argparse.Namespace) -> Scorer:
+    return detector_scorer(args.onnx) if args.onnx else model_scorer(args.model, args.score, args.threshold)
+
+
+def model_scorer(model_path: Path, score_path: Path, threshold_path: Path) -> Scorer:
     """The pipeline's own files: the model, the fitted score and the threshold, scored with torch."""
     import torch
 
@@ -138,30 +223,37 @@ def score_with_model(args: argparse.Namespace) -> Scored:
     from aepipe.model.autoencoder import describe_training, load_model
     from aepipe.anomaly.scores import image_features, score_maps
 
-    fitted = read_score(args.score, args.model)
-    threshold = read_threshold(args.threshold, args.model, args.score)
-    model = load_model(args.model)
+    fitted = read_score(score_path, model_path)
+    threshold = read_threshold(threshold_path, model_path, score_path)
+    model = load_model(model_path)
     if model.noise_std:  # it reconstructs noisy images well by design: noise alone scores lower than with a plain one
-        print(f"note: {args.model} is a {describe_training(model)}", file=sys.stderr)
-    sources, images, sizes = read_inputs(args, model.side, model.channels)
-    pixels = to_tensor(images, torch.device("cpu"))
-    features = image_features(model, pixels, fitted.maps)
-    scores, dead = fitted.score(features), fitted.dead_frames(features)
-    maps = score_maps(model, pixels, fitted).numpy() if args.maps else None
-    masks = maps > threshold if maps is not None and fitted.maps else None
-    return Scored(sources, images, sizes, scores, decisive_scores(scores, dead) > threshold, maps, masks, dead)
+        print(f"note: {model_path} is a {describe_training(model)}", file=sys.stderr)
+
+    def score(images: np.ndarray, with_maps: bool) -> Scores:
+        pixels = to_tensor(images, torch.device("cpu"))
+        features = image_features(model, pixels, fitted.maps)
+        scores, dead = fitted.score(features), fitted.dead_frames(features)
+        maps = score_maps(model, pixels, fitted).numpy() if with_maps else None
+        masks = maps > threshold if maps is not None and fitted.maps else None
+        return Scores(scores, decisive_scores(scores, dead) > threshold, dead, maps, masks)
+
+    return Scorer(model.side, model.channels, score)
 
 
-def score_with_detector(args: argparse.Namespace) -> Scored:
+def detector_scorer(path: Path) -> Scorer:
     """The exported detector alone (aepipe.deploy.serve: onnxruntime, no torch)."""
     from aepipe.deploy.serve import OnnxDetector
 
-    detector = OnnxDetector(args.onnx)
-    sources, images, sizes = read_inputs(args, detector.side, detector.channels)
-    channels_first = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
-    scores, flagged, maps, dead = detector(channels_first)
-    masks = maps > detector.threshold if detector.metadata["score"].startswith("map_max") else None
-    return Scored(sources, images, sizes, scores, flagged, maps, masks, dead)
+    detector = OnnxDetector(path)
+    reads_map = detector.metadata["score"].startswith("map_max")
+
+    def score(images: np.ndarray, with_maps: bool) -> Scores:
+        channels_first = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+        scores, flagged, maps, dead = detector(channels_first)
+        masks = maps > detector.threshold if with_maps and reads_map else None
+        return Scores(scores, flagged, dead, maps if with_maps else None, masks)
+
+    return Scorer(detector.side, detector.channels, score)
 
 
 def read_score(path: Path, model_path: Path):

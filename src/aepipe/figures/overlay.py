@@ -49,15 +49,15 @@ def anomaly_overlay(image: np.ndarray, error_map: np.ndarray) -> np.ndarray:
     return np.clip((1 - opacity) * as_rgb(image) + opacity * heat(error_map), 0, 1)
 
 
-def write_maps(folder: Path, sources: list[str], images: np.ndarray, sizes: list[tuple[int, int]], maps: np.ndarray,
-               masks: np.ndarray | None) -> None:
-    """Per image, numbered in scoring order: the image and, beside it, its anomaly map over it
-    (enlarged to about 224 pixels high); the map alone, at the image's own size (width, height); and,
-    given `masks`, the defect's mask at that size (`*_mask.png`, 255 in the defect)."""
+def write_maps(folder: Path, numbers: list[int], sources: list[str], images: np.ndarray, sizes: list[tuple[int, int]],
+               maps: np.ndarray, masks: np.ndarray | None) -> None:
+    """Per image, numbered by its place in the scoring order (`numbers`): the image and, beside it, its
+    anomaly map over it (enlarged to about 224 pixels high); the map alone, at the image's own size
+    (width, height); and, given `masks`, the defect's mask at that size (`*_mask.png`, 255 in the defect)."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    for number, (source, image, error_map, size) in enumerate(zip(sources, images, maps, sizes)):
+    for place, (number, source, image, error_map, size) in enumerate(zip(numbers, sources, images, maps, sizes)):
         pair = np.concatenate([as_rgb(image), anomaly_overlay(image, error_map)], axis=1)
         zoom = max(1, PREVIEW_HEIGHT // pair.shape[0])
         picture = Image.fromarray(np.round(pair * 255).astype(np.uint8)).resize((pair.shape[1] * zoom, pair.shape[0] * zoom),
@@ -69,7 +69,7 @@ def write_maps(folder: Path, sources: list[str], images: np.ndarray, sizes: list
         with atomic_path(folder / name.replace(".png", "_map.png")) as tmp:
             full_size.save(tmp)
         if masks is not None:
-            mask = Image.fromarray(masks[number].astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
+            mask = Image.fromarray(masks[place].astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
             with atomic_path(folder / name.replace(".png", "_mask.png")) as tmp:
                 mask.save(tmp)
 

@@ -1,0 +1,135 @@
+"""What `aepipe score` and `aepipe calibrate` read: image files, folders of them and .npy arrays of
+images, one image at a time in the order given, so that memory does not grow with their number. A
+file that cannot be scored (unreadable, of another shape, too small) becomes an input holding its
+error, and the others are scored; `strict` refuses it instead. A PATH that does not exist, or a folder
+without images, is a mistake in the command, refused before anything is read."""
+
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from aepipe.data.images import FORMATS, IMAGE_SUFFIXES, image_files, read_image, shape_name, unit_floats
+from aepipe.errors import AepipeError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Input:
+    source: str  # the file, or `array.npy[7]` for an array's eighth image
+    pixels: np.ndarray | None  # float32 (side, side) or (side, side, 3) in [0, 1]; None where it failed
+    size: tuple[int, int]  # (width, height) of the image as it displays; (side, side) for an array's
+    error: str | None = None  # why it could not be scored
+
+
+def listed(paths: list[Path]) -> list[Path]:
+    """The files to read, in order: each PATH, a folder's image files by name (not recursive)."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            found = image_files(path)
+            if not found:
+                raise AepipeError(f"{path}: no {FORMATS} files in this folder")
+            files.extend(found)
+        elif not path.exists():
+            raise AepipeError(f"{path}: no such file or folder")
+        else:
+            files.append(path)
+    return files
+
+
+def image_count(files: list[Path]) -> int:
+    """How many images the files hold (an array's count from its header; an unreadable one counts 1)."""
+    return sum(_array_length(file) if file.suffix.lower() == ".npy" else 1 for file in files)
+
+
+def read_inputs(files: list[Path], side: int, channels: int, invert: bool, strict: bool) -> Iterator[Input]:
+    """Every image of `files` as the model takes it (inverted if `invert`), one at a time; `strict`: the
+    first that cannot be scored is refused (AepipeError) instead of becoming an input with its error."""
+    for file in files:
+        for item in _file_inputs(file, side, channels, invert):
+            if strict and item.error:
+                raise AepipeError(item.error)
+            yield item
+
+
+def _file_inputs(file: Path, side: int, channels: int, invert: bool) -> Iterator[Input]:
+    try:
+        if file.suffix.lower() == ".npy":
+            array = _mapped_images(file, side, channels)
+        elif file.suffix.lower() in IMAGE_SUFFIXES:
+            image = read_image(file, side, channels)
+            yield Input(str(file), _inverted(unit_floats(image.pixels), invert), image.size)
+            return
+        else:
+            raise AepipeError(f"{file}: unsupported file; expected a {FORMATS} image, a .npy array or a folder")
+    except AepipeError as error:
+        yield Input(str(file), None, (side, side), str(error))
+        return
+    yield from _array_inputs(file, array, invert)
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (the last one shorter)."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _inverted(pixels: np.ndarray, invert: bool) -> np.ndarray:
+    return 1 - pixels if invert else pixels
+
+
+def _array_inputs(path: Path, array: np.ndarray, invert: bool) -> Iterator[Input]:
+    """A memory-mapped array's images, read from the file as they are needed; one whose values are out
+    of range becomes an input with its error."""
+    side = array.shape[1]
+    for index in range(len(array)):
+        source, pixels = f"{path}[{index}]", array[index]
+        floats = unit_floats(pixels) if pixels.dtype == np.uint8 else pixels.astype(np.float32)
+        if np.isfinite(floats).all() and floats.min() >= 0 and floats.max() <= 1:
+            yield Input(source, _inverted(floats, invert), (side, side))
+        else:
+            yield Input(source, None, (side, side), f"{source}: {pixels.dtype} values from {pixels.min()} to {pixels.max()}; "
+                                                    "expected uint8 (0–255) or floats in [0, 1]")
+
+
+def _mapped_images(path: Path, side: int, channels: int) -> np.ndarray:
+    """The array at `path` in the dataset's layout, (N, side, side) or (N, side, side, 3), memory-mapped."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise AepipeError(f"{path}: not a readable .npy array ({error})") from None
+    shape, array = array.shape, _images_layout(array)
+    if array is None or array.shape[1:3] != (side, side) or (array.ndim == 4) != (channels == 3) or len(array) == 0:
+        expected = (f"(N, {side}, {side}, 3) or (N, 3, {side}, {side})" if channels == 3
+                    else f"({side}, {side}), (N, {side}, {side}) or (N, 1, {side}, {side})")
+        raise AepipeError(f"{path}: array of shape {shape}; the model takes "
+                          f"{shape_name(channels, side)} images: expected {expected}, N ≥ 1")
+    if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
+        raise AepipeError(f"{path}: an array of {array.dtype}; expected uint8 (0–255) or floats in [0, 1]")
+    return array
+
+
+def _array_length(path: Path) -> int:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        return 1
+    return len(array) if array.ndim > 2 else 1
+
+
+def _images_layout(array: np.ndarray) -> np.ndarray | None:
+    """(N, H, W) for greyscale or (N, H, W, 3) for colour from the layouts an array may come in; None
+    for none of them."""
+    if array.ndim == 2:
+        return array[None]
+    if array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[3] not in (1, 3):  # channels first
+        array = array.transpose(0, 2, 3, 1)
+    if array.ndim == 4 and array.shape[3] == 1:
+        return array[..., 0]
+    return array if array.ndim == 3 or (array.ndim == 4 and array.shape[3] == 3) else None
