@@ -191,7 +191,7 @@ def assert_masks_written_and_scored_alike(project: Path, tmp_path: Path) -> None
     maps = tmp_path / "maps"
     scored = run([str(Path(sys.executable).parent / "aepipe"), "score", "--maps", str(maps),
                   str(project / "data" / "images" / "test" / "scratch" / "000.png")], project, None)
-    assert scored.stdout.splitlines()[0] == "source,score,flagged,dead_frame"
+    assert scored.stdout.splitlines()[0] == "source,score,flagged,dead_frame,error"
     mask = np.asarray(Image.open(maps / "0000-000_mask.png"))
     assert mask.shape == (40, 40) and set(np.unique(mask)) <= {0, 255}
     flagged = scored.stdout.splitlines()[1].split(",")[2] == "true"
