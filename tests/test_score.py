@@ -220,6 +220,28 @@ def test_strict_scores_all_or_nothing(project, line, tmp_path):
     assert [row["source"] for row in rows(out.read_text())] == [line[0] + "/scan001.png"]
 
 
+def test_an_interrupted_run_leaves_the_old_csv_and_the_rows_of_every_batch_done(project, line, tmp_path, monkeypatch):
+    from aepipe.deploy import cli
+
+    out = tmp_path / "night.csv"
+    out.write_text("last night's scores")
+    batches = []
+
+    def interrupted_on_the_second(writer, batch, *args):
+        if batches:
+            raise KeyboardInterrupt
+        batches.append(batch)
+        return real(writer, batch, *args)
+
+    real = cli.write_batch
+    monkeypatch.setattr(cli, "write_batch", interrupted_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        score(project, line[0], "--out", str(out))
+    assert out.read_text() == "last night's scores"
+    done = rows(out.with_name("night.csv.partial").read_text())
+    assert [row["source"] for row in done] == [item.source for item in batches[0]] and len(done) == 256
+
+
 def test_scoring_memory_does_not_grow_with_the_number_of_images(project, tmp_path):
     import tracemalloc
 
