@@ -1,6 +1,8 @@
 """Scoring outside the pipeline: the torch path (`aepipe score`: model, fitted score, threshold) against
 the exported detector (`aepipe score --onnx`: onnxruntime): cold start, and images per second at
-batch 1 and 256, at 1×28×28 (the project's trained detector) and at an inspection size.
+batch 1 and 256, at 1×28×28 (the project's trained detector) and at an inspection size; and
+`aepipe score --onnx` end to end on PNG files (decode, score, CSV) against decoding alone and the
+detector alone, and its peak memory on 10,000 and 100,000 files.
 
     python bench/serve_speed.py PROJECT SERVE_PYTHON [--rounds 5]
 
@@ -9,11 +11,16 @@ reports/threshold.json, models/detector.onnx). SERVE_PYTHON: the python of a ven
 `pip install aepipe[serve]` (numpy, Pillow, onnxruntime: no torch), where the detector's cold start
 is measured. The inspection size is 3×64×64 with the inspection sets' score (map_max on the SSIM map),
 an untrained model exported here: speed does not depend on the weights. Every measurement is taken
-`--rounds` times, the two paths interleaved, and the median kept. Results: bench/results/serve_speed-cpu.json.
+`--rounds` times, the two paths interleaved, and the median kept. End to end: 2,048 greyscale PNGs of
+64×64 scored by an untrained 1×64×64 detector (map_max on the error map), the command run in this
+process (`aepipe.deploy.cli.main`), interleaved with decoding the files alone and the detector alone
+on their pixels; memory: the command's peak resident memory (its own process) on folders of 10,000
+and 100,000 such files. Results: bench/results/serve_speed-cpu.json.
 """
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -90,14 +97,89 @@ def measure_project(project: Path, serve_python: str, rounds: int) -> dict:
 
 
 def measure_inspection_size(rounds: int, channels: int = 3, side: int = 64) -> dict:
-    torch.manual_seed(0)
-    model = AutoEncoder(20, side, channels).eval()
     fitted = FittedScore("map_max", maps=MapSpec("ssim", 2.0))
-    path = Path(tempfile.mkdtemp()) / "detector.onnx"
-    export_detector(Detector(model, fitted, 0.5), channels, side, path, {"side": str(side), "channels": str(channels),
-                                                                         "score": "map_max", "threshold": "0.5"})
+    model, path = untrained_detector(channels, side, fitted)
     return {"shape": f"{channels}x{side}x{side}", "score": "map_max (ssim map)",
             "images_per_second": throughput(torch_scorer(model, fitted), OnnxDetector(path), channels, side, rounds)}
+
+
+def untrained_detector(channels: int, side: int, fitted: FittedScore) -> tuple[AutoEncoder, Path]:
+    """An untrained model of this shape and its exported detector: speed does not depend on the weights."""
+    torch.manual_seed(0)
+    model = AutoEncoder(20, side, channels).eval()
+    path = Path(tempfile.mkdtemp()) / "detector.onnx"
+    export_detector(Detector(model, fitted, 0.5), channels, side, path, {"side": str(side), "channels": str(channels),
+                                                                         "score": fitted.method, "threshold": "0.5"})
+    return model, path
+
+
+def png_folder(count: int, side: int) -> Path:
+    """`count` greyscale PNGs of side × side (random pixels), in a new folder."""
+    folder = Path(tempfile.mkdtemp()) / "scans"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8)).save(folder / f"{index:06d}.png")
+    return folder
+
+
+def measure_end_to_end(rounds: int, side: int = 64, count: int = 2048) -> dict:
+    """Images per second of `aepipe score --onnx` on PNG files (decode, score, CSV), of decoding them
+    alone (as it reads them) and of the detector alone on their pixels (batch 1 and 256); interleaved."""
+    from aepipe.deploy.cli import main as aepipe
+    from aepipe.deploy.inputs import listed, read_inputs
+
+    _, detector_path = untrained_detector(1, side, FittedScore("map_max", maps=MapSpec("error", 1.0)))
+    folder, detector = png_folder(count, side), OnnxDetector(detector_path)
+    pixels = np.stack([item.pixels for item in read_inputs(listed([folder]), side, 1, False, True)])[:, None]
+    out = folder.parent / "scores.csv"
+
+    def end_to_end() -> None:
+        aepipe(["score", str(folder), "--onnx", str(detector_path), "--out", str(out)])
+
+    seen = {"end_to_end": [], "decode": [], "detector_batch_1": [], "detector_batch_256": []}
+    for _ in range(rounds):
+        started = time.perf_counter()
+        end_to_end()
+        seen["end_to_end"].append(count / (time.perf_counter() - started))
+        started = time.perf_counter()
+        sum(1 for _ in read_inputs(listed([folder]), side, 1, False, True))
+        seen["decode"].append(count / (time.perf_counter() - started))
+        seen["detector_batch_1"].append(images_per_second(detector, pixels[:BATCH_1_IMAGES], 1))
+        seen["detector_batch_256"].append(images_per_second(detector, pixels, 256))
+    rates = {name: round(statistics.median(values), 1) for name, values in seen.items()}
+    return {"shape": f"1x{side}x{side}", "files": count, "images_per_second": rates,
+            "end_to_end_share_of_detector_batch_256": round(rates["end_to_end"] / rates["detector_batch_256"], 3)}
+
+
+# `aepipe` as its console script runs it, printing at exit the peak resident memory of its own process
+# (VmHWM: a new process image starts its own; wait4's ru_maxrss would keep this process's from the fork).
+PEAK_REPORTING_AEPIPE = """
+import atexit, sys
+atexit.register(lambda: print("VmHWM", open("/proc/self/status").read().split("VmHWM:")[1].split()[0], file=sys.stderr))
+from aepipe.deploy.cli import main
+main(sys.argv[1:])
+"""
+
+
+def peak_memory_mb(arguments: list[str]) -> float:
+    """The peak resident memory of `aepipe ARGUMENTS`, its own process, in MB."""
+    done = subprocess.run([sys.executable, "-c", PEAK_REPORTING_AEPIPE, *arguments], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, check=True)
+    return round(int(done.stderr.split("VmHWM")[-1].split()[0]) / 1024, 1)  # kB
+
+
+def measure_memory(side: int = 64, counts: tuple[int, ...] = (10_000, 100_000)) -> dict:
+    """Peak memory of `aepipe score --onnx` (its own process) scoring folders of `counts` PNG files."""
+    _, detector_path = untrained_detector(1, side, FittedScore("map_max", maps=MapSpec("error", 1.0)))
+    peaks = {}
+    for count in counts:
+        folder = png_folder(count, side)
+        peaks[str(count)] = peak_memory_mb(["score", str(folder), "--onnx", str(detector_path),
+                                            "--out", str(folder.parent / "scores.csv")])
+        shutil.rmtree(folder.parent)
+    return {"shape": f"1x{side}x{side}", "peak_memory_mb": peaks,
+            "ratio": round(peaks[str(counts[-1])] / peaks[str(counts[0])], 3)}
 
 
 def main() -> None:
@@ -108,9 +190,10 @@ def main() -> None:
     args = parser.parse_args()
     rows = [measure_project(args.project.resolve(), args.serve_python, args.rounds), measure_inspection_size(args.rounds)]
     sizes = {"serve_only_mb": install_megabytes(args.serve_python), "this_install_mb": install_megabytes(sys.executable)}
+    streaming = {"end_to_end": measure_end_to_end(args.rounds), "memory": measure_memory()}
     write_json(RESULTS, {"date": date.today().isoformat(), "script": "bench/serve_speed.py", "threads": torch.get_num_threads(),
-                         "machine": "2-core x86-64 CPU (AMD EPYC, AVX-512)", "install": sizes, "rows": rows})
-    print(json.dumps(rows, indent=1))
+                         "machine": "2-core x86-64 CPU (AMD EPYC, AVX-512)", "install": sizes, "rows": rows, **streaming})
+    print(json.dumps({"rows": rows, **streaming}, indent=1))
 
 
 if __name__ == "__main__":

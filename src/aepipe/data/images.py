@@ -97,7 +97,8 @@ def _displayed_pixels(path: Path, image: Image.Image, channels: int) -> np.ndarr
     turn = DISPLAYED[_orientation(image)]
     if image.mode in SIXTEEN_BIT_MODES:
         return _in_channels(turn(np.asarray(image).astype(np.uint16)), channels)
-    return turn(np.asarray(image.convert("L" if channels == 1 else "RGB")))
+    wanted = "L" if channels == 1 else "RGB"
+    return turn(np.asarray(image if image.mode == wanted else image.convert(wanted)))
 
 
 def _orientation(image: Image.Image) -> int:
@@ -127,13 +128,13 @@ def _in_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
 
 def _resized(pixels: np.ndarray, side: int) -> np.ndarray:
     """side × side (Lanczos): uint8 pixels as uint8, 16-bit ones (floats) in floats, as uint16."""
+    if pixels.shape[:2] == (side, side):
+        return pixels if pixels.dtype == np.uint8 else np.round(np.clip(pixels, 0, 65535)).astype(np.uint16)
     if pixels.dtype == np.uint8:
-        image = Image.fromarray(np.ascontiguousarray(pixels))
-        return np.asarray(image if image.size == (side, side) else image.resize((side, side), Image.Resampling.LANCZOS))
+        return np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize((side, side), Image.Resampling.LANCZOS))
     planes = [pixels] if pixels.ndim == 2 else [pixels[..., channel] for channel in range(3)]
-    if pixels.shape[:2] != (side, side):
-        planes = [np.asarray(Image.fromarray(plane.astype(np.float32), mode="F").resize((side, side), Image.Resampling.LANCZOS))
-                  for plane in planes]
+    planes = [np.asarray(Image.fromarray(plane.astype(np.float32), mode="F").resize((side, side), Image.Resampling.LANCZOS))
+              for plane in planes]
     resized = planes[0] if len(planes) == 1 else np.stack(planes, axis=2)
     return np.round(np.clip(resized, 0, 65535)).astype(np.uint16)
 

@@ -48,7 +48,7 @@ import numpy as np
 # Only what scoring with an exported detector needs: torch is imported where the model is used.
 from aepipe.atomic import atomic_path, file_sha256
 from aepipe.anomaly.detection import decisive_scores
-from aepipe.deploy.inputs import Input, batched, image_count, listed, read_inputs
+from aepipe.deploy.inputs import Input, batched, image_count, listed, read_ahead, read_inputs
 from aepipe.deploy.serve import SCORING_BATCH  # images read, scored and written at a time
 from aepipe.errors import AepipeError, exit_on_error
 from aepipe.figures.overlay import write_maps
@@ -102,7 +102,8 @@ def score_command(args: argparse.Namespace) -> None:
     with csv_output(args.out, args.strict) as out, progress(image_count(files)) as bar:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(COLUMNS)
-        for batch in batched(read_inputs(files, scorer.side, scorer.channels, args.invert, args.strict), SCORING_BATCH):
+        batches = batched(read_inputs(files, scorer.side, scorer.channels, args.invert, args.strict), SCORING_BATCH)
+        for batch in read_ahead(batches):
             failed += write_batch(writer, batch, scorer, args.maps, done)
             out.flush()
             done += len(batch)

@@ -5,6 +5,8 @@ error, and the others are scored; `strict` refuses it instead. A PATH that does 
 without images, is a mistake in the command, refused before anything is read."""
 
 import itertools
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +80,31 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """`items`, the next one made on a thread while the caller works on this one: files are decoded
+    (Pillow and NumPy release the GIL) while the model scores the batch before. What the thread raises
+    is raised here, in order."""
+    ready: queue.Queue = queue.Queue(maxsize=1)
+
+    def produce() -> None:
+        try:
+            for item in items:
+                ready.put((item, None))
+        except BaseException as error:  # handed to the caller, who raises it
+            ready.put((None, error))
+            return
+        ready.put((None, StopIteration()))
+
+    threading.Thread(target=produce, daemon=True).start()
+    while True:
+        item, error = ready.get()
+        if isinstance(error, StopIteration):
+            return
+        if error is not None:
+            raise error
+        yield item
 
 
 def _inverted(pixels: np.ndarray, invert: bool) -> np.ndarray:
