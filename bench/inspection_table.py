@@ -14,7 +14,8 @@ def table(rows: dict[str, dict]) -> list[str]:
         cells += [f"{row['mean_kinds']:.3f}", f"{row['pixel_roc_auc']:.3f}", f"{row['aupro']:.3f}", _false_alarms(row),
                   {True: "yes", False: "**no**"}.get(row.get("calibration_holds"), ""),
                   *(f"{row[key]:.3f}" if row.get(key) is not None else "" for key in ("auc_blank", "auc_saturate")),
-                  f"{row['train_seconds']:.0f}" + (f" ({row['epochs']} epochs)" if "epochs" in row else "")]
+                  f"{row['train_seconds']:.0f}" + (f" ({row['epochs']} epochs)" if "epochs" in row else "")
+                  + (f" ({row['steps']} steps of {row['batch_size']})" if "steps" in row else "")]
         lines.append(f"| {name}{' (defaults)' if row.get('default') else ''} | " + " | ".join(cells) + " |")
     return lines
 
