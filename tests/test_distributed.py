@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from dvc_project import SMALL, ran_stages, run
 from stage_workdir import finished, stage_workdir, train_stage
 
 
@@ -50,12 +49,3 @@ def test_a_killed_worker_ends_the_run_with_an_error_not_a_hang(tmp_path, raw_dir
     assert "exitcode" in output and f"{-signal.SIGKILL}" in output
     assert not (workdir / "models" / "model.pt").exists()
 
-
-def test_dvc_exp_run_with_two_workers(own_project, mnist_dir):
-    result = run(["dvc", "exp", "run", *SMALL, "-S", "train.workers=2", "train"], own_project, str(mnist_dir))
-    assert "train" in ran_stages(result.stdout)
-    assert json.loads((own_project / "reports" / "train.json").read_text())["workers"] == 2
-    run(["git", "checkout", "--", "params.yaml"], own_project, None)
-    restored = run(["dvc", "exp", "run", *SMALL], own_project, str(mnist_dir))  # from the run-cache
-    assert "train" not in ran_stages(restored.stdout)
-    assert json.loads((own_project / "reports" / "train.json").read_text())["workers"] == 1

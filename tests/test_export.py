@@ -92,3 +92,25 @@ def test_images_of_another_shape_and_other_files_are_refused_naming_both(project
         OnnxDetector(not_onnx)
     with pytest.raises(AepipeError, match="detector file not found; run `dvc repro export`"):
         OnnxDetector(tmp_path / "missing.onnx")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's on its TorchScript-based exporter, which the export uses
+def test_a_colour_detector_on_the_ssim_map_matches_the_pipeline_also_where_images_are_flat(tmp_path):
+    """map_max on the SSIM map, from a model of 32×32 colour images. SSIM divides by local variances,
+    so float32 rounding (onnxruntime's convolutions are not torch's) grows where an image is flat:
+    a saturated square here; measured 8e-6 for scores, 1.6e-5 for maps."""
+    from aepipe.anomaly.scores import MapSpec, score_maps
+    from aepipe.deploy.export import Detector, export_detector, parity
+    from aepipe.model.autoencoder import AutoEncoder
+
+    torch.manual_seed(0)
+    model = AutoEncoder(latent_dim=8, side=32, channels=3).eval()
+    fitted = FittedScore("map_max", maps=MapSpec("ssim", 1.0), min_contrast=0.05)
+    images = torch.rand(24, 3, 32, 32)
+    images[:8, :, 8:24, 8:24] = 1.0  # saturated squares
+    scores = score_maps(model, images, fitted).amax(dim=(1, 2)).double().numpy()
+    threshold = float(np.median(scores))
+    path = tmp_path / "detector.onnx"
+    export_detector(Detector(model, fitted, threshold), 3, 32, path, {"side": "32", "channels": "3", "threshold": repr(threshold)})
+    checked = parity(OnnxDetector(path), model, fitted, images, scores)
+    assert checked["max_rel_diff"] <= 5e-5 and checked["max_map_diff"] <= 5e-5 and checked["flags_differ"] == 0, checked

@@ -401,29 +401,21 @@ def test_a_one_class_experiment_keeps_held_out_digits_out_and_never_retrains_the
     assert held_out["roc_auc"] > 0.8  # a model of ones reconstructs other digits badly
 
 
-def test_fashion_mnist_comes_from_its_own_mirror_and_is_scored_one_class(tmp_path, fashion_mnist_dir, serve):
+def test_fashion_mnist_comes_from_its_own_mirror_with_its_class_names(tmp_path, fashion_mnist_dir, serve):
+    """The download through DVC; what follows it reads the same files as MNIST's (the one-class
+    experiment above runs it)."""
     from aepipe.data.dataset import load_split
 
     project = copy_project(tmp_path)
     # Only the Fashion-MNIST variable names a mirror: the MNIST one is unset, its params mirrors unreachable.
-    # The stages that read the labels and class names; the others do the same on any dataset.
     result = run(["dvc", "exp", "run", *SMALL, "-S", "data.dataset=fashion-mnist", "-S", "data.normal_digits=[7]",
-                  "evaluate", "tsne"], project, None, AEPIPE_FASHION_MNIST_MIRROR=serve(fashion_mnist_dir))
-    assert "download" in ran_stages(result.stdout)
+                  "download"], project, None, AEPIPE_FASHION_MNIST_MIRROR=serve(fashion_mnist_dir))
+    assert ran_stages(result.stdout) == ["check_params", "download"]
     raw = project / "data" / "raw"
     assert {path.name: file_sha256(path) for path in raw.iterdir() if path.name != CLASSES_FILE} == DATASETS["fashion-mnist"].sha256
     assert load_classes(raw).names[7] == "Sneaker"
-    val_labels = load_split(raw, "val", 512).labels
-    images = pd.read_csv(project / "data" / "losses" / "val_images.csv")
-    assert images["label"].tolist() == val_labels.tolist() and images["normal"].tolist() == (val_labels == 7).tolist()
-    train = json.loads((project / "reports" / "train.json").read_text())
-    assert train["train_images"] == int((load_split(raw, "train", 2048).labels == 7).sum())
-    assert train["final_val_loss"] < train["initial_val_loss"], "training did not beat the untrained model"
-    assert 0 <= json.loads((project / "data" / "metrics" / "anomaly.json").read_text())["auc_held_out"] <= 1
-    tsne = json.loads((project / "reports" / "tsne.json").read_text())
-    assert tsne["points"] == 512 and 0.3 < tsne["knn_accuracy_2d"] <= 1
-    for figure in ("loss_histograms", "anomaly_scores", "most_anomalous", "tsne"):
-        assert (project / "plots" / f"{figure}.png").read_bytes().startswith(PNG_SIGNATURE)
+    val = load_split(raw, "val", 512)
+    assert val.images.shape == (512, 28, 28) and np.bincount(val.labels, minlength=10).min() > 30, "all ten classes"
 
 
 def test_an_edit_to_a_library_module_changes_only_the_stages_that_import_it(project):

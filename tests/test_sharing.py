@@ -103,7 +103,9 @@ def test_bob_sees_alice_experiments_and_reruns_one_without_computing(team):
     assert metrics["threshold"] == seen[0.95]
 
 
-def test_repro_pull_restores_the_committed_run_without_computing(team):
+def test_repro_pull_restores_the_committed_run_without_computing(shared_team):
+    """Through the local remote only: pulling from S3 is `make pull`'s, in the test above."""
+    team = shared_team
     bob = team.clone("bob-repro")
     result = run(["dvc", "repro", "--pull"], bob, None, **team.env)
     assert ran_stages(result.stdout) == []
