@@ -11,10 +11,12 @@ import torch
 
 from aepipe.atomic import file_sha256, write_json
 from aepipe.anomaly.corruptions import corrupt
-from aepipe.data.dataset import load_split
+from aepipe.anomaly.detection import DEAD_FRAME
+from aepipe.data.dataset import load_split, load_tiles
 from aepipe.devices import as_floats, to_pixels
 from aepipe.errors import exit_on_error
-from aepipe.deploy.export import Detector, detector_metadata, export_detector, parity, relative_differences, torch_floor
+from aepipe.deploy.export import (Detector, detector_metadata, export_detector, parity, relative_differences, scan_parity,
+                                  torch_floor)
 from aepipe.model.autoencoder import load_model
 from aepipe.params import load_params
 from aepipe.anomaly.scores import FittedScore
@@ -40,19 +42,30 @@ def main() -> None:
 
     detector = OnnxDetector(DETECTOR)
     images = to_pixels(load_split("data/raw", "val", params.data.val_size).images, cpu)  # uint8: converted per batch
-    scores = pd.read_csv("data/losses/val_images.csv")["score"].to_numpy()
+    table = pd.read_csv("data/losses/val_images.csv")
+    if fitted.tiling:
+        checked, floor = {"validation": scan_parity(Path(DETECTOR), model, fitted, load_tiles("data/raw"), images,
+                                                    table["score"].to_numpy(), table[DEAD_FRAME].to_numpy(bool))}, {}
+    else:
+        checked = image_sets_parity(detector, model, fitted, images, table["score"].to_numpy(), params)
+        floor = {"one_at_a_time": one_at_a_time(detector, in_torch, as_floats(images[:BATCH_CHECKED]), table["score"].to_numpy())}
+    headline = {"export_max_rel_diff": max(result["max_rel_diff"] for result in checked.values()),
+                "export_flags_differ": sum(result["flags_differ"] for result in checked.values())}
+    write_json("data/metrics/export.json", headline)
+    write_json("reports/export.json", {
+        **headline, "max_map_diff": max(result["max_map_diff"] for result in checked.values()), "by_image_set": checked,
+        **floor, "detector_sha256": file_sha256(DETECTOR), "metadata": {k: v for k, v in metadata.items() if k != "params"}})
+
+
+def image_sets_parity(detector: OnnxDetector, model, fitted: FittedScore, images: torch.Tensor, scores: np.ndarray,
+                      params) -> dict:
+    """parity on the validation images and on every synthetic anomaly the losses stage scored."""
     checked = {"validation": parity(detector, model, fitted, images, scores)}
     corrupted = pd.read_csv("data/losses/corrupted_images.csv")
     originals = as_floats(images[torch.from_numpy(corrupted["index"].to_numpy().copy())])
     for name, batch in corrupt(originals, params.anomaly.corruptions, params.seed).items():
         checked[name] = parity(detector, model, fitted, batch, corrupted[name].to_numpy())
-    headline = {"export_max_rel_diff": max(result["max_rel_diff"] for result in checked.values()),
-                "export_flags_differ": sum(result["flags_differ"] for result in checked.values())}
-    write_json("data/metrics/export.json", headline)
-    write_json("reports/export.json", {
-        **headline, "max_map_diff": max(result["max_map_diff"] for result in checked.values()),
-        "by_image_set": checked, "one_at_a_time": one_at_a_time(detector, in_torch, as_floats(images[:BATCH_CHECKED]), scores),
-        "detector_sha256": file_sha256(DETECTOR), "metadata": {k: v for k, v in metadata.items() if k != "params"}})
+    return checked
 
 
 def one_at_a_time(detector: OnnxDetector, in_torch: Detector, images: torch.Tensor, scores: np.ndarray) -> dict:

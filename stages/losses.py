@@ -12,7 +12,7 @@ import torch
 
 from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
 from aepipe.anomaly.corruptions import corrupt, patch_mask
-from aepipe.data.dataset import load_classes, load_inspection_extras, load_split
+from aepipe.data.dataset import TiledScans, load_classes, load_inspection_extras, load_split, load_tiles
 from aepipe.anomaly.detection import DEAD_FRAME, aupro, calibration_roles, given_roles, pixel_roc_auc
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
 from aepipe.errors import exit_on_error
@@ -20,7 +20,9 @@ from aepipe.model.inference import batch_means
 from aepipe.anomaly.maps import anomaly_maps, error_maps, smoothed
 from aepipe.model.autoencoder import load_model
 from aepipe.params import load_params, resolve_auto
+from aepipe.anomaly.scans import score_images
 from aepipe.anomaly.scores import FittedScore, MapSpec, fit_score, image_features
+from aepipe.data.tiles import ScanScores
 
 MOST_ANOMALOUS = 16  # validation images kept with their anomaly maps, for the evaluate stage's figure
 
@@ -33,31 +35,50 @@ def main() -> None:
     train_features = image_features(model, to_pixels(train.images, device))
     train_normal = np.isin(train.labels, params.data.normal_digits)
     maps = MapSpec(params.anomaly.map, params.anomaly.map_sigma)
-    fitted = fit_score(params.anomaly.score, train_features[train_normal],
-                       train.labels[train_normal], maps)
+    tiles = load_tiles("data/raw")
+    fitted = fit_score(params.anomaly.score, train_features[train_normal], train.labels[train_normal], maps,
+                       tiles.tiling if tiles else None)
     write_json("models/anomaly_score.json", {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")})
     _write_batch_losses("train", train_features.errors[train_normal], params)
 
     val = load_split("data/raw", "val", params.data.val_size)
     val_images = to_tensor(val.images, device)
     calibration, masks = load_inspection_extras("data/raw", params.data.val_size)
-    val_features = image_features(model, val_images, fitted.maps)
-    val_normal = np.isin(val.labels, params.data.normal_digits)
-    _write_batch_losses("val", val_features.errors[val_normal], params)
+    val_features = image_features(model, val_images, None if tiles else fitted.maps)
+    _write_batch_losses("val", val_features.errors[np.isin(val.labels, params.data.normal_digits)], params)
+    scored = score_images(model, val_images, fitted, _sizes(tiles), features=val_features)
+    first = _first_tiles(tiles, len(val.labels))  # an image's label and calibration flag: its first tile's
+    labels, val_normal = val.labels[first], np.isin(val.labels[first], params.data.normal_digits)
     roles = (calibration_roles(val_normal, params.anomaly.calibration_fraction, params.seed) if calibration is None
-             else given_roles(val_normal, calibration))
-    scores = fitted.score(val_features)
+             else given_roles(val_normal, calibration[first]))
     write_csv("data/losses/val_images.csv", pd.DataFrame({
-        "index": np.arange(len(scores)), "label": val.labels, "normal": val_normal, "role": roles,
-        "loss": val_features.errors, "score": scores, DEAD_FRAME: fitted.dead_frames(val_features)}))
-    localisation = _score_corruptions(model, fitted, val_images, np.flatnonzero(roles == "test"), params)
+        "index": np.arange(len(labels)), "label": labels, "normal": val_normal, "role": roles,
+        "loss": scored.errors, "score": scored.scores, DEAD_FRAME: scored.dead}))
+    localisation = _score_corruptions(model, fitted, val_images, np.flatnonzero(roles == "test"), params, tiles)
     if masks is not None:
-        localisation |= _locate_defects(model, val_images, masks, roles, maps)
+        localisation |= _locate_defects(model, val_images, masks, roles, maps, scored, tiles)
     write_json("data/losses/localisation.json", localisation)
-    _keep_most_anomalous(model, val_images, scores, maps.kind)
+    _keep_most_anomalous(model, val_images, scored, maps.kind, tiles)
     with atomic_path("data/latents.npz") as tmp:
         np.savez(tmp, latents=val_features.latents, labels=val.labels, train_latents=train_features.latents,
                  train_labels=train.labels)
+
+
+def _sizes(tiles: TiledScans | None, scans: np.ndarray | None = None) -> list[tuple[int, int]] | None:
+    """The (height, width) of each validation scan (of those of `scans` alone); None for whole images."""
+    if tiles is None:
+        return None
+    return tiles.sizes["val"] if scans is None else [tiles.sizes["val"][scan] for scan in scans]
+
+
+def _first_tiles(tiles: TiledScans | None, count: int) -> np.ndarray:
+    """The index of each validation image's first tile (of each image itself, untiled)."""
+    return np.arange(count) if tiles is None else np.r_[0, np.cumsum([tiles.tiling.count(*size) for size in tiles.sizes["val"]])[:-1]]
+
+
+def _tiles_of(tiles: TiledScans | None, scans: np.ndarray) -> np.ndarray:
+    """The validation tiles of these scans, in order (the images themselves, untiled)."""
+    return scans if tiles is None else np.flatnonzero(np.isin(tiles.scan_of_each_tile("val"), scans))
 
 
 def _write_batch_losses(split: str, normal_errors: np.ndarray, params) -> None:
@@ -68,16 +89,17 @@ def _write_batch_losses(split: str, normal_errors: np.ndarray, params) -> None:
     write_csv(f"data/losses/{split}_batches.csv", pd.DataFrame({"batch": np.arange(1, len(batches) + 1), "loss": batches}))
 
 
-def _score_corruptions(model, fitted: FittedScore, images: torch.Tensor, normal_test: np.ndarray, params) -> dict:
+def _score_corruptions(model, fitted: FittedScore, images: torch.Tensor, normal_test: np.ndarray, params,
+                       tiles: TiledScans | None) -> dict:
     """The synthetic anomalies are made from the normal images that test the threshold, not those that
-    set it; scored here, so that evaluate needs neither the model nor torch. The patch's anomaly maps
-    are scored pixel by pixel against where the squares are."""
-    originals = images[normal_test]
+    set it (a scan's: from each of its tiles); scored here, so that evaluate needs neither the model nor
+    torch. The patch's anomaly maps are scored pixel by pixel against where the squares are."""
+    originals = images[torch.from_numpy(_tiles_of(tiles, normal_test)).to(images.device)]
     corrupted = corrupt(originals, params.anomaly.corruptions, params.seed)
     columns = {"index": normal_test}
     for name, batch in corrupted.items():
-        features = image_features(model, batch, fitted.maps)
-        columns |= {name: fitted.score(features), f"{name}.{DEAD_FRAME}": fitted.dead_frames(features)}
+        scored = score_images(model, batch, fitted, _sizes(tiles, normal_test))
+        columns |= {name: scored.scores, f"{name}.{DEAD_FRAME}": scored.dead}
     write_csv("data/losses/corrupted_images.csv", pd.DataFrame(columns))
     localisation = {}
     if "patch" in corrupted:
@@ -87,25 +109,40 @@ def _score_corruptions(model, fitted: FittedScore, images: torch.Tensor, normal_
     return localisation
 
 
-def _locate_defects(model, images: torch.Tensor, masks: np.ndarray, roles: np.ndarray, maps: MapSpec) -> dict:
+def _locate_defects(model, images: torch.Tensor, masks: np.ndarray, roles: np.ndarray, maps: MapSpec,
+                    scored: ScanScores, tiles: TiledScans | None) -> dict:
     """An inspection set's defects located: its test images' (good and defective) blurred anomaly maps
-    scored pixel by pixel against the masks."""
+    (a scan's: stitched) scored pixel by pixel against the masks."""
     tested = np.flatnonzero(roles != "calibration")
-    chosen = images[torch.from_numpy(tested).to(images.device)]
-    blurred = smoothed(anomaly_maps(model, chosen, maps.kind), maps.sigma).cpu().numpy()
-    truth = masks[tested] > 0
+    if tiles is None:
+        chosen = images[torch.from_numpy(tested).to(images.device)]
+        blurred, truth = smoothed(anomaly_maps(model, chosen, maps.kind), maps.sigma).cpu().numpy(), masks[tested] > 0
+    else:
+        stitched_masks = tiles.maps("val", masks)
+        blurred, truth = [scored.maps[scan] for scan in tested], [stitched_masks[scan] > 0 for scan in tested]
     return {"map": maps.kind, "map_sigma": maps.sigma, "pixel_roc_auc": pixel_roc_auc(blurred, truth),
             "aupro": aupro(blurred, truth)}
 
 
-def _keep_most_anomalous(model, images: torch.Tensor, scores: np.ndarray, map_kind: str) -> None:
-    top = np.argsort(scores, kind="stable")[::-1][:MOST_ANOMALOUS]
-    chosen = images[torch.from_numpy(top.copy()).to(images.device)]
+def _keep_most_anomalous(model, images: torch.Tensor, scored: ScanScores, map_kind: str, tiles: TiledScans | None) -> None:
+    """The highest scoring images with their maps (of a scan: the tile where its stitched map peaks)."""
+    top = np.argsort(scored.scores, kind="stable")[::-1][:MOST_ANOMALOUS]
+    shown = top if tiles is None else np.array([_peak_tile(tiles, scored.maps[scan], scan) for scan in top])
+    chosen = images[torch.from_numpy(shown.copy()).to(images.device)]
     with atomic_path("data/losses/most_anomalous.npz") as tmp:
         # The map's kind is written only when it is not the error map: the default run's file stays as it was.
         kind = {} if map_kind == "error" else {"map_kind": np.array(map_kind)}
         np.savez(tmp, index=top, images=to_numpy_images(chosen), maps=anomaly_maps(model, chosen, map_kind).cpu().numpy(),
                  **kind)
+
+
+def _peak_tile(tiles: TiledScans, scan_map: np.ndarray, scan: int) -> int:
+    """The validation tile of scan `scan` that holds the peak of its stitched map."""
+    peak = np.unravel_index(np.argmax(scan_map), scan_map.shape)
+    tile = tiles.tiling.tile
+    corners = tiles.tiling.corners(*scan_map.shape)
+    place = next(i for i, (top, left) in enumerate(corners) if top <= peak[0] < top + tile and left <= peak[1] < left + tile)
+    return int(_tiles_of(tiles, np.array([scan]))[place])
 
 
 if __name__ == "__main__":

@@ -73,6 +73,12 @@ class DataParams(Section):
     normal_digits: list[Annotated[int, Field(ge=0, le=9)]] = Field(min_length=1, description=(
         "the classes the model trains and calibrates on; the validation set's other classes are the anomalies "
         "([0]: one-class; all ten: none held out)"))
+    tile: Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=4)] | None = Field(description=(
+        "a folder's images kept at full resolution and cut into tile × tile tiles, which the model sees (data.side "
+        "must equal it); each image's map is its tiles' maps stitched, its score the map's peak (null: each image "
+        "resized to data.side)"))
+    tile_overlap: int = Field(ge=0, description=(
+        "pixels neighbouring tiles share (their maps are averaged there); less than data.tile"))
 
     @model_validator(mode="after")
     def _published_datasets_keep_their_shape(self) -> "DataParams":
@@ -80,6 +86,23 @@ class DataParams(Section):
             raise _relation(f"data.side = {self.side}, data.channels = {self.channels}: {self.dataset} images are "
                             f"1×{MNIST_SIDE}×{MNIST_SIDE}; expected side {MNIST_SIDE} and 1 channel "
                             "(other shapes are for data.dataset = folder)")
+        return self
+
+    @model_validator(mode="after")
+    def _tiles_fit(self) -> "DataParams":
+        if self.tile is None:
+            return self
+        if self.dataset != "folder":
+            raise _relation(f"data.tile = {self.tile}: {self.dataset} images are whole digits or garments; "
+                            "expected data.tile = null (tiles are for data.dataset = folder)")
+        if self.side != self.tile:
+            raise _relation(f"data.tile = {self.tile}, data.side = {self.side}: the model sees the tiles; "
+                            f"expected data.side = {self.tile}")
+        if self.tile_overlap >= self.tile:
+            raise _relation(f"data.tile_overlap = {self.tile_overlap}: expected less than data.tile = {self.tile}")
+        if self.val_size is not None:
+            raise _relation(f"data.val_size = {self.val_size} with data.tile = {self.tile}: a scan's tiles are scored "
+                            "together; expected data.val_size = null")
         return self
 
     @field_validator("normal_digits")
@@ -295,6 +318,13 @@ class Params(Section):
         return self
 
     @model_validator(mode="after")
+    def _a_tiled_scan_scores_its_peak(self) -> "Params":
+        if self.data.tile is not None and self.anomaly.score not in ("auto", "map_max"):
+            raise _relation(f"anomaly.score = {self.anomaly.score} with data.tile = {self.data.tile}: a scan's score is "
+                            "the peak of its stitched map; expected anomaly.score auto or map_max")
+        return self
+
+    @model_validator(mode="after")
     def _fit_the_validation_set(self) -> "Params":
         try:
             check_against_validation_set(self, self.val_images)
@@ -315,7 +345,8 @@ def resolve_auto(params: Params, inspection: bool) -> Params:
     anomaly.map, anomaly.map_sigma) for an inspection set or another dataset: the one place these rules live."""
     segmenter = inspection if params.train.segmenter == "auto" else params.train.segmenter
     anomaly = params.anomaly
-    score = AUTO_SCORE[inspection] if anomaly.score == "auto" else anomaly.score
+    tiled = params.data.tile is not None  # a scan's score is its stitched map's peak
+    score = AUTO_SCORE[inspection or tiled] if anomaly.score == "auto" else anomaly.score
     chosen_map = ("segmenter" if segmenter else AUTO_MAP[inspection]) if anomaly.map == "auto" else anomaly.map
     sigma = AUTO_SIGMA[inspection] if anomaly.map_sigma == "auto" else anomaly.map_sigma
     return params.model_copy(update={"train": params.train.model_copy(update={"segmenter": segmenter}), "anomaly":

@@ -82,12 +82,20 @@ def decisive_scores(scores: np.ndarray, dead_frames: np.ndarray) -> np.ndarray:
     return np.where(dead_frames, np.inf, scores)
 
 
-def pixel_roc_auc(maps: np.ndarray, masks: np.ndarray) -> float:
+Maps = np.ndarray | list[np.ndarray]  # (N, H, W), or a list of (H, W) maps of any sizes (tiled scans)
+
+
+def pixels(maps: Maps) -> np.ndarray:
+    """Every pixel of every map, in one flat array: image by image, row by row."""
+    return maps.ravel() if isinstance(maps, np.ndarray) else np.concatenate([each.ravel() for each in maps])
+
+
+def pixel_roc_auc(maps: Maps, masks: Maps) -> float:
     """Localisation: ROC AUC of every pixel's anomaly-map value against whether it lies in the anomaly."""
-    return _roc_auc(masks.ravel().astype(np.float64), maps.ravel())
+    return _roc_auc(pixels(masks).astype(np.float64), pixels(maps))
 
 
-def aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = AUPRO_FPR_LIMIT) -> float:
+def aupro(maps: Maps, masks: Maps, fpr_limit: float = AUPRO_FPR_LIMIT) -> float:
     """Area under the per-region-overlap curve up to a false-positive rate of `fpr_limit`, divided by
     it (1 is perfect): MVTec AD's localisation metric (Bergmann et al., IJCV 2021; its evaluation
     code's compute_pro, and anomalib's AUPRO, which it matches: bench/metric_check.py). Every connected
@@ -99,20 +107,20 @@ def aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = AUPRO_FPR_LIMI
     1 / (normal pixels) to the false-positive rate."""
     from scipy.ndimage import label  # only where masks exist
 
-    weights = np.zeros(masks.shape)
+    weights = [np.zeros(mask.shape) for mask in masks]
     regions = [label(mask > 0, structure=np.ones((3, 3))) for mask in masks]
     total_regions = sum(count for _, count in regions)
-    if total_regions == 0 or np.all(masks > 0):
+    normal = pixels(masks) == 0
+    if total_regions == 0 or not normal.any():
         raise ValueError("AUPRO needs defect regions and pixels outside them")
     for weight, (labelled, count) in zip(weights, regions):
         sizes = np.bincount(labelled.ravel())
         weight[labelled > 0] = 1 / (sizes[labelled[labelled > 0]] * total_regions)
-    normal = masks.ravel() == 0
-    order = np.argsort(maps.ravel(), kind="stable")[::-1]
-    values = maps.ravel()[order]
+    order = np.argsort(pixels(maps), kind="stable")[::-1]
+    values = pixels(maps)[order]
     last_of_each_value = np.r_[np.flatnonzero(np.diff(values)), len(values) - 1]
     fpr = np.r_[0, np.cumsum(normal[order])[last_of_each_value] / normal.sum()]
-    pro = np.r_[0, np.cumsum(weights.ravel()[order])[last_of_each_value]]
+    pro = np.r_[0, np.cumsum(pixels(weights)[order])[last_of_each_value]]
     inside = fpr <= fpr_limit
     fpr_cut, pro_cut = np.r_[fpr[inside], fpr_limit], np.r_[pro[inside], np.interp(fpr_limit, fpr, pro)]
     return float(np.trapezoid(pro_cut, fpr_cut) / fpr_limit)

@@ -30,6 +30,7 @@ import torch
 from aepipe.devices import as_floats, eval_batches
 from aepipe.model.inference import errors_and_latents
 from aepipe.anomaly.maps import anomaly_maps, error_maps, map_peaks, smoothed
+from aepipe.data.tiles import Tiling
 from aepipe.model.autoencoder import AutoEncoder
 
 METHODS = ("reconstruction", "combined", "map_max")
@@ -112,6 +113,7 @@ class FittedScore:
     log_ink: Spread | None = None
     maps: MapSpec | None = None  # for map_max
     min_contrast: float | None = None  # the flattest normal training image's frame_contrast
+    tiling: Tiling | None = None  # map_max of scans (data.tile): each scan's map stitched from its tiles'
 
     @property
     def dead_below(self) -> float:
@@ -136,7 +138,8 @@ class FittedScore:
                               statistics).numpy()
 
     def to_dict(self) -> dict:
-        return {key: value for key, value in asdict(self).items() if value is not None or key not in ("maps", "min_contrast")}
+        return {key: value for key, value in asdict(self).items()
+                if value is not None or key not in ("maps", "min_contrast", "tiling")}
 
     @classmethod
     def from_dict(cls, saved: dict) -> "FittedScore":
@@ -144,8 +147,9 @@ class FittedScore:
         if saved["method"] not in METHODS:
             raise ValueError(f"unknown score method {saved['method']!r}")
         maps = MapSpec(**saved["maps"]) if saved.get("maps") else None
+        tiling = Tiling(**saved["tiling"]) if saved.get("tiling") else None
         return cls(saved["method"], saved.get("latent_means"), saved.get("latent_precisions"), **spreads, maps=maps,
-                   min_contrast=saved.get("min_contrast"))
+                   min_contrast=saved.get("min_contrast"), tiling=tiling)
 
 
 def score_maps(model: AutoEncoder, images: torch.Tensor, fitted: FittedScore) -> torch.Tensor:
@@ -156,15 +160,16 @@ def score_maps(model: AutoEncoder, images: torch.Tensor, fitted: FittedScore) ->
     return smoothed(anomaly_maps(model, images, fitted.maps.kind), fitted.maps.sigma)
 
 
-def fit_score(method: str, training: ImageFeatures, labels: np.ndarray, maps: MapSpec | None = None) -> FittedScore:
+def fit_score(method: str, training: ImageFeatures, labels: np.ndarray, maps: MapSpec | None = None,
+              tiling: Tiling | None = None) -> FittedScore:
     """The statistics `method` needs, from the normal training images' features and labels (never
-    the validation images'); map_max needs none, only which map (`maps`). Every score learns the
-    flattest training image's contrast, below which a frame is dead."""
+    the validation images'); map_max needs none, only which map (`maps`) and, for scans, their
+    `tiling`. Every score learns the flattest training image's contrast, below which a frame is dead."""
     min_contrast = float(training.contrast.min())
     if method == "reconstruction":
         return FittedScore(method, min_contrast=min_contrast)
     if method == "map_max":
-        return FittedScore(method, maps=maps, min_contrast=min_contrast)
+        return FittedScore(method, maps=maps, min_contrast=min_contrast, tiling=tiling)
     if method != "combined":
         raise ValueError(f"unknown score method {method!r}")
     latents = training.latents.astype(np.float64)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from aepipe.atomic import DIR_MODE
+from aepipe.data.tiles import Tiling
 from aepipe.errors import AepipeError
 
 SPLIT_FILES = {
@@ -21,6 +22,7 @@ CLASSES_FILE = "classes.json"  # beside the IDX files: the names of the labels
 # calibrates the threshold; each image's defect mask (255 in the defect).
 CALIBRATION_FILE = "t10k-calibration-idx1-ubyte"
 MASKS_FILE = "t10k-masks-idx3-ubyte"
+TILES_FILE = "tiles.json"  # a tiled dataset's (data.tile): the tiling, and the size of each scan the tiles are from
 UNSIGNED_BYTES = 0x00000800  # an IDX magic number is this plus the number of dimensions
 IMAGES_MAGIC = UNSIGNED_BYTES + 3  # (N, H, W): greyscale
 COLOUR_IMAGES_MAGIC = UNSIGNED_BYTES + 4  # (N, H, W, 3)
@@ -32,10 +34,11 @@ class IdxFormatError(AepipeError):
 
 
 def write_dataset(dest: str | Path, train: "Split", val: "Split", classes: "Classes",
-                  calibration: np.ndarray | None = None, masks: np.ndarray | None = None) -> None:
+                  calibration: np.ndarray | None = None, masks: np.ndarray | None = None,
+                  tiles: "TiledScans | None" = None) -> None:
     """Write splits of images of any shape, (N, H, W) or (N, H, W, 3), as `dest` in the layout
-    aepipe.data.mnist.download_dataset gives too."""
-    files = {}
+    aepipe.data.mnist.download_dataset gives too; `tiles`: the images are tiles of these scans."""
+    files = {TILES_FILE: tiles.to_json()} if tiles else {}
     for split, data in (("train", train), ("val", val)):
         images_name, labels_name = SPLIT_FILES[split]
         files[images_name] = encode_idx(data.images, UNSIGNED_BYTES + data.images.ndim)
@@ -152,3 +155,53 @@ def _read_writable(path: Path) -> bytearray:
         data = bytearray(path.stat().st_size)
         file.readinto(data)
     return data
+
+
+@dataclass(frozen=True)
+class TiledScans:
+    """How a tiled dataset's tiles were cut: each split's images are the tiles of its scans, in order."""
+
+    tiling: Tiling
+    sizes: dict[str, list[tuple[int, int]]]  # split → each scan's (height, width)
+
+    def to_json(self) -> bytes:
+        saved = {"tile": self.tiling.tile, "overlap": self.tiling.overlap, "sizes": self.sizes}
+        return (json.dumps(saved) + "\n").encode()
+
+    def maps(self, split: str, tiles: np.ndarray) -> list[np.ndarray]:
+        """Each scan's map (or pixels), stitched from its tiles' in `tiles`."""
+        return self.tiling.stitch_all(tiles, self.sizes[split])
+
+    def scan_of_each_tile(self, split: str) -> np.ndarray:
+        return self.tiling.scan_of_each_tile(self.sizes[split])
+
+
+def tiled(scans: np.ndarray, labels: np.ndarray, tiling: Tiling) -> tuple[Split, list[tuple[int, int]]]:
+    """The tiles of scans (an object array, aepipe.data.folder.scans), each labelled as its scan; and
+    the scans' (height, width)s."""
+    tiles = [tiling.cut(scan) for scan in scans]
+    return Split(np.concatenate(tiles), np.repeat(labels, [len(part) for part in tiles])), [scan.shape[:2] for scan in scans]
+
+
+def load_tiles(raw_dir: str | Path) -> TiledScans | None:
+    """A tiled dataset's TILES_FILE; None for a dataset of whole images."""
+    path = Path(raw_dir) / TILES_FILE
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    return TiledScans(Tiling(saved["tile"], saved["overlap"]),
+                      {split: [tuple(size) for size in sizes] for split, sizes in saved["sizes"].items()})
+
+
+def write_scans(dest: str | Path, train: Split, val: Split, classes: Classes, tiling: Tiling,
+                calibration: np.ndarray | None = None, masks: np.ndarray | None = None) -> None:
+    """write_dataset of scans of any size (object arrays, aepipe.data.folder.scans) as their tiles, each
+    with its scan's label, calibration flag and part of the mask."""
+    train_tiles, train_sizes = tiled(train.images, train.labels, tiling)
+    val_tiles, val_sizes = tiled(val.images, val.labels, tiling)
+    if calibration is not None:
+        calibration = np.repeat(calibration, [tiling.count(*size) for size in val_sizes])
+    if masks is not None:
+        masks = np.concatenate([tiling.cut(mask) for mask in masks])
+    write_dataset(dest, train_tiles, val_tiles, classes, calibration, masks,
+                  TiledScans(tiling, {"train": train_sizes, "val": val_sizes}))

@@ -15,10 +15,11 @@ MAX_CLASSES = 10  # labels are the class params' 0-9, and the figures' colours
 
 
 def read_folder(root: str | Path, invert: bool, side: int, channels: int,
-                log: Callable[[str], None] = print) -> tuple[Split, Classes]:
+                log: Callable[[str], None] = print, tiled: bool = False) -> tuple[Split, Classes]:
     """Every image under `root` as `channels` × `side` × `side` pixels (aepipe.data.images; inverted if
     `invert`), labelled by subfolder in name order; a refusal names the folder or file that is wrong,
-    and `log` gets a note of every conversion that is not a plain resize."""
+    and `log` gets a note of every conversion that is not a plain resize. `tiled`: each image at its
+    own size (at least side × side), the images an object array of arrays (`scans`)."""
     root = Path(root)
     if not root.is_dir():
         raise AepipeError(f"{root}: no such folder; put your images there, one subfolder per class")
@@ -42,15 +43,26 @@ def read_folder(root: str | Path, invert: bool, side: int, channels: int,
         classes = Classes([root.name], "class", labelled=False)
     else:
         raise AepipeError(f"{root}: no {FORMATS} images in it, and no class subfolders holding them")
-    read = [read_image(file, side, channels) for file in files]
-    _note_conversions(root, read, channels, log)
-    images = np.stack([as_uint8(image.pixels) for image in read])
+    read = [read_image(file, side, channels, tiled=tiled) for file in files]
+    _note_conversions(root, read, channels, log, tiled)
+    images = scans([as_uint8(image.pixels) for image in read], tiled)
     return Split(255 - images if invert else images, labels), classes
 
 
-def _note_conversions(root: Path, read: list[ImageFile], channels: int, log: Callable[[str], None]) -> None:
+def scans(images: list[np.ndarray], tiled: bool) -> np.ndarray:
+    """The images as one array: stacked, or (`tiled`: each of its own size) an object array of them."""
+    if not tiled:
+        return np.stack(images)
+    ragged = np.empty(len(images), dtype=object)
+    for place, image in enumerate(images):  # one by one: a list of arrays of one shape would be broadcast
+        ragged[place] = image
+    return ragged
+
+
+def _note_conversions(root: Path, read: list[ImageFile], channels: int, log: Callable[[str], None],
+                      tiled: bool = False) -> None:
     """Say what was done to the images beyond resizing, and which files were left out."""
-    stretched = sum(image.size[0] != image.size[1] for image in read)
+    stretched = 0 if tiled else sum(image.size[0] != image.size[1] for image in read)
     if stretched:
         log(f"note: {stretched} of {len(read)} images in {root} are not square; each was stretched to a square "
             "(its anomaly map is stretched back)")
@@ -101,7 +113,7 @@ def is_inspection_layout(root: str | Path) -> bool:
 
 
 def read_inspection_set(root: str | Path, side: int, channels: int, calibration_fraction: float, seed: int,
-                        invert: bool = False, log: Callable[[str], None] = print) -> InspectionSet:
+                        invert: bool = False, log: Callable[[str], None] = print, tiled: bool = False) -> InspectionSet:
     """The MVTec AD layout under `root` (inverted if `invert`); masks from
     ground_truth/<kind>/<name>_mask.png when that folder exists (then every defect image needs one).
     validation/good/ (MVTec AD 2's layout) calibrates the threshold when it exists, and every image of
@@ -115,34 +127,36 @@ def read_inspection_set(root: str | Path, side: int, channels: int, calibration_
                           f"folder per defect kind; found {', '.join(sorted(path.name for path in (root / 'test').iterdir())) or 'nothing'}")
     if len(kinds) + 1 > MAX_CLASSES:
         raise AepipeError(f"{root / 'test'}: {len(kinds)} defect kinds; expected at most {MAX_CLASSES - 1}")
-    good = _images_of(root / "train" / GOOD, side, channels, invert, log)
+    good = _images_of(root / "train" / GOOD, side, channels, invert, log, tiled)
     if (root / VALIDATION / GOOD).is_dir():
-        held_out = _images_of(root / VALIDATION / GOOD, side, channels, invert, log)
+        held_out = _images_of(root / VALIDATION / GOOD, side, channels, invert, log, tiled)
         train, calibration = Split(good, np.zeros(len(good), np.uint8)), Split(held_out, np.zeros(len(held_out), np.uint8))
     else:
         train, calibration = split_at_random(Split(good, np.zeros(len(good), np.uint8)), calibration_fraction, seed)
-    tested = [_images_of(root / "test" / name, side, channels, invert, log) for name in [GOOD, *kinds]]  # label = place
+    tested = [_images_of(root / "test" / name, side, channels, invert, log, tiled) for name in [GOOD, *kinds]]  # label = place
     labels = np.concatenate([calibration.labels, *(np.full(len(images), label, np.uint8) for label, images in enumerate(tested))])
     val = Split(np.concatenate([calibration.images, *tested]), labels)
-    masks = _read_masks(root, kinds, side) if (root / "ground_truth").is_dir() else None
-    if masks is not None:
-        masks = np.concatenate([np.zeros((len(val.labels) - len(masks), side, side), np.uint8), masks])
+    masks = _read_masks(root, kinds, side, tiled) if (root / "ground_truth").is_dir() else None
+    if masks is not None:  # the good images' masks: empty
+        good_masks = [np.zeros(image.shape[:2], np.uint8) for image in val.images[: len(val.labels) - len(masks)]]
+        masks = np.concatenate([scans(good_masks, tiled) if good_masks else masks[:0], masks])
     calibration_flags = (np.arange(len(labels)) < len(calibration.labels)).astype(np.uint8)
     return InspectionSet(train, val, Classes([GOOD, *kinds], "defect", labelled=True, inspection=True),
                          calibration_flags, masks)
 
 
-def _images_of(folder: Path, side: int, channels: int, invert: bool, log: Callable[[str], None]) -> np.ndarray:
+def _images_of(folder: Path, side: int, channels: int, invert: bool, log: Callable[[str], None],
+               tiled: bool = False) -> np.ndarray:
     files = image_files(folder)
     if not files:
         raise AepipeError(f"{folder}: no {FORMATS} images in it; expected the images of this class")
-    read = [read_image(file, side, channels) for file in files]
-    _note_conversions(folder, read, channels, log)
-    images = np.stack([as_uint8(image.pixels) for image in read])
+    read = [read_image(file, side, channels, tiled=tiled) for file in files]
+    _note_conversions(folder, read, channels, log, tiled)
+    images = scans([as_uint8(image.pixels) for image in read], tiled)
     return 255 - images if invert else images
 
 
-def _read_masks(root: Path, kinds: list[str], side: int) -> np.ndarray:
+def _read_masks(root: Path, kinds: list[str], side: int, tiled: bool = False) -> np.ndarray:
     """Every defect image's mask, in the order of the images, at side × side (nearest: stays binary)."""
     masks = []
     for kind in kinds:
@@ -154,12 +168,12 @@ def _read_masks(root: Path, kinds: list[str], side: int) -> np.ndarray:
         for mask, image in expected.items():
             if mask not in found:
                 raise AepipeError(f"{image}: no mask; expected {mask} (every defect image needs one when ground_truth/ exists)")
-            masks.append(_read_mask(mask, image, side))
-    return np.stack(masks)
+            masks.append(_read_mask(mask, image, side, tiled))
+    return scans(masks, tiled)
 
 
-def _read_mask(mask: Path, image: Path, side: int) -> np.ndarray:
-    expected, read = image_size(image), read_image(mask, side, channels=1)
+def _read_mask(mask: Path, image: Path, side: int, tiled: bool) -> np.ndarray:
+    expected, read = image_size(image), read_image(mask, side, channels=1, tiled=tiled)
     if read.size != expected:
         raise AepipeError(f"{mask}: {read.size[0]}×{read.size[1]} pixels, but its image {image.name} is "
                           f"{expected[0]}×{expected[1]}; expected the same size")

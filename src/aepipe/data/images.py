@@ -23,6 +23,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from aepipe.data.tiles import Tiling
 from aepipe.errors import AepipeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -46,15 +47,21 @@ class ImageFile:
     colour: bool  # the file held colour (converted if the model takes greyscale)
 
 
-def read_image(path: Path, side: int, channels: int, enlarge: bool = False) -> ImageFile:
+def read_image(path: Path, side: int, channels: int, enlarge: bool = False, tiled: bool = False) -> ImageFile:
     """The image at `path`, as it displays, as `channels` × `side` × `side` pixels; a refusal names the
-    file. `enlarge`: a smaller image is enlarged rather than refused (a texture that fills synthetic defects)."""
+    file. `enlarge`: a smaller image is enlarged rather than refused (a texture that fills synthetic
+    defects). `tiled`: kept at its own size, to be cut into tiles of `side` (aepipe.data.tiles)."""
 
     def convert(image: Image.Image) -> ImageFile:
         _check_pages(path, image)
-        _check_size(path, *image.size, 1 if enlarge else side)  # turning it by 90° changes neither side's length
+        if tiled:  # turning it by 90° swaps the sides: one check for both
+            _check_size(path, *image.size, 1)
+            Tiling(side, 0).check(str(path), image.size[1], image.size[0])
+        else:
+            _check_size(path, *image.size, 1 if enlarge else side)
         pixels = _displayed_pixels(path, image, channels)
-        return ImageFile(_resized(pixels, side), (pixels.shape[1], pixels.shape[0]), image.mode not in GREY_MODES)
+        return ImageFile(pixels if tiled else _resized(pixels, side), (pixels.shape[1], pixels.shape[0]),
+                         image.mode not in GREY_MODES)
 
     return _opened(path, convert)
 

@@ -34,21 +34,19 @@ import argparse
 import csv
 import hashlib
 import io
-import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
 # Only what scoring with an exported detector needs: torch is imported where the model is used.
-from aepipe.atomic import atomic_path, file_sha256
-from aepipe.anomaly.detection import decisive_scores
+from aepipe.atomic import atomic_path
 from aepipe.deploy.inputs import Input, batched, image_count, listed, read_ahead, read_inputs
+from aepipe.deploy.scorers import Scorer, read_score, scorer_for
 from aepipe.deploy.serve import SCORING_BATCH  # images read, scored and written at a time
 from aepipe.errors import AepipeError, exit_on_error
 from aepipe.figures.overlay import write_maps
@@ -102,7 +100,8 @@ def score_command(args: argparse.Namespace) -> None:
     with csv_output(args.out, args.strict) as out, progress(image_count(files)) as bar:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(COLUMNS)
-        batches = batched(read_inputs(files, scorer.side, scorer.channels, args.invert, args.strict), SCORING_BATCH)
+        inputs = read_inputs(files, scorer.side, scorer.channels, args.invert, args.strict, tiled=bool(scorer.tiling))
+        batches = batched(inputs, batch_size(scorer))
         for batch in read_ahead(batches):
             failed += write_batch(writer, batch, scorer, args.maps, done)
             out.flush()
@@ -117,11 +116,11 @@ def write_batch(writer, batch: list[Input], scorer: "Scorer", maps: Path | None,
     """The batch's rows (and maps, into `maps`), in its order; how many of its images failed."""
     good = [item for item in batch if item.error is None]
     if good:
-        images = np.stack([item.pixels for item in good])
-        scored = scorer.score(images, bool(maps))
+        scored = scorer.score_images([item.pixels for item in good], bool(maps))
         if maps:
             write_maps(maps, [first + place for place, item in enumerate(batch) if item.error is None],
-                       [item.source for item in good], images, [item.size for item in good], scored.maps, scored.masks)
+                       [item.source for item in good], [item.pixels for item in good], [item.size for item in good],
+                       scored.maps, scored.masks)
         rows = iter(zip(scored.scores, scored.flagged, scored.dead))
     for item in batch:
         if item.error:
@@ -154,6 +153,11 @@ def csv_output(out: Path | None, strict: bool) -> Iterator[TextIO]:
         os.replace(partial, out)
 
 
+def batch_size(scorer: Scorer) -> int:
+    """Images read and scored at a time: a scan (a model of tiles) holds many tiles, and is scored alone."""
+    return SCORING_BATCH if scorer.tiling is None else 1
+
+
 @contextmanager
 def progress(total: int) -> Iterator:
     """A progress bar on stderr, for a terminal only (nothing in a log or a pipe)."""
@@ -170,14 +174,14 @@ def calibrate_command(args: argparse.Namespace) -> None:
 
     scorer = scorer_for(args)
     sources, scores, dead, digest = [], [], [], hashlib.sha256()
-    for batch in batched(read_inputs(listed(args.paths), scorer.side, scorer.channels, args.invert, strict=True),
-                         SCORING_BATCH):
-        images = np.stack([item.pixels for item in batch])
-        scored = scorer.score(images, False)
+    inputs = read_inputs(listed(args.paths), scorer.side, scorer.channels, args.invert, strict=True, tiled=bool(scorer.tiling))
+    for batch in batched(inputs, batch_size(scorer)):
+        scored = scorer.score_images([item.pixels for item in batch], False)
         sources += [item.source for item in batch]
         scores.append(scored.scores)
         dead.append(scored.dead)
-        add_images(digest, images)
+        for item in batch:
+            add_images(digest, item.pixels[None])
     calibration = site_threshold(np.concatenate(scores), np.concatenate(dead), sources, args.false_alarms, digest.hexdigest())
     if args.onnx:
         write_detector(args.onnx, calibration, args.out)
@@ -188,105 +192,3 @@ def calibrate_command(args: argparse.Namespace) -> None:
     print(f"{args.out}: threshold {calibration['threshold']:.6g} from {calibration['images']:,} good images, "
           f"{calibration['false_alarms']} of them above it; false alarms on new good parts of this line: "
           f"{low:.1%}–{high:.1%} (95 %)")
-
-
-@dataclass(frozen=True)
-class Scores:
-    """A batch of images scored: each one's score, flag and whether it is a dead frame; its anomaly maps
-    where asked, and the defect masks where the score reads the map (map_max), else None."""
-
-    scores: np.ndarray
-    flagged: np.ndarray
-    dead: np.ndarray
-    maps: np.ndarray | None
-    masks: np.ndarray | None
-
-
-@dataclass(frozen=True)
-class Scorer:
-    """What scores: the images it takes (channels × side × side) and `score(images, with_maps)` of
-    (N, side, side) or (N, side, side, 3) float32 images in [0, 1]."""
-
-    side: int
-    channels: int
-    score: Callable[[np.ndarray, bool], Scores]
-
-
-def scorer_for(args: argparse.Namespace) -> Scorer:
-    return detector_scorer(args.onnx) if args.onnx else model_scorer(args.model, args.score, args.threshold)
-
-
-def model_scorer(model_path: Path, score_path: Path, threshold_path: Path) -> Scorer:
-    """The pipeline's own files: the model, the fitted score and the threshold, scored with torch."""
-    import torch
-
-    from aepipe.devices import to_tensor
-    from aepipe.model.autoencoder import describe_training, load_model
-    from aepipe.anomaly.scores import image_features, score_maps
-
-    fitted = read_score(score_path, model_path)
-    threshold = read_threshold(threshold_path, model_path, score_path)
-    model = load_model(model_path)
-    if model.noise_std:  # it reconstructs noisy images well by design: noise alone scores lower than with a plain one
-        print(f"note: {model_path} is a {describe_training(model)}", file=sys.stderr)
-
-    def score(images: np.ndarray, with_maps: bool) -> Scores:
-        pixels = to_tensor(images, torch.device("cpu"))
-        features = image_features(model, pixels, fitted.maps)
-        scores, dead = fitted.score(features), fitted.dead_frames(features)
-        maps = score_maps(model, pixels, fitted).numpy() if with_maps else None
-        masks = maps > threshold if maps is not None and fitted.maps else None
-        return Scores(scores, decisive_scores(scores, dead) > threshold, dead, maps, masks)
-
-    return Scorer(model.side, model.channels, score)
-
-
-def detector_scorer(path: Path) -> Scorer:
-    """The exported detector alone (aepipe.deploy.serve: onnxruntime, no torch)."""
-    from aepipe.deploy.serve import OnnxDetector
-
-    detector = OnnxDetector(path)
-    reads_map = detector.metadata["score"].startswith("map_max")
-
-    def score(images: np.ndarray, with_maps: bool) -> Scores:
-        channels_first = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
-        scores, flagged, maps, dead = detector(channels_first)
-        masks = maps > detector.threshold if with_maps and reads_map else None
-        return Scores(scores, flagged, dead, maps if with_maps else None, masks)
-
-    return Scorer(detector.side, detector.channels, score)
-
-
-def read_score(path: Path, model_path: Path):
-    """The anomaly score fitted by the losses stage (a FittedScore), checked against the model file."""
-    from aepipe.anomaly.scores import FittedScore
-
-    try:
-        saved = json.loads(path.read_text())
-        fitted, model_sha256 = FittedScore.from_dict(saved), saved["model_sha256"]
-    except FileNotFoundError:
-        raise AepipeError(f"{path}: anomaly score file not found; run `dvc repro losses` first") from None
-    except (ValueError, KeyError, TypeError):
-        raise AepipeError(f"{path}: not an anomaly score file written by the losses stage") from None
-    _check_made_for(path, "model", model_sha256, model_path, "rerun `dvc repro losses`, or pass the matching --model")
-    return fitted
-
-
-def read_threshold(path: Path, model_path: Path, score_path: Path) -> float:
-    """The per-image threshold from the threshold stage's report, checked against the model and score files."""
-    try:
-        saved = json.loads(path.read_text())
-        threshold, model_sha256, score_sha256 = float(saved["per_image"]["threshold"]), saved["model_sha256"], saved["score_sha256"]
-    except FileNotFoundError:
-        raise AepipeError(f"{path}: threshold file not found; run `dvc repro threshold` first") from None
-    except (ValueError, KeyError, TypeError):
-        raise AepipeError(f"{path}: not a threshold file written by the threshold stage") from None
-    _check_made_for(path, "model", model_sha256, model_path, "rerun `dvc repro threshold`, or pass the matching --model")
-    _check_made_for(path, "anomaly score", score_sha256, score_path,
-                    "rerun `dvc repro threshold`, or pass the matching --score")
-    return threshold
-
-
-def _check_made_for(path: Path, what: str, expected_sha256: str, used: Path, advice: str) -> None:
-    if used.is_file() and file_sha256(used) != expected_sha256:
-        raise AepipeError(f"{path} was computed for another {what} (sha256 {expected_sha256[:12]}…), not {used}; {advice}")

@@ -16,10 +16,13 @@ from torch import nn
 
 from aepipe.atomic import atomic_path
 from aepipe.anomaly.detection import decisive_scores
-from aepipe.devices import as_floats, eval_batches
+from aepipe.devices import as_floats, eval_batches, to_numpy_images
 from aepipe.anomaly.maps import maps_of, smoothed
 from aepipe.model.autoencoder import AutoEncoder
 from aepipe.anomaly.scores import CombinedStatistics, FittedScore, combined_terms, frame_contrast, score_maps
+from aepipe.anomaly.scans import score_images
+from aepipe.data.dataset import TiledScans
+from aepipe.deploy.scorers import detector_scorer
 from aepipe.deploy.serve import DETECTOR_FORMAT, INPUT, OnnxDetector
 
 OPSET = 18
@@ -81,7 +84,8 @@ def detector_metadata(channels: int, side: int, fitted: FittedScore, threshold: 
                       model_sha256: str) -> dict[str, str]:
     """What a scorer needs to know about the detector besides its graph: all strings (ONNX's rule)."""
     score = fitted.method + (f" on the {fitted.maps.kind} map blurred by {fitted.maps.sigma:g} px" if fitted.maps else "")
-    return {"side": str(side), "channels": str(channels), "score": score, "threshold": repr(threshold),
+    tiles = {"tile": str(fitted.tiling.tile), "overlap": str(fitted.tiling.overlap)} if fitted.tiling else {}
+    return {"side": str(side), "channels": str(channels), "score": score, "threshold": repr(threshold), **tiles,
             "dataset": dataset, "params": json.dumps(params, sort_keys=True), "model_sha256": model_sha256}
 
 
@@ -118,3 +122,17 @@ def torch_floor(detector: Detector, images: torch.Tensor, scores: np.ndarray) ->
     differently by batch size and engine; a score that amplifies its latents amplifies that)."""
     one_by_one = np.array([detector(as_floats(image[None]))[0].item() for image in images])
     return float(np.max(relative_differences(one_by_one, scores, detector.threshold.item())))
+
+
+@torch.no_grad()
+def scan_parity(path: Path, model: AutoEncoder, fitted: FittedScore, scans: TiledScans, tiles: torch.Tensor,
+                scores: np.ndarray, dead: np.ndarray) -> dict:
+    """`parity` of a detector of tiles on the validation scans: each scan (rebuilt from its tiles)
+    scored as `aepipe score --onnx` scores it, against the scores and dead frames the pipeline wrote
+    and its stitched maps."""
+    scorer = detector_scorer(path)
+    scored = scorer.score_images(scans.maps("val", to_numpy_images(as_floats(tiles))), True)
+    expected = score_images(model, tiles, fitted, scans.sizes["val"])
+    return {"images": len(scores), "max_rel_diff": float(np.max(relative_differences(scored.scores, scores, scorer.threshold))),
+            "flags_differ": int(np.sum(scored.flagged != (decisive_scores(scores, dead) > scorer.threshold))),
+            "max_map_diff": max(float(np.max(np.abs(got - want))) for got, want in zip(scored.maps, expected.maps))}

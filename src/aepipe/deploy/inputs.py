@@ -23,8 +23,8 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Input:
     source: str  # the file, or `array.npy[7]` for an array's eighth image
-    pixels: np.ndarray | None  # float32 (side, side) or (side, side, 3) in [0, 1]; None where it failed
-    size: tuple[int, int]  # (width, height) of the image as it displays; (side, side) for an array's
+    pixels: np.ndarray | None  # float32 (side, side) or (side, side, 3) in [0, 1] (a scan: its own size); None where it failed
+    size: tuple[int, int]  # (width, height) of the image as it displays (of an array's image: its own)
     error: str | None = None  # why it could not be scored
 
 
@@ -49,22 +49,24 @@ def image_count(files: list[Path]) -> int:
     return sum(_array_length(file) if file.suffix.lower() == ".npy" else 1 for file in files)
 
 
-def read_inputs(files: list[Path], side: int, channels: int, invert: bool, strict: bool) -> Iterator[Input]:
+def read_inputs(files: list[Path], side: int, channels: int, invert: bool, strict: bool,
+                tiled: bool = False) -> Iterator[Input]:
     """Every image of `files` as the model takes it (inverted if `invert`), one at a time; `strict`: the
-    first that cannot be scored is refused (AepipeError) instead of becoming an input with its error."""
+    first that cannot be scored is refused (AepipeError) instead of becoming an input with its error.
+    `tiled`: each at its own size, at least side × side (a scan, cut into tiles of that side)."""
     for file in files:
-        for item in _file_inputs(file, side, channels, invert):
+        for item in _file_inputs(file, side, channels, invert, tiled):
             if strict and item.error:
                 raise AepipeError(item.error)
             yield item
 
 
-def _file_inputs(file: Path, side: int, channels: int, invert: bool) -> Iterator[Input]:
+def _file_inputs(file: Path, side: int, channels: int, invert: bool, tiled: bool) -> Iterator[Input]:
     try:
         if file.suffix.lower() == ".npy":
-            array = _mapped_images(file, side, channels)
+            array = _mapped_images(file, side, channels, tiled)
         elif file.suffix.lower() in IMAGE_SUFFIXES:
-            image = read_image(file, side, channels)
+            image = read_image(file, side, channels, tiled=tiled)
             yield Input(str(file), _inverted(unit_floats(image.pixels), invert), image.size)
             return
         else:
@@ -114,27 +116,31 @@ def _inverted(pixels: np.ndarray, invert: bool) -> np.ndarray:
 def _array_inputs(path: Path, array: np.ndarray, invert: bool) -> Iterator[Input]:
     """A memory-mapped array's images, read from the file as they are needed; one whose values are out
     of range becomes an input with its error."""
-    side = array.shape[1]
+    size = (array.shape[2], array.shape[1])
     for index in range(len(array)):
         source, pixels = f"{path}[{index}]", array[index]
         floats = unit_floats(pixels) if pixels.dtype == np.uint8 else pixels.astype(np.float32)
         if np.isfinite(floats).all() and floats.min() >= 0 and floats.max() <= 1:
-            yield Input(source, _inverted(floats, invert), (side, side))
+            yield Input(source, _inverted(floats, invert), size)
         else:
-            yield Input(source, None, (side, side), f"{source}: {pixels.dtype} values from {pixels.min()} to {pixels.max()}; "
+            yield Input(source, None, size, f"{source}: {pixels.dtype} values from {pixels.min()} to {pixels.max()}; "
                                                     "expected uint8 (0–255) or floats in [0, 1]")
 
 
-def _mapped_images(path: Path, side: int, channels: int) -> np.ndarray:
-    """The array at `path` in the dataset's layout, (N, side, side) or (N, side, side, 3), memory-mapped."""
+def _mapped_images(path: Path, side: int, channels: int, tiled: bool = False) -> np.ndarray:
+    """The array at `path` in the dataset's layout, (N, side, side) or (N, side, side, 3), memory-mapped
+    (`tiled`: (N, H, W[, 3]) scans, H and W at least side)."""
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
         raise AepipeError(f"{path}: not a readable .npy array ({error})") from None
     shape, array = array.shape, _images_layout(array)
-    if array is None or array.shape[1:3] != (side, side) or (array.ndim == 4) != (channels == 3) or len(array) == 0:
-        expected = (f"(N, {side}, {side}, 3) or (N, 3, {side}, {side})" if channels == 3
-                    else f"({side}, {side}), (N, {side}, {side}) or (N, 1, {side}, {side})")
+    fits = array is not None and (min(array.shape[1:3]) >= side if tiled else array.shape[1:3] == (side, side))
+    if not fits or (array.ndim == 4) != (channels == 3) or len(array) == 0:
+        height, width = ("H", "W") if tiled else (side, side)
+        expected = (f"(N, {height}, {width}, 3) or (N, 3, {height}, {width})" if channels == 3
+                    else f"({height}, {width}), (N, {height}, {width}) or (N, 1, {height}, {width})")
+        expected += f", H and W at least {side}" if tiled else ""
         raise AepipeError(f"{path}: array of shape {shape}; the model takes "
                           f"{shape_name(channels, side)} images: expected {expected}, N ≥ 1")
     if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aepipe.data.tiles import Tiling
 from aepipe.errors import AepipeError
 from aepipe.data.images import shape_name
 
@@ -37,6 +38,9 @@ class OnnxDetector:
                               f"export it again (`dvc repro export`)")
         self.side, self.channels = int(self.metadata["side"]), int(self.metadata["channels"])
         self.threshold = float(self.metadata["threshold"])
+        # A detector of tiles (data.tile): it scores tiles, and a scan is scored through them (aepipe.deploy.scorers).
+        tiled = "tile" in self.metadata
+        self.tiling = Tiling(int(self.metadata["tile"]), int(self.metadata["overlap"])) if tiled else None
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(scores (N,) float64, flagged (N,) bool, maps (N, side, side) float32, dead frames (N,) bool)

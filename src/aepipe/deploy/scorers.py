@@ -1,0 +1,134 @@
+"""What `aepipe score` and `aepipe calibrate` score with: the pipeline's own files (the model, its
+fitted score and threshold, in torch) or the exported detector (onnxruntime, no torch), each checked
+against the files it was made with. A scan (a model of tiles, data.tile) is scored through its tiles:
+their maps stitched into the scan's (aepipe.data.tiles), its score their peak."""
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aepipe.atomic import file_sha256
+from aepipe.anomaly.detection import decisive_scores
+from aepipe.data.tiles import ScanScores, Tiling
+from aepipe.errors import AepipeError
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A batch of images scored: each one's score, flag and whether it is a dead frame; its anomaly maps
+    where asked, and the defect masks where the score reads the map (map_max), else None."""
+
+    scores: np.ndarray
+    flagged: np.ndarray
+    dead: np.ndarray
+    maps: np.ndarray | list[np.ndarray] | None  # a list of scans' maps, each at its scan's size
+    masks: np.ndarray | list[np.ndarray] | None
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """What scores: the images it takes (channels × side × side) and `score(images, with_maps)` of
+    (N, side, side) or (N, side, side, 3) float32 images in [0, 1]; with `tiling`, those are tiles
+    of scans of any size (`score_images`)."""
+
+    side: int
+    channels: int
+    score: Callable[[np.ndarray, bool], Scores]
+    threshold: float
+    tiling: Tiling | None = None
+
+    def score_images(self, images: list[np.ndarray], with_maps: bool) -> Scores:
+        """Images of the model's shape, or (tiling) scans of any size, each at least one tile."""
+        if self.tiling is None:
+            return self.score(np.stack(images), with_maps)
+        sizes = [image.shape[:2] for image in images]
+        tiles = self.score(np.concatenate([self.tiling.cut(image) for image in images]), True)
+        scans = ScanScores.of(self.tiling.stitch_all(tiles.maps, sizes), tiles.dead, self.tiling.scan_of_each_tile(sizes))
+        flagged = decisive_scores(scans.scores, scans.dead) > self.threshold
+        masks = [scan_map > self.threshold for scan_map in scans.maps] if with_maps else None
+        return Scores(scans.scores, flagged, scans.dead, scans.maps if with_maps else None, masks)
+
+
+def scorer_for(args) -> Scorer:
+    """The command's scorer: --onnx's detector, or --model with its --score and --threshold."""
+    return detector_scorer(args.onnx) if args.onnx else model_scorer(args.model, args.score, args.threshold)
+
+
+def model_scorer(model_path: Path, score_path: Path, threshold_path: Path) -> Scorer:
+    """The pipeline's own files: the model, the fitted score and the threshold, scored with torch."""
+    import torch
+
+    from aepipe.devices import to_tensor
+    from aepipe.model.autoencoder import describe_training, load_model
+    from aepipe.anomaly.scores import image_features, score_maps
+
+    fitted = read_score(score_path, model_path)
+    threshold = read_threshold(threshold_path, model_path, score_path)
+    model = load_model(model_path)
+    if model.noise_std:  # it reconstructs noisy images well by design: noise alone scores lower than with a plain one
+        print(f"note: {model_path} is a {describe_training(model)}", file=sys.stderr)
+
+    def score(images: np.ndarray, with_maps: bool) -> Scores:
+        pixels = to_tensor(images, torch.device("cpu"))
+        features = image_features(model, pixels, fitted.maps)
+        scores, dead = fitted.score(features), fitted.dead_frames(features)
+        maps = score_maps(model, pixels, fitted).numpy() if with_maps else None
+        masks = maps > threshold if maps is not None and fitted.maps else None
+        return Scores(scores, decisive_scores(scores, dead) > threshold, dead, maps, masks)
+
+    return Scorer(model.side, model.channels, score, threshold, fitted.tiling)
+
+
+def detector_scorer(path: Path) -> Scorer:
+    """The exported detector alone (aepipe.deploy.serve: onnxruntime, no torch)."""
+    from aepipe.deploy.serve import OnnxDetector
+
+    detector = OnnxDetector(path)
+    reads_map = detector.metadata["score"].startswith("map_max")
+
+    def score(images: np.ndarray, with_maps: bool) -> Scores:
+        channels_first = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+        scores, flagged, maps, dead = detector(channels_first)
+        masks = maps > detector.threshold if with_maps and reads_map else None
+        return Scores(scores, flagged, dead, maps if with_maps else None, masks)
+
+    return Scorer(detector.side, detector.channels, score, detector.threshold, detector.tiling)
+
+
+def read_score(path: Path, model_path: Path):
+    """The anomaly score fitted by the losses stage (a FittedScore), checked against the model file."""
+    from aepipe.anomaly.scores import FittedScore
+
+    try:
+        saved = json.loads(path.read_text())
+        fitted, model_sha256 = FittedScore.from_dict(saved), saved["model_sha256"]
+    except FileNotFoundError:
+        raise AepipeError(f"{path}: anomaly score file not found; run `dvc repro losses` first") from None
+    except (ValueError, KeyError, TypeError):
+        raise AepipeError(f"{path}: not an anomaly score file written by the losses stage") from None
+    _check_made_for(path, "model", model_sha256, model_path, "rerun `dvc repro losses`, or pass the matching --model")
+    return fitted
+
+
+def read_threshold(path: Path, model_path: Path, score_path: Path) -> float:
+    """The per-image threshold from the threshold stage's report, checked against the model and score files."""
+    try:
+        saved = json.loads(path.read_text())
+        threshold, model_sha256, score_sha256 = float(saved["per_image"]["threshold"]), saved["model_sha256"], saved["score_sha256"]
+    except FileNotFoundError:
+        raise AepipeError(f"{path}: threshold file not found; run `dvc repro threshold` first") from None
+    except (ValueError, KeyError, TypeError):
+        raise AepipeError(f"{path}: not a threshold file written by the threshold stage") from None
+    _check_made_for(path, "model", model_sha256, model_path, "rerun `dvc repro threshold`, or pass the matching --model")
+    _check_made_for(path, "anomaly score", score_sha256, score_path,
+                    "rerun `dvc repro threshold`, or pass the matching --score")
+    return threshold
+
+
+def _check_made_for(path: Path, what: str, expected_sha256: str, used: Path, advice: str) -> None:
+    if used.is_file() and file_sha256(used) != expected_sha256:
+        raise AepipeError(f"{path} was computed for another {what} (sha256 {expected_sha256[:12]}…), not {used}; {advice}")
