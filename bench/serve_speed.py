@@ -108,8 +108,9 @@ def untrained_detector(channels: int, side: int, fitted: FittedScore) -> tuple[A
     torch.manual_seed(0)
     model = AutoEncoder(20, side, channels).eval()
     path = Path(tempfile.mkdtemp()) / "detector.onnx"
+    tiles = {"tile": str(fitted.tiling.tile), "overlap": str(fitted.tiling.overlap)} if fitted.tiling else {}
     export_detector(Detector(model, fitted, 0.5), channels, side, path, {"side": str(side), "channels": str(channels),
-                                                                         "score": fitted.method, "threshold": "0.5"})
+                                                                         "score": fitted.method, "threshold": "0.5", **tiles})
     return model, path
 
 
@@ -121,6 +122,30 @@ def png_folder(count: int, side: int) -> Path:
     for index in range(count):
         Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8)).save(folder / f"{index:06d}.png")
     return folder
+
+
+def measure_tiled_scans(rounds: int, tile: int = 64, overlap: int = 16, scan: int = 512, count: int = 32) -> dict:
+    """Scans per second of `aepipe score --onnx` on `count` scan × scan PNG files through a detector of
+    tiles (decode, cut, score, stitch, CSV), against the detector alone on the same tiles; interleaved."""
+    from aepipe.data.tiles import Tiling
+    from aepipe.deploy.cli import main as aepipe
+
+    tiling = Tiling(tile, overlap)
+    _, detector_path = untrained_detector(1, tile, FittedScore("map_max", maps=MapSpec("error", 1.0), tiling=tiling))
+    folder, detector = png_folder(count, scan), OnnxDetector(detector_path)
+    tiles = tiling.cut(np.random.default_rng(0).random((scan, scan), dtype=np.float32))[:, None]
+    seen = {"end_to_end": [], "detector_alone": []}
+    for _ in range(rounds):
+        started = time.perf_counter()
+        aepipe(["score", str(folder), "--onnx", str(detector_path), "--out", str(folder.parent / "scores.csv")])
+        seen["end_to_end"].append(count / (time.perf_counter() - started))
+        started = time.perf_counter()
+        for _ in range(count):
+            detector(tiles)
+        seen["detector_alone"].append(count / (time.perf_counter() - started))
+    rates = {name: round(statistics.median(values), 2) for name, values in seen.items()}
+    return {"scan": f"1x{scan}x{scan}", "tile": tile, "overlap": overlap, "tiles_per_scan": len(tiles), "files": count,
+            "scans_per_second": rates, "end_to_end_share_of_detector": round(rates["end_to_end"] / rates["detector_alone"], 3)}
 
 
 def measure_end_to_end(rounds: int, side: int = 64, count: int = 2048) -> dict:
@@ -187,10 +212,16 @@ def main() -> None:
     parser.add_argument("project", type=Path)
     parser.add_argument("serve_python")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tiled-only", action="store_true", help="measure the tiled scans alone, keeping the file's other results")
     args = parser.parse_args()
+    if args.tiled_only:
+        write_json(RESULTS, {**json.loads(RESULTS.read_text()), "tiled_scans": measure_tiled_scans(args.rounds),
+                             "tiled_scans_date": date.today().isoformat()})
+        return
     rows = [measure_project(args.project.resolve(), args.serve_python, args.rounds), measure_inspection_size(args.rounds)]
     sizes = {"serve_only_mb": install_megabytes(args.serve_python), "this_install_mb": install_megabytes(sys.executable)}
-    streaming = {"end_to_end": measure_end_to_end(args.rounds), "memory": measure_memory()}
+    streaming = {"end_to_end": measure_end_to_end(args.rounds), "memory": measure_memory(),
+                 "tiled_scans": measure_tiled_scans(args.rounds)}
     write_json(RESULTS, {"date": date.today().isoformat(), "script": "bench/serve_speed.py", "threads": torch.get_num_threads(),
                          "machine": "2-core x86-64 CPU (AMD EPYC, AVX-512)", "install": sizes, "rows": rows, **streaming})
     print(json.dumps({"rows": rows, **streaming}, indent=1))

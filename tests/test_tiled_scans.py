@@ -2,6 +2,7 @@
 scored through its tiles, its map stitched at its own size, and the detector of tiles scoring a
 scan as the pipeline does."""
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from PIL import Image
 from scipy.ndimage import label
 
 from aepipe.data.dataset import load_split, load_tiles
+from aepipe.deploy.serve import OnnxDetector
 from dvc_project import SMALL, copy_project, ran_stages, run
 from test_inspection import KINDS, texture
 
@@ -68,6 +70,11 @@ def test_scans_of_mixed_sizes_are_trained_on_tiles_and_scored_whole(tmp_path):
     assert export["export_max_rel_diff"] <= 1e-5 and export["max_map_diff"] <= 1e-5 and export["export_flags_differ"] == 0
     assert (export["metadata"]["tile"], export["metadata"]["overlap"]) == ("32", "8")
     assert_scored_whole_at_their_size(project, tmp_path)
+    assert_calibrated_on_site(project, tmp_path)
+    # The same scans resized instead: the dataset is made again (download reads data.tile).
+    params = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(params.replace("tile: 32", "tile: null"))
+    assert "data.tile" in run(["dvc", "status", "download"], project, None).stdout
 
 
 def assert_scored_whole_at_their_size(project: Path, tmp_path: Path) -> None:
@@ -90,3 +97,18 @@ def assert_scored_whole_at_their_size(project: Path, tmp_path: Path) -> None:
     truth = np.asarray(Image.open(defect.parents[2] / "ground_truth" / "stain" / "000_mask.png")) > 0
     regions, _ = label(mask, structure=np.ones((3, 3)))
     assert len(set(np.unique(regions[truth])) - {0}) == 1
+
+
+def assert_calibrated_on_site(project: Path, tmp_path: Path) -> None:
+    """`aepipe calibrate` on 100 good scans of the line: the new detector still scores scans through its tiles."""
+    line = tmp_path / "line"
+    line.mkdir()
+    rng = np.random.default_rng(5)
+    for index in range(100):
+        Image.fromarray(scan(rng, *SIZES[index % 3])).save(line / f"{index:03d}.png")
+    out = tmp_path / "detector-line.onnx"
+    aepipe(project, "calibrate", str(line), "--false-alarms", "0.1", "--onnx", "models/detector.onnx", "--out", str(out))
+    rows = pd.read_csv(io.StringIO(aepipe(project, "score", "--onnx", str(out), str(line))))
+    calibrated = json.loads(OnnxDetector(out).metadata["calibration"])
+    assert (OnnxDetector(out).metadata["tile"], calibrated["images"]) == ("32", 100)
+    assert rows["flagged"].sum() == calibrated["false_alarms"], "the scans it was calibrated on, flagged by its threshold"
