@@ -42,7 +42,7 @@ from aepipe.atomic import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-SCAN = 512  # pixels: 4 × 4 blocks
+SCAN = 512  # pixels
 COUNTS = {"train/good": 40, "validation/good": 40, "test/good": 20}
 PER_KIND = 10
 VARIANTS = {"tiled-64": ["data.side=64", "data.tile=64", "data.val_size=null"],
@@ -51,20 +51,25 @@ VARIANTS = {"tiled-64": ["data.side=64", "data.tile=64", "data.val_size=null"],
 FOREIGN = {"brick": "gravel", "grass": "gravel", "gravel": "grass"}  # the photograph a foreign square is cut from
 
 
+PIECE = 64  # pixels: the side of a mosaic's pieces, quarters of the photograph's blocks
+
+
 def mosaic(photo: np.ndarray, stripe: int, rng: np.random.Generator) -> np.ndarray:
-    """A SCAN × SCAN scan in [0, 1]: blocks of the photograph whose (row + column) % 3 is `stripe`,
-    each flipped at random (left-right, upside-down), laid 4 × 4."""
+    """A SCAN × SCAN scan in [0, 1]: quarters of the photograph's blocks whose (row + column) % 3 is
+    `stripe`, each flipped at random (left-right, upside-down), laid side by side."""
     blocks = [(row, column) for row in range(photo.shape[0] // BLOCK) for column in range(photo.shape[1] // BLOCK)
               if (row + column) % 3 == stripe]
-    per_side = SCAN // BLOCK
+    pieces = [(row * BLOCK + top, column * BLOCK + left) for row, column in blocks
+              for top in range(0, BLOCK, PIECE) for left in range(0, BLOCK, PIECE)]
+    per_side = SCAN // PIECE
     scan = np.zeros((SCAN, SCAN))
     for place in range(per_side * per_side):
-        row, column = blocks[rng.integers(len(blocks))]
-        block = photo[row * BLOCK : (row + 1) * BLOCK, column * BLOCK : (column + 1) * BLOCK].astype(np.float64) / 255
-        block = block[:, ::-1] if rng.random() < 0.5 else block
-        block = block[::-1] if rng.random() < 0.5 else block
-        top, left = divmod(place, per_side)
-        scan[top * BLOCK : (top + 1) * BLOCK, left * BLOCK : (left + 1) * BLOCK] = block
+        top, left = pieces[rng.integers(len(pieces))]
+        piece = photo[top : top + PIECE, left : left + PIECE].astype(np.float64) / 255
+        piece = piece[:, ::-1] if rng.random() < 0.5 else piece
+        piece = piece[::-1] if rng.random() < 0.5 else piece
+        row, column = divmod(place, per_side)
+        scan[row * PIECE : (row + 1) * PIECE, column * PIECE : (column + 1) * PIECE] = piece
     return scan
 
 
