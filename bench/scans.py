@@ -32,6 +32,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image
 
 from inspection import COMMON, commit_folder
@@ -95,11 +96,17 @@ def write_scan_set(dest: Path, name: str, seed: int = 0) -> None:
 
 def scoring_seconds(clone: Path, experiment: str) -> float:
     """Seconds per scan of `aepipe score --onnx` (decoding, tiles, scores, stitched maps, CSV) on the
-    set's 60 test scans, with the experiment's detector (restored from the cache by `dvc exp apply`)."""
-    dvc("exp", "apply", experiment, cwd=clone)
+    set's 60 test scans, with the experiment's detector (from the DVC cache, as its dvc.lock names it)."""
+    ref = dvc("exp", "show", "--json", cwd=clone)  # the experiment's commit, by name
+    commit = next(experiment_rev["rev"] for line in json.loads(ref) for experiment_rev in
+                  [e["revs"][0] for e in line.get("experiments") or [] if e["name"] == experiment])
+    lock = yaml.safe_load(subprocess.run(["git", "show", f"{commit}:dvc.lock"], cwd=clone, capture_output=True, text=True,
+                                         check=True).stdout)
+    md5 = next(out["md5"] for out in lock["stages"]["export"]["outs"] if out["path"] == "models/detector.onnx")
+    detector = clone / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
     scans = sorted((clone / "data" / "images" / "test").rglob("*.png"))
     started = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).parent / "aepipe"), "score", "--onnx", "models/detector.onnx", *map(str, scans)],
+    subprocess.run([str(Path(sys.executable).parent / "aepipe"), "score", "--onnx", str(detector), *map(str, scans)],
                    cwd=clone, check=True, capture_output=True)
     return (time.perf_counter() - started) / len(scans)
 
@@ -123,12 +130,9 @@ def table(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--photo", default="brick", choices=sorted(FOREIGN))
-    parser.add_argument("--rev", default="HEAD")
-    parser.add_argument("--jobs", type=int, default=1, help="experiments run side by side")
-    args = parser.parse_args()
+def queued_run(args) -> tuple[Path, str, float]:
+    """(the clone, its commit, the queue's seconds): the set committed in a fresh clone, every variant
+    queued and run. A run that fails keeps its clone for --read."""
     clone, rev = clone_at(args.rev, "scans-")
     sets = Path(tempfile.mkdtemp(prefix="scans-"))
     write_scan_set(sets / args.photo, args.photo)
@@ -137,14 +141,24 @@ def main() -> None:
     for variant, params in VARIANTS.items():
         dvc("exp", "run", "--queue", "-n", f"{args.photo}-{variant}",
             *[arg for param in [*COMMON, *params] for arg in ("-S", param)], "publish", cwd=clone)
-    seconds = run_queue(clone, args.jobs)
+    return clone, rev, run_queue(clone, args.jobs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photo", default="brick", choices=sorted(FOREIGN))
+    parser.add_argument("--rev", default="HEAD")
+    parser.add_argument("--jobs", type=int, default=1, help="experiments run side by side")
+    parser.add_argument("--read", type=Path, metavar="CLONE", help="only read the experiments of a kept clone")
+    args = parser.parse_args()
+    clone, rev, seconds = (args.read, args.rev, None) if args.read else queued_run(args)
     metrics = read_metrics(clone, all_commits=True)
     rows = {f"{args.photo} {variant}": row(metrics[f"{args.photo}-{variant}"], rev, scoring_seconds(clone, f"{args.photo}-{variant}"))
             for variant in VARIANTS if f"{args.photo}-{variant}" in metrics}
     earlier = json.loads((RESULTS / "scans.json").read_text()) if (RESULTS / "scans.json").exists() else {}
     write_json(RESULTS / "scans.json", {
         "runs": [*earlier.get("runs", []), {"commit": rev, "date": date.today().isoformat(), "photo": args.photo,
-                                            "queue_seconds": round(seconds, 1), "scan": SCAN}],
+                                            "queue_seconds": seconds and round(seconds, 1), "scan": SCAN}],
         "rows": {**earlier.get("rows", {}), **rows}})
     shutil.rmtree(clone.parent)
     print("\n".join(table(rows)))
