@@ -207,16 +207,19 @@ def measure_memory(side: int = 64, counts: tuple[int, ...] = (10_000, 100_000)) 
             "ratio": round(peaks[str(counts[-1])] / peaks[str(counts[0])], 3)}
 
 
+ONE_PART = {"end_to_end": measure_end_to_end, "tiled_scans": measure_tiled_scans}  # --only
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("project", type=Path)
     parser.add_argument("serve_python")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--tiled-only", action="store_true", help="measure the tiled scans alone, keeping the file's other results")
+    parser.add_argument("--only", choices=sorted(ONE_PART), help="measure this alone, keeping the file's other results")
     args = parser.parse_args()
-    if args.tiled_only:
-        write_json(RESULTS, {**json.loads(RESULTS.read_text()), "tiled_scans": measure_tiled_scans(args.rounds),
-                             "tiled_scans_date": date.today().isoformat()})
+    if args.only:
+        write_json(RESULTS, {**json.loads(RESULTS.read_text()), args.only: ONE_PART[args.only](args.rounds),
+                             f"{args.only}_date": date.today().isoformat()})
         return
     rows = [measure_project(args.project.resolve(), args.serve_python, args.rounds), measure_inspection_size(args.rounds)]
     sizes = {"serve_only_mb": install_megabytes(args.serve_python), "this_install_mb": install_megabytes(sys.executable)}

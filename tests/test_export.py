@@ -67,6 +67,16 @@ def test_one_image_at_a_time_gives_what_a_batch_gives(project, detector):
         np.testing.assert_allclose(alone[2][0], batched[2][index], atol=1e-6)
 
 
+def test_a_detector_whose_threads_sleep_between_calls_scores_alike(project, detector):
+    """aepipe score's detector (spinning=False: its idle threads leave the cores to the decoding
+    beside them) gives the very numbers of the default one."""
+    sleeping = OnnxDetector(project / "models" / "detector.onnx", spinning=False)
+    assert sleeping.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    images = validation_images(project)[:64]
+    for mine, default in zip(sleeping(images), detector(images), strict=True):
+        assert np.array_equal(mine, default)
+
+
 def test_the_metadata_names_what_the_detector_was_made_from(project, detector):
     metadata = detector.metadata
     assert (metadata["side"], metadata["channels"], metadata["dataset"]) == ("28", "1", "mnist")

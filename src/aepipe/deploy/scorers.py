@@ -87,7 +87,7 @@ def detector_scorer(path: Path) -> Scorer:
     """The exported detector alone (aepipe.deploy.serve: onnxruntime, no torch)."""
     from aepipe.deploy.serve import OnnxDetector
 
-    detector = OnnxDetector(path)
+    detector = OnnxDetector(path, spinning=False)  # aepipe score decodes the next files while a batch is scored
     reads_map = detector.metadata["score"].startswith("map_max")
 
     def score(images: np.ndarray, with_maps: bool) -> Scores:
