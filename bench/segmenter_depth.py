@@ -1,7 +1,7 @@
 """The defect segmenter's depth at 64 px, measured in one process on one inspection set: one default
 autoencoder, then one segmenter per depth (halvings of the image: 3 is today's rule at 64 px, its
 coarsest level 8 px) trained on the same synthetic defects, each scored as the pipeline scores an
-inspection set (the peak of its map blurred by anomaly.map_sigma's inspection value).
+inspection set was when it was measured (the peak of its map blurred by 1 px).
 
     python bench/segmenter_depth.py SETS_DIR SET DEPTH [DEPTH ...]
 
@@ -32,7 +32,7 @@ from aepipe.model import segmenter_training
 from aepipe.model.training import train
 from aepipe.params import load_params
 
-SIGMA = 1.0  # anomaly.map_sigma's auto for an inspection set
+SIGMA = 1.0  # px: anomaly.map_sigma's auto for an inspection set when measured (now chosen from the data)
 RESULTS = Path(__file__).resolve().parent / "results" / "segmenter_depth.json"
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
+from aepipe.anomaly.blur_choice import choose_map_sigma, described
 from aepipe.anomaly.corruptions import corrupt, patch_mask
 from aepipe.data.dataset import TiledScans, load_classes, load_inspection_extras, load_split, load_tiles
 from aepipe.anomaly.detection import DEAD_FRAME, aupro, calibration_roles, given_roles, pixel_roc_auc
@@ -34,34 +35,44 @@ def main() -> None:
     train = load_split("data/raw", "train", params.data.train_size)
     train_features = image_features(model, to_pixels(train.images, device))
     train_normal = np.isin(train.labels, params.data.normal_digits)
-    maps = MapSpec(params.anomaly.map, params.anomaly.map_sigma)
-    tiles = load_tiles("data/raw")
-    fitted = fit_score(params.anomaly.score, train_features[train_normal], train.labels[train_normal], maps,
-                       tiles.tiling if tiles else None)
-    write_json("models/anomaly_score.json", {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")})
     _write_batch_losses("train", train_features.errors[train_normal], params)
 
     val = load_split("data/raw", "val", params.data.val_size)
     val_images = to_tensor(val.images, device)
     calibration, masks = load_inspection_extras("data/raw", params.data.val_size)
-    val_features = image_features(model, val_images, None if tiles else fitted.maps)
-    _write_batch_losses("val", val_features.errors[np.isin(val.labels, params.data.normal_digits)], params)
-    scored = score_images(model, val_images, fitted, _sizes(tiles), features=val_features)
+    tiles = load_tiles("data/raw")
     first = _first_tiles(tiles, len(val.labels))  # an image's label and calibration flag: its first tile's
     labels, val_normal = val.labels[first], np.isin(val.labels[first], params.data.normal_digits)
     roles = (calibration_roles(val_normal, params.anomaly.calibration_fraction, params.seed) if calibration is None
              else given_roles(val_normal, calibration[first]))
+    maps, blur = _map_spec(model, val_images, _tiles_of(tiles, np.flatnonzero(roles == "calibration")), params)
+    fitted = fit_score(params.anomaly.score, train_features[train_normal], train.labels[train_normal], maps,
+                       tiles.tiling if tiles else None)
+    write_json("models/anomaly_score.json", {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")})
+    val_features = image_features(model, val_images, None if tiles else fitted.maps)
+    _write_batch_losses("val", val_features.errors[np.isin(val.labels, params.data.normal_digits)], params)
+    scored = score_images(model, val_images, fitted, _sizes(tiles), features=val_features)
     write_csv("data/losses/val_images.csv", pd.DataFrame({
         "index": np.arange(len(labels)), "label": labels, "normal": val_normal, "role": roles,
         "loss": scored.errors, "score": scored.scores, DEAD_FRAME: scored.dead}))
     localisation = _score_corruptions(model, fitted, val_images, np.flatnonzero(roles == "test"), params, tiles)
     if masks is not None:
-        localisation |= _locate_defects(model, val_images, masks, roles, maps, scored, tiles)
+        localisation |= _locate_defects(model, val_images, masks, roles, maps, scored, tiles) | blur
     write_json("data/losses/localisation.json", localisation)
     _keep_most_anomalous(model, val_images, scored, maps.kind, tiles)
     with atomic_path("data/latents.npz") as tmp:
         np.savez(tmp, latents=val_features.latents, labels=val.labels, train_latents=train_features.latents,
                  train_labels=train.labels)
+
+
+def _map_spec(model, images: torch.Tensor, calibration: np.ndarray, params) -> tuple[MapSpec, dict]:
+    """The map the score reads and its blur; anomaly.map_sigma auto (an inspection set's) chosen on the
+    calibration images (aepipe.anomaly.blur_choice; a scan's tiles), with how it was chosen."""
+    if params.anomaly.map_sigma != "auto":
+        return MapSpec(params.anomaly.map, params.anomaly.map_sigma), {}
+    chosen = images[torch.from_numpy(calibration).to(images.device)]
+    choice = choose_map_sigma(model, chosen, params.anomaly.map, params.seed)
+    return MapSpec(params.anomaly.map, choice.sigma), {"map_sigma_choice": described(choice)}
 
 
 def _sizes(tiles: TiledScans | None, scans: np.ndarray | None = None) -> list[tuple[int, int]] | None:

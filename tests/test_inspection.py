@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -174,14 +175,22 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
     assert report["score"] == "map_max"
     trained = json.loads((project / "reports" / "train.json").read_text())
     assert trained["segmenter_epochs"] == 10 and trained["segmenter_seconds"] > 0
+    # Its map's blur is chosen on synthetic defects in the calibration images (aepipe.anomaly.blur_choice),
+    # and every later stage reads the one chosen.
+    choice = localisation["map_sigma_choice"]
+    assert choice["roc_auc"][str(choice["sigma"])] == max(choice["roc_auc"].values())
+    roles = pd.read_csv(project / "data" / "losses" / "val_images.csv")["role"]
+    assert choice["clean_images"] + choice["defective_images"] == (roles == "calibration").sum() == 15
+    assert localisation["map_sigma"] == choice["sigma"]
     threshold = json.loads((project / "reports" / "threshold.json").read_text())
-    assert threshold["per_pixel"] == {"threshold": threshold["per_image"]["threshold"], "kind": "segmenter", "sigma": 1.0}
+    assert threshold["per_pixel"] == {"threshold": threshold["per_image"]["threshold"], "kind": "segmenter",
+                                      "sigma": choice["sigma"]}
     assert str(np.load(project / "data" / "losses" / "most_anomalous.npz")["map_kind"]) == "segmenter"
-    assert_masks_written_and_scored_alike(project, tmp_path)
+    assert_masks_written_and_scored_alike(project, tmp_path, choice["sigma"])
     assert_calibrated_on_site(project, tmp_path)
 
 
-def assert_masks_written_and_scored_alike(project: Path, tmp_path: Path) -> None:
+def assert_masks_written_and_scored_alike(project: Path, tmp_path: Path, sigma: float) -> None:
     """aepipe score --maps writes a defect's mask at the image's size; the exported detector (colour
     32×32, map_max on the segmenter's map) flags and masks alike."""
     maps = tmp_path / "maps"
@@ -194,7 +203,7 @@ def assert_masks_written_and_scored_alike(project: Path, tmp_path: Path) -> None
     assert flagged == bool(mask.any()), "an image is flagged exactly when its mask has a pixel"
 
     # The exported detector: colour 32×32, the map_max score on the segmenter's map.
-    assert_detector_matches(project, "map_max on the segmenter map blurred by 1 px", 1e-5)
+    assert_detector_matches(project, f"map_max on the segmenter map blurred by {sigma:g} px", 1e-5)
     by_detector = run([str(Path(sys.executable).parent / "aepipe"), "score", "--maps", str(tmp_path / "onnx-maps"), "--onnx",
                        "models/detector.onnx", str(project / "data" / "images" / "test" / "scratch" / "000.png")], project, None)
     assert by_detector.stdout.splitlines()[1].split(",")[2] == scored.stdout.splitlines()[1].split(",")[2]

@@ -180,11 +180,11 @@ def test_auto_is_resolved_once_for_the_kind_of_dataset(raw):
         params = resolve_auto(parse_params(changed), inspection)
         return params.train.segmenter, params.anomaly.score, params.anomaly.map, params.anomaly.map_sigma
 
-    # The best measured of each (docs/results.md): an inspection set's segmenter, its map's peak, a
-    # narrower blur for its thin defects.
-    assert resolved(inspection=True) == (True, "map_max", "segmenter", 1.0)
+    # The best measured of each (docs/results.md): an inspection set's segmenter, its map's peak, its
+    # blur chosen once the model is trained (aepipe.anomaly.blur_choice, by the losses stage).
+    assert resolved(inspection=True) == (True, "map_max", "segmenter", "auto")
     assert resolved(inspection=False) == (False, "combined", "error", 2.0)
-    assert resolved(True, train__segmenter=False) == (False, "map_max", "ssim", 1.0)
+    assert resolved(True, train__segmenter=False) == (False, "map_max", "ssim", "auto")
     assert resolved(False, train__segmenter=True) == (True, "combined", "segmenter", 2.0)
     assert resolved(True, anomaly__score="reconstruction", anomaly__map="error", anomaly__map_sigma=3.0) == \
         (True, "reconstruction", "error", 3.0)

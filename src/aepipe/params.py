@@ -229,8 +229,9 @@ class AnomalyParams(Section):
         "probability), averaged over the channels; auto: the segmenter when the model has one, else ssim for an "
         "inspection set, error for every other"))
     map_sigma: Literal["auto"] | Annotated[float, Field(ge=0)] = Field(description=(
-        "px: the Gaussian blur of the map where it locates defects and for map_max (0: none); auto: 1 for an "
-        "inspection set (thin defects keep their peak), 2 for every other"))
+        "px: the Gaussian blur of the map where it locates defects and for map_max (0: none); auto: for an inspection "
+        "set the blur (0–3) that best finds synthetic defects drawn into half of its calibration images (thin cracks "
+        "and wide blobs alike; src/aepipe/anomaly/blur_choice.py), 2 for every other"))
     corruptions: CorruptionParams
 
 
@@ -337,18 +338,21 @@ class Params(Section):
 # each the best measured there (docs/results.md); a trained segmenter's map comes before both.
 AUTO_SCORE = {True: "map_max", False: "combined"}
 AUTO_MAP = {True: "ssim", False: "error"}
-AUTO_SIGMA = {True: 1.0, False: 2.0}
+# anomaly.map_sigma's auto for an inspection set is chosen by the losses stage from the trained model and
+# the calibration images (aepipe.anomaly.blur_choice); for any other dataset it is this.
+AUTO_SIGMA = 2.0
 
 
 def resolve_auto(params: Params, inspection: bool) -> Params:
     """`params` with every dataset-dependent `auto` resolved (train.segmenter, anomaly.score,
-    anomaly.map, anomaly.map_sigma) for an inspection set or another dataset: the one place these rules live."""
+    anomaly.map, anomaly.map_sigma) for an inspection set or another dataset: the one place these rules
+    live. An inspection set's anomaly.map_sigma auto stays auto: its blur is chosen from the trained model."""
     segmenter = inspection if params.train.segmenter == "auto" else params.train.segmenter
     anomaly = params.anomaly
     tiled = params.data.tile is not None  # a scan's score is its stitched map's peak
     score = AUTO_SCORE[inspection or tiled] if anomaly.score == "auto" else anomaly.score
     chosen_map = ("segmenter" if segmenter else AUTO_MAP[inspection]) if anomaly.map == "auto" else anomaly.map
-    sigma = AUTO_SIGMA[inspection] if anomaly.map_sigma == "auto" else anomaly.map_sigma
+    sigma = AUTO_SIGMA if anomaly.map_sigma == "auto" and not inspection else anomaly.map_sigma
     return params.model_copy(update={"train": params.train.model_copy(update={"segmenter": segmenter}), "anomaly":
                                      anomaly.model_copy(update={"score": score, "map": chosen_map, "map_sigma": sigma})})
 

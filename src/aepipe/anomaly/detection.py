@@ -147,6 +147,11 @@ def detection_metrics(normal_scores: np.ndarray, anomaly_scores: np.ndarray, thr
     }
 
 
+def image_roc_auc(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> float:
+    """ROC AUC of the anomalies' scores against the normal images' (detection_metrics' alone)."""
+    return _roc_auc(np.r_[np.zeros(len(normal_scores)), np.ones(len(anomaly_scores))], np.r_[normal_scores, anomaly_scores])
+
+
 def _ranked_counts(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """True and false positives when flagging everything at or above each distinct score, highest first."""
     order = np.argsort(scores, kind="stable")[::-1]
