@@ -28,7 +28,8 @@ def _false_alarms(row: dict) -> str:
     return f"{row['fp_rate']:.1%} ({row['fp_rate_low']:.1%}–{row['fp_rate_high']:.1%})"
 
 
-DEFECT_COLUMNS = {"defaults, σ 2": "segmenter-sigma2", "σ 1 (defaults)": "segmenter", "masks": "defects-masks",
+DEFECT_COLUMNS = {"defaults, σ 2": "segmenter-sigma2", "σ 1": "segmenter-sigma1", "σ chosen (defaults)": "segmenter",
+                  "masks": "defects-masks",
                   "procedural": "defects-procedural", "procedural σ 1": "defects-procedural-sigma1",
                   "textures": "defects-textures", "textures σ 1": "defects-textures-sigma1"}
 
