@@ -164,6 +164,7 @@ def summarise(metrics: dict[str, dict], chosen: list[tuple[str, str]], rev: str,
             "kinds": kinds, "mean_kinds": sum(kinds.values()) / len(kinds),
             "pixel_roc_auc": values.get("auc_defect_pixels"), "aupro": values.get("aupro"),
             **{key: values.get(key) for key in ("fp_rate", "fp_rate_low", "fp_rate_high", "calibration_holds", *DEAD_FRAMES)},
+            **({"map_sigma": values["map_sigma"]} if "map_sigma" in values else {}),  # the blur auto chose
             "protocol": PROTOCOL, "commit": rev, "train_seconds": values.get("train_seconds") + values.get("segmenter_seconds", 0),
             **({"default": True} if tail == default_tail(name, side) else {})}
     return rows

@@ -55,6 +55,8 @@ def headline(evaluation: dict, localisation: dict, calibration: dict, inspection
         **{column: evaluation[name]["roc_auc"] for name, column in HEADLINE_ANOMALIES.items() if name in evaluation},
         **({"auc_patch_pixels": localisation["patch_pixel_roc_auc"]} if "patch_pixel_roc_auc" in localisation else {}),
         **{column: localisation[name] for name, column in LOCALISATION.items() if name in localisation},
+        # The blur `anomaly.map_sigma: auto` chose from the set's calibration images: runs differ by it.
+        **({"map_sigma": localisation["map_sigma_choice"]["sigma"]} if "map_sigma_choice" in localisation else {}),
         # An inspection set's defect kinds, each in `dvc exp show`.
         **({f"auc_{kind}": result["roc_auc"] for kind, result in evaluation["held_out_by_class"].items()}
            if inspection else {}),
