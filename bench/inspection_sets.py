@@ -134,13 +134,18 @@ def write_set(dest: Path, photo: np.ndarray, colour: bool, kinds: dict[str, Defe
             save(mask.astype(np.float64), dest / "ground_truth" / kind / f"{index:04d}_mask.png")
 
 
-def write_sets(dest: Path, side: int) -> list[str]:
-    """Every benchmark set under `dest`; their names."""
+def recipes() -> dict[str, tuple[np.ndarray, bool, dict[str, DefectMaker], np.ndarray]]:
+    """Each benchmark set's (photograph, in colour, defect kinds, the foreign squares' photograph)."""
     from skimage import data
 
-    sets = {"brick": (data.brick(), False, KINDS, data.gravel()), "grass": (data.grass(), False, KINDS, data.gravel()),
+    return {"brick": (data.brick(), False, KINDS, data.gravel()), "grass": (data.grass(), False, KINDS, data.gravel()),
             "brick-hue": (data.brick(), True, {**KINDS, "hue": hue}, data.gravel()),
             "gravel": (data.gravel(), False, KINDS, data.grass())}
+
+
+def write_sets(dest: Path, side: int) -> list[str]:
+    """Every benchmark set under `dest`; their names."""
+    sets = recipes()
     for seed, (name, (photo, colour, kinds, foreign_photo)) in enumerate(sets.items()):
         write_set(dest / name, photo, colour, kinds, side, seed, foreign_photo)
     return list(sets)

@@ -36,8 +36,9 @@ SIGMA = 1.0  # px: anomaly.map_sigma's auto for an inspection set when measured 
 RESULTS = Path(__file__).resolve().parent / "results" / "segmenter_depth.json"
 
 
-def scored(model, images: torch.Tensor, labels: np.ndarray, masks: np.ndarray, kinds: list[str]) -> dict:
-    maps = torch.cat([smoothed(anomaly_maps(model, chunk, "segmenter"), SIGMA) for chunk in images.split(256)]).numpy()
+def scored(model, images: torch.Tensor, labels: np.ndarray, masks: np.ndarray, kinds: list[str],
+           sigma: float = SIGMA) -> dict:
+    maps = torch.cat([smoothed(anomaly_maps(model, chunk, "segmenter"), sigma) for chunk in images.split(256)]).numpy()
     aucs = kind_aucs(maps.reshape(len(maps), -1).max(axis=1), labels, labels == 0)
     return {"kinds": dict(zip(kinds, aucs)), "mean": round(float(np.mean(aucs)), 3), "pixel_roc_auc": round(pixel_roc_auc(maps, masks > 0), 3),
             "aupro": round(aupro(maps, masks > 0), 3)}
