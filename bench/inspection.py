@@ -68,8 +68,8 @@ LEVERS = {"20": ["train.segmenter_epochs=20"], "flips": ["train.flips=true"], "p
 # every mask (blobs, Perlin regions, thin cracks) with the set's own images; with the procedural sources
 # beside them (no outside data); with outside textures (bench/inspection_sets.py's OUTSIDE_PHOTOS, in
 # data/textures/) and the shuffled grid, TransFusion's pair; those two with the map blurred by 1 px
-# (measured before σ 1 was the inspection default: `anomaly.map_sigma` auto); own images beside the image
-# itself shaded (stains: a change of light alone), the defaults' blobs.
+# (measured before σ 1 was the inspection default: `anomaly.map_sigma` auto). The rows -defects-shade
+# (2319f03: own images beside the image itself shaded under the mask) were measured and the source dropped.
 ALL_MASKS = [f"train.defects.masks.{kind}=1.0" for kind in ("blob", "perlin", "lines")]
 
 
@@ -81,8 +81,7 @@ DEFECTS = {"masks": [*sources(own=1.0), *ALL_MASKS],
            "procedural": [*sources(own=1.0, perlin=1.0, flat=1.0, grid=1.0), *ALL_MASKS],
            "textures": [*sources(textures=1.0, grid=1.0), *ALL_MASKS],
            "procedural-sigma1": [*sources(own=1.0, perlin=1.0, flat=1.0, grid=1.0), *ALL_MASKS, "anomaly.map_sigma=1.0"],
-           "textures-sigma1": [*sources(textures=1.0, grid=1.0), *ALL_MASKS, "anomaly.map_sigma=1.0"],
-           "shade": sources(own=1.0, shade=1.0)}
+           "textures-sigma1": [*sources(textures=1.0, grid=1.0), *ALL_MASKS, "anomaly.map_sigma=1.0"]}
 # The sets' layout a row was measured on (bench/inspection_sets.py); rows without one are protocol 1.
 PROTOCOLS = {
     1: "MVTec AD layout from scikit-image photographs: train on train/good but a random 20 % calibration share "

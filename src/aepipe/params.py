@@ -139,7 +139,6 @@ class DefectSources(Shares):
     perlin: Share = Field(description="a Perlin-noise field (procedural: needs no data)")
     flat: Share = Field(description="one flat colour")
     grid: Share = Field(description="the image itself cut into an 8×8 grid whose cells are shuffled (TransFusion)")
-    shade: Share = Field(description="the image itself where it is, lighter or darker, of another contrast (in colour, its channels swapped): a stain")
 
 
 class DefectMasks(Shares):

@@ -18,7 +18,7 @@ from aepipe.model.synthetic_defects import DefectMaker
 from aepipe.params import DefectMasks, DefectParams, DefectSources
 
 SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # pixels: the blurs tried, least first (a tie keeps the lesser)
-DEFECTS = DefectParams(sources=DefectSources(own=1.0, textures=0.0, perlin=0.0, flat=0.0, grid=0.0, shade=0.0),
+DEFECTS = DefectParams(sources=DefectSources(own=1.0, textures=0.0, perlin=0.0, flat=0.0, grid=0.0),
                        masks=DefectMasks(blob=1.0, perlin=1.0, lines=1.0))
 DRAWN_TOGETHER = 64  # images given defects at a time (each filled from another of them)
 MAX_DRAWS = 20  # rounds of drawing: an image left without a defect in every one is left out

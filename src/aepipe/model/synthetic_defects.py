@@ -5,9 +5,8 @@ Masks (train.defects.masks): blob, smoothed Gaussian noise above a threshold (ro
 Perlin noise above a threshold (DRAEM's irregular regions); lines, thin cracks of 1–2 pixels (scratches).
 Sources (train.defects.sources): own, another training image of the batch; textures, an outside image
 (DRAEM pastes DTD's); perlin, a Perlin-noise field; flat, one colour (DRAEM's ablation); grid, the
-image itself cut into an 8×8 grid whose cells are shuffled (TransFusion, Fučka et al. 2024); shade, the
-image itself where it is (a stain: only its light changes). Each source is turned by 90°·k (shade
-excepted), its brightness and contrast changed and, in colour, its channels swapped.
+image itself cut into an 8×8 grid whose cells are shuffled (TransFusion, Fučka et al. 2024). Each
+source is turned by 90°·k, its brightness and contrast changed and, in colour, its channels swapped.
 Every image draws its mask's and its source's kind by their shares; DEFECT_SHARE of them get one.
 With one kind of each, nothing is drawn for the choice: own + blob are the draws they always were.
 """
@@ -136,13 +135,8 @@ def shuffled_grids(images: torch.Tensor, generator: torch.Generator, textures: t
     return cells.permute(0, 3, 1, 4, 2, 5).reshape(images.shape)
 
 
-def shaded(images: torch.Tensor, generator: torch.Generator, textures: torch.Tensor | None) -> torch.Tensor:
-    """The images as they are: jittered like every source, the defect is a change of light alone."""
-    return images
-
-
 SOURCES = {"own": own_images, "textures": outside_textures, "perlin": perlin_fields, "flat": flat_colours,
-           "grid": shuffled_grids, "shade": shaded}
+           "grid": shuffled_grids}
 
 
 def jittered(sources: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
