@@ -1,7 +1,7 @@
 """The scans benchmark: defects of a few pixels on 512×512 scans, found at full resolution by tiling
 (data.tile) or on the scans resized to the model's side.
 
-    python bench/scans.py [--photo brick] [--rev HEAD] [--jobs 1]
+    python bench/scans.py [--photo brick] [--only REGEX] [--rev HEAD] [--jobs 1]
 
 Builds an inspection set of scans in the MVTec AD layout from one of scikit-image's texture
 photographs (512×512, `pip install -e .[bench]`): each scan a 4×4 mosaic of 128×128 blocks of the
@@ -19,10 +19,12 @@ Results: bench/results/scans.json (rows with their commit) and a Markdown table 
 AUC per defect kind and their mean, pixel ROC AUC and AUPRO (at the scan's full size for tiles; at
 the resized side for the others, masks resized alike), false alarms on test/good, training seconds
 and the seconds per scan of `aepipe score --onnx` on the 60 test scans (decoding to the CSV).
+`--only` runs the variants whose name it matches (a regex, e.g. `tiled`); the other rows are kept.
 """
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -130,6 +132,14 @@ def table(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
+def chosen_variants(only: str) -> dict[str, list[str]]:
+    """VARIANTS whose name `only` (a regex) matches; an `only` that matches none is refused."""
+    chosen = {variant: params for variant, params in VARIANTS.items() if re.search(only, variant)}
+    if not chosen:
+        raise SystemExit(f"--only {only!r} matches none of {', '.join(VARIANTS)}")
+    return chosen
+
+
 def queued_run(args) -> tuple[Path, str, float]:
     """(the clone, its commit, the queue's seconds): the set committed in a fresh clone, every variant
     queued and run. A run that fails keeps its clone for --read."""
@@ -138,7 +148,7 @@ def queued_run(args) -> tuple[Path, str, float]:
     write_scan_set(sets / args.photo, args.photo)
     commit_folder(clone, sets / args.photo, "data/images", f"scans of {args.photo}")
     shutil.rmtree(sets)
-    for variant, params in VARIANTS.items():
+    for variant, params in chosen_variants(args.only).items():
         dvc("exp", "run", "--queue", "-n", f"{args.photo}-{variant}",
             *[arg for param in [*COMMON, *params] for arg in ("-S", param)], "publish", cwd=clone)
     return clone, rev, run_queue(clone, args.jobs)
@@ -148,6 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photo", default="brick", choices=sorted(FOREIGN))
     parser.add_argument("--rev", default="HEAD")
+    parser.add_argument("--only", default="", help="a regex: run only the variants it finds")
     parser.add_argument("--jobs", type=int, default=1, help="experiments run side by side")
     parser.add_argument("--read", type=Path, metavar="CLONE", help="only read the experiments of a kept clone")
     args = parser.parse_args()
