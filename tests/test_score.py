@@ -242,23 +242,57 @@ def test_an_interrupted_run_leaves_the_old_csv_and_the_rows_of_every_batch_done(
     assert [row["source"] for row in done] == [item.source for item in batches[0]] and len(done) == 256
 
 
+def test_batches_are_worked_on_side_by_side_and_handed_back_in_order():
+    import threading
+    import time
+
+    from aepipe.deploy.inputs import worked_in_order
+
+    together = threading.Barrier(3, timeout=10)  # the first three meet only if they run at once
+    running, most, lock = [0], [0], threading.Lock()
+
+    def work(item: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        if item < 3:
+            together.wait()
+        time.sleep(0.01 * (5 - item % 5))  # the earlier ones finish later
+        with lock:
+            running[0] -= 1
+        if item == 11:
+            raise ValueError("item 11")
+        return item * item
+
+    results = worked_in_order(range(12), work, 3)
+    assert [next(results) for _ in range(11)] == [(item, item * item) for item in range(11)]
+    assert most[0] == 3
+    with pytest.raises(ValueError, match="item 11"):
+        next(results)
+
+
 def test_scoring_memory_does_not_grow_with_the_number_of_images(project, tmp_path):
     import tracemalloc
 
+    from aepipe.deploy.scorers import scoring_workers
+
     images = load_split(project / "data" / "raw", "val").images
     peaks = {}
-    # Five batches and fifty: both can hold the most batches ever held at once (the one scored, the one
-    # waiting, the one being read); how many the smaller run holds at its peak depends on the threads.
-    for count in (1280, 12800):
+    # Both runs can hold the most batches ever held at once (one scored on each worker, the one waiting,
+    # the one being read); how many the smaller run holds at its peak depends on the threads.
+    held = scoring_workers() + 2
+    small = (held + 2) * 256
+    for count in (small, 10 * small):
         np.save(tmp_path / f"{count}.npy", np.resize(images, (count, *images.shape[1:])))
         tracemalloc.start()
         result = score(project, str(tmp_path / f"{count}.npy"), "--onnx", "models/detector.onnx", "--out", str(tmp_path / "out.csv"))
         peaks[count] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert result.returncode == 0 and len(rows((tmp_path / "out.csv").read_text())) == count
-    # All the images as float32 were 4 and 40 MB; a batch of 256 is 0.8 MB.
+    # All the images as float32 were (held + 2) and ten times as many batches; a batch of 256 is 0.8 MB,
+    # and one being scored holds four: its images, their stack, its maps and their concatenation.
     batch = 256 * 28 * 28 * 4
-    assert peaks[12800] < 8 * batch and peaks[12800] < peaks[1280] + 2.5 * batch, peaks
+    assert peaks[10 * small] < (4 * scoring_workers() + 3) * batch and peaks[10 * small] < peaks[small] + 2.5 * batch, peaks
 
 
 def test_an_image_stored_sideways_is_scored_and_mapped_as_it_displays(project, digits, tmp_path):

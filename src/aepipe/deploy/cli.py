@@ -45,8 +45,8 @@ import numpy as np
 
 # Only what scoring with an exported detector needs: torch is imported where the model is used.
 from aepipe.atomic import atomic_path
-from aepipe.deploy.inputs import Input, batched, image_count, listed, read_ahead, read_inputs
-from aepipe.deploy.scorers import Scorer, read_score, scorer_for
+from aepipe.deploy.inputs import Input, batched, image_count, listed, read_ahead, read_inputs, worked_in_order
+from aepipe.deploy.scorers import Scorer, Scores, read_score, scorer_for
 from aepipe.deploy.serve import SCORING_BATCH  # images read, scored and written at a time
 from aepipe.errors import AepipeError, exit_on_error
 from aepipe.figures.overlay import write_maps
@@ -101,9 +101,10 @@ def score_command(args: argparse.Namespace) -> None:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(COLUMNS)
         inputs = read_inputs(files, scorer.side, scorer.channels, args.invert, args.strict, tiled=bool(scorer.tiling))
-        batches = batched(inputs, batch_size(scorer))
-        for batch in read_ahead(batches):
-            failed += write_batch(writer, batch, scorer, args.maps, done)
+        batches = read_ahead(batched(inputs, batch_size(scorer)))
+        scored_batches = worked_in_order(batches, lambda batch: score_readable(batch, scorer, bool(args.maps)), scorer.workers)
+        for batch, scored in scored_batches:
+            failed += write_batch(writer, batch, scored, args.maps, done)
             out.flush()
             done += len(batch)
             bar.update(len(batch))
@@ -112,11 +113,17 @@ def score_command(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
-def write_batch(writer, batch: list[Input], scorer: "Scorer", maps: Path | None, first: int) -> int:
-    """The batch's rows (and maps, into `maps`), in its order; how many of its images failed."""
+def score_readable(batch: list[Input], scorer: Scorer, with_maps: bool) -> Scores | None:
+    """The scores of the batch's images that could be read (None when none could)."""
+    good = [item.pixels for item in batch if item.error is None]
+    return scorer.score_images(good, with_maps) if good else None
+
+
+def write_batch(writer, batch: list[Input], scored: Scores | None, maps: Path | None, first: int) -> int:
+    """The batch's rows (and maps, into `maps`), in its order, from the scores of its readable images;
+    how many of its images failed."""
     good = [item for item in batch if item.error is None]
     if good:
-        scored = scorer.score_images([item.pixels for item in good], bool(maps))
         if maps:
             write_maps(maps, [first + place for place, item in enumerate(batch) if item.error is None],
                        [item.source for item in good], [item.pixels for item in good], [item.size for item in good],
@@ -175,8 +182,9 @@ def calibrate_command(args: argparse.Namespace) -> None:
     scorer = scorer_for(args)
     sources, scores, dead, digest = [], [], [], hashlib.sha256()
     inputs = read_inputs(listed(args.paths), scorer.side, scorer.channels, args.invert, strict=True, tiled=bool(scorer.tiling))
-    for batch in batched(inputs, batch_size(scorer)):
-        scored = scorer.score_images([item.pixels for item in batch], False)
+    batches = read_ahead(batched(inputs, batch_size(scorer)))
+    for batch, scored in worked_in_order(batches, lambda batch: scorer.score_images([item.pixels for item in batch], False),
+                                         scorer.workers):
         sources += [item.source for item in batch]
         scores.append(scored.scores)
         dead.append(scored.dead)

@@ -7,7 +7,9 @@ without images, is a mistake in the command, refused before anything is read."""
 import itertools
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -18,6 +20,7 @@ from aepipe.data.images import FORMATS, IMAGE_SUFFIXES, image_files, read_image,
 from aepipe.errors import AepipeError
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,20 @@ def read_ahead(items: Iterator[T]) -> Iterator[T]:
         if error is not None:
             raise error
         yield item
+
+
+def worked_in_order(items: Iterable[T], work: Callable[[T], R], workers: int) -> Iterator[tuple[T, R]]:
+    """(item, work(item)) for each of `items`, in their order, `work` done on up to `workers` of them at a
+    time on threads (a detector's call releases the GIL: one-thread calls side by side fill the cores)."""
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append((item, pool.submit(work, item)))
+            if len(pending) >= workers:
+                done, result = pending.popleft()
+                yield done, result.result()
+        for done, result in pending:
+            yield done, result.result()
 
 
 def _inverted(pixels: np.ndarray, invert: bool) -> np.ndarray:

@@ -4,6 +4,7 @@ against the files it was made with. A scan (a model of tiles, data.tile) is scor
 their maps stitched into the scan's (aepipe.data.tiles), its score their peak."""
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class Scorer:
     score: Callable[[np.ndarray, bool], Scores]
     threshold: float
     tiling: Tiling | None = None
+    workers: int = 1  # batches scored side by side (aepipe score)
 
     def score_images(self, images: list[np.ndarray], with_maps: bool) -> Scores:
         """Images of the model's shape, or (tiling) scans of any size, each at least one tile."""
@@ -87,7 +89,7 @@ def detector_scorer(path: Path) -> Scorer:
     """The exported detector alone (aepipe.deploy.serve: onnxruntime, no torch)."""
     from aepipe.deploy.serve import OnnxDetector
 
-    detector = OnnxDetector(path, spinning=False)  # aepipe score decodes the next files while a batch is scored
+    detector = OnnxDetector(path, threads=1)
     reads_map = detector.metadata["score"].startswith("map_max")
 
     def score(images: np.ndarray, with_maps: bool) -> Scores:
@@ -96,7 +98,13 @@ def detector_scorer(path: Path) -> Scorer:
         masks = maps > detector.threshold if with_maps and reads_map else None
         return Scores(scores, flagged, dead, maps if with_maps else None, masks)
 
-    return Scorer(detector.side, detector.channels, score, detector.threshold, detector.tiling)
+    return Scorer(detector.side, detector.channels, score, detector.threshold, detector.tiling, scoring_workers())
+
+
+def scoring_workers() -> int:
+    """Batches a detector scores at a time, each on one thread: one per core this process may use (the
+    files are decoded on a thread beside them, in the time a core waits)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def read_score(path: Path, model_path: Path):

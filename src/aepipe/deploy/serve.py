@@ -19,17 +19,17 @@ INPUT = "images"  # the graph's input; its outputs, in order: score, flagged, ma
 class OnnxDetector:
     """A detector file, ready to score (N, channels, side, side) float32 images in [0, 1]."""
 
-    def __init__(self, path: str | Path, spinning: bool = True):
-        """`spinning`: onnxruntime's threads spin between calls, the quickest for one image at a time;
-        False where other work shares the cores between calls (decoding the next files)."""
+    def __init__(self, path: str | Path, threads: int | None = None):
+        """`threads`: onnxruntime's threads for one call (None: its own choice, one per core); one where
+        calls run side by side, each on a core of its own (aepipe score)."""
         import onnxruntime  # noqa: PLC0415  (the one heavy import, only when a detector is used)
 
         self.path = Path(path)
         if not self.path.is_file():
             raise AepipeError(f"{path}: detector file not found; run `dvc repro export` first")
         options = onnxruntime.SessionOptions()
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads is not None:
+            options.intra_op_num_threads = threads
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types for a file that is no model
