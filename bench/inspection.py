@@ -63,7 +63,8 @@ LONGER = ["train.epochs=100", "train.flips=true"]
 # was chosen from the set's own calibration images (auto). (Scale jitter and the segmenter
 # stopped on held-out synthetic defects were measured at af12ef7 and dropped: docs/results.md.)
 LEVERS = {"20": ["train.segmenter_epochs=20"], "flips": ["train.flips=true"], "photometric": ["train.photometric=0.2"],
-          "gpd": ["threshold.method=gpd"], "sigma2": ["anomaly.map_sigma=2.0"], "sigma1": ["anomaly.map_sigma=1.0"]}
+          "gpd": ["threshold.method=gpd"], "sigma2": ["anomaly.map_sigma=2.0"], "sigma1": ["anomaly.map_sigma=1.0"],
+          "seed1": ["seed=1"], "seed2": ["seed=2"]}  # the defaults' run-to-run spread
 # What the segmenter's synthetic defects are made of (train.defects: shares, each kind 0 unless named):
 # every mask (blobs, Perlin regions, thin cracks) with the set's own images; with the procedural sources
 # beside them (no outside data); with outside textures (bench/inspection_sets.py's OUTSIDE_PHOTOS, in

@@ -11,10 +11,10 @@ reports/threshold.json, models/detector.onnx). SERVE_PYTHON: the python of a ven
 `pip install aepipe[serve]` (numpy, Pillow, onnxruntime: no torch), where the detector's cold start
 is measured. The inspection size is 3×64×64 with the inspection sets' score (map_max on the SSIM map),
 an untrained model exported here: speed does not depend on the weights. Every measurement is taken
-`--rounds` times, the two paths interleaved, and the median kept. End to end: 2,048 greyscale PNGs of
-64×64 scored by an untrained 1×64×64 detector (map_max on the error map), the command run in this
-process (`aepipe.deploy.cli.main`), interleaved with decoding the files alone and the detector alone
-on their pixels; memory: the command's peak resident memory (its own process) on folders of 10,000
+`--rounds` times, the two paths interleaved, and the median kept. End to end: 16,384 greyscale PNGs
+of 64×64 (and 2,048, and one) scored by an untrained 1×64×64 detector (map_max on the error map), the
+command run in this process (`aepipe.deploy.cli.main`), interleaved with decoding the files alone and
+the detector alone on their pixels; memory: the command's peak resident memory (its own process) on folders of 10,000
 and 100,000 such files. Results: bench/results/serve_speed-cpu.json.
 """
 
@@ -148,33 +148,42 @@ def measure_tiled_scans(rounds: int, tile: int = 64, overlap: int = 16, scan: in
             "scans_per_second": rates, "end_to_end_share_of_detector": round(rates["end_to_end"] / rates["detector_alone"], 3)}
 
 
-def measure_end_to_end(rounds: int, side: int = 64, count: int = 2048) -> dict:
-    """Images per second of `aepipe score --onnx` on PNG files (decode, score, CSV), of decoding them
+def measure_end_to_end(rounds: int, side: int = 64, counts: tuple[int, int] = (2048, 16384)) -> dict:
+    """Images per second of `aepipe score --onnx` on PNG files (decode, score, CSV) on a short run and a
+    long one (`counts`: what the first and last batches cost alone, and the detector's loading, weigh
+    less in a long run), and on one file (its fixed cost, in seconds); of decoding the long run's files
     alone (as it reads them) and of the detector alone on their pixels (batch 1 and 256); interleaved."""
     from aepipe.deploy.cli import main as aepipe
     from aepipe.deploy.inputs import listed, read_inputs
 
     _, detector_path = untrained_detector(1, side, FittedScore("map_max", maps=MapSpec("error", 1.0)))
-    folder, detector = png_folder(count, side), OnnxDetector(detector_path)
-    pixels = np.stack([item.pixels for item in read_inputs(listed([folder]), side, 1, False, True)])[:, None]
-    out = folder.parent / "scores.csv"
+    short, long = png_folder(counts[0], side), png_folder(counts[1], side)
+    single, detector = png_folder(1, side), OnnxDetector(detector_path)
+    pixels = np.stack([item.pixels for item in read_inputs(listed([long]), side, 1, False, True)])[:, None]
 
-    def end_to_end() -> None:
-        aepipe(["score", str(folder), "--onnx", str(detector_path), "--out", str(out)])
+    def end_to_end(folder: Path) -> float:
+        started = time.perf_counter()
+        aepipe(["score", str(folder), "--onnx", str(detector_path), "--out", str(folder.parent / "scores.csv")])
+        return time.perf_counter() - started
 
-    seen = {"end_to_end": [], "decode": [], "detector_batch_1": [], "detector_batch_256": []}
+    seen = {"end_to_end": [], f"end_to_end_{counts[0]}_files": [], "decode": [], "detector_batch_1": [],
+            "detector_batch_256": []}
+    one_file = []
     for _ in range(rounds):
+        seen["end_to_end"].append(counts[1] / end_to_end(long))
+        seen[f"end_to_end_{counts[0]}_files"].append(counts[0] / end_to_end(short))
+        one_file.append(end_to_end(single))
         started = time.perf_counter()
-        end_to_end()
-        seen["end_to_end"].append(count / (time.perf_counter() - started))
-        started = time.perf_counter()
-        sum(1 for _ in read_inputs(listed([folder]), side, 1, False, True))
-        seen["decode"].append(count / (time.perf_counter() - started))
+        sum(1 for _ in read_inputs(listed([long]), side, 1, False, True))
+        seen["decode"].append(counts[1] / (time.perf_counter() - started))
         seen["detector_batch_1"].append(images_per_second(detector, pixels[:BATCH_1_IMAGES], 1))
         seen["detector_batch_256"].append(images_per_second(detector, pixels, 256))
     rates = {name: round(statistics.median(values), 1) for name, values in seen.items()}
-    return {"shape": f"1x{side}x{side}", "files": count, "images_per_second": rates,
-            "end_to_end_share_of_detector_batch_256": round(rates["end_to_end"] / rates["detector_batch_256"], 3)}
+    detector_rate = rates["detector_batch_256"]
+    return {"shape": f"1x{side}x{side}", "files": counts[1], "images_per_second": rates,
+            "one_file_seconds": round(statistics.median(one_file), 4),
+            "end_to_end_share_of_detector_batch_256": round(rates["end_to_end"] / detector_rate, 3),
+            f"end_to_end_{counts[0]}_files_share": round(rates[f"end_to_end_{counts[0]}_files"] / detector_rate, 3)}
 
 
 # `aepipe` as its console script runs it, printing at exit the peak resident memory of its own process
