@@ -8,7 +8,7 @@ DVC := PATH="$(BIN):$$PATH" dvc
 # path goes into .dvc/config.local (see the README: a relative URL breaks `dvc exp push`).
 DVC_STORAGE ?= ../aepipe-dvc-storage
 
-.PHONY: setup remote repro test deps bench share pull compare report restore-params gpu-bundle
+.PHONY: setup remote repro test test-fast deps bench share pull compare report restore-params gpu-bundle verify-cache
 
 setup: $(STAMP)
 	@$(DVC) config --local remote.local.url >/dev/null 2>&1 || $(MAKE) --no-print-directory remote
@@ -31,6 +31,10 @@ repro: setup
 test: setup
 	PATH="$(BIN):$$PATH" python -m pytest
 
+# While you work: the tests that run neither DVC nor a pipeline (no `pipeline` marker, tests/conftest.py).
+test-fast: setup
+	PATH="$(BIN):$$PATH" python -m pytest -m "not pipeline and not gpu"
+
 # dvc.yaml's src/aepipe deps, from what each stage's script imports (after adding an import).
 deps: setup
 	$(BIN)/python tools/stage_deps.py
@@ -45,8 +49,13 @@ bench: setup
 gpu-bundle:
 	bash bench/gpu/prepare.sh 3.12
 
+# Results filed under params they were not computed with (tools/verify_cache.py): listed, and with
+# REMOVE=1 deleted from the run cache. `make share` pushes nothing while one is listed.
+verify-cache: setup
+	PATH="$(BIN):$$PATH" python tools/verify_cache.py $(if $(REMOVE),--remove)
+
 # Alice's half of the team workflow (README, "Share experiments with your team")...
-share: setup
+share: verify-cache
 	$(DVC) push --run-cache --all-branches
 	$(DVC) exp push origin --all-commits --run-cache
 

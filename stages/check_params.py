@@ -3,17 +3,19 @@
 DVC deletes a stage's outputs before running its command, so a stage that found its own params bad
 would already have lost the last good run's outputs. Every other stage depends on this one's output,
 so DVC runs it first and stops the pipeline here, with everything else still in place. Its output is
-the same for every valid params.yaml: passing the check never makes the stages after it rerun.
+the same for every valid params.yaml on one kind of machine: passing the check never makes the stages
+after it rerun. It names the machine's CPU numerics (aepipe.cpu_numerics): on another kind, every
+stage's deps differ, so DVC's run cache restores only what a machine of the same kind computed. DVC
+runs this stage every time (always_changed in dvc.yaml, which also keeps it out of the run cache).
 """
 
 from aepipe.atomic import atomic_path
-from aepipe.errors import AepipeError, exit_on_error
+from aepipe.cpu_numerics import numerics_key
+from aepipe.errors import AepipeError
 from aepipe.params import load_params
+from guard import RESTORE, run_guarded
 
 CHECKED = "data/params_checked.txt"
-# A refused `dvc exp run -S` leaves its value in params.yaml, and DVC's restore can leave git's index
-# believing the file unchanged, so that `git checkout params.yaml` does nothing (see the Makefile).
-RESTORE = "to go back to the committed params.yaml (a refused `dvc exp run -S` leaves its value in it): make restore-params"
 
 
 def main() -> None:
@@ -22,7 +24,7 @@ def main() -> None:
     except AepipeError as error:
         raise AepipeError(f"{error}\n{RESTORE}") from None
     with atomic_path(CHECKED) as tmp:
-        tmp.write_text("params.yaml passed the schema of src/aepipe/params.py\n")
+        tmp.write_text(f"params.yaml passed the schema of src/aepipe/params.py\nCPU numerics: {numerics_key()}\n")
 
 
 def check(path: str) -> None:
@@ -34,4 +36,4 @@ def check(path: str) -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

@@ -7,7 +7,7 @@ import torch
 from aepipe.atomic import write_json
 from aepipe.data.dataset import load_split
 from aepipe.devices import resolve_device, to_numpy_images, to_tensor
-from aepipe.errors import exit_on_error
+from guard import run_guarded
 from aepipe.model.inference import reconstruct
 from aepipe.latent.judge import NO_CLASSES, judge_images, load_judge
 from aepipe.model.autoencoder import describe_training, load_model
@@ -81,4 +81,4 @@ def draw(report: dict, noise_std: list[float], clean_shown: np.ndarray, shown: l
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

@@ -9,7 +9,7 @@ and its defect masks; with data.tile, each image (a scan of any size) is written
 import os
 
 from aepipe.data.dataset import Classes, Split, write_dataset, write_scans
-from aepipe.errors import exit_on_error
+from guard import run_guarded
 from aepipe.data.folder import is_inspection_layout, read_folder, read_inspection_set, split_at_random
 from aepipe.data.mnist import DATASETS, download_dataset
 from aepipe.data.tiles import Tiling
@@ -48,4 +48,4 @@ def write_prepared(train: Split, val: Split, classes: Classes, tiling: Tiling | 
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

@@ -16,7 +16,7 @@ from aepipe.atomic import write_csv, write_json
 from aepipe.anomaly.calibration import calibration_check, verdict_line
 from aepipe.data.dataset import load_classes
 from aepipe.anomaly.detection import DEAD_FRAME, decisive_scores, detection_metrics, pr_curve, roc_curve
-from aepipe.errors import exit_on_error
+from guard import run_guarded
 from aepipe.params import load_params
 from aepipe.figures.plots import anomaly_scores, most_anomalous, save
 
@@ -32,9 +32,9 @@ CURVES = {"roc": roc_curve, "pr": pr_curve}  # data/curves/<name>/<anomaly kind>
 def write_curves(normal_scores: np.ndarray, anomaly_sets: dict[str, np.ndarray]) -> None:
     """Each anomaly kind's ROC and precision-recall curve, one small CSV each (a DVC plot)."""
     for curve, make in CURVES.items():
-        for name, anomaly_scores in anomaly_sets.items():
+        for name, kind_scores in anomaly_sets.items():
             safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)  # a folder class's name may hold anything
-            write_csv(f"data/curves/{curve}/{safe_name}.csv", pd.DataFrame(make(normal_scores, anomaly_scores)).round(5))
+            write_csv(f"data/curves/{curve}/{safe_name}.csv", pd.DataFrame(make(normal_scores, kind_scores)).round(5))
 
 
 def calibration_headline(check: dict) -> dict:
@@ -129,4 +129,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

@@ -14,7 +14,7 @@ from aepipe.anomaly.corruptions import corrupt
 from aepipe.anomaly.detection import DEAD_FRAME
 from aepipe.data.dataset import load_split, load_tiles
 from aepipe.devices import as_floats, to_pixels
-from aepipe.errors import exit_on_error
+from guard import run_guarded
 from aepipe.deploy.export import (Detector, detector_metadata, export_detector, parity, relative_differences, scan_parity,
                                   torch_floor)
 from aepipe.model.autoencoder import load_model
@@ -79,4 +79,4 @@ def one_at_a_time(detector: OnnxDetector, in_torch: Detector, images: torch.Tens
             "torch_batch_1_vs_pipeline": torch_floor(in_torch, images, scores[: len(images)])}
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

@@ -5,7 +5,7 @@ import torch
 
 from aepipe.data.dataset import load_split
 from aepipe.devices import resolve_device, to_numpy_images
-from aepipe.errors import exit_on_error
+from guard import run_guarded
 from aepipe.model.inference import interpolate
 from aepipe.model.autoencoder import load_model
 from aepipe.params import check_against_validation_set, load_params
@@ -25,4 +25,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

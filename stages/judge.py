@@ -6,7 +6,7 @@ import torch
 from aepipe.atomic import write_json
 from aepipe.data.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_pixels
-from aepipe.errors import exit_on_error
+from guard import run_guarded
 from aepipe.latent.judge import NO_CLASSES, save_judge, train_judge
 from aepipe.params import load_params
 
@@ -39,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

@@ -16,7 +16,7 @@ from aepipe.anomaly.corruptions import corrupt, patch_mask
 from aepipe.data.dataset import TiledScans, load_classes, load_inspection_extras, load_split, load_tiles
 from aepipe.anomaly.detection import DEAD_FRAME, aupro, calibration_roles, given_roles, pixel_roc_auc
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
-from aepipe.errors import exit_on_error
+from guard import run_guarded
 from aepipe.model.inference import batch_means
 from aepipe.anomaly.maps import anomaly_maps, error_maps, smoothed
 from aepipe.model.autoencoder import load_model
@@ -157,4 +157,4 @@ def _peak_tile(tiles: TiledScans, scan_map: np.ndarray, scan: int) -> int:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from aepipe.atomic import copy_file
-from aepipe.errors import exit_on_error
+from guard import run_guarded
 
 # Each stage's headline numbers → the metrics file DVC shows; dvclive/metrics.json is also the one
 # DVCLive updates while the train stage runs (so `dvc exp show` follows a queued training).
@@ -33,4 +33,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

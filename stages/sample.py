@@ -8,7 +8,7 @@ import torch
 from aepipe.atomic import atomic_path, write_json
 from aepipe.data.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels
-from aepipe.errors import exit_on_error
+from guard import run_guarded
 from aepipe.model.inference import decode
 from aepipe.model.inference import reconstruct
 from aepipe.latent.judge import NO_CLASSES, judge_images, load_judge
@@ -83,4 +83,4 @@ def write_unjudged(pixels: np.ndarray, drawn: np.ndarray, shown: tuple, names: l
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

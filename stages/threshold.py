@@ -12,7 +12,7 @@ import pandas as pd
 from aepipe.atomic import file_sha256, write_json
 from aepipe.anomaly.calibration import too_few_line
 from aepipe.anomaly.detection import mean_std_threshold, per_image_threshold, summary
-from aepipe.errors import exit_on_error
+from guard import run_guarded
 from aepipe.params import load_params
 from aepipe.figures.plots import loss_histograms, save
 
@@ -57,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

@@ -13,7 +13,7 @@ from aepipe.data.dataset import load_classes, load_split
 from aepipe.data.images import read_image_tree
 from aepipe.devices import resolve_device, to_pixels
 from aepipe.model.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
-from aepipe.errors import exit_on_error
+from guard import run_guarded
 from aepipe.model.autoencoder import save_model
 from aepipe.params import ParamsError, load_params, resolve_auto
 from aepipe.model.segmenter_training import train_segmenter
@@ -128,4 +128,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

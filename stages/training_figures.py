@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aepipe.errors import exit_on_error
+from guard import run_guarded
 from aepipe.figures.plots import loss_curves, reconstruction_grid, save
 
 LIVE_PLOTS = "dvclive/plots"
@@ -23,4 +23,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

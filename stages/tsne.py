@@ -5,7 +5,7 @@ import pandas as pd
 
 from aepipe.atomic import write_csv, write_json
 from aepipe.data.dataset import load_classes
-from aepipe.errors import exit_on_error
+from guard import run_guarded
 from aepipe.params import check_against_validation_set, load_params
 from aepipe.figures.plots import save, tsne_map
 from aepipe.latent.tsne import knn_accuracy, tsne
@@ -37,4 +37,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_guarded(main)

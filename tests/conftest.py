@@ -31,7 +31,15 @@ SLOWEST_MODULES = ["test_pipeline.py", "test_folder.py", "test_sharing.py", "tes
                    "test_reliability.py"]
 
 
+# A test that asks for one of these runs DVC or pipeline stages: marked `pipeline`, left out of `make test-fast`.
+PIPELINE_FIXTURES = {"built_project", "project", "own_project", "shared_team"}
+
+
 def pytest_collection_modifyitems(items):
+    for item in items:
+        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.pipeline)
+
     def rank(item) -> int:
         name = item.path.name
         return SLOWEST_MODULES.index(name) if name in SLOWEST_MODULES else len(SLOWEST_MODULES)

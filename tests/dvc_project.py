@@ -21,6 +21,11 @@ FIGURES = ["loss_histograms", "reconstructions", "loss_curves", "tsne", "interpo
            "anomaly_scores", "most_anomalous", "samples"]
 
 
+# `dvc status` of a project with nothing to rerun: check_params alone, which DVC runs every time (it
+# names the machine's CPU numerics, src/aepipe/cpu_numerics.py).
+UP_TO_DATE = "check_params:\n\talways changed\n"
+
+
 def project_env(mirror: str | None, **extra: str) -> dict:
     env = dict(os.environ, **extra)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # stages run `python`

@@ -125,7 +125,7 @@ def test_the_pipeline_runs_on_class_folders_and_refuses_broken_ones(tmp_path, ra
     (images / "seven" / "0000.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short by a failed copy")
     failed = run(["dvc", "exp", "run", *FOLDER_RUN, *one_class, "evaluate", "tsne"], project, None, check=False)
     assert failed.returncode != 0 and "seven/0000.png: not a readable image" in failed.stdout + failed.stderr
-    assert ran_stages(failed.stdout) == ["download"]
+    assert ran_stages(failed.stdout) == ["check_params", "download"]
     assert {path: path.read_bytes() for path in kept} == kept, "the last good run's outputs were touched"
     assert not list((project / "data").glob(".raw*")), "a half-written data/raw was left behind"
 

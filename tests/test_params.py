@@ -139,6 +139,7 @@ def test_check_params_refuses_cuda_where_there_is_no_gpu(monkeypatch, tmp_path, 
     params["train"]["device"] = "cuda"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(REPO / "stages"))  # as `python stages/check_params.py` finds its guard
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit) as stopped:
         runpy.run_path(str(REPO / "stages" / "check_params.py"), run_name="__main__")

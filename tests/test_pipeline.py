@@ -19,7 +19,7 @@ from aepipe.anomaly.detection import calibration_split
 from aepipe.data.mnist import DATASETS
 from aepipe.model.autoencoder import load_model
 from conftest import REPO
-from dvc_project import FIGURES, PNG_SIGNATURE, SMALL, copy_project, project_env, ran_stages, run
+from dvc_project import FIGURES, PNG_SIGNATURE, SMALL, UP_TO_DATE, copy_project, project_env, ran_stages, run
 
 def test_pipeline_outputs_are_complete_and_sane(project):
     assert sorted(path.name for path in (project / "data" / "raw").iterdir()) == sorted([*DATASETS["mnist"].sha256, CLASSES_FILE])
@@ -128,8 +128,8 @@ def test_the_judge_and_what_it_says_of_samples_reconstructions_and_denoising(pro
 
 
 def test_a_second_repro_has_nothing_to_do(project, mnist_dir):
-    assert "Data and pipelines are up to date." in run(["dvc", "status"], project, None).stdout
-    assert ran_stages(run(["dvc", "repro"], project, str(mnist_dir)).stdout) == []
+    assert run(["dvc", "status"], project, None).stdout == UP_TO_DATE
+    assert ran_stages(run(["dvc", "repro"], project, str(mnist_dir)).stdout) == ["check_params"]
 
 
 def test_dvc_resumes_a_killed_training_run(own_project, mnist_dir):
@@ -149,7 +149,7 @@ def test_dvc_resumes_a_killed_training_run(own_project, mnist_dir):
 
     result = run(command, project, str(mnist_dir))
     assert "resuming from the checkpoint after epoch" in result.stdout
-    assert ran_stages(result.stdout)[0] == "train", "the download should have been kept"
+    assert ran_stages(result.stdout)[:2] == ["check_params", "train"], "the download should have been kept"
     assert not checkpoint.exists()
     assert json.loads((project / "reports" / "train.json").read_text())["epochs"] == 4
     assert "Data and pipelines are up to date." in run(["dvc", "status", "train"], project, None).stdout
@@ -281,7 +281,7 @@ def test_each_param_reruns_only_the_stages_that_read_it(own_project, mnist_dir):
 def test_the_stages_of_a_threshold_experiment_never_import_torch(project, stage):
     # Importing torch costs each stage about two seconds; the losses stage scored every image for them.
     probe = f"import runpy, sys; runpy.run_path('stages/{stage}.py', run_name='__main__'); print(sorted(sys.modules))"
-    result = subprocess.run([sys.executable, "-c", probe], cwd=project, env=project_env(None, PYTHONPATH="src"),
+    result = subprocess.run([sys.executable, "-c", probe], cwd=project, env=project_env(None, PYTHONPATH="src:stages"),
                             capture_output=True, text=True, check=True)
     loaded = result.stdout.split("\n")[-2]
     assert "'aepipe.figures.plots'" in loaded and "'torch'" not in loaded

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dvc_project import run
+from dvc_project import UP_TO_DATE, run
 from team import QUANTILES, Team, locked_outputs, make, setup_clone
 
-UP_TO_DATE = "Data and pipelines are up to date."
 
 
 def workspace_files(project: Path) -> set[str]:
@@ -131,7 +130,7 @@ def test_a_commit_shared_after_the_workspace_moved_on_is_pulled_whole(team):
     run(["git", "clone", "-q", "-b", "carol", str(team.origin), str(dave)], team.root, None)
     setup_clone(dave)
     run(["dvc", "pull"], dave, None, **team.env)
-    assert UP_TO_DATE in run(["dvc", "status"], dave, None, **team.env).stdout
+    assert run(["dvc", "status"], dave, None, **team.env).stdout == UP_TO_DATE
     assert locked_outputs((dave / "dvc.lock").read_text()) == committed
 
 

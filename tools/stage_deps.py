@@ -1,6 +1,7 @@
 """dvc.yaml's library deps, written from the import graph: each stage lists exactly the src/aepipe
-modules its script imports, directly or through other modules (one too few leaves a stale cache
-after an edit, one too many reruns the stage for nothing).
+modules its script imports, directly or through other modules, and the helper modules of stages/ it
+imports (stages/guard.py: one too few leaves a stale cache after an edit, one too many reruns the
+stage for nothing).
 
     python tools/stage_deps.py           # rewrite them in dvc.yaml (`make deps`)
     python tools/stage_deps.py --check   # exit 1 naming each stage whose deps differ (a test runs this)
@@ -16,7 +17,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LIBRARY_DEP = re.compile(r"^      - src/aepipe/(\w+/)*\w+\.py$")
+# The generated lines: library modules, and the modules of stages/ that are no stage's script.
+LIBRARY_DEP = re.compile(r"^      - (src/aepipe/(\w+/)*\w+|stages/guard)\.py$")
 SCRIPT_DEP = re.compile(r"^      - (stages/\w+\.py)$")
 STAGE = re.compile(r"^  (\w+):$")
 
@@ -35,32 +37,47 @@ def imported_library_modules(path: Path, library: Path) -> set[str]:
     return {module for module in paths if (library / f"{module}.py").is_file()}
 
 
-def transitive_library_modules(script: Path, library: Path) -> set[str]:
-    found, pending = set(), imported_library_modules(script, library)
+def imported_helpers(script: Path) -> set[Path]:
+    """The modules beside `script` (in stages/) that it imports."""
+    names = set()
+    for node in ast.walk(ast.parse(script.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {script.parent / f"{name}.py" for name in names if (script.parent / f"{name}.py").is_file()}
+
+
+def generated_deps(script: Path, root: Path) -> list[str]:
+    """The helper modules `script` imports and the library modules it and they import, as dep paths."""
+    library = root / "src" / "aepipe"
+    helpers = imported_helpers(script)
+    found, pending = set(), set().union(*(imported_library_modules(path, library) for path in {script, *helpers}))
     while pending:
         name = pending.pop()
         if name not in found:
             found.add(name)
             pending |= imported_library_modules(library / f"{name}.py", library)
-    return found
+    return sorted(str(path.relative_to(root)) for path in helpers) + [f"src/aepipe/{name}.py" for name in sorted(found)]
 
 
 def rendered(text: str, root: Path) -> str:
     """dvc.yaml's text with every stage's library deps those its scripts import."""
-    lines, stage, scripts = [], None, []
+    lines, scripts = [], []
     for line in text.splitlines():
-        if match := STAGE.match(line):
-            stage, scripts = match.group(1), []
+        if STAGE.match(line):
+            scripts = []
         if LIBRARY_DEP.match(line):
             continue
         lines.append(line)
         if match := SCRIPT_DEP.match(line):
             scripts.append(root / match.group(1))
-            modules = set().union(*(transitive_library_modules(script, root / "src" / "aepipe") for script in scripts))
+            deps = sorted(set().union(*(generated_deps(script, root) for script in scripts)),
+                          key=lambda dep: (dep.startswith("src/"), dep))
             # A later script of the same stage replaces the lines the earlier one wrote.
             while len(lines) > 1 and LIBRARY_DEP.match(lines[-2]):
                 lines.pop(-2)
-            lines[-1:] = [line, *(f"      - src/aepipe/{name}.py" for name in sorted(modules))]
+            lines[-1:] = [line, *(f"      - {dep}" for dep in deps)]
     return "\n".join(lines) + "\n"
 
 
@@ -75,7 +92,7 @@ def stages_that_differ(old: str, new: str) -> list[str]:
         return found
 
     before, after = deps_by_stage(old), deps_by_stage(new)
-    return sorted(name for name in set(before) | set(after) if sorted(before.get(name, [])) != after.get(name, []))
+    return sorted(name for name in set(before) | set(after) if sorted(before.get(name, [])) != sorted(after.get(name, [])))
 
 
 def main() -> None:

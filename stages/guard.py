@@ -1,0 +1,56 @@
+"""Every stage's main runs through `run_guarded`: the stage fails, and DVC records nothing, if params.yaml
+or one of the stage's deps changed while it ran.
+
+DVC reads params.yaml and hashes the deps only after a stage's command exits, and files the result
+under what it finds then, in dvc.lock and in the run cache that `make share` pushes to the team. A
+second `dvc exp run -S` in the same workspace writes its value into params.yaml before DVC's lock
+refuses it, so without this check the first run's model would be filed under the second run's params
+(treeverse/dvc #5750, #8516). The whole of params.yaml is compared, not only the stage's keys:
+`dvc exp run` commits the workspace's params.yaml with the experiment, so any change would be filed
+with it. Outside DVC (no $DVC_STAGE) only params.yaml is compared.
+"""
+
+import os
+from pathlib import Path
+
+import yaml
+
+from aepipe.errors import AepipeError, exit_on_error
+from aepipe.stage_inputs import changes, read_inputs
+
+PARAMS = "params.yaml"
+# A refused `dvc exp run -S` leaves its value in params.yaml, and DVC's restore can leave git's index
+# believing the file unchanged, so that `git checkout params.yaml` does nothing (see the Makefile).
+RESTORE = "to go back to the committed params.yaml (a refused `dvc exp run -S` leaves its value in it): make restore-params"
+SIDE_BY_SIDE = ("to run experiments side by side: `dvc exp run --queue -S ...` then `dvc queue start -j 2`, "
+                "or separate clones sharing the remote")
+
+
+def run_guarded(main) -> None:
+    deps = stage_deps(os.environ.get("DVC_STAGE"))
+    before = read_inputs(PARAMS, deps)
+
+    def main_then_check() -> None:
+        main()
+        if changed := changes(before, read_inputs(PARAMS, deps)):
+            raise AepipeError(changed_message(os.environ.get("DVC_STAGE", "this stage"), changed))
+
+    exit_on_error(main_then_check)
+
+
+def stage_deps(stage: str | None) -> list[str]:
+    """The deps dvc.yaml lists for `stage` (DVC's $DVC_STAGE, run from the project's root)."""
+    if not stage:
+        return []
+    return list(yaml.safe_load(Path("dvc.yaml").read_text())["stages"][stage].get("deps", []))
+
+
+def changed_message(stage: str, changed: list[str]) -> str:
+    return "\n".join([
+        f"{stage}: its inputs changed while it ran (another `dvc exp run -S`, or an edit); its result is not "
+        "recorded, so that DVC does not file it under values it was not computed with:",
+        *(f"  {line}" for line in changed),
+        RESTORE,
+        "then run the experiment again with the values you meant (dvc exp run -S ...)",
+        SIDE_BY_SIDE,
+    ])
