@@ -8,15 +8,23 @@ DVC := PATH="$(BIN):$$PATH" dvc
 # path goes into .dvc/config.local (see the README: a relative URL breaks `dvc exp push`).
 DVC_STORAGE ?= ../aepipe-dvc-storage
 
-.PHONY: setup remote repro test test-fast deps bench share pull compare report restore-params gpu-bundle verify-cache
+.PHONY: setup lock remote repro test test-fast deps bench share pull compare report restore-params gpu-bundle verify-cache
 
 setup: $(STAMP)
 	@$(DVC) config --local remote.local.url >/dev/null 2>&1 || $(MAKE) --no-print-directory remote
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every dependency, direct or not, to the versions the suite was run with.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[pipeline,test]"
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[pipeline,test]"
 	touch $@
+
+# After a change to pyproject.toml's dependencies: the lock again (pip-tools), keeping the pins that
+# still fit; then `make setup` and `make test`.
+lock: setup
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --no-emit-index-url --no-emit-find-links --extra pipeline --extra test --extra serve \
+		--strip-extras -o requirements.lock pyproject.toml
 
 # Points the `local` remote at DVC_STORAGE (default ../aepipe-dvc-storage), e.g.
 # `make remote DVC_STORAGE=/mnt/team/aepipe`; `make setup` does it once, keeping what you set.

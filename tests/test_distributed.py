@@ -10,6 +10,7 @@ import pytest
 from stage_workdir import finished, stage_workdir, train_stage
 
 
+@pytest.mark.pipeline
 def test_two_workers_match_one_and_write_outputs_once(tmp_path, raw_dir):
     single = stage_workdir(tmp_path / "single", raw_dir, epochs=3)
     double = stage_workdir(tmp_path / "double", raw_dir, epochs=3, workers=2)
@@ -34,6 +35,7 @@ def test_two_workers_match_one_and_write_outputs_once(tmp_path, raw_dir):
     assert [step["step"] for step in steps] == list(range(1, 3 * 32 + 1))
 
 
+@pytest.mark.pipeline
 def test_a_killed_worker_ends_the_run_with_an_error_not_a_hang(tmp_path, raw_dir):
     workdir = stage_workdir(tmp_path / "run", raw_dir, epochs=50, workers=2)
     launcher = train_stage(workdir)

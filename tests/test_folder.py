@@ -105,6 +105,7 @@ def test_written_splits_read_back_as_idx_files(tmp_path):
 FOLDER_RUN = [*SMALL, "-S", "data.dataset=folder", "-S", "tsne.perplexity=10"]
 
 
+@pytest.mark.pipeline
 def test_the_pipeline_runs_on_class_folders_and_refuses_broken_ones(tmp_path, raw_dir):
     """Up to the stages that read the labels (the figures of a folder: the colour folder's test)."""
     project = copy_project(tmp_path)
@@ -151,6 +152,7 @@ COLOUR_RUN = [*FOLDER_RUN, "-S", "data.folder.val_fraction=0.25", "-S", "data.si
 COLOUR_STAGES = ["evaluate", "tsne", "interpolate", "denoise", "sample"]
 
 
+@pytest.mark.pipeline
 def test_a_colour_folder_without_classes_runs_at_its_side_without_label_metrics(tmp_path, raw_dir):
     project = copy_project(tmp_path)
     images = project / "data" / "images"

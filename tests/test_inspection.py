@@ -143,6 +143,7 @@ INSPECTION_SET = [*SMALL, "-S", "data.dataset=folder", "-S", "data.side=32", "-S
 INSPECTION_STAGES = ["evaluate", "judge", "export"]
 
 
+@pytest.mark.pipeline
 def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects(tmp_path):
     project = copy_project(tmp_path)
     write_inspection_set(project / "data" / "images")

@@ -106,6 +106,7 @@ def test_params_yaml_is_read_as_yaml_1_2_as_dvc_writes_it(tmp_path):
     assert params.train.lr == 1e-4 and params.threshold.k == 1.0 and isinstance(params.threshold.k, float)
 
 
+@pytest.mark.pipeline
 def test_a_stage_with_bad_params_exits_2_with_one_line_naming_the_key(tmp_path, raw):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value(raw, "train.lr", -1)))
     result = subprocess.run(

@@ -307,6 +307,7 @@ def test_a_bad_param_stops_the_pipeline_naming_the_key_and_keeps_the_last_run(ow
     assert last_good_run(own_project) == before
 
 
+@pytest.mark.pipeline
 def test_the_refusal_says_how_to_recover_and_that_works_every_time(tmp_path, mnist_dir):
     project = copy_project(tmp_path)
     committed = (project / "params.yaml").read_bytes()
@@ -395,6 +396,7 @@ def test_a_one_class_experiment_keeps_held_out_digits_out_and_never_retrains_the
     assert held_out["roc_auc"] > 0.8  # a model of ones reconstructs other digits badly
 
 
+@pytest.mark.pipeline
 def test_fashion_mnist_comes_from_its_own_mirror_with_its_class_names(tmp_path, fashion_mnist_dir, serve):
     """The download through DVC; what follows it reads the same files as MNIST's (the one-class
     experiment above runs it)."""

@@ -25,6 +25,7 @@ def uninterrupted(tmp_path_factory, raw_dir) -> dict:
     return outputs(workdir)
 
 
+@pytest.mark.pipeline
 def test_killed_training_resumes_and_ends_exactly_as_an_uninterrupted_run(tmp_path, raw_dir, uninterrupted):
     # Two processes with the same params write the same bytes, even when one of them is killed and resumed.
     killed = stage_workdir(tmp_path / "killed", raw_dir)

@@ -80,6 +80,7 @@ def test_alice_shares_every_output_of_her_experiments(team):
         assert not (team.root / "aepipe-dvc-storage").exists(), "the S3 remote was not the default"
 
 
+@pytest.mark.pipeline
 def test_bob_sees_alice_experiments_and_reruns_one_without_computing(team):
     bob = team.clone("bob")
     make("pull", bob, team.env)  # no MNIST mirror: nothing may be downloaded

@@ -141,6 +141,7 @@ def test_the_segmenter_learns_from_each_source(source):
     assert aucs[1] > aucs[0] + 0.2 and aucs[1] > 0.7, aucs  # measured: 0.48–0.51 untrained, 0.78–0.97 trained
 
 
+@pytest.mark.pipeline
 def test_the_train_stage_refuses_a_texture_folder_without_images_before_it_trains(tmp_path, raw_dir):
     sources = {**only("textures", SOURCES), "own": 1.0}
     workdir = stage_workdir(tmp_path, raw_dir, segmenter=True, defects={"sources": sources, "masks": only("blob", MASKS)})

@@ -23,6 +23,7 @@ def team(shared_team) -> Team:
     return shared_team
 
 
+@pytest.mark.pipeline
 def test_bob_reads_metrics_of_commits_and_pulled_experiments(team):
     bob = team.clone("bob-metrics")
     run(["dvc", "pull"], bob, None, **team.env)
@@ -40,6 +41,7 @@ PUBLISHED_METRICS = ["dvclive/metrics.json", *(f"metrics/{stage}.json" for stage
                                              ("threshold", "anomaly", "tsne", "denoise", "judge", "samples", "export"))]
 
 
+@pytest.mark.pipeline
 def test_a_clone_without_cache_or_remote_shows_the_committed_metrics_and_curves(team):
     newcomer = team.root / "newcomer"
     run(["git", "clone", "-q", str(team.origin), str(newcomer)], team.root, None)  # no remote, nothing pulled
@@ -78,6 +80,7 @@ def test_a_clone_without_cache_or_remote_shows_the_committed_metrics_and_curves(
         assert all(sum(value["rev"] == name for value in values) == 101 for name in names)
 
 
+@pytest.mark.pipeline
 def test_the_autoencoder_is_fetched_from_the_registry_through_the_remote(team, tmp_path):
     # What a deployer without a clone runs: `dvc artifacts get` of a version registered (a GTO tag, made
     # in Bob's clone: Alice's repository is only read), with the team's remote in a config file (the
@@ -111,6 +114,7 @@ def set_perplexity(project: Path, perplexity: float) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+@pytest.mark.pipeline
 def test_a_commit_shared_after_the_workspace_moved_on_is_pulled_whole(team):
     # `dvc push --run-cache` pushes the workspace's outputs and the run-cache's records, not the outputs
     # those records name: a commit whose outputs the workspace no longer holds needs --all-branches.
@@ -134,6 +138,7 @@ def test_a_commit_shared_after_the_workspace_moved_on_is_pulled_whole(team):
     assert locked_outputs((dave / "dvc.lock").read_text()) == committed
 
 
+@pytest.mark.pipeline
 def test_a_remote_missing_objects_fails_clearly_and_changes_nothing(team, tmp_path):
     colleague = team.clone("unlucky")
     before = workspace_files(colleague)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 from scipy.ndimage import label
 
@@ -52,6 +53,7 @@ def aepipe(project: Path, *args: str) -> str:
     return run([str(Path(sys.executable).parent / "aepipe"), *args], project, None, check=False).stdout
 
 
+@pytest.mark.pipeline
 def test_scans_of_mixed_sizes_are_trained_on_tiles_and_scored_whole(tmp_path):
     project = copy_project(tmp_path)
     write_scans(project / "data" / "images")
