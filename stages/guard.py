@@ -1,5 +1,6 @@
 """Every stage's main runs through `run_guarded`: the stage fails, and DVC records nothing, if params.yaml
-or one of the stage's deps changed while it ran.
+or one of the stage's deps changed while it ran, and it refuses to start on an input that is not what
+dvc.lock records.
 
 DVC reads params.yaml and hashes the deps only after a stage's command exits, and files the result
 under what it finds then, in dvc.lock and in the run cache that `make share` pushes to the team. A
@@ -10,6 +11,7 @@ refuses it, so without this check the first run's model would be filed under the
 with it. Outside DVC (no $DVC_STAGE) only params.yaml is compared.
 """
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -28,14 +30,44 @@ SIDE_BY_SIDE = ("to run experiments side by side: `dvc exp run --queue -S ...` t
 
 def run_guarded(main) -> None:
     deps = stage_deps(os.environ.get("DVC_STAGE"))
-    before = read_inputs(PARAMS, deps)
 
-    def main_then_check() -> None:
+    def checked_main() -> None:
+        if mismatched := not_as_locked(deps):
+            raise AepipeError(corrupt_message(mismatched))
+        before = read_inputs(PARAMS, deps)
         main()
         if changed := changes(before, read_inputs(PARAMS, deps)):
             raise AepipeError(changed_message(os.environ.get("DVC_STAGE", "this stage"), changed))
 
-    exit_on_error(main_then_check)
+    exit_on_error(checked_main)
+
+
+def not_as_locked(deps: list[str]) -> list[str]:
+    """Each dep file that another stage made whose md5 is not the one dvc.lock records for it: a corrupt
+    DVC cache object checked out (DVC does not hash an object again when it checks it out), or an
+    output changed by hand. Directories are left to DVC."""
+    lock = Path("dvc.lock")
+    if not deps or not lock.exists():
+        return []
+    locked = {out["path"]: out["md5"] for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values()
+              for out in stage.get("outs", []) if "md5" in out and not out["md5"].endswith(".dir")}
+    found = []
+    for path in (dep for dep in deps if dep in locked and Path(dep).is_file()):
+        with open(path, "rb") as file:
+            md5 = hashlib.file_digest(file, "md5").hexdigest()
+        if md5 != locked[path]:
+            found.append(f"{path}: md5 {md5}, dvc.lock records {locked[path]}")
+    return found
+
+
+def corrupt_message(mismatched: list[str]) -> str:
+    return "\n".join([
+        "inputs that are not what dvc.lock records (a corrupt DVC cache object, or a file changed by hand); "
+        "nothing was computed from them:",
+        *(f"  {line}" for line in mismatched),
+        "find and remove corrupt cache objects: make verify-cache REMOVE=1; then dvc pull (from the remote) "
+        "or dvc repro (computes them again)",
+    ])
 
 
 def stage_deps(stage: str | None) -> list[str]:

@@ -1,15 +1,18 @@
-"""Find results filed under params they were not computed with: run-cache entries and dvc.lock stages
-whose recorded params disagree with what the stage itself wrote into its outputs (the training's
-epochs against the steps it logged, and the like).
+"""Find what the DVC cache must not hand out: objects whose bytes are not their md5 (a flipped byte: DVC
+does not hash an object again when it checks it out), and results filed under params they were not
+computed with: run-cache entries and dvc.lock stages whose recorded params disagree with what the
+stage itself wrote into its outputs (the training's epochs against the steps it logged, and the like).
 
     python tools/verify_cache.py            # list them; exit 1 if any (`make verify-cache`)
-    python tools/verify_cache.py --remove   # and delete the run-cache entries (`make verify-cache REMOVE=1`)
+    python tools/verify_cache.py --remove   # and delete the objects and run-cache entries (`REMOVE=1`)
 
-`make share` runs the listing first, so a poisoned entry is never pushed to the team. A poisoned
-dvc.lock stage is not rewritten: `dvc repro <stage>` (after `dvc exp run` of the right params) is.
+`make share` runs the listing first, so nothing corrupt or poisoned is pushed to the team. After a
+removal, `dvc pull` or `dvc repro` brings the objects back. A poisoned dvc.lock stage is not rewritten:
+`dvc repro <stage>` (after `dvc exp run` of the right params) is.
 """
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -45,6 +48,17 @@ def disagreements(entry: dict, read_object) -> list[str]:
     return found
 
 
+def corrupt_objects(objects: Path) -> list[Path]:
+    """The files of a DVC cache (files/md5/ab/cdef...) whose md5 is not their name."""
+    found = []
+    for path in sorted(objects.glob("*/*")):
+        with open(path, "rb") as file:
+            md5 = hashlib.file_digest(file, "md5").hexdigest()
+        if md5 != path.parent.name + path.name.removesuffix(".dir"):
+            found.append(path)
+    return found
+
+
 def _leaves(tree: dict, prefix: str = "") -> dict:
     out = {}
     for name, value in tree.items():
@@ -63,7 +77,7 @@ def _field(data: dict, dotted: str) -> object:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--remove", action="store_true", help="delete the poisoned run-cache entries")
+    parser.add_argument("--remove", action="store_true", help="delete the corrupt objects and poisoned run-cache entries")
     args = parser.parse_args()
     from dvc.repo import Repo  # seconds to import: after --help
 
@@ -74,6 +88,7 @@ def main() -> None:
         path = Path(objects.oid_to_path(md5)) if md5 and not md5.endswith(".dir") else None
         return path.read_bytes() if path and path.is_file() else None
 
+    corrupt = corrupt_objects(Path(objects.path))
     poisoned = []
     for path in sorted(Path(repo.cache.legacy.path, "runs").glob("*/*/*")):
         if found := disagreements(yaml.safe_load(path.read_text()) or {}, read_object):
@@ -82,19 +97,21 @@ def main() -> None:
     stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.exists() else {}
     poisoned_lock = [(f"dvc.lock: stage {name}", found) for name, stage in stages.items()
                      if (found := disagreements(stage, read_object))]
+    for path in corrupt:
+        print(f"{path}: a corrupt cache object (its bytes are not its md5)")
     for where, found in [*poisoned, *poisoned_lock]:
         print(f"{where}:\n" + "\n".join(f"  {line}" for line in found))
     if args.remove:
-        for path, _ in poisoned:
+        for path in [*corrupt, *(path for path, _ in poisoned)]:
             path.unlink()
-        print(f"removed {len(poisoned)} run-cache entries")
-    checked = "run-cache entries and dvc.lock stages agree with their outputs"
-    if not (poisoned or poisoned_lock):
-        print(checked)
+        print(f"removed {len(corrupt)} corrupt objects and {len(poisoned)} run-cache entries; dvc pull or dvc repro "
+              "brings what is needed back")
+    if not (corrupt or poisoned or poisoned_lock):
+        print("cache objects, run-cache entries and dvc.lock stages agree with their outputs")
     elif poisoned_lock or not args.remove:
-        sys.exit(f"{len(poisoned)} run-cache entries and {len(poisoned_lock)} dvc.lock stages are filed under params "
-                 f"they were not computed with" + ("" if args.remove else "; remove the entries: make verify-cache REMOVE=1"))
-
+        sys.exit(f"{len(corrupt)} corrupt cache objects, {len(poisoned)} run-cache entries and {len(poisoned_lock)} "
+                 "dvc.lock stages filed under params they were not computed with"
+                 + ("" if args.remove else "; remove them: make verify-cache REMOVE=1"))
 
 if __name__ == "__main__":
     main()

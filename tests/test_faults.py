@@ -1,0 +1,52 @@
+"""Faults survived: a corrupt object in the DVC cache is found before anything is computed from it,
+listed and removed by `make verify-cache`, and computed again."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+from conftest import REPO
+from dvc_project import ran_stages, run
+
+VERIFY = [sys.executable, str(REPO / "tools" / "verify_cache.py")]
+
+
+def locked_md5(project, path: str) -> str:
+    stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    return next(out["md5"] for stage in stages.values() for out in stage.get("outs", []) if out["path"] == path)
+
+
+def test_a_flipped_byte_in_the_cache_is_never_computed_from_and_is_found_and_recomputed(own_project, mnist_dir):
+    mirror, model = str(mnist_dir), own_project / "models" / "model.pt"
+    md5 = locked_md5(own_project, "models/model.pt")
+    cached = own_project / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    os.chmod(cached, 0o644)
+    corrupt = bytearray(cached.read_bytes())
+    corrupt[1000] ^= 0xFF
+    cached.write_bytes(bytes(corrupt))
+    model.unlink()
+    run(["dvc", "checkout", "models/model.pt"], own_project, mirror)
+    assert hashlib.md5(model.read_bytes()).hexdigest() != md5, "DVC checks objects out without hashing them"
+
+    # DVC records the checked-out file under the object's name: only a run (a forced one here, an
+    # experiment that changes a scoring param in use) reads it, and the stage refuses it.
+    refused = run(["dvc", "repro", "--single-item", "--force", "losses"], own_project, mirror, check=False)
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "make verify-cache REMOVE=1" in said, said
+    assert f"models/model.pt: md5 {hashlib.md5(corrupt).hexdigest()}, dvc.lock records {md5}" in said, said
+
+    found = subprocess.run(VERIFY, cwd=own_project, capture_output=True, text=True)
+    assert found.returncode == 1 and f"{md5[2:]}: a corrupt cache object" in found.stdout, found.stdout + found.stderr
+    removed = subprocess.run([*VERIFY, "--remove"], cwd=own_project, capture_output=True, text=True)
+    assert removed.returncode == 0 and not cached.exists(), removed.stdout + removed.stderr
+
+    model.unlink()
+    again = run(["dvc", "repro", "train"], own_project, mirror)
+    assert "train" in ran_stages(again.stdout), "the run cache's object is gone: trained again"
+    assert hashlib.md5(model.read_bytes()).hexdigest() == md5 and cached.exists()
+    run(["dvc", "repro", "--single-item", "--force", "losses"], own_project, mirror)
+    assert json.loads((own_project / "models" / "anomaly_score.json").read_text())["method"]
