@@ -1,11 +1,15 @@
 """Faults survived: a corrupt object in the DVC cache is found before anything is computed from it,
-listed and removed by `make verify-cache`, and computed again."""
+listed and removed by `make verify-cache`, and computed again; `aepipe score` killed mid-folder leaves
+the last complete CSV as it was, and a rerun scores every file once."""
 
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import yaml
 
@@ -50,3 +54,35 @@ def test_a_flipped_byte_in_the_cache_is_never_computed_from_and_is_found_and_rec
     assert hashlib.md5(model.read_bytes()).hexdigest() == md5 and cached.exists()
     run(["dvc", "repro", "--single-item", "--force", "losses"], own_project, mirror)
     assert json.loads((own_project / "models" / "anomaly_score.json").read_text())["method"]
+
+
+def test_score_killed_mid_folder_keeps_the_old_csv_and_a_rerun_scores_each_file_once(project, tmp_path):
+    from PIL import Image
+
+    from aepipe.data.dataset import load_split
+
+    scans = tmp_path / "night"
+    scans.mkdir()
+    for index, digit in enumerate(load_split(project / "data" / "raw", "val", 4000).images):
+        Image.fromarray(digit).save(scans / f"scan{index:04d}.png")
+    out = tmp_path / "night.csv"
+    out.write_text("last night's scores\n")
+    partial = out.with_name("night.csv.partial")
+    command = [str(Path(sys.executable).parent / "aepipe"), "score", str(scans), "--out", str(out)]
+    scoring = subprocess.Popen(command, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while not (partial.exists() and partial.read_text().count("\n") > 257):  # a batch of 256 is written
+        assert scoring.poll() is None, scoring.stderr.read()
+        time.sleep(0.01)
+    os.kill(scoring.pid, signal.SIGKILL)
+    scoring.wait()
+
+    assert out.read_text() == "last night's scores\n", "the last complete CSV was touched"
+    done = partial.read_text().splitlines()[1:]
+    assert 256 <= len(done) < 4000, "killed mid-folder"
+    whole = [line.split(",")[0] for line in done if line.count(",") == 4]
+    assert whole == [str(scans / f"scan{index:04d}.png") for index in range(len(whole))]
+
+    again = subprocess.run(command, cwd=project, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    sources = [line.split(",")[0] for line in out.read_text().splitlines()[1:]]
+    assert sorted(sources) == sorted(str(path) for path in scans.glob("*.png")) and not partial.exists()
