@@ -23,7 +23,8 @@ from aepipe.anomaly.detection import aupro, detection_metrics, pixel_roc_auc
 from aepipe.devices import to_pixels
 from aepipe.data.folder import read_inspection_set
 from aepipe.model.inference import errors_and_latents
-from aepipe.anomaly.maps import anomaly_maps, smoothed
+from aepipe.anomaly.maps import anomaly_maps
+from aepipe.gaussian_blur import smoothed
 from aepipe.params import load_params
 from aepipe.model.training import train
 

@@ -24,7 +24,8 @@ import torch
 from inspection_levers import SIDE, kind_aucs
 
 from aepipe.anomaly.detection import aupro, pixel_roc_auc
-from aepipe.anomaly.maps import anomaly_maps, smoothed
+from aepipe.anomaly.maps import anomaly_maps
+from aepipe.gaussian_blur import smoothed
 from aepipe.atomic import write_json
 from aepipe.data.folder import read_inspection_set
 from aepipe.devices import to_pixels

@@ -1,4 +1,4 @@
-"""A threshold set on site (aepipe.anomaly.site_calibration, `aepipe calibrate`), measured: does the
+"""A threshold set on site (aepipe.deploy.site_calibration, `aepipe calibrate`), measured: does the
 false-alarm rate it promises hold on the line's other good images?
 
     python bench/site_calibration.py [--draws 20]   # after a default `dvc repro` (models/detector.onnx)
@@ -26,7 +26,7 @@ import pandas as pd
 
 from aepipe.anomaly.calibration import calibration_check, min_calibration_images
 from aepipe.anomaly.detection import per_image_threshold
-from aepipe.anomaly.site_calibration import add_images, site_threshold
+from aepipe.deploy.site_calibration import add_images, site_threshold
 from aepipe.atomic import write_json
 from aepipe.data.dataset import load_split
 from aepipe.deploy.serve import OnnxDetector

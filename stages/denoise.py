@@ -9,7 +9,7 @@ from aepipe.data.dataset import load_split
 from aepipe.devices import resolve_device, to_numpy_images, to_tensor
 from guard import run_guarded
 from aepipe.model.inference import reconstruct
-from aepipe.latent.judge import NO_CLASSES, judge_images, load_judge
+from aepipe.model.judge import NO_CLASSES, judge_images, load_judge
 from aepipe.model.autoencoder import describe_training, load_model
 from aepipe.noise import add_gaussian_noise
 from aepipe.params import check_against_validation_set, load_params

@@ -7,7 +7,7 @@ from aepipe.atomic import write_json
 from aepipe.data.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_pixels
 from guard import run_guarded
-from aepipe.latent.judge import NO_CLASSES, save_judge, train_judge
+from aepipe.model.judge import NO_CLASSES, save_judge, train_judge
 from aepipe.params import load_params
 
 

@@ -18,7 +18,8 @@ from aepipe.anomaly.detection import DEAD_FRAME, aupro, calibration_roles, given
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
 from guard import run_guarded
 from aepipe.model.inference import batch_means
-from aepipe.anomaly.maps import anomaly_maps, error_maps, smoothed
+from aepipe.anomaly.maps import anomaly_maps, error_maps
+from aepipe.gaussian_blur import smoothed
 from aepipe.model.autoencoder import load_model
 from aepipe.params import load_params, resolve_auto
 from aepipe.anomaly.scans import score_images

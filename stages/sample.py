@@ -11,7 +11,7 @@ from aepipe.devices import resolve_device, to_numpy_images, to_pixels
 from guard import run_guarded
 from aepipe.model.inference import decode
 from aepipe.model.inference import reconstruct
-from aepipe.latent.judge import NO_CLASSES, judge_images, load_judge
+from aepipe.model.judge import NO_CLASSES, judge_images, load_judge
 from aepipe.model.autoencoder import load_model
 from aepipe.params import load_params
 from aepipe.figures.plots import samples_grid, save

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from dvclive import Live
 
-from aepipe.atomic import atomic_path, copy_file, write_json
+from aepipe.atomic import atomic_path, write_json
 from aepipe.data.dataset import load_classes, load_split
 from aepipe.data.images import read_image_tree
 from aepipe.devices import resolve_device, to_pixels
@@ -17,7 +17,8 @@ from guard import run_guarded
 from aepipe.model.autoencoder import save_model
 from aepipe.params import ParamsError, load_params, resolve_auto
 from aepipe.model.segmenter_training import train_segmenter
-from aepipe.model.training import History, train
+from aepipe.model.loss_logger import LossLogger
+from aepipe.model.training import train
 
 # Outside DVC's outputs (DVC deletes those before rerunning a stage), git- and dvc-ignored.
 CHECKPOINT = Path(".checkpoints/train.pt")
@@ -29,35 +30,6 @@ CHECKPOINT = Path(".checkpoints/train.pt")
 LIVE_DIR = "dvclive"
 HEADLINE = "data/metrics/train.json"
 TEXTURES = Path("data/textures")  # outside images for train.defects.sources.textures (a dep of this stage)
-
-
-class LossLogger:
-    """Hands each finished epoch to DVCLive: epoch losses as metrics, every step's loss as a plot."""
-
-    def __init__(self, live: Live):
-        self.live = live
-        self.steps: list[dict] = []
-
-    def __call__(self, history: History, epoch: int) -> None:
-        first_step = len(self.steps) + 1
-        self.steps += [{"step": first_step + i, "epoch": epoch + 1, "mse": float(loss)}
-                       for i, loss in enumerate(history.batch_losses[epoch].numpy())]
-        self.live.step = epoch + 1
-        self.live.log_metric("train_mse", history.train_losses[epoch])
-        self.live.log_metric("val_mse", history.val_losses[epoch])
-        # The summary (a DVC metric) keeps only what compares experiments: `dvc exp show` has room
-        # for about ten numbers on a 200-column terminal. The history keeps both losses.
-        del self.live.summary["train_mse"]
-        self.live.log_plot("batch_mse", self.steps, x="step", y="mse", x_label="training step",
-                           y_label="MSE of the batch")
-        self.live.next_step()
-
-    def finish(self, seconds: float, segmenter_seconds: float | None) -> None:
-        self.live.summary["train_seconds"] = round(seconds, 2)
-        if segmenter_seconds is not None:
-            self.live.summary["segmenter_seconds"] = round(segmenter_seconds, 2)
-        self.live.end()
-        copy_file(self.live.metrics_file, HEADLINE)
 
 
 def _outside_textures(params) -> torch.Tensor | None:
@@ -98,7 +70,7 @@ def main() -> None:
                               f"labels; this dataset's are 0 to {len(names) - 1} ({', '.join(names)})")
     # uint8 pixels, converted a batch at a time: a quarter of the memory of floats.
     train_images, val_images = to_pixels(train_split.images, device), to_pixels(val_split.images, device)
-    logger = LossLogger(Live(LIVE_DIR, dvcyaml=None, save_dvc_exp=False)) if world.is_main else None
+    logger = LossLogger(Live(LIVE_DIR, dvcyaml=None, save_dvc_exp=False), HEADLINE) if world.is_main else None
     result = train(train_images, val_images, params.train, params.seed, checkpoint=CHECKPOINT, world=world,
                    on_epoch=logger)
     leave()

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from aepipe.anomaly.maps import smoothed
+from aepipe.gaussian_blur import smoothed
 from aepipe.anomaly.blur_choice import SIGMAS, _with_defects, best_blur, choose_map_sigma
 from aepipe.errors import AepipeError
 from aepipe.model.autoencoder import AutoEncoder

@@ -8,7 +8,7 @@ import torch
 from aepipe.data.dataset import load_split
 from aepipe.devices import to_tensor
 from aepipe.errors import AepipeError
-from aepipe.latent.judge import Judge, judge_images, load_judge, save_judge, train_judge
+from aepipe.model.judge import Judge, judge_images, load_judge, save_judge, train_judge
 from aepipe.model.autoencoder import AutoEncoder, save_model
 from aepipe.params import JudgeParams
 from aepipe.latent.sampling import coverage, frechet_distance, gaussian_frechet_distance, sample_latents

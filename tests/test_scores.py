@@ -9,7 +9,8 @@ import torch
 from aepipe.anomaly.corruptions import patch, patch_mask
 from aepipe.anomaly.detection import calibration_roles, calibration_split, pixel_roc_auc
 from aepipe.model.inference import errors_and_latents
-from aepipe.anomaly.maps import anomaly_maps, error_maps, smoothed
+from aepipe.anomaly.maps import anomaly_maps, error_maps
+from aepipe.gaussian_blur import smoothed
 from aepipe.model.autoencoder import AutoEncoder
 from aepipe.anomaly.scores import (CombinedStatistics, FittedScore, ImageFeatures, MapSpec, fit_score, frame_contrast,
                            image_features, squared_mahalanobis)

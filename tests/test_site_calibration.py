@@ -13,7 +13,7 @@ from aepipe.atomic import file_sha256
 from aepipe.data.dataset import load_split
 from aepipe.errors import AepipeError
 from aepipe.deploy.serve import OnnxDetector
-from aepipe.anomaly.site_calibration import site_threshold
+from aepipe.deploy.site_calibration import site_threshold
 from test_score import NO_TORCH, main_result, rows, score
 
 TARGET = 0.05  # 200 images make it usable (aepipe.anomaly.calibration): the small run's data allows it

@@ -74,27 +74,28 @@ def test_batch_means_groups_consecutive_images_with_a_short_last_batch():
 
 def test_dvclive_says_after_every_epoch_how_far_training_got(images, small_params, tmp_path, monkeypatch):
     """What `dvc exp show` shows of a queued experiment while it trains: the train stage's LossLogger
-    writes dvclive/metrics.json (its step, the latest validation MSE) as each epoch ends."""
-    import importlib.util
+    writes dvclive/metrics.json (its step, the latest validation MSE) as each epoch ends, and its
+    final numbers to the stage's headline file."""
     import json
 
     from dvclive import Live
 
-    monkeypatch.syspath_prepend(str(REPO / "stages"))
-    spec = importlib.util.spec_from_file_location("train_stage", REPO / "stages" / "train.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
+    from aepipe.model.loss_logger import LossLogger
+
     monkeypatch.chdir(tmp_path)
-    logger = stage.LossLogger(Live(stage.LIVE_DIR, dvcyaml=None, save_dvc_exp=False))
+    logger = LossLogger(Live("dvclive", dvcyaml=None, save_dvc_exp=False), tmp_path / "headline.json")
     seen = []
 
     def log_and_look(history, epoch):
         logger(history, epoch)
-        seen.append(json.loads((tmp_path / stage.LIVE_DIR / "metrics.json").read_text()))
+        seen.append(json.loads((tmp_path / "dvclive" / "metrics.json").read_text()))
 
     result = train(*images, small_params.model_copy(update={"epochs": 3}), seed=0, log=lambda line: None,
                    on_epoch=log_and_look)
     assert [metrics["step"] for metrics in seen] == [1, 2, 3]
     assert [metrics["val_mse"] for metrics in seen] == pytest.approx(result.history.val_losses)
-    steps = json.loads((tmp_path / stage.LIVE_DIR / "plots" / "custom" / "batch_mse.json").read_text())
+    steps = json.loads((tmp_path / "dvclive" / "plots" / "custom" / "batch_mse.json").read_text())
     assert len(steps) == result.history.batch_losses.numel(), "every step's loss is in the plot"
+    logger.finish(seconds=1.5, segmenter_seconds=None)
+    headline = json.loads((tmp_path / "headline.json").read_text())
+    assert headline["step"] == 3 and headline["train_seconds"] == 1.5 and "train_mse" not in headline

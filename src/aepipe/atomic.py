@@ -61,3 +61,19 @@ def copy_file(source: str | os.PathLike, destination: str | os.PathLike) -> None
     """Copy a file's bytes, all or nothing."""
     with atomic_path(destination) as tmp:
         shutil.copyfile(source, tmp)
+
+
+def replace_dir(dest: str | Path, files: dict[str, bytes]) -> None:
+    """Make directory `dest` hold exactly `files` (name → content): all of them or, on failure, what it held before."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    try:
+        for name, content in files.items():
+            (staging / name).write_bytes(content)
+        staging.chmod(DIR_MODE)
+        if dest.exists():
+            shutil.rmtree(dest)
+        staging.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

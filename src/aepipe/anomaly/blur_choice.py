@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 
 from aepipe.anomaly.detection import image_roc_auc
-from aepipe.anomaly.maps import anomaly_maps, smoothed
+from aepipe.anomaly.maps import anomaly_maps
+from aepipe.gaussian_blur import smoothed
 from aepipe.devices import as_floats, eval_batches
 from aepipe.errors import AepipeError
 from aepipe.model.autoencoder import AutoEncoder

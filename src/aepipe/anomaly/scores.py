@@ -29,7 +29,8 @@ import torch
 
 from aepipe.devices import as_floats, eval_batches
 from aepipe.model.inference import errors_and_latents
-from aepipe.anomaly.maps import anomaly_maps, error_maps, map_peaks, smoothed
+from aepipe.anomaly.maps import anomaly_maps, error_maps, map_peaks
+from aepipe.gaussian_blur import smoothed
 from aepipe.data.tiles import Tiling
 from aepipe.model.autoencoder import AutoEncoder
 

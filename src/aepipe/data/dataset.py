@@ -2,14 +2,12 @@
 IDX files of both splits and the names of the labels, written all at once and parsed back into arrays."""
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from aepipe.atomic import DIR_MODE
+from aepipe.atomic import replace_dir
 from aepipe.data.tiles import Tiling
 from aepipe.errors import AepipeError
 
@@ -48,22 +46,6 @@ def write_dataset(dest: str | Path, train: "Split", val: "Split", classes: "Clas
     if masks is not None:
         files[MASKS_FILE] = encode_idx(masks, IMAGES_MAGIC)
     replace_dir(dest, {**files, CLASSES_FILE: classes.to_json()})
-
-
-def replace_dir(dest: str | Path, files: dict[str, bytes]) -> None:
-    """Make directory `dest` hold exactly `files` (name → content): all of them or, on failure, what it held before."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
-    try:
-        for name, content in files.items():
-            (staging / name).write_bytes(content)
-        staging.chmod(DIR_MODE)
-        if dest.exists():
-            shutil.rmtree(dest)
-        staging.rename(dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from aepipe.data.dataset import CLASSES_FILE, Classes, replace_dir
+from aepipe.atomic import replace_dir
+from aepipe.data.dataset import CLASSES_FILE, Classes
 from aepipe.errors import AepipeError
 
 

@@ -177,7 +177,7 @@ def progress(total: int) -> Iterator:
 def calibrate_command(args: argparse.Namespace) -> None:
     """Score the good images (every one readable), set the threshold for the target, write the new
     detector or threshold file."""
-    from aepipe.anomaly.site_calibration import add_images, site_threshold, write_detector, write_threshold_file
+    from aepipe.deploy.site_calibration import add_images, site_threshold, write_detector, write_threshold_file
 
     scorer = scorer_for(args)
     sources, scores, dead, digest = [], [], [], hashlib.sha256()

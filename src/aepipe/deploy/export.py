@@ -17,7 +17,8 @@ from torch import nn
 from aepipe.atomic import atomic_path
 from aepipe.anomaly.detection import decisive_scores
 from aepipe.devices import as_floats, eval_batches, to_numpy_images
-from aepipe.anomaly.maps import maps_of, smoothed
+from aepipe.anomaly.maps import maps_of
+from aepipe.gaussian_blur import smoothed
 from aepipe.model.autoencoder import AutoEncoder
 from aepipe.anomaly.scores import CombinedStatistics, FittedScore, combined_terms, frame_contrast, score_maps
 from aepipe.anomaly.scans import score_images

@@ -1,1 +1,1 @@
-"""The latent space: its t-SNE map, new images sampled from it, and the classifier that judges them."""
+"""The latent space: its t-SNE map and new images sampled from it."""

@@ -1,1 +1,1 @@
-"""The model: the autoencoder and the defect segmenter, their training, and their passes over images."""
+"""The models: the autoencoder, the defect segmenter and the digit classifier (the judge), their training, and their passes over images."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from aepipe.anomaly.maps import smoothed
+from aepipe.gaussian_blur import smoothed
 from aepipe.params import DefectParams
 
 DEFECT_SHARE = 0.5  # of each batch's images

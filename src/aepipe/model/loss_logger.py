@@ -1,0 +1,39 @@
+"""The training's losses handed to DVCLive as each epoch ends: `dvc exp show` reads its step and latest
+validation MSE while an experiment trains, and its files hold every epoch's and every step's loss."""
+
+from pathlib import Path
+
+from dvclive import Live
+
+from aepipe.atomic import copy_file
+from aepipe.model.training import History
+
+
+class LossLogger:
+    """Hands each finished epoch to DVCLive: epoch losses as metrics, every step's loss as a plot."""
+
+    def __init__(self, live: Live, headline: str | Path):
+        self.live = live
+        self.headline = headline  # where `finish` copies the final numbers (a stage's own output)
+        self.steps: list[dict] = []
+
+    def __call__(self, history: History, epoch: int) -> None:
+        first_step = len(self.steps) + 1
+        self.steps += [{"step": first_step + i, "epoch": epoch + 1, "mse": float(loss)}
+                       for i, loss in enumerate(history.batch_losses[epoch].numpy())]
+        self.live.step = epoch + 1
+        self.live.log_metric("train_mse", history.train_losses[epoch])
+        self.live.log_metric("val_mse", history.val_losses[epoch])
+        # The summary (a DVC metric) keeps only what compares experiments: `dvc exp show` has room
+        # for about ten numbers on a 200-column terminal. The history keeps both losses.
+        del self.live.summary["train_mse"]
+        self.live.log_plot("batch_mse", self.steps, x="step", y="mse", x_label="training step",
+                           y_label="MSE of the batch")
+        self.live.next_step()
+
+    def finish(self, seconds: float, segmenter_seconds: float | None) -> None:
+        self.live.summary["train_seconds"] = round(seconds, 2)
+        if segmenter_seconds is not None:
+            self.live.summary["segmenter_seconds"] = round(segmenter_seconds, 2)
+        self.live.end()
+        copy_file(self.live.metrics_file, self.headline)
