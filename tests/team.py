@@ -3,6 +3,12 @@ the session's small run, queues one experiment per false-alarm budget, runs the 
 all (a bare git repository as `origin`, the default local DVC remote); her colleagues clone from there."""
 
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -12,6 +18,39 @@ from dvc_project import run
 
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 QUANTILES = (0.9, 0.95)  # threshold.q (1 - the false-alarm budget) of Alice's queued experiments
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def moto_s3(port: int) -> Iterator[tuple[str, object]]:
+    """moto's S3 server on 127.0.0.1:`port` with one empty bucket (its endpoint and a boto3 client),
+    stopped by its process id on leaving."""
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.1)
+        import boto3
+
+        endpoint = f"http://127.0.0.1:{port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                          region_name="us-east-1")
+        s3.create_bucket(Bucket="aepipe-cache")
+        yield endpoint, s3
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def setup_clone(path: Path) -> None:

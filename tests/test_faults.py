@@ -1,6 +1,7 @@
 """Faults survived: a corrupt object in the DVC cache is found before anything is computed from it,
 listed and removed by `make verify-cache`, and computed again; `aepipe score` killed mid-folder leaves
-the last complete CSV as it was, and a rerun scores every file once."""
+the last complete CSV as it was, and a rerun scores every file once; `make share` with the S3 remote
+down fails naming it, loses nothing, and pushes once the remote is back."""
 
 import hashlib
 import json
@@ -15,6 +16,7 @@ import yaml
 
 from conftest import REPO
 from dvc_project import ran_stages, run
+from team import S3_CREDENTIALS, free_port, make, moto_s3, use_s3
 
 VERIFY = [sys.executable, str(REPO / "tools" / "verify_cache.py")]
 
@@ -86,3 +88,23 @@ def test_score_killed_mid_folder_keeps_the_old_csv_and_a_rerun_scores_each_file_
     assert again.returncode == 0, again.stderr
     sources = [line.split(",")[0] for line in out.read_text().splitlines()[1:]]
     assert sorted(sources) == sorted(str(path) for path in scans.glob("*.png")) and not partial.exists()
+
+
+def test_make_share_with_the_s3_remote_down_fails_loses_nothing_and_pushes_once_it_is_back(own_project, tmp_path):
+    project, port = own_project, free_port()
+    run(["git", "init", "-q", "--bare", str(tmp_path / "origin.git")], tmp_path, None)
+    run(["git", "remote", "add", "origin", str(tmp_path / "origin.git")], project, None)
+    use_s3(project, f"http://127.0.0.1:{port}")  # nothing listens there yet: the remote is down
+    run(["dvc", "remote", "modify", "--local", "s3", "connect_timeout", "2"], project, None)
+    cached = sorted(path.name for path in (project / ".dvc" / "cache" / "files" / "md5").rglob("*"))
+    model = (project / "models" / "model.pt").read_bytes()
+
+    down = run(["make", "--no-print-directory", "-o", "setup", "share"], project, None, check=False, **S3_CREDENTIALS)
+    assert down.returncode != 0 and f"127.0.0.1:{port}" in down.stdout + down.stderr, down.stdout + down.stderr
+    assert sorted(path.name for path in (project / ".dvc" / "cache" / "files" / "md5").rglob("*")) == cached
+    assert (project / "models" / "model.pt").read_bytes() == model
+
+    with moto_s3(port) as (_, s3):
+        make("share", project, S3_CREDENTIALS)  # the same command again, once the remote is back
+        stored = {item["Key"].split("/")[-1] for item in s3.list_objects_v2(Bucket="aepipe-cache")["Contents"]}
+    assert locked_md5(project, "models/model.pt")[2:] in stored

@@ -5,50 +5,20 @@ moto's S3 server; Bob clones, pulls, sees her experiments and reruns one of them
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from dvc_project import UP_TO_DATE, ran_stages, run
-from team import QUANTILES, S3_CREDENTIALS, Team, locked_outputs, make, publish_to_new_origin, use_s3
+from team import QUANTILES, S3_CREDENTIALS, Team, free_port, locked_outputs, make, moto_s3, publish_to_new_origin, use_s3
 
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    """moto's S3 server on 127.0.0.1, with one empty bucket; stopped by its process id."""
-    port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "moto_server did not start"
-                time.sleep(0.1)
-        import boto3
-
-        endpoint = f"http://127.0.0.1:{port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                          region_name="us-east-1")
-        s3.create_bucket(Bucket="aepipe-cache")
+    """moto's S3 server on 127.0.0.1, with one empty bucket."""
+    with moto_s3(free_port()) as (endpoint, s3):
         yield endpoint, s3
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def share_through_s3(local: Team, root: Path, endpoint: str, s3) -> Team:
