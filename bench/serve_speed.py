@@ -34,9 +34,10 @@ import torch
 from PIL import Image
 
 from aepipe.atomic import write_json
-from aepipe.deploy.export import Detector, export_detector
+from aepipe.anomaly.detector import Detector
+from aepipe.deploy.export import export_detector
 from aepipe.model.autoencoder import AutoEncoder, load_model
-from aepipe.anomaly.scores import FittedScore, MapSpec, image_features
+from aepipe.anomaly.scores import FittedScore, MapSpec
 from aepipe.deploy.serve import OnnxDetector
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serve_speed-cpu.json"
@@ -76,7 +77,8 @@ def throughput(torch_score, onnx_score, channels: int, side: int, rounds: int) -
 
 
 def torch_scorer(model: AutoEncoder, fitted: FittedScore):
-    return lambda images: fitted.score(image_features(model, torch.from_numpy(images), fitted.maps))
+    detector = Detector(model, fitted)
+    return lambda images: detector.score(torch.from_numpy(images)).scores
 
 
 def measure_project(project: Path, serve_python: str, rounds: int) -> dict:

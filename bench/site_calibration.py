@@ -3,7 +3,7 @@ false-alarm rate it promises hold on the line's other good images?
 
     python bench/site_calibration.py [--draws 20]   # after a default `dvc repro` (models/detector.onnx)
 
-Scores the normal validation images the losses stage marked for testing (never used for the
+Scores the normal validation images the score stage marked for testing (never used for the
 pipeline's threshold) with the exported detector, then for each target (1 %, 5 %), `--draws` times:
 takes as many of them at random as the target's rule asks for (min_calibration_images) as the site's
 good images, sets the threshold on them as `aepipe calibrate` does, and flags the others. Reports per
@@ -37,7 +37,7 @@ TARGETS = (0.01, 0.05)
 
 def held_out_scores() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The detector's scores, dead-frame flags and images of the normal validation images with role test."""
-    roles = pd.read_csv(REPO / "data" / "losses" / "val_images.csv")
+    roles = pd.read_csv(REPO / "data" / "scores" / "val_images.csv")
     images = load_split(REPO / "data" / "raw", "val").images[(roles["role"] == "test").to_numpy()]
     floats = images.astype(np.float32)[:, None] / 255 if images.ndim == 3 else \
         np.moveaxis(images, -1, 1).astype(np.float32) / 255

@@ -1,8 +1,8 @@
 """Stage evaluate: how well the per-image threshold separates anomalies from normal images.
 
-Normal images: the normal validation images the losses stage marked for testing (not those that
+Normal images: the normal validation images the score stage marked for testing (not those that
 calibrated the threshold). Anomalies: the held-out classes (in one-class mode) and each synthetic
-corruption of the normal test images, all scored by the losses stage: this one runs no model.
+corruption of the normal test images, all scored by the score stage: this one runs no model.
 """
 
 import json
@@ -16,6 +16,7 @@ from aepipe.atomic import write_csv, write_json
 from aepipe.anomaly.calibration import calibration_check, verdict_line
 from aepipe.data.dataset import load_classes
 from aepipe.anomaly.detection import DEAD_FRAME, decisive_scores, detection_metrics, pr_curve, roc_curve
+from aepipe.anomaly.verdicts import flag_rule
 from guard import run_guarded
 from aepipe.params import load_params
 from aepipe.figures.plots import anomaly_scores, most_anomalous, save
@@ -24,7 +25,7 @@ from aepipe.figures.plots import anomaly_scores, most_anomalous, save
 # caught by every model), and a failed camera's frames. All of them are in reports/anomaly.json.
 HEADLINE_ANOMALIES = {"held_out_digits": "auc_held_out", "rotation": "auc_rotation", "patch": "auc_patch",
                       "blank": "auc_blank", "saturate": "auc_saturate"}
-# An inspection set's defects located pixel by pixel (the losses stage's names → the metrics').
+# An inspection set's defects located pixel by pixel (the score stage's names → the metrics').
 LOCALISATION = {"pixel_roc_auc": "auc_defect_pixels", "aupro": "aupro"}
 CURVES = {"roc": roc_curve, "pr": pr_curve}  # data/curves/<name>/<anomaly kind>.csv: the publish stage gives them to git
 
@@ -98,12 +99,12 @@ def main() -> None:
     target = load_params("params.yaml").threshold.false_alarm_target
     threshold_report = json.loads(Path("reports/threshold.json").read_text())["per_image"]
     threshold, method = threshold_report["threshold"], threshold_report["score"]
-    images = pd.read_csv("data/losses/val_images.csv")
+    images = pd.read_csv("data/scores/val_images.csv")
     classes = load_classes("data/raw")
-    normal, anomaly_sets, by_class = scored_sets(images, pd.read_csv("data/losses/corrupted_images.csv"), classes)
-    localisation = json.loads(Path("data/losses/localisation.json").read_text())
+    normal, anomaly_sets, by_class = scored_sets(images, pd.read_csv("data/scores/corrupted_images.csv"), classes)
+    localisation = json.loads(Path("data/scores/localisation.json").read_text())
     evaluation = evaluate(normal, anomaly_sets, by_class, threshold)
-    calibration = calibration_check(int(np.sum(decisive_scores(*normal) > threshold)), len(normal[0]), target)
+    calibration = calibration_check(int(np.sum(flag_rule(*normal, threshold))), len(normal[0]), target)
     if line := verdict_line(calibration):
         print(line)
     write_json("data/metrics/anomaly.json", headline(evaluation, localisation, calibration, classes.inspection))
@@ -120,7 +121,7 @@ def main() -> None:
     flagged_dead = {name: int(np.sum(dead & (scores <= threshold))) for name, (scores, dead) in anomaly_sets.items()}
     save(anomaly_scores(normal[0], {name: scores for name, (scores, _) in anomaly_sets.items()}, threshold, evaluation,
                         method, flagged_dead), "plots/anomaly_scores.png")
-    top = np.load("data/losses/most_anomalous.npz")
+    top = np.load("data/scores/most_anomalous.npz")
     map_kind = str(top["map_kind"]) if "map_kind" in top else "error"
     shown = images.iloc[top["index"]]
     save(most_anomalous(top["images"], top["maps"], shown["score"].to_numpy(), shown["label"].to_numpy(),

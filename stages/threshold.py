@@ -1,7 +1,7 @@
 """Stage threshold: the seed's per-batch threshold and a per-image one, with the loss histograms.
 
 Per batch (the seed's rule): mean + k·std of the per-batch validation losses. Per image: mean + k·std
-or a quantile of the anomaly scores of the normal validation images the losses stage marked for calibration.
+or a quantile of the anomaly scores of the normal validation images the score stage marked for calibration.
 """
 
 import json
@@ -20,10 +20,10 @@ from aepipe.figures.plots import loss_histograms, save
 def main() -> None:
     params = load_params("params.yaml")
     rule = params.threshold
-    batches = {split: pd.read_csv(f"data/losses/{split}_batches.csv")["loss"].to_numpy() for split in ("train", "val")}
+    batches = {split: pd.read_csv(f"data/scores/{split}_batches.csv")["loss"].to_numpy() for split in ("train", "val")}
     per_batch = mean_std_threshold(batches["val"], rule.k)
 
-    images = pd.read_csv("data/losses/val_images.csv")
+    images = pd.read_csv("data/scores/val_images.csv")
     calibration_scores = images.loc[images["role"] == "calibration", "score"].to_numpy()
     per_image = per_image_threshold(calibration_scores, rule.method, rule.k, rule.q)
     if line := too_few_line(len(calibration_scores), rule.false_alarm_target):

@@ -40,7 +40,7 @@ def test_a_flipped_byte_in_the_cache_is_never_computed_from_and_is_found_and_rec
 
     # DVC records the checked-out file under the object's name: only a run (a forced one here, an
     # experiment that changes a scoring param in use) reads it, and the stage refuses it.
-    refused = run(["dvc", "repro", "--single-item", "--force", "losses"], own_project, mirror, check=False)
+    refused = run(["dvc", "repro", "--single-item", "--force", "score"], own_project, mirror, check=False)
     said = refused.stdout + refused.stderr
     assert refused.returncode != 0 and "make verify-cache REMOVE=1" in said, said
     assert f"models/model.pt: md5 {hashlib.md5(corrupt).hexdigest()}, dvc.lock records {md5}" in said, said
@@ -54,7 +54,7 @@ def test_a_flipped_byte_in_the_cache_is_never_computed_from_and_is_found_and_rec
     again = run(["dvc", "repro", "train"], own_project, mirror)
     assert "train" in ran_stages(again.stdout), "the run cache's object is gone: trained again"
     assert hashlib.md5(model.read_bytes()).hexdigest() == md5 and cached.exists()
-    run(["dvc", "repro", "--single-item", "--force", "losses"], own_project, mirror)
+    run(["dvc", "repro", "--single-item", "--force", "score"], own_project, mirror)
     assert json.loads((own_project / "models" / "anomaly_score.json").read_text())["method"]
 
 

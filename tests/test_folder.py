@@ -162,7 +162,7 @@ def test_a_colour_folder_without_classes_runs_at_its_side_without_label_metrics(
     assert load_split(project / "data" / "raw", "train").images.shape == (225, 32, 32, 3)
     checkpoint = torch.load(project / "models" / "model.pt", weights_only=True)
     assert (checkpoint["side"], checkpoint["channels"]) == (32, 3)
-    kept = np.load(project / "data" / "losses" / "most_anomalous.npz")
+    kept = np.load(project / "data" / "scores" / "most_anomalous.npz")
     assert kept["images"].shape == (16, 32, 32, 3) and kept["maps"].shape == (16, 32, 32)
     assert not load_classes(project / "data" / "raw").labelled
     assert json.loads((project / "data" / "metrics" / "tsne.json").read_text()) == {"tsne_knn10": None}

@@ -153,7 +153,7 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
     # Up to the stages an inspection set changes (the figures, t-SNE and publish do the same on any
     # colour folder: test_folder.py's colour run draws them).
     result = run(["dvc", "exp", "run", *INSPECTION_SET, "-S", "data.normal_digits=[0]", *INSPECTION_STAGES], project, None)
-    assert {"train", "losses", "judge", "export"} <= set(ran_stages(result.stdout))
+    assert {"train", "score", "judge", "export"} <= set(ran_stages(result.stdout))
     raw = project / "data" / "raw"
     assert load_classes(raw).names == ["good", "scratch", "stain"]
     assert load_split(raw, "val").images.shape == (39, 32, 32, 3)
@@ -180,13 +180,13 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
     # and every later stage reads the one chosen.
     choice = localisation["map_sigma_choice"]
     assert choice["roc_auc"][str(choice["sigma"])] == max(choice["roc_auc"].values())
-    roles = pd.read_csv(project / "data" / "losses" / "val_images.csv")["role"]
+    roles = pd.read_csv(project / "data" / "scores" / "val_images.csv")["role"]
     assert choice["clean_images"] + choice["defective_images"] == (roles == "calibration").sum() == 15
     assert localisation["map_sigma"] == choice["sigma"] == metrics["map_sigma"]  # dvc exp show tells runs apart by it
     threshold = json.loads((project / "reports" / "threshold.json").read_text())
     assert threshold["per_pixel"] == {"threshold": threshold["per_image"]["threshold"], "kind": "segmenter",
                                       "sigma": choice["sigma"]}
-    assert str(np.load(project / "data" / "losses" / "most_anomalous.npz")["map_kind"]) == "segmenter"
+    assert str(np.load(project / "data" / "scores" / "most_anomalous.npz")["map_kind"]) == "segmenter"
     assert_masks_written_and_scored_alike(project, tmp_path, choice["sigma"])
     assert_calibrated_on_site(project, tmp_path)
 

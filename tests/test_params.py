@@ -183,7 +183,7 @@ def test_auto_is_resolved_once_for_the_kind_of_dataset(raw):
         return params.train.segmenter, params.anomaly.score, params.anomaly.map, params.anomaly.map_sigma
 
     # The best measured of each (docs/results.md): an inspection set's segmenter, its map's peak, its
-    # blur chosen once the model is trained (aepipe.anomaly.blur_choice, by the losses stage).
+    # blur chosen once the model is trained (aepipe.anomaly.blur_choice, by the score stage).
     assert resolved(inspection=True) == (True, "map_max", "segmenter", "auto")
     assert resolved(inspection=False) == (False, "combined", "error", 2.0)
     assert resolved(True, train__segmenter=False) == (False, "map_max", "ssim", "auto")

@@ -37,11 +37,11 @@ def test_pipeline_outputs_are_complete_and_sane(project):
     summary = json.loads((live / "metrics.json").read_text())
     assert summary["step"] == 2 and summary["val_mse"] == train["final_val_loss"]
 
-    losses = project / "data" / "losses"
-    assert len(pd.read_csv(losses / "train_batches.csv")) == 2048 // 64
-    val_batches = pd.read_csv(losses / "val_batches.csv")
+    scores = project / "data" / "scores"
+    assert len(pd.read_csv(scores / "train_batches.csv")) == 2048 // 64
+    val_batches = pd.read_csv(scores / "val_batches.csv")
     assert len(val_batches) == 512 // 64
-    val_images = pd.read_csv(losses / "val_images.csv")
+    val_images = pd.read_csv(scores / "val_images.csv")
     assert len(val_images) == 512 and val_images["label"].head(5).tolist() == [7, 2, 1, 0, 4]
     assert val_batches["loss"].mean() == pytest.approx(val_images["loss"].mean(), rel=1e-5)
     assert val_images["loss"].mean() == pytest.approx(train["final_val_loss"], rel=1e-4)
@@ -218,8 +218,8 @@ def test_anomaly_evaluation_covers_every_corruption(project):
     assert anomaly["blank"]["roc_auc"] > 0.99, "the default score must flag blank images"
     # Even a barely trained model's anomaly map is brightest where the white square is.
     assert 0.8 < anomaly["localisation"]["patch_pixel_roc_auc"] <= 1
-    top = np.load(project / "data" / "losses" / "most_anomalous.npz")
-    scores = pd.read_csv(project / "data" / "losses" / "val_images.csv")["score"].to_numpy()
+    top = np.load(project / "data" / "scores" / "most_anomalous.npz")
+    scores = pd.read_csv(project / "data" / "scores" / "val_images.csv")["score"].to_numpy()
     assert top["index"].tolist() == np.argsort(scores, kind="stable")[::-1][:16].tolist()
     assert top["images"].shape == top["maps"].shape == (16, 28, 28) and 0 <= top["maps"].min() <= top["maps"].max() <= 1
 
@@ -237,7 +237,7 @@ def evaluate_with_threshold(project: Path, threshold: float) -> tuple[str, dict,
 
 
 def test_evaluate_says_whether_the_threshold_keeps_its_false_alarm_promise(own_project):
-    images = pd.read_csv(own_project / "data" / "losses" / "val_images.csv")
+    images = pd.read_csv(own_project / "data" / "scores" / "val_images.csv")
     normal = np.sort(images.loc[images["role"] == "test", "score"].to_numpy())
     # Two of the 256 normal test images above the threshold: 0.8 %, the 1 % target inside its interval.
     output, metrics, calibration = evaluate_with_threshold(own_project, float(normal[-3]))
@@ -254,32 +254,33 @@ def test_evaluate_says_whether_the_threshold_keeps_its_false_alarm_promise(own_p
 def test_each_param_reruns_only_the_stages_that_read_it(own_project, mnist_dir):
     model = (own_project / "models" / "model.pt").read_bytes()
     result = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=reconstruction"], own_project, str(mnist_dir))
-    assert ran_stages(result.stdout) == ["check_params", "losses", "threshold", "evaluate", "export", "publish"]
+    assert ran_stages(result.stdout) == ["check_params", "score", "threshold", "evaluate", "export", "publish"]
     assert (own_project / "models" / "model.pt").read_bytes() == model
-    images = pd.read_csv(own_project / "data" / "losses" / "val_images.csv")
-    assert images["score"].tolist() == images["loss"].tolist(), "the reconstruction score is the reconstruction error"
+    images = pd.read_csv(own_project / "data" / "scores" / "val_images.csv")
+    assert np.array_equal(images["score"].astype(np.float32), images["loss"].astype(np.float32)), \
+        "the reconstruction score is the reconstruction error"
     # A blank frame reconstructs better than most digits: the error alone ranks it below them, and
     # only the dead-frame check flags it (the combined score's too-little-ink term does too).
-    blank = pd.read_csv(own_project / "data" / "losses" / "corrupted_images.csv")[["blank", "blank.dead_frame"]]
+    blank = pd.read_csv(own_project / "data" / "scores" / "corrupted_images.csv")[["blank", "blank.dead_frame"]]
     assert blank["blank"].max() < images.loc[images["role"] == "test", "score"].median() and blank["blank.dead_frame"].all()
     assert json.loads((own_project / "reports" / "anomaly.json").read_text())["blank"]["roc_auc"] == 1.0
     export = json.loads((own_project / "reports" / "export.json").read_text())  # a score with no latent term
     assert export["export_max_rel_diff"] <= 1e-5 and export["export_flags_differ"] == 0, export
-    # Back to the default score with another threshold.k and t-SNE perplexity: losses comes back from
+    # Back to the default score with another threshold.k and t-SNE perplexity: score comes back from
     # the run-cache, and only the stages that read those params (and what follows them) run.
     tsne = json.loads((own_project / "reports" / "tsne.json").read_text())
     back = run(["dvc", "exp", "run", *SMALL, "-S", "anomaly.score=auto", "-S", "threshold.k=2", "-S", "tsne.perplexity=10"],
                own_project, str(mnist_dir))
     assert sorted(ran_stages(back.stdout)) == ["check_params", "evaluate", "export", "publish", "threshold", "tsne"]
     assert json.loads((own_project / "reports" / "tsne.json").read_text())["kl_divergence"] != tsne["kl_divergence"]
-    assert pd.read_csv(own_project / "data" / "losses" / "val_images.csv")["score"].tolist() != images["score"].tolist()
+    assert pd.read_csv(own_project / "data" / "scores" / "val_images.csv")["score"].tolist() != images["score"].tolist()
     per_batch = json.loads((own_project / "reports" / "threshold.json").read_text())["per_batch"]
     assert per_batch["threshold"] == pytest.approx(per_batch["val"]["mean"] + 2 * per_batch["val"]["std"])
 
 
 @pytest.mark.parametrize("stage", ["threshold", "evaluate"])
 def test_the_stages_of_a_threshold_experiment_never_import_torch(project, stage):
-    # Importing torch costs each stage about two seconds; the losses stage scored every image for them.
+    # Importing torch costs each stage about two seconds; the score stage scored every image for them.
     probe = f"import runpy, sys; runpy.run_path('stages/{stage}.py', run_name='__main__'); print(sorted(sys.modules))"
     result = subprocess.run([sys.executable, "-c", probe], cwd=project, env=project_env(None, PYTHONPATH="src:stages"),
                             capture_output=True, text=True, check=True)
@@ -385,7 +386,7 @@ def test_a_one_class_experiment_keeps_held_out_digits_out_and_never_retrains_the
     train_labels, val_labels = load_split(raw, "train", 12000).labels, load_split(raw, "val", 512).labels
     train = json.loads((own_project / "reports" / "train.json").read_text())
     assert train["train_images"] == int((train_labels == 1).sum()) and train["val_images"] == int((val_labels == 1).sum())
-    images = pd.read_csv(own_project / "data" / "losses" / "val_images.csv")
+    images = pd.read_csv(own_project / "data" / "scores" / "val_images.csv")
     assert images["normal"].tolist() == (val_labels == 1).tolist()
     per_image = json.loads((own_project / "reports" / "threshold.json").read_text())["per_image"]
     anomaly = json.loads((own_project / "reports" / "anomaly.json").read_text())
@@ -416,7 +417,7 @@ def test_fashion_mnist_comes_from_its_own_mirror_with_its_class_names(tmp_path, 
 
 def test_an_edit_to_a_library_module_changes_only_the_stages_that_import_it(project):
     """One module through DVC's status; test_stage_deps proves every stage's deps are its imports."""
-    edited, stages = "src/aepipe/anomaly/scores.py", {"losses", "export"}
+    edited, stages = "src/aepipe/anomaly/scores.py", {"score", "export"}
     source = (project / edited).read_text()
     (project / edited).write_text(source + "\n# an edit\n")
     try:

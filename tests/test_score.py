@@ -82,9 +82,9 @@ def test_scores_match_the_pipelines_own_per_image_scores(project, digits, tmp_pa
     assert result.returncode == 0 and result.stdout == ""
     scored = rows(out.read_text())
     assert [row["source"] for row in scored][:2] == [f"{tmp_path / 'digits.npy'}[0]", f"{tmp_path / 'digits.npy'}[1]"]
-    expected = pd.read_csv(project / "data" / "losses" / "val_images.csv")["score"].head(8).tolist()
+    expected = pd.read_csv(project / "data" / "scores" / "val_images.csv")["score"].head(8).tolist()
     # The stages run with AVX2 kernels (dvc.yaml's pinned_cpu), this process with the CPU's own: float32
-    # rounds otherwise, and the small run's latent covariance amplifies it (export.torch_floor).
+    # rounds otherwise, and the small run's latent covariance amplifies it (as in test_export).
     threshold = json.loads((project / "reports" / "threshold.json").read_text())["per_image"]["threshold"]
     assert [float(row["score"]) for row in scored] == pytest.approx(expected, abs=1e-3 * abs(threshold))
 
@@ -337,11 +337,11 @@ def test_an_anomaly_score_of_another_model_is_refused(project, tmp_path, folder)
     assert result.returncode == 2 and "foreign.json was computed for another model" in result.stderr
 
     result = score(project, str(folder), "--score", str(tmp_path / "absent.json"))
-    assert result.returncode == 2 and "absent.json: anomaly score file not found; run `dvc repro losses`" in result.stderr
+    assert result.returncode == 2 and "absent.json: anomaly score file not found; run `dvc repro score`" in result.stderr
 
     (tmp_path / "wrong.json").write_text(json.dumps({**fitted, "method": "psychic"}))
     result = score(project, str(folder), "--score", str(tmp_path / "wrong.json"))
-    assert result.returncode == 2 and "not an anomaly score file written by the losses stage" in result.stderr
+    assert result.returncode == 2 and "not an anomaly score file written by the score stage" in result.stderr
 
 
 def test_scoring_with_a_denoising_model_says_so_and_a_plain_model_says_nothing(project, tmp_path, folder):

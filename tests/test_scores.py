@@ -1,4 +1,5 @@
-"""The anomaly scores on small data, against values worked out by hand."""
+"""The anomaly scores on small data, against values worked out by hand: their fitting, their terms,
+and the detector that applies them (aepipe.anomaly.detector)."""
 
 import math
 
@@ -8,12 +9,14 @@ import torch
 
 from aepipe.anomaly.corruptions import patch, patch_mask
 from aepipe.anomaly.detection import calibration_roles, calibration_split, pixel_roc_auc
-from aepipe.model.inference import errors_and_latents
+from aepipe.anomaly.detector import Detector
 from aepipe.anomaly.maps import anomaly_maps, error_maps
+from aepipe.anomaly.scores import (CombinedStatistics, FittedScore, ImageFeatures, MapSpec, combined_terms, fit_score,
+                                   frame_contrast, image_features, squared_mahalanobis)
+from aepipe.data.tiles import Tiling
 from aepipe.gaussian_blur import smoothed
 from aepipe.model.autoencoder import AutoEncoder
-from aepipe.anomaly.scores import (CombinedStatistics, FittedScore, ImageFeatures, MapSpec, fit_score, frame_contrast,
-                           image_features, squared_mahalanobis)
+from aepipe.model.inference import errors_and_latents
 from aepipe.similarity import ssim_map
 
 # Two training images. Reconstruction errors 0.01 and 0.04: log-mean log 0.02, log-std log 2. Latents
@@ -41,37 +44,56 @@ def distances(fitted, latents: list[list[float]]) -> list[float]:
     return squared_mahalanobis(torch.tensor(latents), statistics.means, statistics.precisions).tolist()
 
 
-def test_the_reconstruction_score_is_the_reconstruction_error():
-    fitted = fit_score("reconstruction", TRAINING, LABELS)
-    images = ImageFeatures(np.array([0.5, 0.001]), np.zeros((2, 1)), np.zeros(2))
-    assert fitted.score(images).tolist() == [0.5, 0.001]
+def terms(fitted: FittedScore, errors, latents, ink) -> np.ndarray:
+    as_tensors = (torch.tensor(values, dtype=torch.float64) for values in (errors, latents, ink))
+    return combined_terms(*as_tensors, CombinedStatistics.of(fitted)).numpy()
 
 
 def test_the_combined_score_sums_its_three_standardised_terms():
     fitted = fit_score("combined", TRAINING, LABELS)
-    images = ImageFeatures(errors=np.array([0.08, 0.02, 0.0001]), latents=np.array([[2.0], [0.0], [1.0]]),
-                           ink=np.array([0.0125, 0.4, 0.0]))
-    terms = fitted.terms(images)
+    found = terms(fitted, [0.08, 0.02, 0.0001], [[2.0], [0.0], [1.0]], [0.0125, 0.4, 0.0])
     # error 0.08 is two doublings above 0.02; latent 2 is at squared distance 2 = 4 × 1/2; ink 0.0125 is
     # four halvings below 0.2, two beyond the margin.
-    assert terms[0] == pytest.approx([2.0, math.log(4), 2.0])
+    assert found[0] == pytest.approx([2.0, math.log(4), 2.0])
     # a typical error, a latent at the training mean (a finite term), more ink than usual: no ink term
-    assert terms[1, 0] == pytest.approx(0.0) and np.isfinite(terms[1, 1]) and terms[1, 2] == 0.0
+    assert found[1, 0] == pytest.approx(0.0) and np.isfinite(found[1, 1]) and found[1, 2] == 0.0
     # a blank image: rebuilt far better than typical (log2(0.0001 / 0.02) = -7.6 spreads), counted as
     # -3 only; its ink is taken as 0.001, log2(0.001 / 0.2) = -7.64 spreads below the mean
-    assert terms[2, 0] == -3.0 and terms[2, 2] == pytest.approx(-math.log2(0.001 / 0.2) - 2)
-    within_margin = ImageFeatures(np.array([0.02]), np.array([[1.0]]), np.array([0.0500001]))  # two halvings: no term
-    assert fitted.terms(within_margin)[0, 2] == 0.0
-    assert fitted.score(images)[0] == pytest.approx(4 + math.log(4))
+    assert found[2, 0] == -3.0 and found[2, 2] == pytest.approx(-math.log2(0.001 / 0.2) - 2)
+    assert terms(fitted, [0.02], [[1.0]], [0.0500001])[0, 2] == 0.0  # two halvings: within the margin
 
 
 def test_a_fitted_score_survives_its_json_round_trip():
     fitted = fit_score("combined", TRAINING, LABELS)
-    again = FittedScore.from_dict(fitted.to_dict())
-    images = ImageFeatures(np.array([0.03]), np.array([[0.5]]), np.array([0.2]))
-    assert again == fitted and again.score(images) == fitted.score(images)
+    assert FittedScore.from_dict(fitted.to_dict()) == fitted
     with pytest.raises(ValueError, match="unknown score method 'psychic'"):
         FittedScore.from_dict({**fitted.to_dict(), "method": "psychic"})
+
+
+class Dimmer(AutoEncoder):
+    """Rebuilds each image at 90 % of its brightness; its latent is the image's first pixel."""
+
+    def __init__(self, side: int = 8, channels: int = 1):
+        super().__init__(1, side, channels)
+
+    def forward(self, images):
+        return 0.9 * images, images.flatten(1)[:, :1]
+
+
+def test_the_detector_applies_the_fitted_score_and_flags_above_the_threshold():
+    images = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    errors = (0.1 * images).square().mean(dim=(1, 2, 3))
+    middle = float(errors.sort().values[2:4].mean())  # three errors above it, three below
+    reconstruction = Detector(Dimmer(), fit_score("reconstruction", TRAINING, LABELS), threshold=middle)
+    scored = reconstruction.score(images, with_maps=True)
+    assert scored.scores == pytest.approx(errors.double().numpy()) and scored.errors == pytest.approx(errors.numpy())
+    assert scored.flagged.tolist() == (errors > middle).tolist() and not scored.dead.any()
+    assert np.allclose(scored.maps, (0.1 * images).mean(dim=1).numpy()), "the map: |image − reconstruction|"
+    fitted = fit_score("combined", TRAINING, LABELS)
+    combined = Detector(Dimmer(), fitted).score(images)
+    expected = terms(fitted, errors.tolist(), images.flatten(1)[:, :1].tolist(), images.mean(dim=(1, 2, 3)).tolist())
+    assert combined.scores == pytest.approx(expected.sum(axis=1))
+    assert not combined.flagged.any(), "without a threshold only dead frames are flagged"
 
 
 def test_a_frame_far_flatter_than_every_training_image_is_dead_whatever_the_score():
@@ -80,15 +102,18 @@ def test_a_frame_far_flatter_than_every_training_image_is_dead_whatever_the_scor
     checkers[..., ::2, ::2] = checkers[..., 1::2, 1::2] = 1.0
     assert frame_contrast(torch.cat([red, red])).tolist() == [0.0, 0.0], "one flat colour: no contrast"
     assert frame_contrast(checkers).tolist() == [0.5]
+    frames = torch.full((4, 1, 8, 8), 0.5)
+    frames[:, :, ::2] += torch.tensor([0.0, 0.0499, 0.0501, 0.3]).view(4, 1, 1, 1)  # contrast: half of each
+    frames[:, :, 1::2] -= torch.tensor([0.0, 0.0499, 0.0501, 0.3]).view(4, 1, 1, 1)
     for method in ("reconstruction", "combined", "map_max"):
         fitted = fit_score(method, TRAINING, LABELS, MapSpec("error", 1.0))
-        frames = ImageFeatures(np.full(4, 0.02), np.zeros((4, 1)), np.full(4, 0.2), np.zeros(4),
-                               contrast=np.array([0.0, 0.0499, 0.0501, 0.3]))
-        assert fitted.dead_below == pytest.approx(0.05) and fitted.dead_frames(frames).tolist() == [True, True, False, False]
+        scored = Detector(Dimmer(), fitted, threshold=1e9).score(frames)
+        assert fitted.dead_below == pytest.approx(0.05) and scored.dead.tolist() == [True, True, False, False]
+        assert scored.flagged.tolist() == [True, True, False, False], "flagged whatever the score"
         assert FittedScore.from_dict(fitted.to_dict()) == fitted
     # A score file from before the check knows no training contrast: it calls no frame dead.
     older = {key: value for key, value in fit_score("combined", TRAINING, LABELS).to_dict().items() if key != "min_contrast"}
-    assert not FittedScore.from_dict(older).dead_frames(frames).any()
+    assert not Detector(Dimmer(), FittedScore.from_dict(older)).score(frames).dead.any()
 
 
 def test_image_features_come_from_one_pass_of_the_model():
@@ -100,6 +125,8 @@ def test_image_features_come_from_one_pass_of_the_model():
     assert features.ink == pytest.approx(images.mean(dim=(1, 2, 3)).numpy())
     maps = error_maps(model, images)
     assert maps.shape == (5, 28, 28) and torch.allclose(maps.square().mean(dim=(1, 2)), errors)
+    scored = Detector(model, fit_score("reconstruction", features, np.zeros(5))).score(images)
+    assert np.array_equal(scored.errors, features.errors) and np.array_equal(scored.latents, features.latents)
 
 
 def test_patch_mask_marks_exactly_the_pixels_patch_whitens():
@@ -148,10 +175,13 @@ def test_map_max_scores_the_peak_of_the_blurred_map_where_the_mean_hardly_moves(
     model = Identity(32, (slice(None), slice(None)))  # rebuilds every image as flat grey
     maps = MapSpec("error", sigma=1.0)
     fitted = fit_score("map_max", image_features(model, images[:1]), np.zeros(1), maps)
-    features = image_features(model, images, fitted.maps)
-    peak = smoothed(anomaly_maps(model, images, "error"), 1.0).amax(dim=(1, 2))
-    assert fitted.score(features).tolist() == pytest.approx(peak.tolist())
-    assert features.map_peaks[1] > 0.2 and features.map_peaks[0] == 0 and features.errors[1] < 0.005
+    scored = Detector(model, fitted, threshold=0.2).score(images, with_maps=True)
+    blurred = smoothed(anomaly_maps(model, images, "error"), 1.0)
+    assert scored.scores.tolist() == pytest.approx(blurred.amax(dim=(1, 2)).tolist())
+    assert scored.scores[1] > 0.2 and scored.scores[0] == 0 and scored.errors[1] < 0.005
+    assert np.array_equal(scored.maps, blurred.numpy()) and scored.flagged.tolist() == [False, True]
+    masks = scored.masks(0.2)
+    assert not masks[0].any() and masks[1, 11, 21] and masks[1].sum() < 25, "the mask: the blurred defect"
     assert FittedScore.from_dict(fitted.to_dict()) == fitted and fitted.to_dict()["maps"] == {"kind": "error", "sigma": 1.0}
     assert "maps" not in fit_score("combined", TRAINING, LABELS, maps).to_dict(), "other scores' files stay as they were"
 
@@ -174,3 +204,17 @@ def test_the_ssim_map_has_the_images_size_and_sees_a_change_of_texture():
     dissimilarity = 1 - ssim_map(smeared, images, same_size=True).mean(dim=1)[0]
     assert dissimilarity[10:14, 10:14].mean() > 0.5 and dissimilarity[24:, 24:].max() < 1e-4
     assert ssim_map(smeared, images).shape == (1, 3, 22, 22), "without same_size: where the window fits"
+
+
+def test_a_detector_of_tiles_scores_each_scan_by_the_peak_of_its_stitched_map():
+    scans = torch.full((2, 1, 24, 40), 0.5)
+    scans[1, 0, 14:17, 30:33] = 1.0  # a defect across tiles' borders of the second scan
+    tiling = Tiling(16, 4)
+    tiles = torch.from_numpy(np.concatenate([tiling.cut(scan[0].numpy()) for scan in scans]))[:, None]
+    model = Identity(16, (slice(None), slice(None)))
+    fitted = fit_score("map_max", image_features(model, tiles[:1]), np.zeros(1), MapSpec("error", 0.0), tiling)
+    scored = Detector(model, fitted, threshold=0.25).score(tiles, with_maps=True, sizes=[(24, 40), (24, 40)])
+    assert scored.scores.tolist() == [0.0, 0.5] and scored.flagged.tolist() == [False, True]
+    assert [scan_map.shape for scan_map in scored.maps] == [(24, 40), (24, 40)]
+    assert np.flatnonzero(scored.masks(0.25)[1].any(axis=0)).tolist() == [30, 31, 32]
+    assert Detector(model, fitted).score(tiles, sizes=[(24, 40), (24, 40)]).maps is None, "maps only where asked"

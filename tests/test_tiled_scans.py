@@ -58,12 +58,12 @@ def test_scans_of_mixed_sizes_are_trained_on_tiles_and_scored_whole(tmp_path):
     project = copy_project(tmp_path)
     write_scans(project / "data" / "images")
     result = run(["dvc", "exp", "run", *TILED, "evaluate", "export"], project, None)
-    assert {"download", "train", "losses", "evaluate", "export"} <= set(ran_stages(result.stdout))
+    assert {"download", "train", "score", "evaluate", "export"} <= set(ran_stages(result.stdout))
     raw = project / "data" / "raw"
     tiles = load_tiles(raw)
     assert (tiles.tiling.tile, tiles.tiling.overlap) == (32, 8) and len(tiles.sizes["val"]) == 6 + 4 + 8
     assert load_split(raw, "val").images.shape == (sum(tiles.tiling.count(*size) for size in tiles.sizes["val"]), 32, 32, 3)
-    images = pd.read_csv(project / "data" / "losses" / "val_images.csv")
+    images = pd.read_csv(project / "data" / "scores" / "val_images.csv")
     assert len(images) == 18 and images["role"].value_counts().to_dict() == {"held_out": 8, "calibration": 6, "test": 4}
     report = json.loads((project / "reports" / "anomaly.json").read_text())
     assert report["score"] == "map_max" and set(report["held_out_by_class"]) == set(KINDS)

@@ -6,7 +6,8 @@ from PIL import Image
 from scipy.ndimage import label
 
 from aepipe.data.images import read_image
-from aepipe.data.tiles import ScanScores, Tiling
+from aepipe.anomaly.verdicts import Scores
+from aepipe.data.tiles import Tiling
 from aepipe.errors import AepipeError
 
 
@@ -44,11 +45,14 @@ def test_a_defect_on_a_tile_border_is_one_region_where_it_is():
     scan = np.zeros((80, 96, 3), np.float32)
     scan[20:30, 20:30] = 1.0  # across the border of the tiles at 0 and 24, in both directions
     tiling = Tiling(32, 8)
-    stitched = tiling.stitch(brightness_maps(tiling.cut(scan)), 80, 96)
+    tile_maps = brightness_maps(tiling.cut(scan))
+    stitched = tiling.stitch(tile_maps, 80, 96)
     regions, count = label(stitched > 0.5)
     assert count == 1 and np.array_equal(regions > 0, scan[..., 0] > 0.5)
-    scored = ScanScores.of([stitched], np.zeros(tiling.count(80, 96), bool), tiling.scan_of_each_tile([(80, 96)]))
-    assert scored.scores.tolist() == [1.0]
+    tiles = Scores(tile_maps.max(axis=(1, 2)), None, np.zeros(len(tile_maps), bool), tile_maps)
+    scored = Scores.stitched(tiling, tiles, [(80, 96)], threshold=0.5)
+    assert scored.scores.tolist() == [1.0] and scored.flagged.tolist() == [True]
+    assert np.array_equal(scored.masks(0.5)[0], stitched > 0.5), "the mask: the stitched map above the threshold"
 
 
 def test_a_scan_is_dead_only_when_every_tile_is():
@@ -56,10 +60,12 @@ def test_a_scan_is_dead_only_when_every_tile_is():
     sizes = [(16, 32), (32, 16)]  # two tiles each
     owner = tiling.scan_of_each_tile(sizes)
     assert owner.tolist() == [0, 0, 1, 1]
-    maps = tiling.stitch_all(np.zeros((4, 16, 16), np.float32), sizes)
-    scored = ScanScores.of(maps, np.array([True, True, True, False]), owner, np.array([1.0, 3.0, 2.0, 2.0]))
+    tiles = Scores(np.zeros(4), None, np.array([True, True, True, False]), np.zeros((4, 16, 16), np.float32),
+                   errors=np.array([1.0, 3.0, 2.0, 2.0]))
+    scored = Scores.stitched(tiling, tiles, sizes, threshold=0.5)
     assert scored.dead.tolist() == [True, False] and scored.errors.tolist() == [2.0, 2.0]
-    assert [scan_map.shape for scan_map in maps] == sizes
+    assert scored.flagged.tolist() == [True, False], "a dead scan is flagged whatever its score"
+    assert [scan_map.shape for scan_map in scored.maps] == sizes
     with pytest.raises(ValueError, match="3 tiles for scans that have 4"):
         tiling.stitch_all(np.zeros((3, 16, 16), np.float32), sizes)
 

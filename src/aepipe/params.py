@@ -338,7 +338,7 @@ class Params(Section):
 # each the best measured there (docs/results.md); a trained segmenter's map comes before both.
 AUTO_SCORE = {True: "map_max", False: "combined"}
 AUTO_MAP = {True: "ssim", False: "error"}
-# anomaly.map_sigma's auto for an inspection set is chosen by the losses stage from the trained model and
+# anomaly.map_sigma's auto for an inspection set is chosen by the score stage from the trained model and
 # the calibration images (aepipe.anomaly.blur_choice); for any other dataset it is this.
 AUTO_SIGMA = 2.0
 

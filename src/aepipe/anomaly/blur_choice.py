@@ -72,7 +72,7 @@ def _with_defects(images: torch.Tensor, generator: torch.Generator) -> torch.Ten
 
 
 def described(choice: BlurChoice) -> dict:
-    """The choice as the losses stage reports it."""
+    """The choice as the score stage reports it."""
     return {"sigma": choice.sigma, "clean_images": choice.images[0], "defective_images": choice.images[1],
             "roc_auc": {str(sigma): auc for sigma, auc in choice.roc_auc.items()}}
 

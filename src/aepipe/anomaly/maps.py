@@ -1,11 +1,10 @@
 """Anomaly maps: where, pixel by pixel, an image differs from what the model makes of it (the
-reconstruction error, 1 - local SSIM, or the defect segmenter's probability), their blur and peaks."""
+reconstruction error, 1 - local SSIM, or the defect segmenter's probability)."""
 
 import torch
 
-from aepipe.devices import as_floats, eval_batches
+from aepipe.devices import as_floats
 from aepipe.errors import AepipeError
-from aepipe.gaussian_blur import smoothed
 from aepipe.model.inference import reconstruct
 from aepipe.model.autoencoder import AutoEncoder
 from aepipe.similarity import ssim_map
@@ -39,12 +38,3 @@ def maps_of(model: AutoEncoder, reconstructions: torch.Tensor, images: torch.Ten
                               "(train.segmenter): expected a model trained with one, or anomaly.map error or ssim")
         return model.segmenter.probabilities(images, reconstructions)
     raise ValueError(f"unknown anomaly map {kind!r}")
-
-
-def map_peaks(model: AutoEncoder, images: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
-    """The largest value of each image's anomaly map blurred by `sigma` pixels: (N, C, H, W) → (N,).
-    A small defect moves it where it would vanish in a mean over all pixels."""
-    return torch.cat([smoothed(anomaly_maps(model, chunk, kind), sigma).amax(dim=(1, 2))
-                      for chunk in eval_batches(images)])
-
-

@@ -1,4 +1,5 @@
-"""Anomaly scores of single images, and the statistics they are fitted with (on training images only).
+"""Anomaly scores of single images: the statistics they are fitted with (on training images only),
+and the combined score's terms. The detector (aepipe.anomaly.detector) applies them.
 
 - reconstruction: the image's reconstruction error (MSE), the plain autoencoder's score.
 - combined: three standardised terms, each a log-scale statistic of the image put in units of its
@@ -14,7 +15,7 @@
        normal. A blank image reconstructs better than any digit and its latent lies among theirs;
        this term is what flags it.
 The margin and the equal weights were chosen on one-class MNIST and Fashion-MNIST (docs/anomaly.md).
-Whatever the score, a dead frame (`FittedScore.dead_frames`: blank, saturated, one flat colour, what
+Whatever the score, a dead frame (`FittedScore.dead_below`: blank, saturated, one flat colour, what
 a failed camera or a lost light sends) is flagged: its contrast, each channel's spread of pixel values,
 lies far below the flattest normal training image's. A map may see nothing wrong in an empty frame.
 - map_max: the largest value of the image's anomaly map (|error|, 1 - SSIM or the segmenter's, `kind`) blurred by
@@ -27,12 +28,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from aepipe.devices import as_floats, eval_batches
-from aepipe.model.inference import errors_and_latents
-from aepipe.anomaly.maps import anomaly_maps, error_maps, map_peaks
-from aepipe.gaussian_blur import smoothed
 from aepipe.data.tiles import Tiling
+from aepipe.devices import as_floats, eval_batches
 from aepipe.model.autoencoder import AutoEncoder
+from aepipe.model.inference import errors_and_latents
 
 METHODS = ("reconstruction", "combined", "map_max")
 # Keeps log(ink) finite for a blank image; far below the mean pixel of any MNIST digit (about 0.13).
@@ -47,19 +46,15 @@ DEAD_FRAME_SHARE = 0.25
 
 @dataclass(frozen=True)
 class ImageFeatures:
-    """What a score reads from one pass of the model over N images."""
+    """What a score is fitted with, from one pass of the model over N training images."""
 
     errors: np.ndarray  # (N,) reconstruction MSE
     latents: np.ndarray  # (N, latent_dim)
     ink: np.ndarray  # (N,) mean pixel of the input, in [0, 1]
-    map_peaks: np.ndarray | None = None  # (N,) the largest value of the blurred anomaly map, if asked for
-    contrast: np.ndarray | None = None  # (N,) frame_contrast of the input
+    contrast: np.ndarray  # (N,) frame_contrast of the input
 
     def __getitem__(self, keep: np.ndarray) -> "ImageFeatures":
-        def kept(values):
-            return None if values is None else values[keep]
-
-        return ImageFeatures(self.errors[keep], self.latents[keep], self.ink[keep], kept(self.map_peaks), kept(self.contrast))
+        return ImageFeatures(self.errors[keep], self.latents[keep], self.ink[keep], self.contrast[keep])
 
 
 @dataclass(frozen=True)
@@ -70,14 +65,12 @@ class MapSpec:
     sigma: float  # pixels
 
 
-def image_features(model: AutoEncoder, images: torch.Tensor, maps: MapSpec | None = None) -> ImageFeatures:
-    """What the scores read from (N, C, H, W) images (floats, or uint8 pixels): one pass of the model,
-    and a second for the anomaly maps' peaks when `maps` says which."""
+def image_features(model: AutoEncoder, images: torch.Tensor) -> ImageFeatures:
+    """What a score is fitted with, of (N, C, H, W) images (floats, or uint8 pixels): one pass of the model."""
     errors, latents = errors_and_latents(model, images)
     ink = torch.cat([as_floats(chunk).mean(dim=(1, 2, 3)) for chunk in eval_batches(images)])
     contrast = torch.cat([frame_contrast(as_floats(chunk)) for chunk in eval_batches(images)])
-    peaks = map_peaks(model, images, maps.kind, maps.sigma).cpu().numpy() if maps else None
-    return ImageFeatures(errors.cpu().numpy(), latents.cpu().numpy(), ink.cpu().numpy(), peaks, contrast.cpu().numpy())
+    return ImageFeatures(errors.cpu().numpy(), latents.cpu().numpy(), ink.cpu().numpy(), contrast.cpu().numpy())
 
 
 def frame_contrast(images: torch.Tensor) -> torch.Tensor:
@@ -103,8 +96,8 @@ class Spread:
 
 @dataclass(frozen=True)
 class FittedScore:
-    """A score and what it was fitted with; `score(features)` gives one number per image, higher is
-    more anomalous. The statistics of the combined terms are None for the reconstruction score."""
+    """A score and what it was fitted with; the detector (aepipe.anomaly.detector) gives one number per
+    image, higher is more anomalous. The statistics of the combined terms are None for the other scores."""
 
     method: str
     latent_means: list[list[float]] | None = None  # per normal class
@@ -121,23 +114,6 @@ class FittedScore:
         """The contrast under which a frame is dead, and flagged whatever its score."""
         return DEAD_FRAME_SHARE * self.min_contrast if self.min_contrast is not None else 0.0
 
-    def dead_frames(self, features: ImageFeatures) -> np.ndarray:
-        """(N,) bool: the frames too flat to be anything the model was trained on."""
-        return features.contrast < self.dead_below
-
-    def score(self, features: ImageFeatures) -> np.ndarray:
-        if self.method == "reconstruction":
-            return features.errors
-        if self.method == "map_max":
-            return features.map_peaks
-        return self.terms(features).sum(axis=1)
-
-    def terms(self, features: ImageFeatures) -> np.ndarray:
-        """(N, 3): the combined score's reconstruction, latent-distance and too-little-ink terms."""
-        statistics = CombinedStatistics.of(self)
-        return combined_terms(*(torch.from_numpy(values) for values in (features.errors, features.latents, features.ink)),
-                              statistics).numpy()
-
     def to_dict(self) -> dict:
         return {key: value for key, value in asdict(self).items()
                 if value is not None or key not in ("maps", "min_contrast", "tiling")}
@@ -151,14 +127,6 @@ class FittedScore:
         tiling = Tiling(**saved["tiling"]) if saved.get("tiling") else None
         return cls(saved["method"], saved.get("latent_means"), saved.get("latent_precisions"), **spreads, maps=maps,
                    min_contrast=saved.get("min_contrast"), tiling=tiling)
-
-
-def score_maps(model: AutoEncoder, images: torch.Tensor, fitted: FittedScore) -> torch.Tensor:
-    """Each image's anomaly map as a scorer shows it: the map the score reads (map_max: blurred; its
-    pixels above the threshold are the defect's mask), or |image - reconstruction| for the other scores."""
-    if not fitted.maps:
-        return error_maps(model, images)
-    return smoothed(anomaly_maps(model, images, fitted.maps.kind), fitted.maps.sigma)
 
 
 def fit_score(method: str, training: ImageFeatures, labels: np.ndarray, maps: MapSpec | None = None,
@@ -188,8 +156,7 @@ def fit_score(method: str, training: ImageFeatures, labels: np.ndarray, maps: Ma
 
 @dataclass(frozen=True)
 class CombinedStatistics:
-    """What the combined score reads, as tensors: the pipeline passes its fitted score's, the exported
-    detector holds them as constants of its graph."""
+    """What the combined score reads, as tensors: the detector's buffers (constants of its exported graph)."""
 
     means: torch.Tensor  # (classes, latent) float64
     precisions: torch.Tensor  # (classes, latent, latent) float64
@@ -205,8 +172,7 @@ class CombinedStatistics:
 def combined_terms(errors: torch.Tensor, latents: torch.Tensor, ink: torch.Tensor,
                    statistics: CombinedStatistics) -> torch.Tensor:
     """(N, 3) float64: the combined score's terms (the module's docstring) of N images' reconstruction
-    errors, latents and mean pixels. The one computation of the score: the losses stage, aepipe score
-    and the exported detector's graph all run this."""
+    errors, latents and mean pixels, as the detector computes them."""
     error_spread, distance_spread, ink_spread = statistics.spreads
     error = error_spread.standardise(log_error(errors)).clamp(min=-ERROR_FLOOR)
     distance = distance_spread.standardise(log_distance(squared_mahalanobis(latents, statistics.means,

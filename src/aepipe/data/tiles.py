@@ -1,6 +1,6 @@
 """Scans at full resolution (data.tile): cut into overlapping tile × tile tiles, which the model sees,
 and the tiles' anomaly maps stitched back into one map of the scan, averaged where tiles overlap;
-the scan's score is that map's peak (ScanScores).
+the scan's score is that map's peak (aepipe.anomaly.verdicts.Scores.stitched).
 
 Tiles start every `tile - overlap` pixels; the last of a row or column is moved back to end at the
 scan's edge, so every pixel is in a tile and no padding is invented (anomalib's Tiler pads instead).
@@ -61,21 +61,3 @@ class Tiling:
     def scan_of_each_tile(self, sizes: list[tuple[int, int]]) -> np.ndarray:
         """(tiles,) the index of the scan each tile was cut from."""
         return np.repeat(np.arange(len(sizes)), [self.count(*size) for size in sizes])
-
-
-@dataclass(frozen=True)
-class ScanScores:
-    scores: np.ndarray  # (scans,) float64: the peak of each stitched map
-    dead: np.ndarray  # (scans,) bool: every tile of the scan a dead frame
-    maps: list[np.ndarray]  # each scan's stitched map, (height, width) float32
-    errors: np.ndarray | None = None  # (scans,) the tiles' mean reconstruction error, where known
-
-    @classmethod
-    def of(cls, maps: list[np.ndarray], tile_dead: np.ndarray, owner: np.ndarray,
-           tile_errors: np.ndarray | None = None) -> "ScanScores":
-        """From the stitched maps and each tile's dead-frame flag (and error); `owner`: each tile's scan."""
-        count, live = len(maps), ~np.asarray(tile_dead, bool)
-        dead = np.bincount(owner, weights=live, minlength=count) == 0
-        errors = (None if tile_errors is None else
-                  np.bincount(owner, weights=tile_errors, minlength=count) / np.bincount(owner, minlength=count))
-        return cls(np.array([scan_map.max() for scan_map in maps], np.float64), dead, maps, errors)

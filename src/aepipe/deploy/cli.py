@@ -46,7 +46,8 @@ import numpy as np
 # Only what scoring with an exported detector needs: torch is imported where the model is used.
 from aepipe.atomic import atomic_path
 from aepipe.deploy.inputs import Input, batched, image_count, listed, read_ahead, read_inputs, worked_in_order
-from aepipe.deploy.scorers import Scorer, Scores, read_score, scorer_for
+from aepipe.anomaly.verdicts import Scores
+from aepipe.deploy.scorers import Scorer, read_score, scorer_for
 from aepipe.deploy.serve import SCORING_BATCH  # images read, scored and written at a time
 from aepipe.errors import AepipeError, exit_on_error
 from aepipe.figures.overlay import write_maps
@@ -65,7 +66,7 @@ def run(argv: list[str] | None) -> None:
     scorer.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     scorer.add_argument("--model", type=Path, default=Path("models/model.pt"))
     scorer.add_argument("--score", type=Path, default=Path("models/anomaly_score.json"),
-                        help="the anomaly score's fitted statistics, written by the losses stage")
+                        help="the anomaly score's fitted statistics, written by the score stage")
     scorer.add_argument("--threshold", type=Path, default=Path("reports/threshold.json"))
     scorer.add_argument("--onnx", type=Path, metavar="DETECTOR",
                         help="score with this exported detector (models/detector.onnx) instead: onnxruntime, no torch")
@@ -104,7 +105,7 @@ def score_command(args: argparse.Namespace) -> None:
         batches = read_ahead(batched(inputs, batch_size(scorer)))
         scored_batches = worked_in_order(batches, lambda batch: score_readable(batch, scorer, bool(args.maps)), scorer.workers)
         for batch, scored in scored_batches:
-            failed += write_batch(writer, batch, scored, args.maps, done)
+            failed += write_batch(writer, batch, scored, scorer, args.maps, done)
             out.flush()
             done += len(batch)
             bar.update(len(batch))
@@ -119,7 +120,7 @@ def score_readable(batch: list[Input], scorer: Scorer, with_maps: bool) -> Score
     return scorer.score_images(good, with_maps) if good else None
 
 
-def write_batch(writer, batch: list[Input], scored: Scores | None, maps: Path | None, first: int) -> int:
+def write_batch(writer, batch: list[Input], scored: Scores | None, scorer: Scorer, maps: Path | None, first: int) -> int:
     """The batch's rows (and maps, into `maps`), in its order, from the scores of its readable images;
     how many of its images failed."""
     good = [item for item in batch if item.error is None]
@@ -127,7 +128,7 @@ def write_batch(writer, batch: list[Input], scored: Scores | None, maps: Path | 
         if maps:
             write_maps(maps, [first + place for place, item in enumerate(batch) if item.error is None],
                        [item.source for item in good], [item.pixels for item in good], [item.size for item in good],
-                       scored.maps, scored.masks)
+                       scored.maps, scored.masks(scorer.threshold) if scorer.reads_map else None)
         rows = iter(zip(scored.scores, scored.flagged, scored.dead))
     for item in batch:
         if item.error:

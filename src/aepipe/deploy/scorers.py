@@ -13,46 +13,38 @@ from pathlib import Path
 import numpy as np
 
 from aepipe.atomic import file_sha256
-from aepipe.anomaly.detection import decisive_scores
-from aepipe.data.tiles import ScanScores, Tiling
+from aepipe.anomaly.verdicts import Scores
+from aepipe.data.tiles import Tiling
 from aepipe.errors import AepipeError
-
-
-@dataclass(frozen=True)
-class Scores:
-    """A batch of images scored: each one's score, flag and whether it is a dead frame; its anomaly maps
-    where asked, and the defect masks where the score reads the map (map_max), else None."""
-
-    scores: np.ndarray
-    flagged: np.ndarray
-    dead: np.ndarray
-    maps: np.ndarray | list[np.ndarray] | None  # a list of scans' maps, each at its scan's size
-    masks: np.ndarray | list[np.ndarray] | None
 
 
 @dataclass(frozen=True)
 class Scorer:
     """What scores: the images it takes (channels × side × side) and `score(images, with_maps)` of
-    (N, side, side) or (N, side, side, 3) float32 images in [0, 1]; with `tiling`, those are tiles
-    of scans of any size (`score_images`)."""
+    (N, channels, side, side) float32 images in [0, 1]; with `tiling`, those are tiles of scans of any
+    size (`score_images`). `reads_map`: the score is the map's peak, and the map shows the defect's mask."""
 
     side: int
     channels: int
     score: Callable[[np.ndarray, bool], Scores]
     threshold: float
+    reads_map: bool
     tiling: Tiling | None = None
     workers: int = 1  # batches scored side by side (aepipe score)
 
     def score_images(self, images: list[np.ndarray], with_maps: bool) -> Scores:
-        """Images of the model's shape, or (tiling) scans of any size, each at least one tile."""
+        """(side, side) or (side, side, 3) images, or (tiling) scans of any size, each at least one tile."""
         if self.tiling is None:
-            return self.score(np.stack(images), with_maps)
+            return self.score(channels_first(np.stack(images)), with_maps)
         sizes = [image.shape[:2] for image in images]
-        tiles = self.score(np.concatenate([self.tiling.cut(image) for image in images]), True)
-        scans = ScanScores.of(self.tiling.stitch_all(tiles.maps, sizes), tiles.dead, self.tiling.scan_of_each_tile(sizes))
-        flagged = decisive_scores(scans.scores, scans.dead) > self.threshold
-        masks = [scan_map > self.threshold for scan_map in scans.maps] if with_maps else None
-        return Scores(scans.scores, flagged, scans.dead, scans.maps if with_maps else None, masks)
+        tiles = self.score(channels_first(np.concatenate([self.tiling.cut(image) for image in images])), True)
+        scans = Scores.stitched(self.tiling, tiles, sizes, self.threshold)
+        return scans if with_maps else scans.without_maps()
+
+
+def channels_first(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) or (N, H, W, C) → (N, C, H, W)."""
+    return images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
 
 
 def scorer_for(args) -> Scorer:
@@ -64,9 +56,8 @@ def model_scorer(model_path: Path, score_path: Path, threshold_path: Path) -> Sc
     """The pipeline's own files: the model, the fitted score and the threshold, scored with torch."""
     import torch
 
-    from aepipe.devices import to_tensor
+    from aepipe.anomaly.detector import Detector
     from aepipe.model.autoencoder import describe_training, load_model
-    from aepipe.anomaly.scores import image_features, score_maps
 
     fitted = read_score(score_path, model_path)
     threshold = read_threshold(threshold_path, model_path, score_path)
@@ -74,15 +65,12 @@ def model_scorer(model_path: Path, score_path: Path, threshold_path: Path) -> Sc
     if model.noise_std:  # it reconstructs noisy images well by design: noise alone scores lower than with a plain one
         print(f"note: {model_path} is a {describe_training(model)}", file=sys.stderr)
 
-    def score(images: np.ndarray, with_maps: bool) -> Scores:
-        pixels = to_tensor(images, torch.device("cpu"))
-        features = image_features(model, pixels, fitted.maps)
-        scores, dead = fitted.score(features), fitted.dead_frames(features)
-        maps = score_maps(model, pixels, fitted).numpy() if with_maps else None
-        masks = maps > threshold if maps is not None and fitted.maps else None
-        return Scores(scores, decisive_scores(scores, dead) > threshold, dead, maps, masks)
+    detector = Detector(model, fitted, threshold)
 
-    return Scorer(model.side, model.channels, score, threshold, fitted.tiling)
+    def score(images: np.ndarray, with_maps: bool) -> Scores:
+        return detector.score(torch.from_numpy(np.ascontiguousarray(images)), with_maps)
+
+    return Scorer(model.side, model.channels, score, threshold, fitted.maps is not None, fitted.tiling)
 
 
 def detector_scorer(path: Path) -> Scorer:
@@ -93,12 +81,11 @@ def detector_scorer(path: Path) -> Scorer:
     reads_map = detector.metadata["score"].startswith("map_max")
 
     def score(images: np.ndarray, with_maps: bool) -> Scores:
-        channels_first = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
-        scores, flagged, maps, dead = detector(channels_first)
-        masks = maps > detector.threshold if with_maps and reads_map else None
-        return Scores(scores, flagged, dead, maps if with_maps else None, masks)
+        scores, flagged, maps, dead = detector(images)
+        return Scores(scores, flagged, dead, maps if with_maps else None)
 
-    return Scorer(detector.side, detector.channels, score, detector.threshold, detector.tiling, scoring_workers())
+    return Scorer(detector.side, detector.channels, score, detector.threshold, reads_map, detector.tiling,
+                  scoring_workers())
 
 
 def scoring_workers() -> int:
@@ -108,17 +95,17 @@ def scoring_workers() -> int:
 
 
 def read_score(path: Path, model_path: Path):
-    """The anomaly score fitted by the losses stage (a FittedScore), checked against the model file."""
+    """The anomaly score fitted by the score stage (a FittedScore), checked against the model file."""
     from aepipe.anomaly.scores import FittedScore
 
     try:
         saved = json.loads(path.read_text())
         fitted, model_sha256 = FittedScore.from_dict(saved), saved["model_sha256"]
     except FileNotFoundError:
-        raise AepipeError(f"{path}: anomaly score file not found; run `dvc repro losses` first") from None
+        raise AepipeError(f"{path}: anomaly score file not found; run `dvc repro score` first") from None
     except (ValueError, KeyError, TypeError):
-        raise AepipeError(f"{path}: not an anomaly score file written by the losses stage") from None
-    _check_made_for(path, "model", model_sha256, model_path, "rerun `dvc repro losses`, or pass the matching --model")
+        raise AepipeError(f"{path}: not an anomaly score file written by the score stage") from None
+    _check_made_for(path, "model", model_sha256, model_path, "rerun `dvc repro score`, or pass the matching --model")
     return fitted
 
 

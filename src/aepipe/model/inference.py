@@ -29,10 +29,15 @@ def errors_and_latents(model: AutoEncoder, images: torch.Tensor) -> tuple[torch.
     for pixels in eval_batches(images):
         chunk = as_floats(pixels)
         reconstruction, latent = model(chunk)
-        errors.append((reconstruction - chunk).square().mean(dim=(1, 2, 3)))
+        errors.append(reconstruction_errors(reconstruction, chunk))
         latents.append(latent)
     model.train(was_training)
     return torch.cat(errors), torch.cat(latents)
+
+
+def reconstruction_errors(reconstructions: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """(N,) each image's mean squared reconstruction error."""
+    return (reconstructions - images).square().mean(dim=(1, 2, 3))
 
 
 def per_image_errors(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:

@@ -1,30 +1,31 @@
-"""Stage losses: one pass of the trained model over both splits, and over the synthetic anomalies.
+"""Stage score: one pass of the trained model over both splits, and over the synthetic anomalies.
 
-Fits the anomaly score (anomaly.score) on the normal training images and scores every validation
-image with it, marking which normal images calibrate the threshold and which test it (the one
+Fits the anomaly score (anomaly.score) on the normal training images; the detector
+(aepipe.anomaly.detector) scores every validation image with it, marking which normal images calibrate the threshold and which test it (the one
 place that split is made); scores every corruption of each normal test image, measures how well
 the anomaly map finds the patch, and keeps the most anomalous images with their maps. Also the
 seed's per-batch reconstruction loss, and the latent vector of every image of both splits."""
+
+import math
 
 import numpy as np
 import pandas as pd
 import torch
 
-from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
 from aepipe.anomaly.blur_choice import choose_map_sigma, described
 from aepipe.anomaly.corruptions import corrupt, patch_mask
-from aepipe.data.dataset import TiledScans, load_classes, load_inspection_extras, load_split, load_tiles
 from aepipe.anomaly.detection import DEAD_FRAME, aupro, calibration_roles, given_roles, pixel_roc_auc
-from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
-from guard import run_guarded
-from aepipe.model.inference import batch_means
+from aepipe.anomaly.detector import Detector
 from aepipe.anomaly.maps import anomaly_maps, error_maps
-from aepipe.gaussian_blur import smoothed
+from aepipe.anomaly.scores import MapSpec, fit_score, image_features
+from aepipe.anomaly.verdicts import Scores
+from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
+from aepipe.data.dataset import TiledScans, load_classes, load_inspection_extras, load_split, load_tiles
+from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
 from aepipe.model.autoencoder import load_model
+from aepipe.model.inference import batch_means
 from aepipe.params import load_params, resolve_auto
-from aepipe.anomaly.scans import score_images
-from aepipe.anomaly.scores import FittedScore, MapSpec, fit_score, image_features
-from aepipe.data.tiles import ScanScores
+from guard import run_guarded
 
 MOST_ANOMALOUS = 16  # validation images kept with their anomaly maps, for the evaluate stage's figure
 
@@ -50,19 +51,20 @@ def main() -> None:
     fitted = fit_score(params.anomaly.score, train_features[train_normal], train.labels[train_normal], maps,
                        tiles.tiling if tiles else None)
     write_json("models/anomaly_score.json", {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")})
-    val_features = image_features(model, val_images, None if tiles else fitted.maps)
-    _write_batch_losses("val", val_features.errors[np.isin(val.labels, params.data.normal_digits)], params)
-    scored = score_images(model, val_images, fitted, _sizes(tiles), features=val_features)
-    write_csv("data/losses/val_images.csv", pd.DataFrame({
+    detector = Detector(model, fitted).to(device)
+    per_image = detector.score(val_images, with_maps=tiles is not None)  # of a scan's tiles: their maps, to stitch
+    _write_batch_losses("val", per_image.errors[np.isin(val.labels, params.data.normal_digits)], params)
+    scored = Scores.stitched(tiles.tiling, per_image, _sizes(tiles), math.inf) if tiles else per_image
+    write_csv("data/scores/val_images.csv", pd.DataFrame({
         "index": np.arange(len(labels)), "label": labels, "normal": val_normal, "role": roles,
         "loss": scored.errors, "score": scored.scores, DEAD_FRAME: scored.dead}))
-    localisation = _score_corruptions(model, fitted, val_images, np.flatnonzero(roles == "test"), params, tiles)
+    localisation = _score_corruptions(detector, val_images, np.flatnonzero(roles == "test"), params, tiles)
     if masks is not None:
-        localisation |= _locate_defects(model, val_images, masks, roles, maps, scored, tiles) | blur
-    write_json("data/losses/localisation.json", localisation)
+        localisation |= _locate_defects(detector, val_images, masks, roles, scored, tiles) | blur
+    write_json("data/scores/localisation.json", localisation)
     _keep_most_anomalous(model, val_images, scored, maps.kind, tiles)
     with atomic_path("data/latents.npz") as tmp:
-        np.savez(tmp, latents=val_features.latents, labels=val.labels, train_latents=train_features.latents,
+        np.savez(tmp, latents=per_image.latents, labels=val.labels, train_latents=train_features.latents,
                  train_labels=train.labels)
 
 
@@ -98,10 +100,10 @@ def _write_batch_losses(split: str, normal_errors: np.ndarray, params) -> None:
     shuffled DataLoader (MNIST's files are not shuffled: the test set's halves come from different writers)."""
     order = np.random.default_rng(params.seed).permutation(len(normal_errors))
     batches = batch_means(normal_errors[order], params.train.batch_size)
-    write_csv(f"data/losses/{split}_batches.csv", pd.DataFrame({"batch": np.arange(1, len(batches) + 1), "loss": batches}))
+    write_csv(f"data/scores/{split}_batches.csv", pd.DataFrame({"batch": np.arange(1, len(batches) + 1), "loss": batches}))
 
 
-def _score_corruptions(model, fitted: FittedScore, images: torch.Tensor, normal_test: np.ndarray, params,
+def _score_corruptions(detector: Detector, images: torch.Tensor, normal_test: np.ndarray, params,
                        tiles: TiledScans | None) -> dict:
     """The synthetic anomalies are made from the normal images that test the threshold, not those that
     set it (a scan's: from each of its tiles); scored here, so that evaluate needs neither the model nor
@@ -110,25 +112,26 @@ def _score_corruptions(model, fitted: FittedScore, images: torch.Tensor, normal_
     corrupted = corrupt(originals, params.anomaly.corruptions, params.seed)
     columns = {"index": normal_test}
     for name, batch in corrupted.items():
-        scored = score_images(model, batch, fitted, _sizes(tiles, normal_test))
+        scored = detector.score(batch, sizes=_sizes(tiles, normal_test))
         columns |= {name: scored.scores, f"{name}.{DEAD_FRAME}": scored.dead}
-    write_csv("data/losses/corrupted_images.csv", pd.DataFrame(columns))
+    write_csv("data/scores/corrupted_images.csv", pd.DataFrame(columns))
     localisation = {}
     if "patch" in corrupted:
         masks = patch_mask(originals, params.anomaly.corruptions.patch, params.seed)
-        localisation["patch_pixel_roc_auc"] = pixel_roc_auc(error_maps(model, corrupted["patch"]).cpu().numpy(),
+        localisation["patch_pixel_roc_auc"] = pixel_roc_auc(error_maps(detector.model, corrupted["patch"]).cpu().numpy(),
                                                             masks.cpu().numpy())
     return localisation
 
 
-def _locate_defects(model, images: torch.Tensor, masks: np.ndarray, roles: np.ndarray, maps: MapSpec,
-                    scored: ScanScores, tiles: TiledScans | None) -> dict:
+def _locate_defects(detector: Detector, images: torch.Tensor, masks: np.ndarray, roles: np.ndarray, scored: Scores,
+                    tiles: TiledScans | None) -> dict:
     """An inspection set's defects located: its test images' (good and defective) blurred anomaly maps
     (a scan's: stitched) scored pixel by pixel against the masks."""
     tested = np.flatnonzero(roles != "calibration")
+    maps = detector.maps
     if tiles is None:
         chosen = images[torch.from_numpy(tested).to(images.device)]
-        blurred, truth = smoothed(anomaly_maps(model, chosen, maps.kind), maps.sigma).cpu().numpy(), masks[tested] > 0
+        blurred, truth = detector.score(chosen, with_maps=True).maps, masks[tested] > 0
     else:
         stitched_masks = tiles.maps("val", masks)
         blurred, truth = [scored.maps[scan] for scan in tested], [stitched_masks[scan] > 0 for scan in tested]
@@ -136,12 +139,12 @@ def _locate_defects(model, images: torch.Tensor, masks: np.ndarray, roles: np.nd
             "aupro": aupro(blurred, truth)}
 
 
-def _keep_most_anomalous(model, images: torch.Tensor, scored: ScanScores, map_kind: str, tiles: TiledScans | None) -> None:
+def _keep_most_anomalous(model, images: torch.Tensor, scored: Scores, map_kind: str, tiles: TiledScans | None) -> None:
     """The highest scoring images with their maps (of a scan: the tile where its stitched map peaks)."""
     top = np.argsort(scored.scores, kind="stable")[::-1][:MOST_ANOMALOUS]
     shown = top if tiles is None else np.array([_peak_tile(tiles, scored.maps[scan], scan) for scan in top])
     chosen = images[torch.from_numpy(shown.copy()).to(images.device)]
-    with atomic_path("data/losses/most_anomalous.npz") as tmp:
+    with atomic_path("data/scores/most_anomalous.npz") as tmp:
         # The map's kind is written only when it is not the error map: the default run's file stays as it was.
         kind = {} if map_kind == "error" else {"map_kind": np.array(map_kind)}
         np.savez(tmp, index=top, images=to_numpy_images(chosen), maps=anomaly_maps(model, chosen, map_kind).cpu().numpy(),
