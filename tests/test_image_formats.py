@@ -76,3 +76,14 @@ def test_an_image_is_read_as_it_displays_whatever_its_exif_orientation(tmp_path,
     upright.save(tmp_path / "upright.png")
     got, expected = read_image(tmp_path / f"turned{suffix}", 32, 3), read_image(tmp_path / "upright.png", 32, 3)
     assert np.array_equal(got.pixels, expected.pixels) and got.size == (48, 32)
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 7])
+def test_a_16_bit_colour_tiff_is_read_as_it_displays_whatever_its_orientation(tmp_path, orientation):
+    """tifffile reads such a file as stored; its orientation tag turns it as Pillow turns a TIFF it reads."""
+    upright = RNG.integers(0, 65536, (32, 48, 3), dtype=np.uint16)  # 48 wide, 32 high
+    stored = np.stack([np.asarray(Image.fromarray(upright[..., channel]).transpose(STORED[orientation]))
+                       for channel in range(3)], axis=-1)
+    tifffile.imwrite(tmp_path / "turned.tif", stored, extratags=[(274, "H", 1, orientation, True)])
+    got = read_image(tmp_path / "turned.tif", 32, 3, tiled=True)
+    assert got.size == (48, 32) and np.array_equal(got.pixels, upright)

@@ -1,9 +1,7 @@
 """Synthetic anomalies: normal images corrupted in ways a scanner might meet, seeded."""
 
-import math
 
 import torch
-from torch.nn.functional import grid_sample
 
 from aepipe.noise import add_gaussian_noise
 from aepipe.params import CorruptionParams
@@ -28,23 +26,12 @@ def patch_mask(images: torch.Tensor, side: int, seed: int) -> torch.Tensor:
 
 
 def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
-    """Rotate counter-clockwise about the centre, bilinear, zeros outside: torchvision's
-    `rotate(images, degrees, InterpolationMode.BILINEAR)` to the bit, without importing torchvision
-    (a second and a half of every evaluate run). The grid is torchvision's: pixel centres relative to
-    the image centre, mapped by the inverse rotation, then normalised to [-1, 1].
-    """
-    height, width = images.shape[-2:]
-    angle = math.radians(-degrees)
-    inverse = torch.tensor([[math.cos(angle), math.sin(angle), 0.0], [-math.sin(angle), math.cos(angle), 0.0]],
-                           dtype=images.dtype, device=images.device)
-    base = torch.empty(1, height, width, 3, dtype=images.dtype, device=images.device)
-    base[..., 0].copy_(torch.linspace(-width * 0.5 + 0.5, width * 0.5 - 0.5, steps=width, device=images.device))
-    base[..., 1].copy_(torch.linspace(-height * 0.5 + 0.5, height * 0.5 - 0.5, steps=height, device=images.device)[:, None])
-    base[..., 2].fill_(1)
-    scale = torch.tensor([0.5 * width, 0.5 * height], dtype=images.dtype, device=images.device)
-    grid = base.view(1, height * width, 3).bmm(inverse.T[None] / scale).view(1, height, width, 2)
-    return grid_sample(images, grid.expand(len(images), -1, -1, -1), mode="bilinear", padding_mode="zeros",
-                       align_corners=False)
+    """Rotate counter-clockwise about the centre, bilinear, zeros outside (torchvision's; imported here,
+    where a rotation is asked for: a second of the stages that score corruptions, measured)."""
+    from torchvision.transforms.functional import InterpolationMode
+    from torchvision.transforms.functional import rotate as rotated
+
+    return rotated(images, degrees, interpolation=InterpolationMode.BILINEAR)
 
 
 def corrupt(images: torch.Tensor, corruptions: CorruptionParams, seed: int) -> dict[str, torch.Tensor]:

@@ -92,7 +92,9 @@ def pixels(maps: Maps) -> np.ndarray:
 
 def pixel_roc_auc(maps: Maps, masks: Maps) -> float:
     """Localisation: ROC AUC of every pixel's anomaly-map value against whether it lies in the anomaly."""
-    return _roc_auc(pixels(masks).astype(np.float64), pixels(maps))
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(pixels(masks) > 0, pixels(maps)))
 
 
 def aupro(maps: Maps, masks: Maps, fpr_limit: float = AUPRO_FPR_LIMIT) -> float:
@@ -127,21 +129,19 @@ def aupro(maps: Maps, masks: Maps, fpr_limit: float = AUPRO_FPR_LIMIT) -> float:
 
 
 def detection_metrics(normal_scores: np.ndarray, anomaly_scores: np.ndarray, threshold: float) -> dict[str, float]:
-    """Ranking quality (ROC AUC, average precision) and the errors of flagging `score > threshold`.
+    """Ranking quality (ROC AUC, average precision) and the errors of flagging `score > threshold`
+    (scores as `decisive_scores` gives them: a dead frame's is infinite, above every threshold)."""
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
-    The same numbers as scikit-learn's roc_auc_score, average_precision_score and
-    precision_recall_fscore_support (tested to the bit), without the second it takes to import it.
-    """
-    truth = np.concatenate([np.zeros(len(normal_scores)), np.ones(len(anomaly_scores))])
-    scores = np.concatenate([normal_scores, anomaly_scores])
-    flagged = scores > threshold
-    true_positives, predicted, actual = np.sum(flagged & (truth == 1)), np.sum(flagged), len(anomaly_scores)
+    truth, ranks = _truth_and_ranks(normal_scores, anomaly_scores)
+    flagged = np.r_[normal_scores, anomaly_scores] > threshold
+    precision, recall, f1, _ = precision_recall_fscore_support(truth, flagged, average="binary", zero_division=0.0)
     return {
-        "roc_auc": _roc_auc(truth, scores),
-        "average_precision": _average_precision(truth, scores),
-        "precision": float(true_positives / predicted) if predicted else 0.0,
-        "recall": float(true_positives / actual) if actual else 0.0,
-        "f1": float(2 * true_positives / (predicted + actual)) if predicted + actual else 0.0,
+        "roc_auc": float(roc_auc_score(truth, ranks)),
+        "average_precision": float(average_precision_score(truth, ranks)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
         "false_positive_rate": float(np.mean(flagged[: len(normal_scores)])),
         "anomalies": int(len(anomaly_scores)),
     }
@@ -149,35 +149,18 @@ def detection_metrics(normal_scores: np.ndarray, anomaly_scores: np.ndarray, thr
 
 def image_roc_auc(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> float:
     """ROC AUC of the anomalies' scores against the normal images' (detection_metrics' alone)."""
-    return _roc_auc(np.r_[np.zeros(len(normal_scores)), np.ones(len(anomaly_scores))], np.r_[normal_scores, anomaly_scores])
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(*_truth_and_ranks(normal_scores, anomaly_scores)))
 
 
-def _ranked_counts(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """True and false positives when flagging everything at or above each distinct score, highest first."""
-    order = np.argsort(scores, kind="stable")[::-1]
-    scores, truth = scores[order], truth[order]
-    # Compared, not subtracted: two dead frames' infinite scores are one tie.
-    last_of_each_score = np.r_[np.flatnonzero(scores[1:] != scores[:-1]), len(truth) - 1]
-    true_positives = np.cumsum(truth)[last_of_each_score]
-    return true_positives, 1 + last_of_each_score - true_positives
+def _truth_and_ranks(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """1 for each anomaly, and every score's dense rank: the same order and ties as the scores, but
+    finite (scikit-learn refuses a dead frame's infinite score)."""
+    from scipy.stats import rankdata
 
-
-def _roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:
-    true_positives, false_positives = _ranked_counts(truth, scores)
-    if len(false_positives) > 2:  # collinear points add nothing to the area; dropped as scikit-learn does
-        corners = np.flatnonzero(np.r_[True, (np.diff(false_positives, 2) != 0) | (np.diff(true_positives, 2) != 0), True])
-        true_positives, false_positives = true_positives[corners], false_positives[corners]
-    false_positive_rate = np.r_[0, false_positives] / false_positives[-1]
-    true_positive_rate = np.r_[0, true_positives] / true_positives[-1]
-    return float(np.trapezoid(true_positive_rate, false_positive_rate))
-
-
-def _average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
-    """The step integral of precision over recall, lowest recall first."""
-    true_positives, false_positives = _ranked_counts(truth, scores)
-    precision = np.r_[(true_positives / (true_positives + false_positives))[::-1], 1.0]
-    recall = np.r_[(true_positives / true_positives[-1])[::-1], 0.0]
-    return float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
+    truth = np.r_[np.zeros(len(normal_scores), int), np.ones(len(anomaly_scores), int)]
+    return truth, rankdata(np.r_[normal_scores, anomaly_scores], method="dense").astype(np.float64)
 
 
 CURVE_POINTS = 101  # the grid curves are sampled on: small files, the same x in every run, so runs overlay
@@ -187,10 +170,9 @@ GRID_SLACK = 1e-9  # a rate of 7/20 counts as reaching the grid's 0.35 (0.350000
 def roc_curve(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> dict[str, np.ndarray]:
     """The ROC curve on a fixed grid of false-positive rates: at each, the largest true-positive rate
     of a threshold whose false-positive rate is at most it (the curve's upper-left staircase)."""
-    truth = np.r_[np.zeros(len(normal_scores)), np.ones(len(anomaly_scores))]
-    true_positives, false_positives = _ranked_counts(truth, np.r_[normal_scores, anomaly_scores])
-    fpr = np.r_[0, false_positives / len(normal_scores)]
-    tpr = np.r_[0, true_positives / len(anomaly_scores)]
+    from sklearn import metrics
+
+    fpr, tpr, _ = metrics.roc_curve(*_truth_and_ranks(normal_scores, anomaly_scores), drop_intermediate=False)
     grid = np.linspace(0, 1, CURVE_POINTS)
     return {"fpr": grid, "tpr": tpr[np.searchsorted(fpr, grid + GRID_SLACK, side="right") - 1]}
 
@@ -198,10 +180,11 @@ def roc_curve(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> dict[str
 def pr_curve(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> dict[str, np.ndarray]:
     """The precision-recall curve (anomalies are the positives) on a fixed grid of recalls, each the
     interpolated precision: the best precision at that recall or more (as in Pascal VOC's AP)."""
-    truth = np.r_[np.zeros(len(normal_scores)), np.ones(len(anomaly_scores))]
-    true_positives, false_positives = _ranked_counts(truth, np.r_[normal_scores, anomaly_scores])
-    recall = true_positives / len(anomaly_scores)
-    best_from_here = np.maximum.accumulate((true_positives / (true_positives + false_positives))[::-1])[::-1]
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, _ = precision_recall_curve(*_truth_and_ranks(normal_scores, anomaly_scores))
+    precision, recall = precision[:-1][::-1], recall[:-1][::-1]  # highest threshold first, without (1, 0)
+    best_from_here = np.maximum.accumulate(precision[::-1])[::-1]
     grid = np.linspace(0, 1, CURVE_POINTS)
     reached = np.searchsorted(recall, grid - GRID_SLACK, side="left")  # the first threshold whose recall is at least the grid's
     return {"recall": grid, "precision": np.r_[best_from_here, 0.0][reached]}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from aepipe.data.tiles import Tiling
 from aepipe.errors import AepipeError
@@ -31,12 +31,7 @@ FORMATS = "PNG, JPEG, TIFF, BMP or WebP"
 MAX_PIXELS = 4096 * 4096  # larger inputs are refused before their pixels are read
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-EXIF_ORIENTATION = 0x0112
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, the weights of Pillow's convert("L")
-# EXIF orientation → the stored pixels turned as they display (what PIL.ImageOps.exif_transpose does)
-DISPLAYED = {1: lambda pixels: pixels, 2: lambda pixels: pixels[:, ::-1], 3: lambda pixels: pixels[::-1, ::-1],
-             4: lambda pixels: pixels[::-1], 5: lambda pixels: pixels.swapaxes(0, 1), 6: lambda pixels: np.rot90(pixels, -1),
-             7: lambda pixels: np.rot90(pixels, 2).swapaxes(0, 1), 8: lambda pixels: np.rot90(pixels, 1)}
 T = TypeVar("T")
 
 
@@ -99,18 +94,27 @@ def _displayed_pixels(path: Path, image: Image.Image, channels: int) -> np.ndarr
     Pillow turns a TIFF itself as it loads it (and drops its orientation tag), other formats not."""
     bits = getattr(image, "tag_v2", {}).get(258, (8,))  # a TIFF's BitsPerSample
     if image.mode not in SIXTEEN_BIT_MODES and max(bits if isinstance(bits, tuple) else (bits,)) == 16:
-        return _in_channels(DISPLAYED[_orientation(image)](_colour_tiff_16_bit(path)), channels)
-    image.load()
-    turn = DISPLAYED[_orientation(image)]
+        return _in_channels(_turned_as_displayed(_colour_tiff_16_bit(path), image.getexif()), channels)
+    image = ImageOps.exif_transpose(image)
     if image.mode in SIXTEEN_BIT_MODES:
-        return _in_channels(turn(np.asarray(image).astype(np.uint16)), channels)
+        return _in_channels(np.asarray(image).astype(np.uint16), channels)
     wanted = "L" if channels == 1 else "RGB"
-    return turn(np.asarray(image if image.mode == wanted else image.convert(wanted)))
+    return np.asarray(image if image.mode == wanted else image.convert(wanted))
+
+
+def _turned_as_displayed(pixels: np.ndarray, exif: Image.Exif) -> np.ndarray:
+    """(H, W, 3) pixels that tifffile read as stored, turned as their file's EXIF orientation says:
+    PIL.ImageOps.exif_transpose, a channel at a time (Pillow holds no 16-bit colour image)."""
+    turned = []
+    for channel in np.moveaxis(pixels, -1, 0):
+        plane = Image.fromarray(np.ascontiguousarray(channel))
+        plane.info["exif"] = exif.tobytes()
+        turned.append(np.asarray(ImageOps.exif_transpose(plane)))
+    return np.stack(turned, axis=-1)
 
 
 def _orientation(image: Image.Image) -> int:
-    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-    return orientation if orientation in DISPLAYED else 1
+    return image.getexif().get(ExifTags.Base.Orientation, 1)
 
 
 def _colour_tiff_16_bit(path: Path) -> np.ndarray:
