@@ -7,15 +7,21 @@ the same for every valid params.yaml on one kind of machine: passing the check n
 after it rerun. It names the machine's CPU numerics (aepipe.cpu_numerics): on another kind, every
 stage's deps differ, so DVC's run cache restores only what a machine of the same kind computed. DVC
 runs this stage every time (always_changed in dvc.yaml, which also keeps it out of the run cache).
+A folder dataset's classes and validation images are counted from its file names, so that
+data.normal_digits and the figures' images are checked against the folder too.
 """
+
+from pathlib import Path
 
 from aepipe.atomic import atomic_path
 from aepipe.cpu_numerics import numerics_key
+from aepipe.data.folder import outline
 from aepipe.errors import AepipeError
-from aepipe.params import load_params
+from aepipe.params import check_against_classes, fit_validation_set, load_params
 from guard import RESTORE, run_guarded
 
 CHECKED = "data/params_checked.txt"
+IMAGES = "data/images"  # a folder dataset: the download stage reads it (stages/download.py, dvc.yaml)
 
 
 def main() -> None:
@@ -29,6 +35,11 @@ def main() -> None:
 
 def check(path: str) -> None:
     params = load_params(path)
+    if params.data.dataset == "folder" and Path(IMAGES).is_dir():
+        found = outline(IMAGES, params.data.folder.val_fraction, params.data.tile is not None)
+        check_against_classes(params, found.names, found.inspection, found.labelled)
+        if found.val_images:
+            fit_validation_set(params, found.val_images)
     if params.train.device == "cuda":
         from aepipe.devices import resolve_device  # torch takes seconds to import: only when asked for
 

@@ -12,7 +12,7 @@ from aepipe.model.inference import reconstruct
 from aepipe.model.judge import NO_CLASSES, judge_images, load_judge
 from aepipe.model.autoencoder import describe_training, load_model
 from aepipe.noise import add_gaussian_noise
-from aepipe.params import check_against_validation_set, load_params
+from aepipe.params import fit_validation_set, load_params
 from aepipe.figures.plots import denoising_curves, denoising_grid, save
 from aepipe.similarity import psnr, ssim
 
@@ -23,7 +23,7 @@ def main() -> None:
     model = load_model("models/model.pt", device, images=(params.data.channels, params.data.side))
     judge = load_judge("models/judge.pt", device)  # None for images without classes
     val = load_split("data/raw", "val", params.data.val_size)
-    check_against_validation_set(params, len(val.labels))
+    params = fit_validation_set(params, len(val.labels))
     clean = to_tensor(val.images, device)
 
     def accuracy(images: torch.Tensor) -> float | None:

@@ -13,7 +13,7 @@ from aepipe.model.inference import decode
 from aepipe.model.inference import reconstruct
 from aepipe.model.judge import NO_CLASSES, judge_images, load_judge
 from aepipe.model.autoencoder import load_model
-from aepipe.params import load_params
+from aepipe.params import load_params, resolve_auto
 from aepipe.figures.plots import samples_grid, save
 from aepipe.latent.sampling import class_means, coverage, frechet_distances, sample_latents
 
@@ -27,7 +27,7 @@ def main() -> None:
     model = load_model("models/model.pt", device, images=(params.data.channels, params.data.side))
     judge = load_judge("models/judge.pt", device)
     classes = load_classes("data/raw")
-    normal_digits = params.data.normal_digits
+    normal_digits = resolve_auto(params, classes.inspection, classes.labelled).data.normal_digits
     saved = np.load("data/latents.npz")
     # The distribution of what the model was trained on: in one-class mode, the normal classes only.
     trained_on = np.isin(saved["train_labels"], normal_digits)

@@ -31,7 +31,8 @@ MOST_ANOMALOUS = 16  # validation images kept with their anomaly maps, for the e
 
 
 def main() -> None:
-    params = resolve_auto(load_params("params.yaml"), load_classes("data/raw").inspection)
+    classes = load_classes("data/raw")
+    params = resolve_auto(load_params("params.yaml"), classes.inspection, classes.labelled)
     device = resolve_device(params.train.device)
     model = load_model("models/model.pt", device, images=(params.data.channels, params.data.side))
     train = load_split("data/raw", "train", params.data.train_size)

@@ -15,7 +15,7 @@ from aepipe.devices import resolve_device, to_pixels
 from aepipe.model.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
 from guard import run_guarded
 from aepipe.model.autoencoder import save_model
-from aepipe.params import ParamsError, load_params, resolve_auto
+from aepipe.params import ParamsError, check_against_classes, load_params, resolve_auto
 from aepipe.model.segmenter_training import train_segmenter
 from aepipe.model.loss_logger import LossLogger
 from aepipe.model.training import train
@@ -55,19 +55,16 @@ def main() -> None:
     world, own_gpu = join(device.type)
     device = own_gpu or device
     classes = load_classes("data/raw")
-    params = resolve_auto(params, classes.inspection)
-    if classes.inspection and list(params.data.normal_digits) != [0]:
-        raise ParamsError(f"data.normal_digits = {list(params.data.normal_digits)}: data/images has the MVTec AD "
-                          f"layout, whose normal class is {classes.names[0]} (label 0); expected [0]")
+    check_against_classes(params, classes.names, classes.inspection, classes.labelled)
+    params = resolve_auto(params, classes.inspection, classes.labelled)
     textures = _outside_textures(params)
     # Only normal digits: in one-class mode the model must never see an anomalous digit.
     train_split = load_split("data/raw", "train", params.data.train_size).only_digits(params.data.normal_digits)
     val_split = load_split("data/raw", "val", params.data.val_size).only_digits(params.data.normal_digits)
     for split, data in (("training", train_split), ("validation", val_split)):
-        if not len(data.labels):  # a folder of your own may have fewer classes than the labels asked for
-            names = classes.names
+        if not len(data.labels):  # the labels asked for exist, but the first data.train_size or val_size hold none
             raise ParamsError(f"data.normal_digits = {list(params.data.normal_digits)}: no {split} images have these "
-                              f"labels; this dataset's are 0 to {len(names) - 1} ({', '.join(names)})")
+                              "labels among the first data.train_size or data.val_size")
     # uint8 pixels, converted a batch at a time: a quarter of the memory of floats.
     train_images, val_images = to_pixels(train_split.images, device), to_pixels(val_split.images, device)
     logger = LossLogger(Live(LIVE_DIR, dvcyaml=None, save_dvc_exp=False), HEADLINE) if world.is_main else None

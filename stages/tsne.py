@@ -6,7 +6,7 @@ import pandas as pd
 from aepipe.atomic import write_csv, write_json
 from aepipe.data.dataset import load_classes
 from guard import run_guarded
-from aepipe.params import check_against_validation_set, load_params
+from aepipe.params import fit_validation_set, load_params
 from aepipe.figures.plots import save, tsne_map
 from aepipe.latent.tsne import knn_accuracy, tsne
 
@@ -17,7 +17,7 @@ def main() -> None:
     params = load_params("params.yaml")
     saved = np.load("data/latents.npz")
     latents, labels = saved["latents"], saved["labels"]
-    check_against_validation_set(params, len(labels))
+    params = fit_validation_set(params, len(labels))
     classes = load_classes("data/raw")
     result = tsne(latents, **params.tsne.model_dump(), seed=params.seed)
     # Without labels (a folder without class subfolders) there is no accuracy to measure: null, not a guess.

@@ -5,7 +5,8 @@ import sys
 import pytest
 import yaml
 
-from aepipe.params import ParamsError, load_params, parse_params, resolve_auto
+from aepipe.params import (ParamsError, check_against_classes, fit_validation_set, load_params, parse_params,
+                           resolve_auto)
 from conftest import REPO
 
 
@@ -58,7 +59,7 @@ def test_the_repository_params_are_valid_and_every_key_reruns_some_stage():
         ("anomaly.corruptions.blank", "yes", "anomaly.corruptions.blank = 'yes': input should be a valid boolean"),
         ("seed", -1, "seed = -1: input should be greater than or equal to 0"),
         ("threshold.k", float("nan"), "threshold.k = .nan: input should be a finite number"),
-        ("interpolate.start", 10_000, "interpolate.start = 10000: expected the index of a validation image, 0 to 9999"),
+        ("interpolate.start", 10_000, "interpolate.start = 10000: expected the index of a validation image, 0 to 9999, or auto"),
         ("denoise.noise_std", [0.1, 0], "denoise.noise_std[1] = 0: input should be greater than 0"),
         ("anomaly.score", "mahalanobis", "anomaly.score = 'mahalanobis': input should be 'auto', 'reconstruction', 'combined' or 'map_max'"),
         ("tsne.method", "exact", "tsne.method = 'exact': input should be 'fft' or 'bh'"),
@@ -156,13 +157,44 @@ def test_indices_and_perplexity_are_checked_against_the_validation_size(raw):
     raw["data"]["val_size"] = 61
     raw["interpolate"].update(start=1, end=2)
     raw["denoise"]["index"] = 60
-    with pytest.raises(ParamsError, match=r"^tsne.perplexity = 30: too large for 61 validation images; expected at most 20$"):
+    raw["tsne"]["perplexity"] = 30
+    with pytest.raises(ParamsError, match=r"^tsne.perplexity = 30: too large for 61 validation images; expected at most 20, or auto$"):
         parse_params(raw)
     raw["tsne"]["perplexity"] = 20
     assert parse_params(raw).val_images == 61
     raw["denoise"]["index"] = 61
-    with pytest.raises(ParamsError, match=r"^denoise.index = 61: expected the index of a validation image, 0 to 60$"):
+    with pytest.raises(ParamsError, match=r"^denoise.index = 61: expected the index of a validation image, 0 to 60, or auto$"):
         parse_params(raw)
+
+
+def test_auto_picks_the_notebooks_images_where_the_set_holds_them_else_its_own(raw):
+    """MNIST's whole test set: the notebook's digits and perplexity 30; any smaller set: its first and
+    last image, and the largest perplexity it fits."""
+    def picked(params):
+        return params.interpolate.start, params.interpolate.end, params.denoise.index, params.tsne.perplexity
+
+    params = parse_params(raw)
+    assert picked(params) == ("auto", "auto", "auto", "auto")
+    assert picked(fit_validation_set(params, 10_000)) == (4121, 9832, 420, 30.0)
+    assert picked(fit_validation_set(params, 40)) == (0, 39, 0, 13.0)
+    assert picked(fit_validation_set(parse_params(with_value(raw, "denoise.index", 7)), 40))[2] == 7
+
+
+def test_normal_classes_must_be_the_datas(raw):
+    params, inspection = parse_params(raw), ["good", "scratch", "stain"]
+    check_against_classes(params, inspection, inspection=True, labelled=True)  # the default, every class: good alone
+    assert resolve_auto(params, inspection=True).data.normal_digits == [0]
+    check_against_classes(parse_params(with_value(raw, "data.normal_digits", [0])), inspection, inspection=True, labelled=True)
+    with pytest.raises(ParamsError, match=r"^data.normal_digits = \[0, 1\]: data/images has the MVTec AD layout, whose "
+                                          r"normal class is good \(label 0\); expected \[0\] or the default"):
+        check_against_classes(parse_params(with_value(raw, "data.normal_digits", [0, 1])), inspection, inspection=True, labelled=True)
+    with pytest.raises(ParamsError, match=r"^data.normal_digits = \[5\]: no images have these labels; this dataset's "
+                                          r"are 0 to 1 \(cats, dogs\)$"):
+        check_against_classes(parse_params(with_value(raw, "data.normal_digits", [5])), ["cats", "dogs"], inspection=False,
+                              labelled=True)
+    check_against_classes(parse_params(with_value(raw, "data.normal_digits", [5])), ["photos"], inspection=False, labelled=False)
+    assert resolve_auto(parse_params(with_value(raw, "data.normal_digits", [5])), False, labelled=False).data.normal_digits \
+        == [0], "a folder without classes has one: normal_digits does not apply"
 
 
 def test_the_segmenter_map_without_a_segmenter_is_refused_naming_both_keys(raw):

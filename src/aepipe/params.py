@@ -72,7 +72,8 @@ class DataParams(Section):
         description="only the first N validation images (null: all)")
     normal_digits: list[Annotated[int, Field(ge=0, le=9)]] = Field(min_length=1, description=(
         "the classes the model trains and calibrates on; the validation set's other classes are the anomalies "
-        "([0]: one-class; all ten: none held out)"))
+        "([0]: one-class; all ten: none held out). An inspection set's normal class is good, and a folder "
+        "without classes has one: for them, [0] or all ten"))
     tile: Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=4)] | None = Field(description=(
         "a folder's images kept at full resolution and cut into tile × tile tiles, which the model sees (data.side "
         "must equal it); each image's map is its tiles' maps stitched, its score the map's peak (null: each image "
@@ -236,7 +237,8 @@ class AnomalyParams(Section):
 
 
 class TsneParams(Section):
-    perplexity: float = Field(gt=0, description="openTSNE's perplexity")
+    perplexity: Literal["auto"] | Annotated[float, Field(gt=0)] = Field(description=(
+        "openTSNE's perplexity; auto: 30, or the largest that the validation set fits (a third of its images)"))
     early_exaggeration_iter: int = Field(ge=0, description="iterations with exaggerated attraction (openTSNE: 250)")
     n_iter: int = Field(ge=1, description="iterations after that (openTSNE: 500)")
     method: Literal["fft", "bh"] = Field(description="negative-gradient approximation: fft, or bh (Barnes-Hut)")
@@ -254,13 +256,17 @@ class TsneParams(Section):
 
 
 class InterpolateParams(Section):
-    start: int = Field(ge=0, description="index of the validation image the line starts at")
-    end: int = Field(ge=0, description="and ends at")
+    start: Literal["auto"] | Annotated[int, Field(ge=0)] = Field(description=(
+        "index of the validation image the line starts at; auto: the notebook's (4121) where the set holds it, "
+        "else its first"))
+    end: Literal["auto"] | Annotated[int, Field(ge=0)] = Field(description=(
+        "and ends at; auto: the notebook's (9832) where the set holds it, else its last"))
     steps: int = Field(ge=2, description="decoded points, endpoints included")
 
 
 class DenoiseParams(Section):
-    index: int = Field(ge=0, description="validation image shown in the figure")
+    index: Literal["auto"] | Annotated[int, Field(ge=0)] = Field(description=(
+        "validation image shown in the figure; auto: the notebook's (420) where the set holds it, else its first"))
     noise_std: list[Annotated[float, Field(gt=0)]] = Field(
         min_length=1, description="Gaussian noise levels (pixels in [0, 1]); PSNR is measured on every validation image")
 
@@ -328,7 +334,7 @@ class Params(Section):
     @model_validator(mode="after")
     def _fit_the_validation_set(self) -> "Params":
         try:
-            check_against_validation_set(self, self.val_images)
+            fit_validation_set(self, self.val_images)
         except ParamsError as error:
             raise _relation(str(error)) from None
         return self
@@ -343,18 +349,21 @@ AUTO_MAP = {True: "ssim", False: "error"}
 AUTO_SIGMA = 2.0
 
 
-def resolve_auto(params: Params, inspection: bool) -> Params:
+def resolve_auto(params: Params, inspection: bool, labelled: bool = True) -> Params:
     """`params` with every dataset-dependent `auto` resolved (train.segmenter, anomaly.score,
     anomaly.map, anomaly.map_sigma) for an inspection set or another dataset: the one place these rules
-    live. An inspection set's anomaly.map_sigma auto stays auto: its blur is chosen from the trained model."""
+    live. An inspection set's anomaly.map_sigma auto stays auto: its blur is chosen from the trained model.
+    An inspection set's normal class is good, and a set without classes has one: data.normal_digits [0]."""
     segmenter = inspection if params.train.segmenter == "auto" else params.train.segmenter
     anomaly = params.anomaly
     tiled = params.data.tile is not None  # a scan's score is its stitched map's peak
     score = AUTO_SCORE[inspection or tiled] if anomaly.score == "auto" else anomaly.score
     chosen_map = ("segmenter" if segmenter else AUTO_MAP[inspection]) if anomaly.map == "auto" else anomaly.map
     sigma = AUTO_SIGMA if anomaly.map_sigma == "auto" and not inspection else anomaly.map_sigma
-    return params.model_copy(update={"train": params.train.model_copy(update={"segmenter": segmenter}), "anomaly":
-                                     anomaly.model_copy(update={"score": score, "map": chosen_map, "map_sigma": sigma})})
+    data = params.data.model_copy(update={"normal_digits": [0]}) if inspection or not labelled else params.data
+    return params.model_copy(update={"data": data, "train": params.train.model_copy(update={"segmenter": segmenter}),
+                                     "anomaly": anomaly.model_copy(update={"score": score, "map": chosen_map,
+                                                                           "map_sigma": sigma})})
 
 
 def _relation(message: str) -> PydanticCustomError:
@@ -383,18 +392,50 @@ def parse_params(raw: object) -> Params:
         raise _explain(error) from None
 
 
-def check_against_validation_set(params: Params, n_val: int) -> None:
-    """The keys that must fit the number of validation images: checked here for MNIST's sizes, and
-    again by the stages on the images they load (a folder of your own has any number)."""
-    for key, index in (("interpolate.start", params.interpolate.start), ("interpolate.end", params.interpolate.end),
-                       ("denoise.index", params.denoise.index)):
-        if index >= n_val:
-            raise ParamsError(f"{key} = {index}: expected the index of a validation image, 0 to {n_val - 1}")
+# What `auto` means for the figures' images: the notebook's, where the validation set holds them
+# (MNIST's and Fashion-MNIST's whole test sets); else the set's first (and last) image.
+NOTEBOOK_IMAGES = {"interpolate.start": 4121, "interpolate.end": 9832, "denoise.index": 420}
+AUTO_PERPLEXITY = 30.0  # tsne.perplexity auto, where the validation set is large enough for it
+ALL_CLASSES = list(range(10))  # data.normal_digits' default: every class normal, none held out
+
+
+def fit_validation_set(params: Params, n_val: int) -> Params:
+    """`params` with interpolate.start and end, denoise.index and tsne.perplexity `auto` resolved for a
+    validation set of `n_val` images; a value that does not fit it is refused, naming what would. The
+    stages run it on the images they load; check_params on MNIST's sizes or a folder's count."""
+    def index(key: str, value: int | str, otherwise: int) -> int:
+        if value != "auto":
+            return value
+        return NOTEBOOK_IMAGES[key] if NOTEBOOK_IMAGES[key] < n_val else otherwise
+
     most = (n_val - 1) / 3  # openTSNE needs 3·perplexity neighbours for every point
-    if params.tsne.perplexity > most:
-        raise ParamsError(
-            f"tsne.perplexity = {params.tsne.perplexity:g}: too large for {n_val} validation images; expected at most {most:g}"
-        )
+    perplexity = min(AUTO_PERPLEXITY, most) if params.tsne.perplexity == "auto" else params.tsne.perplexity
+    fitted = params.model_copy(update={
+        "interpolate": params.interpolate.model_copy(update={
+            "start": index("interpolate.start", params.interpolate.start, 0),
+            "end": index("interpolate.end", params.interpolate.end, n_val - 1)}),
+        "denoise": params.denoise.model_copy(update={"index": index("denoise.index", params.denoise.index, 0)}),
+        "tsne": params.tsne.model_copy(update={"perplexity": perplexity})})
+    for key, value in (("interpolate.start", fitted.interpolate.start), ("interpolate.end", fitted.interpolate.end),
+                       ("denoise.index", fitted.denoise.index)):
+        if value >= n_val:
+            raise ParamsError(f"{key} = {value}: expected the index of a validation image, 0 to {n_val - 1}, or auto")
+    if perplexity > most:
+        raise ParamsError(f"tsne.perplexity = {perplexity:g}: too large for {n_val} validation images; "
+                          f"expected at most {most:g}, or auto")
+    return fitted
+
+
+def check_against_classes(params: Params, names: list[str], inspection: bool, labelled: bool) -> None:
+    """data.normal_digits against the dataset's classes (`names`, by label): an inspection set's normal
+    class is good (label 0); a labelled set must have one of the labels asked for."""
+    digits = list(params.data.normal_digits)
+    if inspection and digits not in ([0], ALL_CLASSES):
+        raise ParamsError(f"data.normal_digits = {digits}: data/images has the MVTec AD layout, whose normal class "
+                          f"is {names[0]} (label 0); expected [0] or the default, every class")
+    if labelled and not inspection and not set(digits) & set(range(len(names))):
+        raise ParamsError(f"data.normal_digits = {digits}: no images have these labels; this dataset's are "
+                          f"0 to {len(names) - 1} ({', '.join(names)})")
 
 
 def _explain(error: ValidationError) -> ParamsError:

@@ -88,6 +88,34 @@ def split_at_random(data: Split, val_fraction: float, seed: int) -> tuple[Split,
     return Split(data.images[train], data.labels[train]), Split(data.images[val], data.labels[val])
 
 
+@dataclass(frozen=True)
+class Outline:
+    """What a folder dataset will hold, from its file names alone (check_params reads it before the
+    download stage decodes a pixel)."""
+
+    names: list[str]  # the classes by label
+    inspection: bool
+    labelled: bool
+    val_images: int | None  # None where they are tiles (data.tile): counted once the scans are cut
+
+
+def outline(root: str | Path, val_fraction: float, tiled: bool) -> Outline:
+    """The classes and number of validation images of the folder dataset at `root` (read_folder's or
+    read_inspection_set's), as its files say; a folder those would refuse is theirs to name."""
+    root = Path(root)
+    if is_inspection_layout(root):
+        kinds = sorted(path.name for path in (root / "test").iterdir() if path.is_dir() and path.name != GOOD)
+        held_out = root / VALIDATION / GOOD
+        calibration = (len(image_files(held_out)) if held_out.is_dir()
+                       else round(len(image_files(root / "train" / GOOD)) * val_fraction))
+        tested = sum(len(image_files(root / "test" / name)) for name in [GOOD, *kinds])
+        return Outline([GOOD, *kinds], True, True, None if tiled else calibration + tested)
+    subfolders = sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
+    count = sum(len(image_files(folder)) for folder in subfolders) + len(image_files(root))
+    names = [folder.name for folder in subfolders] or [root.name]
+    return Outline(names, False, bool(subfolders), None if tiled else round(count * val_fraction))
+
+
 # --- the MVTec AD layout ----------------------------------------------------------------------------
 
 GOOD = "good"  # MVTec AD's name of the normal images' folder, in train/ and test/
