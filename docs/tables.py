@@ -17,8 +17,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/reference.md", "docs/results.md")
-METRICS = ["dvclive/metrics.json", *(f"metrics/{stage}.json" for stage in
-                                     ("threshold", "anomaly", "tsne", "denoise", "judge", "samples", "export"))]
 KIND_NAMES = {"gaussian_noise": "Gaussian noise", "rotation": "rotated", "patch": "white patch", "invert": "inverted",
               "blank": "blank (all black)", "saturate": "saturated (all white)"}
 
@@ -34,10 +32,17 @@ def number(value) -> str:
     return f"{value:.4g}"
 
 
+def metrics_files(root: Path) -> list[str]:
+    """The metrics files, as dvc.yaml's publish stage lists them (the one list of them)."""
+    import yaml
+
+    return [next(iter(entry)) for entry in yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["publish"]["metrics"]]
+
+
 def headline_metrics(root: Path) -> list[str]:
     """Every number `dvc metrics show` shows, by file."""
     rows = ["| file | metric | default run |", "| --- | --- | --- |"]
-    for path in METRICS:
+    for path in metrics_files(root):
         rows += [f"| `{path}` | `{name}` | {number(value)} |" for name, value in load(root, path).items()]
     return rows
 

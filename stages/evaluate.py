@@ -15,84 +15,18 @@ import pandas as pd
 from aepipe.atomic import write_csv, write_json
 from aepipe.anomaly.calibration import calibration_check, verdict_line
 from aepipe.data.dataset import load_classes
-from aepipe.anomaly.detection import DEAD_FRAME, decisive_scores, detection_metrics, pr_curve, roc_curve
+from aepipe.anomaly.evaluation import curves, evaluate, headline, scored_sets
 from aepipe.anomaly.verdicts import flag_rule
 from guard import run_guarded
 from aepipe.params import load_params
 from aepipe.figures.plots import anomaly_scores, most_anomalous, save
 
-# Shown in `dvc exp show`: the anomalies that tell models and scores apart (noise and inversion are
-# caught by every model), and a failed camera's frames. All of them are in reports/anomaly.json.
-HEADLINE_ANOMALIES = {"held_out_digits": "auc_held_out", "rotation": "auc_rotation", "patch": "auc_patch",
-                      "blank": "auc_blank", "saturate": "auc_saturate"}
-# An inspection set's defects located pixel by pixel (the score stage's names → the metrics').
-LOCALISATION = {"pixel_roc_auc": "auc_defect_pixels", "aupro": "aupro"}
-CURVES = {"roc": roc_curve, "pr": pr_curve}  # data/curves/<name>/<anomaly kind>.csv: the publish stage gives them to git
 
-
-def write_curves(normal_scores: np.ndarray, anomaly_sets: dict[str, np.ndarray]) -> None:
-    """Each anomaly kind's ROC and precision-recall curve, one small CSV each (a DVC plot)."""
-    for curve, make in CURVES.items():
-        for name, kind_scores in anomaly_sets.items():
-            safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)  # a folder class's name may hold anything
-            write_csv(f"data/curves/{curve}/{safe_name}.csv", pd.DataFrame(make(normal_scores, kind_scores)).round(5))
-
-
-def calibration_headline(check: dict) -> dict:
-    """The false-alarm rate beside its target, its interval and the verdict, for `dvc exp show`."""
-    return {
-        "fp_rate": check["rate"],
-        **({"fp_target": check["target"]} if check["target"] is not None else {}),
-        "fp_rate_low": check["interval"][0],
-        "fp_rate_high": check["interval"][1],
-        **({"calibration_holds": check["holds"]} if check["holds"] is not None else {}),
-    }
-
-
-def headline(evaluation: dict, localisation: dict, calibration: dict, inspection: bool) -> dict:
-    """The numbers `dvc exp show` compares runs by."""
-    return {
-        **calibration_headline(calibration),
-        **{column: evaluation[name]["roc_auc"] for name, column in HEADLINE_ANOMALIES.items() if name in evaluation},
-        **({"auc_patch_pixels": localisation["patch_pixel_roc_auc"]} if "patch_pixel_roc_auc" in localisation else {}),
-        **{column: localisation[name] for name, column in LOCALISATION.items() if name in localisation},
-        # The blur `anomaly.map_sigma: auto` chose from the set's calibration images: runs differ by it.
-        **({"map_sigma": localisation["map_sigma_choice"]["sigma"]} if "map_sigma_choice" in localisation else {}),
-        # An inspection set's defect kinds, each in `dvc exp show`.
-        **({f"auc_{kind}": result["roc_auc"] for kind, result in evaluation["held_out_by_class"].items()}
-           if inspection else {}),
-    }
-
-
-Scored = tuple[np.ndarray, np.ndarray]  # an image set's scores and which of its frames are dead
-
-
-def scored_sets(images: pd.DataFrame, corrupted: pd.DataFrame, classes) -> tuple[Scored, dict, dict]:
-    """The normal test images; the anomaly sets (the held-out classes, each corruption); and each
-    held-out class on its own where the classes have names (an inspection set's defect kinds)."""
-    def scored(frame: pd.DataFrame) -> Scored:
-        return frame["score"].to_numpy(), frame[DEAD_FRAME].to_numpy(bool)
-
-    held_out = images[images["role"] == "held_out"]
-    anomaly_sets = {"held_out_digits": scored(held_out)} if len(held_out) else {}
-    anomaly_sets |= {name: (corrupted[name].to_numpy(), corrupted[f"{name}.{DEAD_FRAME}"].to_numpy(bool))
-                     for name in corrupted.columns if name != "index" and not name.endswith(f".{DEAD_FRAME}")}
-    by_class = ({classes.names[label]: scored(group) for label, group in held_out.groupby("label")}
-                if len(held_out) and classes.labelled else {})
-    return scored(images[images["role"] == "test"]), anomaly_sets, by_class
-
-
-def evaluate(normal: Scored, anomaly_sets: dict[str, Scored], by_class: dict[str, Scored], threshold: float) -> dict:
-    """detection_metrics of every anomaly set against the normal test images, on the scores as the
-    flags read them (dead frames flagged whatever their score)."""
-    normal_scores = decisive_scores(*normal)
-    evaluation = {name: detection_metrics(normal_scores, decisive_scores(*pair), threshold) for name, pair in anomaly_sets.items()}
-    if by_class:
-        evaluation["held_out_by_class"] = {name: detection_metrics(normal_scores, decisive_scores(*pair), threshold)
-                                           for name, pair in by_class.items()}
-    write_curves(normal_scores, {name: decisive_scores(*pair) for name, pair in
-                                 {**anomaly_sets, **{f"held_out_{name}": pair for name, pair in by_class.items()}}.items()})
-    return evaluation
+def write_curves(found: dict[str, pd.DataFrame]) -> None:
+    """data/curves/<curve>/<anomaly kind>.csv, one small CSV each (a DVC plot; publish gives them to git)."""
+    for name, curve in found.items():
+        safe_name = re.sub(r"[^A-Za-z0-9_./-]", "_", name)  # a folder class's name may hold anything
+        write_csv(f"data/curves/{safe_name}.csv", curve)
 
 
 def main() -> None:
@@ -101,9 +35,11 @@ def main() -> None:
     threshold, method = threshold_report["threshold"], threshold_report["score"]
     images = pd.read_csv("data/scores/val_images.csv")
     classes = load_classes("data/raw")
-    normal, anomaly_sets, by_class = scored_sets(images, pd.read_csv("data/scores/corrupted_images.csv"), classes)
+    normal, anomaly_sets, by_class = scored_sets(images, pd.read_csv("data/scores/corrupted_images.csv"),
+                                                 classes.names if classes.labelled else None)
     localisation = json.loads(Path("data/scores/localisation.json").read_text())
     evaluation = evaluate(normal, anomaly_sets, by_class, threshold)
+    write_curves(curves(normal, anomaly_sets, by_class))
     calibration = calibration_check(int(np.sum(flag_rule(*normal, threshold))), len(normal[0]), target)
     if line := verdict_line(calibration):
         print(line)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from aepipe.errors import AepipeError, exit_on_error
+from aepipe.entrypoint import exit_on_error
+from aepipe.errors import AepipeError
 from aepipe.stage_inputs import changes, read_inputs
 
 PARAMS = "params.yaml"
@@ -72,9 +73,13 @@ def corrupt_message(mismatched: list[str]) -> str:
 
 def stage_deps(stage: str | None) -> list[str]:
     """The deps dvc.yaml lists for `stage` (DVC's $DVC_STAGE, run from the project's root)."""
-    if not stage:
-        return []
-    return list(yaml.safe_load(Path("dvc.yaml").read_text())["stages"][stage].get("deps", []))
+    return declared(stage, "deps") if stage else []
+
+
+def declared(stage: str, section: str) -> list[str]:
+    """The paths dvc.yaml lists for `stage` under `section` (deps, outs, metrics), without their options."""
+    entries = yaml.safe_load(Path("dvc.yaml").read_text())["stages"][stage].get(section, [])
+    return [next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries]
 
 
 def changed_message(stage: str, changed: list[str]) -> str:

@@ -9,21 +9,25 @@ import shutil
 from pathlib import Path
 
 from aepipe.atomic import copy_file
-from guard import run_guarded
+from guard import declared, run_guarded
 
-# Each stage's headline numbers → the metrics file DVC shows; dvclive/metrics.json is also the one
-# DVCLive updates while the train stage runs (so `dvc exp show` follows a queued training).
-METRICS = {"data/metrics/train.json": "dvclive/metrics.json",
-           **{f"data/metrics/{stage}.json": f"metrics/{stage}.json"
-              for stage in ("threshold", "anomaly", "tsne", "denoise", "judge", "samples", "export")}}
+# dvclive/metrics.json is the training's headline (data/metrics/train.json), and the file DVCLive
+# updates while the train stage runs (so `dvc exp show` follows a queued training).
+DVCLIVE_METRICS = {"dvclive/metrics.json": "data/metrics/train.json"}
 # Whole folders: the loss per epoch (DVCLive's), each anomaly kind's ROC and PR curve (drawn by `dvc
 # plots`), and every stage's report (all its numbers; docs/tables.py writes the docs' tables from them).
 FOLDERS = {"dvclive/plots/metrics": "plots/loss", "data/curves/roc": "plots/roc", "data/curves/pr": "plots/pr",
            "reports": "results"}
 
 
+def metrics_sources() -> dict[str, str]:
+    """Each metrics file this stage declares in dvc.yaml (the one list of them) → the stage headline
+    it copies: metrics/<stage>.json from data/metrics/<stage>.json."""
+    return {path: DVCLIVE_METRICS.get(path, f"data/{path}") for path in declared("publish", "metrics")}
+
+
 def main() -> None:
-    for source, destination in METRICS.items():
+    for destination, source in metrics_sources().items():
         copy_file(source, destination)
     for source_folder, folder in FOLDERS.items():
         shutil.rmtree(folder, ignore_errors=True)  # a kind the run no longer has must not linger

@@ -23,7 +23,7 @@ from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
 from aepipe.data.dataset import TiledScans, load_classes, load_inspection_extras, load_split, load_tiles
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
 from aepipe.model.autoencoder import load_model
-from aepipe.model.inference import batch_means
+from aepipe.model.inference import shuffled_batch_means
 from aepipe.params import load_params, resolve_auto
 from guard import run_guarded
 
@@ -44,7 +44,7 @@ def main() -> None:
     val_images = to_tensor(val.images, device)
     calibration, masks = load_inspection_extras("data/raw", params.data.val_size)
     tiles = load_tiles("data/raw")
-    first = _first_tiles(tiles, len(val.labels))  # an image's label and calibration flag: its first tile's
+    first = tiles.first_tiles("val") if tiles else np.arange(len(val.labels))  # a scan's label: its first tile's
     labels, val_normal = val.labels[first], np.isin(val.labels[first], params.data.normal_digits)
     roles = (calibration_roles(val_normal, params.anomaly.calibration_fraction, params.seed) if calibration is None
              else given_roles(val_normal, calibration[first]))
@@ -55,7 +55,7 @@ def main() -> None:
     detector = Detector(model, fitted).to(device)
     per_image = detector.score(val_images, with_maps=tiles is not None)  # of a scan's tiles: their maps, to stitch
     _write_batch_losses("val", per_image.errors[np.isin(val.labels, params.data.normal_digits)], params)
-    scored = Scores.stitched(tiles.tiling, per_image, _sizes(tiles), math.inf) if tiles else per_image
+    scored = Scores.stitched(tiles.tiling, per_image, tiles.sizes["val"], math.inf) if tiles else per_image
     write_csv("data/scores/val_images.csv", pd.DataFrame({
         "index": np.arange(len(labels)), "label": labels, "normal": val_normal, "role": roles,
         "loss": scored.errors, "score": scored.scores, DEAD_FRAME: scored.dead}))
@@ -79,28 +79,13 @@ def _map_spec(model, images: torch.Tensor, calibration: np.ndarray, params) -> t
     return MapSpec(params.anomaly.map, choice.sigma), {"map_sigma_choice": described(choice)}
 
 
-def _sizes(tiles: TiledScans | None, scans: np.ndarray | None = None) -> list[tuple[int, int]] | None:
-    """The (height, width) of each validation scan (of those of `scans` alone); None for whole images."""
-    if tiles is None:
-        return None
-    return tiles.sizes["val"] if scans is None else [tiles.sizes["val"][scan] for scan in scans]
-
-
-def _first_tiles(tiles: TiledScans | None, count: int) -> np.ndarray:
-    """The index of each validation image's first tile (of each image itself, untiled)."""
-    return np.arange(count) if tiles is None else np.r_[0, np.cumsum([tiles.tiling.count(*size) for size in tiles.sizes["val"]])[:-1]]
-
-
 def _tiles_of(tiles: TiledScans | None, scans: np.ndarray) -> np.ndarray:
     """The validation tiles of these scans, in order (the images themselves, untiled)."""
-    return scans if tiles is None else np.flatnonzero(np.isin(tiles.scan_of_each_tile("val"), scans))
+    return scans if tiles is None else tiles.tiles_of("val", scans)
 
 
 def _write_batch_losses(split: str, normal_errors: np.ndarray, params) -> None:
-    """The seed's per-batch loss: batches of the training batch size in a seeded random order, as its
-    shuffled DataLoader (MNIST's files are not shuffled: the test set's halves come from different writers)."""
-    order = np.random.default_rng(params.seed).permutation(len(normal_errors))
-    batches = batch_means(normal_errors[order], params.train.batch_size)
+    batches = shuffled_batch_means(normal_errors, params.train.batch_size, params.seed)
     write_csv(f"data/scores/{split}_batches.csv", pd.DataFrame({"batch": np.arange(1, len(batches) + 1), "loss": batches}))
 
 
@@ -113,7 +98,7 @@ def _score_corruptions(detector: Detector, images: torch.Tensor, normal_test: np
     corrupted = corrupt(originals, params.anomaly.corruptions, params.seed)
     columns = {"index": normal_test}
     for name, batch in corrupted.items():
-        scored = detector.score(batch, sizes=_sizes(tiles, normal_test))
+        scored = detector.score(batch, sizes=[tiles.sizes["val"][scan] for scan in normal_test] if tiles else None)
         columns |= {name: scored.scores, f"{name}.{DEAD_FRAME}": scored.dead}
     write_csv("data/scores/corrupted_images.csv", pd.DataFrame(columns))
     localisation = {}
@@ -143,22 +128,13 @@ def _locate_defects(detector: Detector, images: torch.Tensor, masks: np.ndarray,
 def _keep_most_anomalous(model, images: torch.Tensor, scored: Scores, map_kind: str, tiles: TiledScans | None) -> None:
     """The highest scoring images with their maps (of a scan: the tile where its stitched map peaks)."""
     top = np.argsort(scored.scores, kind="stable")[::-1][:MOST_ANOMALOUS]
-    shown = top if tiles is None else np.array([_peak_tile(tiles, scored.maps[scan], scan) for scan in top])
+    shown = top if tiles is None else np.array([tiles.peak_tile("val", scan, scored.maps[scan]) for scan in top])
     chosen = images[torch.from_numpy(shown.copy()).to(images.device)]
     with atomic_path("data/scores/most_anomalous.npz") as tmp:
         # The map's kind is written only when it is not the error map: the default run's file stays as it was.
         kind = {} if map_kind == "error" else {"map_kind": np.array(map_kind)}
         np.savez(tmp, index=top, images=to_numpy_images(chosen), maps=anomaly_maps(model, chosen, map_kind).cpu().numpy(),
                  **kind)
-
-
-def _peak_tile(tiles: TiledScans, scan_map: np.ndarray, scan: int) -> int:
-    """The validation tile of scan `scan` that holds the peak of its stitched map."""
-    peak = np.unravel_index(np.argmax(scan_map), scan_map.shape)
-    tile = tiles.tiling.tile
-    corners = tiles.tiling.corners(*scan_map.shape)
-    place = next(i for i, (top, left) in enumerate(corners) if top <= peak[0] < top + tile and left <= peak[1] < left + tile)
-    return int(_tiles_of(tiles, np.array([scan]))[place])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO
 
@@ -15,8 +16,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMALL = ["-S", "data.train_size=2048", "-S", "data.val_size=512", "-S", "train.epochs=2",
          "-S", "interpolate.start=3", "-S", "interpolate.end=10", "-S", "denoise.index=7", "-S", "tsne.method=bh",
          "-S", "judge.train_size=2048", "-S", "judge.epochs=1", "-S", "judge.batch_size=32", "-S", "sample.count=500"]
-ALL_STAGES = ["check_params", "download", "judge", "train", "score", "threshold", "evaluate", "training_figures", "tsne",
-              "interpolate", "denoise", "sample", "export", "publish"]
+ALL_STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])  # the one list: dvc.yaml
 FIGURES = ["loss_histograms", "reconstructions", "loss_curves", "tsne", "interpolation", "denoising", "denoising_curves",
            "anomaly_scores", "most_anomalous", "samples"]
 

@@ -126,3 +126,29 @@ def test_ssim_of_an_image_with_itself_is_one_and_of_flat_images_the_luminance_te
     flat_a, flat_b = torch.full((1, 1, 28, 28), a), torch.full((1, 1, 28, 28), b)
     assert ssim(flat_a, flat_b).item() == pytest.approx((2 * a * b + 0.01**2) / (a**2 + b**2 + 0.01**2), rel=1e-4)
     assert ssim(add_gaussian_noise(image, 0.3, seed=0), image).item() < ssim(add_gaussian_noise(image, 0.1, seed=0), image).item() < 1
+
+
+class Copier(AutoEncoder):
+    """Gives back what it is given: it removes no noise."""
+
+    def __init__(self):
+        super().__init__(2, 28, 1)
+
+    def forward(self, images):
+        return images, images.flatten(1)[:, :2]
+
+
+def test_the_denoising_report_measures_each_level_against_the_clean_images():
+    from aepipe.denoising import denoising_report, headline
+
+    clean = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    judged = []
+    report, shown = denoising_report(Copier(), clean, [0.1, 0.5], seed=0, shown=2,
+                                     accuracy=lambda images: judged.append(len(images)) or 0.5)
+    light, heavy = report["noise_std_0_1"], report["noise_std_0_5"]
+    assert heavy["psnr_reconstructed_db"] == heavy["psnr_noisy_db"], "a copier removes nothing"
+    assert light["psnr_noisy_db"] > heavy["psnr_noisy_db"] and report["clean"]["ssim_reconstructed"] == pytest.approx(1)
+    assert headline(report, [0.1, 0.5]) == {"psnr_gain": 0.0, "denoised_ssim": heavy["ssim_reconstructed"],
+                                            "noisy_acc": 0.5, "denoised_acc": 0.5}
+    assert judged == [6] * 6, "the judge sees the clean, reconstructed, noisy and denoised images"
+    assert torch.equal(shown[1][0], add_gaussian_noise(clean, 0.5, 0)[2:3]) and torch.equal(shown[1][0], shown[1][1])

@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO
 
 COMMITTED = ["README.md", "docs/reference.md", "docs/results.md", "dvclive/metrics.json", "metrics", "results",
-             "params.yaml", "src/aepipe", "bench/results/inspection.json", "bench/inspection_table.py"]
+             "params.yaml", "dvc.yaml", "src/aepipe", "bench/results/inspection.json", "bench/inspection_table.py"]
 
 
 @pytest.fixture

@@ -56,3 +56,19 @@ def test_the_packages_init_files_hold_only_their_docstrings():
     for init in (REPO / "src" / "aepipe").rglob("__init__.py"):
         body = ast.parse(init.read_text()).body
         assert len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant), init
+
+
+def test_the_metrics_files_are_listed_once_and_every_headline_is_published(monkeypatch):
+    """dvc.yaml's publish stage lists the metrics files (the one list: publish and docs/tables.py read
+    it); each is copied from a stage's headline, data/metrics/<name>.json. Every headline a stage
+    writes is published and a dep of publish, and so is every report (results/)."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.syspath_prepend(str(REPO / "stages"))
+    from guard import declared
+    from publish import metrics_sources
+
+    outs = {out for name in STAGES if name != "publish" for out in declared(name, "outs")}
+    headlines = {out for out in outs if out.startswith("data/metrics/")}
+    assert len(headlines) >= 8 and sorted(metrics_sources().values()) == sorted(headlines)
+    reports = {out for out in outs if out.startswith("reports/")}
+    assert headlines | reports <= set(declared("publish", "deps")), "publish reruns when any of them changes"

@@ -77,3 +77,14 @@ def test_a_scan_smaller_than_a_tile_is_refused_naming_both(tmp_path):
         read_image(path, 32, 1, tiled=True)
     kept = read_image(path, 28, 1, tiled=True)
     assert kept.pixels.shape == (40, 28) and kept.size == (28, 40), "kept at its own size"
+
+
+def test_a_tiled_split_knows_each_scans_tiles_and_where_its_map_peaks():
+    from aepipe.data.dataset import TiledScans
+
+    tiles = TiledScans(Tiling(16, 0), {"val": [(16, 32), (32, 32), (16, 16)]})  # 2, 4 and 1 tiles
+    assert tiles.first_tiles("val").tolist() == [0, 2, 6]
+    assert tiles.tiles_of("val", np.array([1, 2])).tolist() == [2, 3, 4, 5, 6]
+    scan_map = np.zeros((32, 32))
+    scan_map[20, 5] = 1.0  # in the scan's third tile (second row, first column)
+    assert tiles.peak_tile("val", 1, scan_map) == 4

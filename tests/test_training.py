@@ -99,3 +99,14 @@ def test_dvclive_says_after_every_epoch_how_far_training_got(images, small_param
     logger.finish(seconds=1.5, segmenter_seconds=None)
     headline = json.loads((tmp_path / "headline.json").read_text())
     assert headline["step"] == 3 and headline["train_seconds"] == 1.5 and "train_mse" not in headline
+
+
+def test_shuffled_batch_means_are_the_seeds_batches_in_a_seeded_order():
+    from aepipe.model.inference import shuffled_batch_means
+
+    errors = np.arange(10, dtype=np.float64)
+    shuffled = shuffled_batch_means(errors, 4, seed=3)
+    order = np.random.default_rng(3).permutation(10)
+    assert shuffled.tolist() == batch_means(errors[order], 4).tolist() and len(shuffled) == 3
+    assert shuffled.tolist() != batch_means(errors, 4).tolist()
+    assert shuffled_batch_means(errors, 4, seed=3).tolist() == shuffled.tolist()

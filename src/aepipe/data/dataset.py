@@ -157,6 +157,22 @@ class TiledScans:
     def scan_of_each_tile(self, split: str) -> np.ndarray:
         return self.tiling.scan_of_each_tile(self.sizes[split])
 
+    def first_tiles(self, split: str) -> np.ndarray:
+        """The index of each scan's first tile: where its label and calibration flag are read."""
+        return np.r_[0, np.cumsum([self.tiling.count(*size) for size in self.sizes[split]])[:-1]].astype(int)
+
+    def tiles_of(self, split: str, scans: np.ndarray) -> np.ndarray:
+        """The tiles of these scans, in order."""
+        return np.flatnonzero(np.isin(self.scan_of_each_tile(split), scans))
+
+    def peak_tile(self, split: str, scan: int, scan_map: np.ndarray) -> int:
+        """The tile of scan `scan` that holds the peak of its stitched map."""
+        top, left = np.unravel_index(np.argmax(scan_map), scan_map.shape)
+        tile = self.tiling.tile
+        place = next(place for place, (row, column) in enumerate(self.tiling.corners(*scan_map.shape))
+                     if row <= top < row + tile and column <= left < column + tile)
+        return int(self.tiles_of(split, np.array([scan]))[place])
+
 
 def tiled(scans: np.ndarray, labels: np.ndarray, tiling: Tiling) -> tuple[Split, list[tuple[int, int]]]:
     """The tiles of scans (an object array, aepipe.data.folder.scans), each labelled as its scan; and

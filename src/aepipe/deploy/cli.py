@@ -49,7 +49,8 @@ from aepipe.deploy.inputs import Input, batched, image_count, listed, read_ahead
 from aepipe.anomaly.verdicts import Scores
 from aepipe.deploy.scorers import Scorer, read_score, scorer_for
 from aepipe.deploy.serve import SCORING_BATCH  # images read, scored and written at a time
-from aepipe.errors import AepipeError, exit_on_error
+from aepipe.entrypoint import exit_on_error
+from aepipe.errors import AepipeError
 from aepipe.figures.overlay import write_maps
 
 COLUMNS = ["source", "score", "flagged", "dead_frame", "error"]

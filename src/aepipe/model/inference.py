@@ -59,6 +59,12 @@ def batch_means(per_image: np.ndarray, batch_size: int) -> np.ndarray:
     return np.add.reduceat(per_image, starts) / np.diff(np.append(starts, len(per_image)))
 
 
+def shuffled_batch_means(per_image: np.ndarray, batch_size: int, seed: int) -> np.ndarray:
+    """The seed's per-batch loss: `batch_means` in a seeded random order, as its shuffled DataLoader
+    (MNIST's files are not shuffled: the test set's halves come from different writers)."""
+    return batch_means(per_image[np.random.default_rng(seed).permutation(len(per_image))], batch_size)
+
+
 @torch.no_grad()
 def interpolate(model: AutoEncoder, start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
     """Decode `steps` evenly spaced points on the line from latent `start` to latent `end`, in order.
