@@ -8,7 +8,7 @@ DVC := PATH="$(BIN):$$PATH" dvc
 # path goes into .dvc/config.local (see the README: a relative URL breaks `dvc exp push`).
 DVC_STORAGE ?= ../aepipe-dvc-storage
 
-.PHONY: setup lock remote repro test test-fast deps bench share pull compare report restore-params gpu-bundle verify-cache
+.PHONY: setup lock remote repro test test-fast lint deps bench share pull compare report restore-params gpu-bundle verify-cache
 
 setup: $(STAMP)
 	@$(DVC) config --local remote.local.url >/dev/null 2>&1 || $(MAKE) --no-print-directory remote
@@ -42,6 +42,11 @@ test: setup
 # While you work: the tests that run neither DVC nor a pipeline (no `pipeline` marker, tests/conftest.py).
 test-fast: setup
 	PATH="$(BIN):$$PATH" python -m pytest -m "not pipeline and not gpu"
+
+# ruff (pyproject.toml's [tool.ruff]): the lint rules, then the formatting, over every Python file.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # dvc.yaml's src/aepipe deps, from what each stage's script imports (after adding an import).
 deps: setup

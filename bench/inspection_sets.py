@@ -1,5 +1,6 @@
-"""Inspection sets in the MVTec AD layout, made from real photographs that scikit-image's wheel ships
-(DAGM-style: patches of a texture, defects of our own design drawn into some, each with its mask).
+"""Inspection sets in the MVTec AD layout, made from real photographs that scikit-image's wheel
+ships (DAGM-style: patches of a texture, defects of our own design drawn into some, each with its
+mask).
 
     python bench/inspection_sets.py DEST [--side 64]
 
@@ -16,12 +17,14 @@ column) % 3): training patches come from the first, calibration patches (validat
 calibration or test pixel was seen in training and all three cover the whole photograph (brick is
 taken in perspective: its bricks are smaller at the top than at the bottom, and a top/bottom split
 would test on bricks of a size never seen). 1,000 calibration images make a 1 % false-alarm target
-usable (aepipe.anomaly.calibration), 500 good test images make it measurable. Defect kinds: scratch (a thin line, lighter or darker), spot (a dark
-disc), stain (a soft, low-contrast blot), foreign (a square of another texture: gravel, or grass on
-gravel), and for brick-hue, hue (a blot of another colour, same luminance).
+usable (aepipe.anomaly.calibration), 500 good test images make it measurable. Defect kinds: scratch
+(a thin line, lighter or darker), spot (a dark disc), stain (a soft, low-contrast blot), foreign (a
+square of another texture: gravel, or grass on gravel), and for brick-hue, hue (a blot of another
+colour, same luminance).
 
-`write_textures` writes what a user's outside texture folder would hold (train.defects.sources.textures):
-crops of the wheel's photographs that are neither a set's texture nor a foreign defect's (OUTSIDE_PHOTOS).
+`write_textures` writes what a user's outside texture folder would hold
+(train.defects.sources.textures): crops of the wheel's photographs that are neither a set's texture
+nor a foreign defect's (OUTSIDE_PHOTOS).
 """
 
 import argparse
@@ -35,23 +38,50 @@ TRAIN_IMAGES, CALIBRATION_IMAGES, TEST_GOOD_IMAGES, TEST_IMAGES_PER_KIND = 1900,
 TRAIN_BLOCKS, CALIBRATION_BLOCKS, TEST_BLOCKS = 0, 1, 2  # (row + column) % 3 of a block
 BLOCK = 128  # pixels: the side of the checkerboard's squares
 BRICK_COLOUR = np.array([0.78, 0.42, 0.32])  # RGB of a red brick
-# A blue-green of the same luma (ITU-R 601: 0.299 R + 0.587 G + 0.114 B) as BRICK_COLOUR: a hue defect.
-OTHER_HUE = np.array([0.22, 0.55, 0.62]) * (BRICK_COLOUR @ [0.299, 0.587, 0.114]) / (np.array([0.22, 0.55, 0.62]) @ [0.299, 0.587, 0.114])
+# A blue-green of the same luma (ITU-R 601: 0.299 R + 0.587 G + 0.114 B) as BRICK_COLOUR: a hue
+# defect.
+OTHER_HUE = (
+    np.array([0.22, 0.55, 0.62])
+    * (BRICK_COLOUR @ [0.299, 0.587, 0.114])
+    / (np.array([0.22, 0.55, 0.62]) @ [0.299, 0.587, 0.114])
+)
 
 
-def crops(photo: np.ndarray, stripe: int, count: int, side: int, rng: np.random.Generator) -> np.ndarray:
-    """`count` side × side patches at random places, each inside one block whose (row + column) % 3 is
-    `stripe`, in [0, 1]."""
-    blocks = [(row, column) for row in range(photo.shape[0] // BLOCK) for column in range(photo.shape[1] // BLOCK)
-              if (row + column) % 3 == stripe]
+def crops(
+    photo: np.ndarray, stripe: int, count: int, side: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`count` side × side patches at random places, each inside one block whose (row + column) % 3
+    is `stripe`, in [0, 1]."""
+    blocks = [
+        (row, column)
+        for row in range(photo.shape[0] // BLOCK)
+        for column in range(photo.shape[1] // BLOCK)
+        if (row + column) % 3 == stripe
+    ]
     chosen = rng.integers(0, len(blocks), count)
     offsets = rng.integers(0, BLOCK - side + 1, (count, 2))
-    tops = [blocks[block][0] * BLOCK + offset for block, offset in zip(chosen, offsets[:, 0])]
-    lefts = [blocks[block][1] * BLOCK + offset for block, offset in zip(chosen, offsets[:, 1])]
-    return np.stack([photo[top : top + side, left : left + side] for top, left in zip(tops, lefts)]).astype(np.float64) / 255
+    tops = [
+        blocks[block][0] * BLOCK + offset
+        for block, offset in zip(chosen, offsets[:, 0], strict=True)
+    ]
+    lefts = [
+        blocks[block][1] * BLOCK + offset
+        for block, offset in zip(chosen, offsets[:, 1], strict=True)
+    ]
+    return (
+        np.stack(
+            [
+                photo[top : top + side, left : left + side]
+                for top, left in zip(tops, lefts, strict=True)
+            ]
+        ).astype(np.float64)
+        / 255
+    )
 
 
-def disc(side: int, rng: np.random.Generator, radius: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def disc(
+    side: int, rng: np.random.Generator, radius: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """(distance² from a random centre / radius², the radius): a disc is where the first is ≤ 1."""
     centre, r = rng.uniform(side * 0.2, side * 0.8, 2), rng.uniform(*radius)
     rows, columns = np.mgrid[:side, :side]
@@ -60,7 +90,11 @@ def disc(side: int, rng: np.random.Generator, radius: tuple[float, float]) -> tu
 
 def scratch(image: np.ndarray, rng: np.random.Generator, other: np.ndarray) -> np.ndarray:
     side = image.shape[0]
-    start, angle, length = rng.uniform(side * 0.15, side * 0.85, 2), rng.uniform(0, np.pi), rng.uniform(0.25, 0.6) * side
+    start, angle, length = (
+        rng.uniform(side * 0.15, side * 0.85, 2),
+        rng.uniform(0, np.pi),
+        rng.uniform(0.25, 0.6) * side,
+    )
     rows, columns = np.mgrid[:side, :side] - start[:, None, None]
     along = rows * np.sin(angle) + columns * np.cos(angle)
     across = -rows * np.cos(angle) + columns * np.sin(angle)
@@ -88,7 +122,9 @@ def foreign(image: np.ndarray, rng: np.random.Generator, other: np.ndarray) -> n
     top, left = rng.integers(0, side - size + 1, 2)
     g_top, g_left = rng.integers(0, other.shape[0] - size + 1, 2)
     patch = other[g_top : g_top + size, g_left : g_left + size]
-    image[top : top + size, left : left + size] = patch if image.ndim == 2 else patch[..., None] * BRICK_COLOUR
+    image[top : top + size, left : left + size] = (
+        patch if image.ndim == 2 else patch[..., None] * BRICK_COLOUR
+    )
     mask = np.zeros((side, side), bool)
     mask[top : top + size, left : left + size] = True
     return mask
@@ -103,24 +139,51 @@ def hue(image: np.ndarray, rng: np.random.Generator, other: np.ndarray) -> np.nd
     return mask
 
 
-OUTSIDE_PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "coins", "moon", "rocket", "hubble_deep_field")
+OUTSIDE_PHOTOS = (
+    "astronaut",
+    "camera",
+    "chelsea",
+    "coffee",
+    "coins",
+    "moon",
+    "rocket",
+    "hubble_deep_field",
+)
 OUTSIDE_CROPS, OUTSIDE_CROP_SIDE = 16, 128  # per photograph: 128 textures
 
 
 DefectMaker = Callable[[np.ndarray, np.random.Generator, np.ndarray], np.ndarray]
-KINDS: dict[str, DefectMaker] = {"scratch": scratch, "spot": spot, "stain": stain, "foreign": foreign}
+KINDS: dict[str, DefectMaker] = {
+    "scratch": scratch,
+    "spot": spot,
+    "stain": stain,
+    "foreign": foreign,
+}
 
 
-def write_set(dest: Path, photo: np.ndarray, colour: bool, kinds: dict[str, DefectMaker], side: int, seed: int,
-              foreign_photo: np.ndarray) -> None:
-    """One inspection set from one photograph, in the MVTec AD layout; `foreign_photo` the foreign squares'."""
+def write_set(
+    dest: Path,
+    photo: np.ndarray,
+    colour: bool,
+    kinds: dict[str, DefectMaker],
+    side: int,
+    seed: int,
+    foreign_photo: np.ndarray,
+) -> None:
+    """One inspection set from one photograph, in the MVTec AD layout; `foreign_photo` the foreign
+    squares'."""
     rng = np.random.default_rng(seed)
     other = foreign_photo.astype(np.float64) / 255
     paint = (lambda grey: grey[..., None] * BRICK_COLOUR) if colour else (lambda grey: grey)
-    save = lambda pixels, path: Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(path)  # noqa: E731
-    for folder, stripe, count in (("train/good", TRAIN_BLOCKS, TRAIN_IMAGES),
-                                  ("validation/good", CALIBRATION_BLOCKS, CALIBRATION_IMAGES),
-                                  ("test/good", TEST_BLOCKS, TEST_GOOD_IMAGES)):
+
+    def save(pixels, path):
+        Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(path)
+
+    for folder, stripe, count in (
+        ("train/good", TRAIN_BLOCKS, TRAIN_IMAGES),
+        ("validation/good", CALIBRATION_BLOCKS, CALIBRATION_IMAGES),
+        ("test/good", TEST_BLOCKS, TEST_GOOD_IMAGES),
+    ):
         (dest / folder).mkdir(parents=True)
         for index, patch in enumerate(crops(photo, stripe, count, side, rng)):
             save(paint(patch), dest / folder / f"{index:04d}.png")
@@ -135,12 +198,16 @@ def write_set(dest: Path, photo: np.ndarray, colour: bool, kinds: dict[str, Defe
 
 
 def recipes() -> dict[str, tuple[np.ndarray, bool, dict[str, DefectMaker], np.ndarray]]:
-    """Each benchmark set's (photograph, in colour, defect kinds, the foreign squares' photograph)."""
+    """Each benchmark set's (photograph, in colour, defect kinds, the foreign squares'
+    photograph)."""
     from skimage import data
 
-    return {"brick": (data.brick(), False, KINDS, data.gravel()), "grass": (data.grass(), False, KINDS, data.gravel()),
-            "brick-hue": (data.brick(), True, {**KINDS, "hue": hue}, data.gravel()),
-            "gravel": (data.gravel(), False, KINDS, data.grass())}
+    return {
+        "brick": (data.brick(), False, KINDS, data.gravel()),
+        "grass": (data.grass(), False, KINDS, data.gravel()),
+        "brick-hue": (data.brick(), True, {**KINDS, "hue": hue}, data.gravel()),
+        "gravel": (data.gravel(), False, KINDS, data.grass()),
+    }
 
 
 def write_sets(dest: Path, side: int) -> list[str]:
@@ -152,8 +219,8 @@ def write_sets(dest: Path, side: int) -> list[str]:
 
 
 def write_textures(dest: Path, seed: int = 0) -> None:
-    """OUTSIDE_CROPS random crops of OUTSIDE_CROP_SIDE pixels of each outside photograph, as PNG files in
-    dest/<photograph>/ (colour where the photograph is)."""
+    """OUTSIDE_CROPS random crops of OUTSIDE_CROP_SIDE pixels of each outside photograph, as PNG
+    files in dest/<photograph>/ (colour where the photograph is)."""
     from skimage import data
 
     rng = np.random.default_rng(seed)
@@ -161,8 +228,12 @@ def write_textures(dest: Path, seed: int = 0) -> None:
         photo = getattr(data, name)()
         (dest / name).mkdir(parents=True)
         for index in range(OUTSIDE_CROPS):
-            top, left = (rng.integers(0, extent - OUTSIDE_CROP_SIDE + 1) for extent in photo.shape[:2])
-            Image.fromarray(photo[top : top + OUTSIDE_CROP_SIDE, left : left + OUTSIDE_CROP_SIDE]).save(dest / name / f"{index:02d}.png")
+            top, left = (
+                rng.integers(0, extent - OUTSIDE_CROP_SIDE + 1) for extent in photo.shape[:2]
+            )
+            Image.fromarray(
+                photo[top : top + OUTSIDE_CROP_SIDE, left : left + OUTSIDE_CROP_SIDE]
+            ).save(dest / name / f"{index:02d}.png")
 
 
 def main() -> None:

@@ -10,13 +10,12 @@ import argparse
 import statistics
 from datetime import date
 
-from train_speed import REPO, RESULTS, raw_mnist_dir
-
 from aepipe.atomic import write_json
 from aepipe.data.dataset import load_split
 from aepipe.devices import resolve_device, to_tensor
-from aepipe.params import load_params
 from aepipe.model.training import train
+from aepipe.params import load_params
+from train_speed import REPO, RESULTS, raw_mnist_dir
 
 
 def main() -> None:
@@ -28,22 +27,44 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     raw = raw_mnist_dir()
-    images = to_tensor(load_split(raw, "train").images, device), to_tensor(load_split(raw, "val").images, device)
-    plain = load_params(REPO / "params.yaml").train.model_copy(update={"epochs": args.epochs, "noise_std": 0.0})
+    images = (
+        to_tensor(load_split(raw, "train").images, device),
+        to_tensor(load_split(raw, "val").images, device),
+    )
+    plain = load_params(REPO / "params.yaml").train.model_copy(
+        update={"epochs": args.epochs, "noise_std": 0.0}
+    )
     rates = {0.0: [], args.noise_std: []}
     for _ in range(args.rounds):
         for noise_std in rates:
-            result = train(*images, plain.model_copy(update={"noise_std": noise_std}), seed=42, log=lambda line: None)
+            result = train(
+                *images,
+                plain.model_copy(update={"noise_std": noise_std}),
+                seed=42,
+                log=lambda line: None,
+            )
             rates[noise_std].append(round(result.images_per_second, 1))
     medians = {noise_std: statistics.median(values) for noise_std, values in rates.items()}
     slowdown = medians[0.0] / medians[args.noise_std] - 1
-    write_json(RESULTS / f"noise_speed-{device.type}.json", {
-        "date": date.today().isoformat(), "device": str(device), "epochs_per_run": args.epochs,
-        "images_per_second": {f"noise_std {noise_std:g}": values for noise_std, values in rates.items()},
-        "median_images_per_second": {f"noise_std {noise_std:g}": value for noise_std, value in medians.items()},
-        "epoch_time_increase": round(slowdown, 4)})
-    print(f"images/s, median of {args.rounds} interleaved runs: plain {medians[0.0]:,.0f}, "
-          f"noise_std {args.noise_std:g} {medians[args.noise_std]:,.0f}: epoch time {slowdown:+.1%}")
+    write_json(
+        RESULTS / f"noise_speed-{device.type}.json",
+        {
+            "date": date.today().isoformat(),
+            "device": str(device),
+            "epochs_per_run": args.epochs,
+            "images_per_second": {
+                f"noise_std {noise_std:g}": values for noise_std, values in rates.items()
+            },
+            "median_images_per_second": {
+                f"noise_std {noise_std:g}": value for noise_std, value in medians.items()
+            },
+            "epoch_time_increase": round(slowdown, 4),
+        },
+    )
+    print(
+        f"images/s, median of {args.rounds} interleaved runs: plain {medians[0.0]:,.0f}, "
+        f"noise_std {args.noise_std:g} {medians[args.noise_std]:,.0f}: epoch time {slowdown:+.1%}"
+    )
 
 
 if __name__ == "__main__":

@@ -5,10 +5,11 @@ inspection set was when it was measured (the peak of its map blurred by 1 px).
 
     python bench/segmenter_depth.py SETS_DIR SET DEPTH [DEPTH ...]
 
-SETS_DIR holds bench/inspection_sets.py's sets (protocol 2: train on train/good, test on test/); e.g.
-`python bench/segmenter_depth.py /tmp/sets brick 2 3 4`. One JSON line per depth on stdout: each
-defect kind's image ROC AUC against test/good, their mean, pixel ROC AUC, AUPRO and the segmenter's
-training seconds; bench/results/segmenter_depth.json keeps them (a set and depth measured again replaces its row).
+SETS_DIR holds bench/inspection_sets.py's sets (protocol 2: train on train/good, test on test/);
+e.g. `python bench/segmenter_depth.py /tmp/sets brick 2 3 4`. One JSON line per depth on stdout:
+each defect kind's image ROC AUC against test/good, their mean, pixel ROC AUC, AUPRO and the
+segmenter's training seconds; bench/results/segmenter_depth.json keeps them (a set and depth
+measured again replaces its row).
 """
 
 import json
@@ -16,37 +17,51 @@ import subprocess
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from inspection_levers import SIDE, kind_aucs
-
 from aepipe.anomaly.detection import aupro, pixel_roc_auc
 from aepipe.anomaly.maps import anomaly_maps
-from aepipe.gaussian_blur import smoothed
 from aepipe.atomic import write_json
 from aepipe.data.folder import read_inspection_set
 from aepipe.devices import to_pixels
+from aepipe.gaussian_blur import smoothed
 from aepipe.model import segmenter_training
 from aepipe.model.training import train
 from aepipe.params import load_params
+from inspection_levers import SIDE, kind_aucs
+from provenance import RESULTS
 
-SIGMA = 1.0  # px: anomaly.map_sigma's auto for an inspection set when measured (now chosen from the data)
-RESULTS = Path(__file__).resolve().parent / "results" / "segmenter_depth.json"
+# px: anomaly.map_sigma's auto for an inspection set when measured (now chosen from the data)
+SIGMA = 1.0
+RESULT = RESULTS / "segmenter_depth.json"
 
 
-def scored(model, images: torch.Tensor, labels: np.ndarray, masks: np.ndarray, kinds: list[str],
-           sigma: float = SIGMA) -> dict:
-    maps = torch.cat([smoothed(anomaly_maps(model, chunk, "segmenter"), sigma) for chunk in images.split(256)]).numpy()
+def scored(
+    model,
+    images: torch.Tensor,
+    labels: np.ndarray,
+    masks: np.ndarray,
+    kinds: list[str],
+    sigma: float = SIGMA,
+) -> dict:
+    maps = torch.cat(
+        [smoothed(anomaly_maps(model, chunk, "segmenter"), sigma) for chunk in images.split(256)]
+    ).numpy()
     aucs = kind_aucs(maps.reshape(len(maps), -1).max(axis=1), labels, labels == 0)
-    return {"kinds": dict(zip(kinds, aucs)), "mean": round(float(np.mean(aucs)), 3), "pixel_roc_auc": round(pixel_roc_auc(maps, masks > 0), 3),
-            "aupro": round(aupro(maps, masks > 0), 3)}
+    return {
+        "kinds": dict(zip(kinds, aucs, strict=True)),
+        "mean": round(float(np.mean(aucs)), 3),
+        "pixel_roc_auc": round(pixel_roc_auc(maps, masks > 0), 3),
+        "aupro": round(aupro(maps, masks > 0), 3),
+    }
 
 
 def commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def main() -> None:
@@ -57,21 +72,34 @@ def main() -> None:
     params = load_params("params.yaml").train.model_copy(update={"device": "cpu"})
     model = train(train_images, val_images[:256], params, seed=42, log=lambda _: None).model
     tested = found.calibration == 0
-    test_images, labels, masks = val_images[torch.from_numpy(tested)], found.val.labels[tested], found.masks[tested]
+    test_images, labels, masks = (
+        val_images[torch.from_numpy(tested)],
+        found.val.labels[tested],
+        found.masks[tested],
+    )
     rows = []
     for depth in depths:
         # The depth rule (segmenter.levels) replaced for this measurement alone.
         segmenter_training.levels = lambda side, depth=depth: depth
         started = time.perf_counter()
-        model.segmenter = segmenter_training.train_segmenter(model, train_images, params, 42, log=lambda _: None)
-        rows.append({"set": name, "depth": depth, "date": date.today().isoformat(), "commit": commit(),
-                     "segmenter_seconds": round(time.perf_counter() - started),
-                     **scored(model, test_images, labels, masks, found.classes.names[1:])})
+        model.segmenter = segmenter_training.train_segmenter(
+            model, train_images, params, 42, log=lambda _: None
+        )
+        rows.append(
+            {
+                "set": name,
+                "depth": depth,
+                "date": date.today().isoformat(),
+                "commit": commit(),
+                "segmenter_seconds": round(time.perf_counter() - started),
+                **scored(model, test_images, labels, masks, found.classes.names[1:]),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
-    earlier = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
+    earlier = json.loads(RESULT.read_text())["rows"] if RESULT.exists() else []
     measured = {(row["set"], row["depth"]) for row in rows}
     kept = [row for row in earlier if (row["set"], row["depth"]) not in measured]
-    write_json(RESULTS, {"rows": kept + rows})
+    write_json(RESULT, {"rows": kept + rows})
 
 
 if __name__ == "__main__":

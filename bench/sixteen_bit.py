@@ -1,20 +1,20 @@
-"""Does a 16-bit scan's depth matter to the detector? The default run's detector scores 2,000 validation
-digits given detail below one 8-bit level (each pixel ×257 plus a uniform offset of ±128 of 65,535),
-once at their 16 bits (as `aepipe score` reads a 16-bit file) and once rounded to 8 bits.
+"""Does a 16-bit scan's depth matter to the detector? The default run's detector scores 2,000
+validation digits given detail below one 8-bit level (each pixel ×257 plus a uniform offset of ±128
+of 65,535), once at their 16 bits (as `aepipe score` reads a 16-bit file) and once rounded to 8
+bits.
 
     python bench/sixteen_bit.py     # in a project after `dvc repro`; results/sixteen_bit.json
 """
 
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 
 from aepipe.atomic import write_json
 from aepipe.data.dataset import load_split
 from aepipe.deploy.serve import OnnxDetector
+from provenance import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 IMAGES = 2000
 
 
@@ -27,9 +27,15 @@ def main() -> None:
     rounded, _, _, _ = detector((np.round(deep / 257).astype(np.float32) / 255)[:, None])
     differences = np.abs(full - rounded)
     flags = (full > detector.threshold) != (rounded > detector.threshold)
-    results = {"date": date.today().isoformat(), "images": IMAGES, "threshold": detector.threshold,
-               "median_score_difference": float(np.median(differences)), "max_score_difference": float(differences.max()),
-               "max_share_of_threshold": float(differences.max() / abs(detector.threshold)), "flags_differ": int(flags.sum())}
+    results = {
+        "date": date.today().isoformat(),
+        "images": IMAGES,
+        "threshold": detector.threshold,
+        "median_score_difference": float(np.median(differences)),
+        "max_score_difference": float(differences.max()),
+        "max_share_of_threshold": float(differences.max() / abs(detector.threshold)),
+        "flags_differ": int(flags.sum()),
+    }
     write_json(REPO / "bench" / "results" / "sixteen_bit.json", results)
     print(results)
 

@@ -1,4 +1,5 @@
-"""Training speed: the seed notebook's loop vs the pipeline's own training code, same model and recipe.
+"""Training speed: the seed notebook's loop vs the pipeline's own training code, same model and
+recipe.
 
     python bench/train_speed.py [--epochs 20] [--device auto|cpu|cuda]
 
@@ -11,7 +12,6 @@ measured the same way. Results: bench/results/train_speed-<device>.json and a ta
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -24,15 +24,13 @@ import torch
 
 from aepipe.atomic import write_json
 from aepipe.data.dataset import load_split
-from aepipe.devices import resolve_device, to_tensor
-from aepipe.model.inference import mean_squared_error
 from aepipe.data.mnist import DATASETS, download_dataset
+from aepipe.devices import resolve_device, to_tensor
 from aepipe.model.autoencoder import AutoEncoder
-from aepipe.params import load_params
+from aepipe.model.inference import mean_squared_error
 from aepipe.model.training import train
-
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
+from aepipe.params import load_params
+from provenance import REPO, RESULTS, machine
 
 
 def raw_mnist_dir() -> Path:
@@ -48,7 +46,8 @@ def raw_mnist_dir() -> Path:
 
 
 def seed_loop(raw: Path, epochs: int, device: torch.device, seed: int) -> dict:
-    """The notebook's way: torchvision dataset + ToTensor + shuffled DataLoader, loss.item() every step."""
+    """The notebook's way: torchvision dataset + ToTensor + shuffled DataLoader, loss.item() every
+    step."""
     from torchvision import datasets, transforms
 
     root = Path(tempfile.mkdtemp())
@@ -83,8 +82,12 @@ def aepipe_loop(raw: Path, epochs: int, device: torch.device, seed: int) -> dict
     val_images = to_tensor(load_split(raw, "val").images, device)
     started = time.perf_counter()
     result = train(train_images, val_images, params, seed, log=lambda line: None)
-    return {"seconds_with_validation": time.perf_counter() - started, "train_seconds": len(train_images) * epochs / result.images_per_second,
-            "model": result.model, "images": len(train_images)}
+    return {
+        "seconds_with_validation": time.perf_counter() - started,
+        "train_seconds": len(train_images) * epochs / result.images_per_second,
+        "model": result.model,
+        "images": len(train_images),
+    }
 
 
 def run_one(loop: str, epochs: int, device_name: str) -> dict:
@@ -111,10 +114,13 @@ def run_one(loop: str, epochs: int, device_name: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--only", choices=("seed", "aepipe"), help=argparse.SUPPRESS)  # one loop, in a child process
+    # one loop, in a child process
+    parser.add_argument("--only", choices=("seed", "aepipe"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
         print(json.dumps(run_one(args.only, args.epochs, args.device)))
@@ -122,13 +128,28 @@ def main() -> None:
 
     runs = {}
     for loop in ("seed", "aepipe"):
-        child = subprocess.run([sys.executable, __file__, "--only", loop, "--epochs", str(args.epochs), "--device", args.device],
-                               capture_output=True, text=True, check=True)
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--only",
+                loop,
+                "--epochs",
+                str(args.epochs),
+                "--device",
+                args.device,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         runs[loop] = json.loads(child.stdout.strip().splitlines()[-1])
     seed, ours = runs["seed"], runs["aepipe"]
     report = {
         "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores" + (f", {torch.cuda.get_device_name()}" if ours["device"].startswith("cuda") else ""),
+        "machine": machine(
+            torch.cuda.get_device_name() if ours["device"].startswith("cuda") else None
+        ),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "command": f"python bench/train_speed.py --epochs {args.epochs} --device {args.device}",
@@ -138,11 +159,20 @@ def main() -> None:
         "aepipe_loop": ours,
     }
     write_json(RESULTS / f"train_speed-{ours['device'].split(':')[0]}.json", report)
-    print("| loop | epochs | train seconds | images/s | final val MSE | peak RSS MB |\n|---|---|---|---|---|---|")
+    print(
+        "| loop | epochs | train seconds | images/s | final val MSE | peak RSS MB "
+        "|\n|---|---|---|---|---|---|"
+    )
     for name, run in (("seed notebook", seed), ("aepipe", ours)):
-        print(f"| {name} | {run['epochs']} | {run['train_seconds']} | {run['images_per_second']:,.0f} | "
-              f"{run['final_val_mse']:.5f} | {run['peak_rss_mb']:,.0f} |")
-    print(f"speedup {report['speedup']}x; val MSE difference {report['val_mse_relative_difference']:+.2%}")
+        print(
+            f"| {name} | {run['epochs']} | {run['train_seconds']} | "
+            f"{run['images_per_second']:,.0f} | {run['final_val_mse']:.5f} | "
+            f"{run['peak_rss_mb']:,.0f} |"
+        )
+    print(
+        f"speedup {report['speedup']}x; val MSE difference "
+        f"{report['val_mse_relative_difference']:+.2%}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,7 @@ import torch
 import yaml
 
 from aepipe.atomic import write_json
-
-REPO = Path(__file__).resolve().parents[1]
+from provenance import REPO, machine
 
 
 def run_stage(workers: int, epochs: int) -> dict:
@@ -34,13 +33,21 @@ def run_stage(workers: int, epochs: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     if workers > 1:
         env["OMP_NUM_THREADS"] = "1"  # torchrun's default, made explicit
-    subprocess.run([sys.executable, str(REPO / "stages" / "train.py")], cwd=workdir, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(REPO / "stages" / "train.py")],
+        cwd=workdir,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return json.loads((workdir / "reports" / "train.json").read_text())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
@@ -49,20 +56,30 @@ def main() -> None:
     single, parallel = run_stage(1, args.epochs), run_stage(args.workers, args.epochs)
     report = {
         "date": date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cores",
+        "machine": machine(),
         "torch": torch.__version__,
         "command": f"python bench/workers_speed.py --epochs {args.epochs} --workers {args.workers}",
         "single_process": {"threads": torch.get_num_threads(), **single},
         "data_parallel": {"threads_each": 1, **parallel},
         "speedup": round(parallel["images_per_second"] / single["images_per_second"], 2),
-        "val_mse_relative_difference": round(parallel["final_val_loss"] / single["final_val_loss"] - 1, 4),
+        "val_mse_relative_difference": round(
+            parallel["final_val_loss"] / single["final_val_loss"] - 1, 4
+        ),
     }
     write_json(REPO / "bench" / "results" / "workers_speed-cpu.json", report)
     print("| run | epochs | train seconds | images/s | final val MSE |\n|---|---|---|---|---|")
-    for name, run in ((f"1 process × {torch.get_num_threads()} threads", single),
-                      (f"{args.workers} processes × 1 thread", parallel)):
-        print(f"| {name} | {run['epochs']} | {run['train_seconds']} | {run['images_per_second']:,.0f} | {run['final_val_loss']:.5f} |")
-    print(f"speedup {report['speedup']}x; val MSE difference {report['val_mse_relative_difference']:+.2%}")
+    for name, run in (
+        (f"1 process × {torch.get_num_threads()} threads", single),
+        (f"{args.workers} processes × 1 thread", parallel),
+    ):
+        print(
+            f"| {name} | {run['epochs']} | {run['train_seconds']} | "
+            f"{run['images_per_second']:,.0f} | {run['final_val_loss']:.5f} |"
+        )
+    print(
+        f"speedup {report['speedup']}x; val MSE difference "
+        f"{report['val_mse_relative_difference']:+.2%}"
+    )
 
 
 if __name__ == "__main__":

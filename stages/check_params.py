@@ -3,12 +3,12 @@
 DVC deletes a stage's outputs before running its command, so a stage that found its own params bad
 would already have lost the last good run's outputs. Every other stage depends on this one's output,
 so DVC runs it first and stops the pipeline here, with everything else still in place. Its output is
-the same for every valid params.yaml on one kind of machine: passing the check never makes the stages
-after it rerun. It names the machine's CPU numerics (aepipe.cpu_numerics): on another kind, every
-stage's deps differ, so DVC's run cache restores only what a machine of the same kind computed. DVC
-runs this stage every time (always_changed in dvc.yaml, which also keeps it out of the run cache).
-A folder dataset's classes and validation images are counted from its file names, so that
-data.normal_digits and the figures' images are checked against the folder too.
+the same for every valid params.yaml on one kind of machine: passing the check never makes the
+stages after it rerun. It names the machine's CPU numerics (aepipe.cpu_numerics): on another kind,
+every stage's deps differ, so DVC's run cache restores only what a machine of the same kind
+computed. DVC runs this stage every time (always_changed in dvc.yaml, which also keeps it out of the
+run cache). A folder dataset's classes and validation images are counted from its file names, so
+that data.normal_digits and the figures' images are checked against the folder too.
 """
 
 from pathlib import Path
@@ -21,7 +21,8 @@ from aepipe.params import check_against_classes, fit_validation_set, load_params
 from guard import RESTORE, run_guarded
 
 CHECKED = "data/params_checked.txt"
-IMAGES = "data/images"  # a folder dataset: the download stage reads it (stages/download.py, dvc.yaml)
+# a folder dataset: the download stage reads it (stages/download.py, dvc.yaml)
+IMAGES = "data/images"
 
 
 def main() -> None:
@@ -30,7 +31,10 @@ def main() -> None:
     except AepipeError as error:
         raise AepipeError(f"{error}\n{RESTORE}") from None
     with atomic_path(CHECKED) as tmp:
-        tmp.write_text(f"params.yaml passed the schema of src/aepipe/params.py\nCPU numerics: {numerics_key()}\n")
+        tmp.write_text(
+            "params.yaml passed the schema of src/aepipe/params.py\nCPU numerics: "
+            f"{numerics_key()}\n"
+        )
 
 
 def check(path: str) -> None:
@@ -41,7 +45,8 @@ def check(path: str) -> None:
         if found.val_images:
             fit_validation_set(params, found.val_images)
     if params.train.device == "cuda":
-        from aepipe.devices import resolve_device  # torch takes seconds to import: only when asked for
+        # torch takes seconds to import: only when asked for
+        from aepipe.devices import resolve_device
 
         resolve_device("cuda")  # refuses it where no GPU is available
 

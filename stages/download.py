@@ -9,11 +9,16 @@ and its defect masks; with data.tile, each image (a scan of any size) is written
 import os
 
 from aepipe.data.dataset import Classes, Split, write_dataset, write_scans
-from guard import run_guarded
-from aepipe.data.folder import is_inspection_layout, read_folder, read_inspection_set, split_at_random
+from aepipe.data.folder import (
+    is_inspection_layout,
+    read_folder,
+    read_inspection_set,
+    split_at_random,
+)
 from aepipe.data.mnist import DATASETS, download_dataset
 from aepipe.data.tiles import Tiling
 from aepipe.params import load_params
+from guard import run_guarded
 
 IMAGES = "data/images"  # a dependency of this stage in dvc.yaml
 
@@ -24,22 +29,41 @@ def main() -> None:
     tiling = Tiling(data.tile, data.tile_overlap) if data.tile else None
     if dataset == "folder" and is_inspection_layout(IMAGES):
         folder = params.data.folder
-        found = read_inspection_set(IMAGES, data.side, data.channels, folder.val_fraction, folder.seed, folder.invert,
-                                    tiled=bool(tiling))
-        write_prepared(found.train, found.val, found.classes, tiling, found.calibration, found.masks)
+        found = read_inspection_set(
+            IMAGES,
+            data.side,
+            data.channels,
+            folder.val_fraction,
+            folder.seed,
+            folder.invert,
+            tiled=bool(tiling),
+        )
+        write_prepared(
+            found.train, found.val, found.classes, tiling, found.calibration, found.masks
+        )
         return
     if dataset == "folder":
         folder = params.data.folder
-        images, classes = read_folder(IMAGES, folder.invert, data.side, data.channels, tiled=bool(tiling))
+        images, classes = read_folder(
+            IMAGES, folder.invert, data.side, data.channels, tiled=bool(tiling)
+        )
         train, val = split_at_random(images, folder.val_fraction, folder.seed)
         write_prepared(train, val, classes, tiling)
         return
-    mirror_env = DATASETS[dataset].mirror_env  # a URL or a local directory, tried before params' mirrors
+    # a URL or a local directory, tried before params' mirrors
+    mirror_env = DATASETS[dataset].mirror_env
     preferred = [os.environ[mirror_env]] if os.environ.get(mirror_env) else []
-    download_dataset("data/raw", preferred + params.download.mirrors.of(dataset), params.download.timeout_s, dataset)
+    download_dataset(
+        "data/raw",
+        preferred + params.download.mirrors.of(dataset),
+        params.download.timeout_s,
+        dataset,
+    )
 
 
-def write_prepared(train: Split, val: Split, classes: Classes, tiling: Tiling | None, *extras) -> None:
+def write_prepared(
+    train: Split, val: Split, classes: Classes, tiling: Tiling | None, *extras
+) -> None:
     """data/raw: the images, or (data.tile) the tiles of the scans."""
     if tiling:
         write_scans("data/raw", train, val, classes, tiling, *extras)

@@ -12,20 +12,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aepipe.atomic import write_csv, write_json
 from aepipe.anomaly.calibration import calibration_check, verdict_line
-from aepipe.data.dataset import load_classes
 from aepipe.anomaly.evaluation import curves, evaluate, headline, scored_sets
 from aepipe.anomaly.verdicts import flag_rule
-from guard import run_guarded
-from aepipe.params import load_params
+from aepipe.atomic import write_csv, write_json
+from aepipe.data.dataset import load_classes
 from aepipe.figures.plots import anomaly_scores, most_anomalous, save
+from aepipe.params import load_params
+from guard import run_guarded
 
 
 def write_curves(found: dict[str, pd.DataFrame]) -> None:
-    """data/curves/<curve>/<anomaly kind>.csv, one small CSV each (a DVC plot; publish gives them to git)."""
+    """data/curves/<curve>/<anomaly kind>.csv, one small CSV each (a DVC plot; publish gives them to
+    git)."""
     for name, curve in found.items():
-        safe_name = re.sub(r"[^A-Za-z0-9_./-]", "_", name)  # a folder class's name may hold anything
+        # a folder class's name may hold anything
+        safe_name = re.sub(r"[^A-Za-z0-9_./-]", "_", name)
         write_csv(f"data/curves/{safe_name}.csv", curve)
 
 
@@ -35,34 +37,70 @@ def main() -> None:
     threshold, method = threshold_report["threshold"], threshold_report["score"]
     images = pd.read_csv("data/scores/val_images.csv")
     classes = load_classes("data/raw")
-    normal, anomaly_sets, by_class = scored_sets(images, pd.read_csv("data/scores/corrupted_images.csv"),
-                                                 classes.names if classes.labelled else None)
+    normal, anomaly_sets, by_class = scored_sets(
+        images,
+        pd.read_csv("data/scores/corrupted_images.csv"),
+        classes.names if classes.labelled else None,
+    )
     localisation = json.loads(Path("data/scores/localisation.json").read_text())
     evaluation = evaluate(normal, anomaly_sets, by_class, threshold)
     write_curves(curves(normal, anomaly_sets, by_class))
-    calibration = calibration_check(int(np.sum(flag_rule(*normal, threshold))), len(normal[0]), target)
+    calibration = calibration_check(
+        int(np.sum(flag_rule(*normal, threshold))), len(normal[0]), target
+    )
     if line := verdict_line(calibration):
         print(line)
-    write_json("data/metrics/anomaly.json", headline(evaluation, localisation, calibration, classes.inspection))
-    write_json("reports/anomaly.json", {
-        "score": method,
-        "threshold": threshold,
-        "normal_test_images": len(normal[0]),
-        "false_positive_rate": calibration["rate"],
-        "calibration": calibration,
-        **evaluation,
-        "localisation": localisation,
-    })
-    # The figure shows the scores themselves; dead frames that only the dead-frame check flags are counted apart.
-    flagged_dead = {name: int(np.sum(dead & (scores <= threshold))) for name, (scores, dead) in anomaly_sets.items()}
-    save(anomaly_scores(normal[0], {name: scores for name, (scores, _) in anomaly_sets.items()}, threshold, evaluation,
-                        method, flagged_dead), "plots/anomaly_scores.png")
+    write_json(
+        "data/metrics/anomaly.json",
+        headline(evaluation, localisation, calibration, classes.inspection),
+    )
+    write_json(
+        "reports/anomaly.json",
+        {
+            "score": method,
+            "threshold": threshold,
+            "normal_test_images": len(normal[0]),
+            "false_positive_rate": calibration["rate"],
+            "calibration": calibration,
+            **evaluation,
+            "localisation": localisation,
+        },
+    )
+    # The figure shows the scores themselves; dead frames that only the dead-frame check flags are
+    # counted apart.
+    flagged_dead = {
+        name: int(np.sum(dead & (scores <= threshold)))
+        for name, (scores, dead) in anomaly_sets.items()
+    }
+    save(
+        anomaly_scores(
+            normal[0],
+            {name: scores for name, (scores, _) in anomaly_sets.items()},
+            threshold,
+            evaluation,
+            method,
+            flagged_dead,
+        ),
+        "plots/anomaly_scores.png",
+    )
     top = np.load("data/scores/most_anomalous.npz")
     map_kind = str(top["map_kind"]) if "map_kind" in top else "error"
     shown = images.iloc[top["index"]]
-    save(most_anomalous(top["images"], top["maps"], shown["score"].to_numpy(), shown["label"].to_numpy(),
-                        shown["normal"].to_numpy(), threshold, method, classes.names, classes.noun, map_kind),
-         "plots/most_anomalous.png")
+    save(
+        most_anomalous(
+            top["images"],
+            top["maps"],
+            shown["score"].to_numpy(),
+            shown["label"].to_numpy(),
+            shown["normal"].to_numpy(),
+            threshold,
+            method,
+            classes.names,
+            classes.noun,
+            map_kind,
+        ),
+        "plots/most_anomalous.png",
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,11 @@ from aepipe.params import load_params
 from guard import run_guarded
 
 DETECTOR = "models/detector.onnx"
-# The params the detector is made from (its metadata names them; dvc.yaml reruns this stage when they change).
+# The params the detector is made from (its metadata names them; dvc.yaml reruns this stage when
+# they change).
 DETECTOR_PARAMS = ("seed", "data", "train", "anomaly", "threshold")
-CORRUPTED = 256  # the first validation images, each corrupted in every way anomaly.corruptions names
+# the first validation images, each corrupted in every way anomaly.corruptions names
+CORRUPTED = 256
 
 
 def main() -> None:
@@ -32,23 +34,46 @@ def main() -> None:
     model = load_model("models/model.pt", cpu, images=(params.data.channels, params.data.side))
     fitted = FittedScore.from_dict(json.loads(Path("models/anomaly_score.json").read_text()))
     threshold = json.loads(Path("reports/threshold.json").read_text())["per_image"]["threshold"]
-    made_from = {key: value for key, value in params.model_dump(mode="json").items() if key in DETECTOR_PARAMS}
-    metadata = detector_metadata(params.data.channels, params.data.side, fitted, threshold, params.data.dataset,
-                                 made_from, file_sha256("models/model.pt"))
+    made_from = {
+        key: value
+        for key, value in params.model_dump(mode="json").items()
+        if key in DETECTOR_PARAMS
+    }
+    metadata = detector_metadata(
+        params.data.channels,
+        params.data.side,
+        fitted,
+        threshold,
+        params.data.dataset,
+        made_from,
+        file_sha256("models/model.pt"),
+    )
     detector = Detector(model, fitted, threshold)
     export_detector(detector, params.data.channels, params.data.side, DETECTOR, metadata)
 
     onnx = OnnxDetector(DETECTOR)
-    images = to_pixels(load_split("data/raw", "val", params.data.val_size).images, cpu)  # uint8: converted per batch
+    # uint8: converted per batch
+    images = to_pixels(load_split("data/raw", "val", params.data.val_size).images, cpu)
     checked = {"validation": parity(onnx, detector, images)}
-    for name, batch in corrupt(as_floats(images[:CORRUPTED]), params.anomaly.corruptions, params.seed).items():
+    for name, batch in corrupt(
+        as_floats(images[:CORRUPTED]), params.anomaly.corruptions, params.seed
+    ).items():
         checked[name] = parity(onnx, detector, batch)
-    headline = {"export_max_rel_diff": max(result["max_rel_diff"] for result in checked.values()),
-                "export_flags_differ": sum(result["flags_differ"] for result in checked.values())}
+    headline = {
+        "export_max_rel_diff": max(result["max_rel_diff"] for result in checked.values()),
+        "export_flags_differ": sum(result["flags_differ"] for result in checked.values()),
+    }
     write_json("data/metrics/export.json", headline)
-    write_json("reports/export.json", {
-        **headline, "max_map_diff": max(result["max_map_diff"] for result in checked.values()), "by_image_set": checked,
-        "detector_sha256": file_sha256(DETECTOR), "metadata": {k: v for k, v in metadata.items() if k != "params"}})
+    write_json(
+        "reports/export.json",
+        {
+            **headline,
+            "max_map_diff": max(result["max_map_diff"] for result in checked.values()),
+            "by_image_set": checked,
+            "detector_sha256": file_sha256(DETECTOR),
+            "metadata": {k: v for k, v in metadata.items() if k != "params"},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Every stage's main runs through `run_guarded`: the stage fails, and DVC records nothing, if params.yaml
-or one of the stage's deps changed while it ran, and it refuses to start on an input that is not what
-dvc.lock records.
+"""Every stage's main runs through `run_guarded`: the stage fails, and DVC records nothing, if
+params.yaml or one of the stage's deps changed while it ran, and it refuses to start on an input
+that is not what dvc.lock records.
 
 DVC reads params.yaml and hashes the deps only after a stage's command exits, and files the result
 under what it finds then, in dvc.lock and in the run cache that `make share` pushes to the team. A
@@ -22,11 +22,17 @@ from aepipe.errors import AepipeError
 from aepipe.stage_inputs import changes, read_inputs
 
 PARAMS = "params.yaml"
-# A refused `dvc exp run -S` leaves its value in params.yaml, and DVC's restore can leave git's index
-# believing the file unchanged, so that `git checkout params.yaml` does nothing (see the Makefile).
-RESTORE = "to go back to the committed params.yaml (a refused `dvc exp run -S` leaves its value in it): make restore-params"
-SIDE_BY_SIDE = ("to run experiments side by side: `dvc exp run --queue -S ...` then `dvc queue start -j 2`, "
-                "or separate clones sharing the remote")
+# A refused `dvc exp run -S` leaves its value in params.yaml, and DVC's restore can leave git's
+# index believing the file unchanged, so that `git checkout params.yaml` does nothing (see the
+# Makefile).
+RESTORE = (
+    "to go back to the committed params.yaml (a refused `dvc exp run -S` leaves its value in "
+    "it): make restore-params"
+)
+SIDE_BY_SIDE = (
+    "to run experiments side by side: `dvc exp run --queue -S ...` then `dvc queue start -j 2`, "
+    "or separate clones sharing the remote"
+)
 
 
 def run_guarded(main) -> None:
@@ -44,14 +50,18 @@ def run_guarded(main) -> None:
 
 
 def not_as_locked(deps: list[str]) -> list[str]:
-    """Each dep file that another stage made whose md5 is not the one dvc.lock records for it: a corrupt
-    DVC cache object checked out (DVC does not hash an object again when it checks it out), or an
-    output changed by hand. Directories are left to DVC."""
+    """Each dep file that another stage made whose md5 is not the one dvc.lock records for it: a
+    corrupt DVC cache object checked out (DVC does not hash an object again when it checks it out),
+    or an output changed by hand. Directories are left to DVC."""
     lock = Path("dvc.lock")
     if not deps or not lock.exists():
         return []
-    locked = {out["path"]: out["md5"] for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values()
-              for out in stage.get("outs", []) if "md5" in out and not out["md5"].endswith(".dir")}
+    locked = {
+        out["path"]: out["md5"]
+        for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values()
+        for out in stage.get("outs", [])
+        if "md5" in out and not out["md5"].endswith(".dir")
+    }
     found = []
     for path in (dep for dep in deps if dep in locked and Path(dep).is_file()):
         with open(path, "rb") as file:
@@ -62,13 +72,15 @@ def not_as_locked(deps: list[str]) -> list[str]:
 
 
 def corrupt_message(mismatched: list[str]) -> str:
-    return "\n".join([
-        "inputs that are not what dvc.lock records (a corrupt DVC cache object, or a file changed by hand); "
-        "nothing was computed from them:",
-        *(f"  {line}" for line in mismatched),
-        "find and remove corrupt cache objects: make verify-cache REMOVE=1; then dvc pull (from the remote) "
-        "or dvc repro (computes them again)",
-    ])
+    return "\n".join(
+        [
+            "inputs that are not what dvc.lock records (a corrupt DVC cache object, or a file "
+            "changed by hand); nothing was computed from them:",
+            *(f"  {line}" for line in mismatched),
+            "find and remove corrupt cache objects: make verify-cache REMOVE=1; then dvc pull "
+            "(from the remote) or dvc repro (computes them again)",
+        ]
+    )
 
 
 def stage_deps(stage: str | None) -> list[str]:
@@ -77,17 +89,21 @@ def stage_deps(stage: str | None) -> list[str]:
 
 
 def declared(stage: str, section: str) -> list[str]:
-    """The paths dvc.yaml lists for `stage` under `section` (deps, outs, metrics), without their options."""
+    """The paths dvc.yaml lists for `stage` under `section` (deps, outs, metrics), without their
+    options."""
     entries = yaml.safe_load(Path("dvc.yaml").read_text())["stages"][stage].get(section, [])
     return [next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries]
 
 
 def changed_message(stage: str, changed: list[str]) -> str:
-    return "\n".join([
-        f"{stage}: its inputs changed while it ran (another `dvc exp run -S`, or an edit); its result is not "
-        "recorded, so that DVC does not file it under values it was not computed with:",
-        *(f"  {line}" for line in changed),
-        RESTORE,
-        "then run the experiment again with the values you meant (dvc exp run -S ...)",
-        SIDE_BY_SIDE,
-    ])
+    return "\n".join(
+        [
+            f"{stage}: its inputs changed while it ran (another `dvc exp run -S`, or an edit); "
+            "its result is not recorded, so that DVC does not file it under values it was not "
+            "computed with:",
+            *(f"  {line}" for line in changed),
+            RESTORE,
+            "then run the experiment again with the values you meant (dvc exp run -S ...)",
+            SIDE_BY_SIDE,
+        ]
+    )

@@ -1,6 +1,7 @@
-"""Stage sample: new images decoded from a distribution fitted to the training latents, and the judge's
-view of them: how sure it is, which classes they cover, and how far they are from real images (Fréchet
-distance of its features), beside the same distance for reconstructions and for real images."""
+"""Stage sample: new images decoded from a distribution fitted to the training latents, and the
+judge's view of them: how sure it is, which classes they cover, and how far they are from real
+images (Fréchet distance of its features), beside the same distance for reconstructions and for real
+images."""
 
 import numpy as np
 import torch
@@ -8,14 +9,13 @@ import torch
 from aepipe.atomic import atomic_path, write_json
 from aepipe.data.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels
-from guard import run_guarded
-from aepipe.model.inference import decode
-from aepipe.model.inference import reconstruct
-from aepipe.model.judge import NO_CLASSES, judge_images, load_judge
-from aepipe.model.autoencoder import load_model
-from aepipe.params import load_params, resolve_auto
 from aepipe.figures.plots import samples_grid, save
 from aepipe.latent.sampling import class_means, coverage, frechet_distances, sample_latents
+from aepipe.model.autoencoder import load_model
+from aepipe.model.inference import decode, reconstruct
+from aepipe.model.judge import NO_CLASSES, judge_images, load_judge
+from aepipe.params import load_params, resolve_auto
+from guard import run_guarded
 
 SHOWN = 100  # samples in the figure
 METRICS = ["fd_samples", "fd_recon", "fd_real", "sample_conf", "sample_min_share", "recon_acc"]
@@ -32,12 +32,20 @@ def main() -> None:
     # The distribution of what the model was trained on: in one-class mode, the normal classes only.
     trained_on = np.isin(saved["train_labels"], normal_digits)
     latents, labels = saved["train_latents"][trained_on], saved["train_labels"][trained_on]
-    drawn = sample_latents(latents, labels, params.sample.distribution, params.sample.count, params.sample.seed,
-                           params.sample.components)
+    drawn = sample_latents(
+        latents,
+        labels,
+        params.sample.distribution,
+        params.sample.count,
+        params.sample.seed,
+        params.sample.components,
+    )
     samples = decode(model, torch.from_numpy(drawn).to(device))
     prototype_labels, means = class_means(latents, labels)
     prototypes = decode(model, torch.from_numpy(means).to(device))
-    prototype_names = [classes.names[label] for label in prototype_labels] if classes.labelled else ["all"]
+    prototype_names = (
+        [classes.names[label] for label in prototype_labels] if classes.labelled else ["all"]
+    )
     shown = (to_numpy_images(prototypes), prototype_names, to_numpy_images(samples[:SHOWN]))
     pixels = (to_numpy_images(samples) * 255).round().astype(np.uint8)
 
@@ -47,29 +55,74 @@ def main() -> None:
 
     judged, judged_prototypes = judge_images(judge, samples), judge_images(judge, prototypes)
     with atomic_path("data/samples.npz") as tmp:
-        np.savez_compressed(tmp, images=pixels, latents=drawn, judge_labels=judged.labels,
-                            judge_confidence=judged.confidence)
+        np.savez_compressed(
+            tmp,
+            images=pixels,
+            latents=drawn,
+            judge_labels=judged.labels,
+            judge_confidence=judged.confidence,
+        )
     val = load_split("data/raw", "val", params.data.val_size).only_digits(normal_digits)
     originals = to_pixels(val.images, device)
-    real, reconstructed = judge_images(judge, originals), judge_images(judge, reconstruct(model, originals))
-    distances = frechet_distances(real.features, reconstructed.features, judged.features, params.sample.seed)
-    samples_report = {"count": len(drawn), "distribution": params.sample.distribution,
-                      "judge_confidence": float(judged.confidence.mean()),
-                      **coverage(judged.labels, classes.names, normal_digits)}
-    reconstructions_report = {"judge_accuracy": reconstructed.accuracy(val.labels),
-                              "judge_accuracy_originals": real.accuracy(val.labels), "images": len(val.labels)}
-    write_json("data/metrics/samples.json", dict(zip(METRICS, [
-        distances["samples"], distances["reconstructions"], distances["real"], samples_report["judge_confidence"],
-        samples_report["smallest_normal_class_share"], reconstructions_report["judge_accuracy"]])))
-    write_json("reports/samples.json", {
-        "samples": samples_report,
-        "frechet_distance": distances,
-        "reconstructions": reconstructions_report,
-        "prototypes": {name: {"judge": classes.names[label], "confidence": float(confidence)} for name, label, confidence
-                       in zip(prototype_names, judged_prototypes.labels, judged_prototypes.confidence)},
-    })
-    verdicts = tuple(np.concatenate([of_prototypes, of_samples[:SHOWN]]) for of_prototypes, of_samples in
-                     ((judged_prototypes.labels, judged.labels), (judged_prototypes.confidence, judged.confidence)))
+    real, reconstructed = (
+        judge_images(judge, originals),
+        judge_images(judge, reconstruct(model, originals)),
+    )
+    distances = frechet_distances(
+        real.features, reconstructed.features, judged.features, params.sample.seed
+    )
+    samples_report = {
+        "count": len(drawn),
+        "distribution": params.sample.distribution,
+        "judge_confidence": float(judged.confidence.mean()),
+        **coverage(judged.labels, classes.names, normal_digits),
+    }
+    reconstructions_report = {
+        "judge_accuracy": reconstructed.accuracy(val.labels),
+        "judge_accuracy_originals": real.accuracy(val.labels),
+        "images": len(val.labels),
+    }
+    write_json(
+        "data/metrics/samples.json",
+        dict(
+            zip(
+                METRICS,
+                [
+                    distances["samples"],
+                    distances["reconstructions"],
+                    distances["real"],
+                    samples_report["judge_confidence"],
+                    samples_report["smallest_normal_class_share"],
+                    reconstructions_report["judge_accuracy"],
+                ],
+                strict=True,
+            )
+        ),
+    )
+    write_json(
+        "reports/samples.json",
+        {
+            "samples": samples_report,
+            "frechet_distance": distances,
+            "reconstructions": reconstructions_report,
+            "prototypes": {
+                name: {"judge": classes.names[label], "confidence": float(confidence)}
+                for name, label, confidence in zip(
+                    prototype_names,
+                    judged_prototypes.labels,
+                    judged_prototypes.confidence,
+                    strict=False,
+                )
+            },
+        },
+    )
+    verdicts = tuple(
+        np.concatenate([of_prototypes, of_samples[:SHOWN]])
+        for of_prototypes, of_samples in (
+            (judged_prototypes.labels, judged.labels),
+            (judged_prototypes.confidence, judged.confidence),
+        )
+    )
     save(samples_grid(*shown, verdicts, classes.names), "plots/samples.png")
 
 
@@ -78,7 +131,9 @@ def write_unjudged(pixels: np.ndarray, drawn: np.ndarray, shown: tuple, names: l
     with atomic_path("data/samples.npz") as tmp:
         np.savez_compressed(tmp, images=pixels, latents=drawn)
     write_json("data/metrics/samples.json", dict.fromkeys(METRICS))
-    write_json("reports/samples.json", {"judge": f"does not apply: {NO_CLASSES}", "samples": len(drawn)})
+    write_json(
+        "reports/samples.json", {"judge": f"does not apply: {NO_CLASSES}", "samples": len(drawn)}
+    )
     save(samples_grid(*shown, None, names), "plots/samples.png")
 
 

@@ -1,10 +1,11 @@
 """Stage score: one pass of the trained model over both splits, and over the synthetic anomalies.
 
 Fits the anomaly score (anomaly.score) on the normal training images; the detector
-(aepipe.anomaly.detector) scores every validation image with it, marking which normal images calibrate the threshold and which test it (the one
-place that split is made); scores every corruption of each normal test image, measures how well
-the anomaly map finds the patch, and keeps the most anomalous images with their maps. Also the
-seed's per-batch reconstruction loss, and the latent vector of every image of both splits."""
+(aepipe.anomaly.detector) scores every validation image with it, marking which normal images
+calibrate the threshold and which test it (the one place that split is made); scores every
+corruption of each normal test image, measures how well the anomaly map finds the patch, and keeps
+the most anomalous images with their maps. Also the seed's per-batch reconstruction loss, and the
+latent vector of every image of both splits."""
 
 import math
 
@@ -14,20 +15,33 @@ import torch
 
 from aepipe.anomaly.blur_choice import choose_map_sigma, described
 from aepipe.anomaly.corruptions import corrupt, patch_mask
-from aepipe.anomaly.detection import DEAD_FRAME, aupro, calibration_roles, given_roles, pixel_roc_auc
+from aepipe.anomaly.detection import (
+    DEAD_FRAME,
+    aupro,
+    calibration_roles,
+    given_roles,
+    pixel_roc_auc,
+)
 from aepipe.anomaly.detector import Detector
 from aepipe.anomaly.maps import anomaly_maps, error_maps
 from aepipe.anomaly.scores import MapSpec, fit_score, image_features
 from aepipe.anomaly.verdicts import Scores
 from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
-from aepipe.data.dataset import TiledScans, load_classes, load_inspection_extras, load_split, load_tiles
+from aepipe.data.dataset import (
+    TiledScans,
+    load_classes,
+    load_inspection_extras,
+    load_split,
+    load_tiles,
+)
 from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
 from aepipe.model.autoencoder import load_model
 from aepipe.model.inference import shuffled_batch_means
 from aepipe.params import load_params, resolve_auto
 from guard import run_guarded
 
-MOST_ANOMALOUS = 16  # validation images kept with their anomaly maps, for the evaluate stage's figure
+# validation images kept with their anomaly maps, for the evaluate stage's figure
+MOST_ANOMALOUS = 16
 
 
 def main() -> None:
@@ -44,34 +58,73 @@ def main() -> None:
     val_images = to_tensor(val.images, device)
     calibration, masks = load_inspection_extras("data/raw", params.data.val_size)
     tiles = load_tiles("data/raw")
-    first = tiles.first_tiles("val") if tiles else np.arange(len(val.labels))  # a scan's label: its first tile's
+    # a scan's label: its first tile's
+    first = tiles.first_tiles("val") if tiles else np.arange(len(val.labels))
     labels, val_normal = val.labels[first], np.isin(val.labels[first], params.data.normal_digits)
-    roles = (calibration_roles(val_normal, params.anomaly.calibration_fraction, params.seed) if calibration is None
-             else given_roles(val_normal, calibration[first]))
-    maps, blur = _map_spec(model, val_images, _tiles_of(tiles, np.flatnonzero(roles == "calibration")), params)
-    fitted = fit_score(params.anomaly.score, train_features[train_normal], train.labels[train_normal], maps,
-                       tiles.tiling if tiles else None)
-    write_json("models/anomaly_score.json", {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")})
+    roles = (
+        calibration_roles(val_normal, params.anomaly.calibration_fraction, params.seed)
+        if calibration is None
+        else given_roles(val_normal, calibration[first])
+    )
+    maps, blur = _map_spec(
+        model, val_images, _tiles_of(tiles, np.flatnonzero(roles == "calibration")), params
+    )
+    fitted = fit_score(
+        params.anomaly.score,
+        train_features[train_normal],
+        train.labels[train_normal],
+        maps,
+        tiles.tiling if tiles else None,
+    )
+    write_json(
+        "models/anomaly_score.json",
+        {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")},
+    )
     detector = Detector(model, fitted).to(device)
-    per_image = detector.score(val_images, with_maps=tiles is not None)  # of a scan's tiles: their maps, to stitch
-    _write_batch_losses("val", per_image.errors[np.isin(val.labels, params.data.normal_digits)], params)
-    scored = Scores.stitched(tiles.tiling, per_image, tiles.sizes["val"], math.inf) if tiles else per_image
-    write_csv("data/scores/val_images.csv", pd.DataFrame({
-        "index": np.arange(len(labels)), "label": labels, "normal": val_normal, "role": roles,
-        "loss": scored.errors, "score": scored.scores, DEAD_FRAME: scored.dead}))
-    localisation = _score_corruptions(detector, val_images, np.flatnonzero(roles == "test"), params, tiles)
+    # of a scan's tiles: their maps, to stitch
+    per_image = detector.score(val_images, with_maps=tiles is not None)
+    _write_batch_losses(
+        "val", per_image.errors[np.isin(val.labels, params.data.normal_digits)], params
+    )
+    scored = (
+        Scores.stitched(tiles.tiling, per_image, tiles.sizes["val"], math.inf)
+        if tiles
+        else per_image
+    )
+    write_csv(
+        "data/scores/val_images.csv",
+        pd.DataFrame(
+            {
+                "index": np.arange(len(labels)),
+                "label": labels,
+                "normal": val_normal,
+                "role": roles,
+                "loss": scored.errors,
+                "score": scored.scores,
+                DEAD_FRAME: scored.dead,
+            }
+        ),
+    )
+    localisation = _score_corruptions(
+        detector, val_images, np.flatnonzero(roles == "test"), params, tiles
+    )
     if masks is not None:
         localisation |= _locate_defects(detector, val_images, masks, roles, scored, tiles) | blur
     write_json("data/scores/localisation.json", localisation)
     _keep_most_anomalous(model, val_images, scored, maps.kind, tiles)
     with atomic_path("data/latents.npz") as tmp:
-        np.savez(tmp, latents=per_image.latents, labels=val.labels, train_latents=train_features.latents,
-                 train_labels=train.labels)
+        np.savez(
+            tmp,
+            latents=per_image.latents,
+            labels=val.labels,
+            train_latents=train_features.latents,
+            train_labels=train.labels,
+        )
 
 
 def _map_spec(model, images: torch.Tensor, calibration: np.ndarray, params) -> tuple[MapSpec, dict]:
-    """The map the score reads and its blur; anomaly.map_sigma auto (an inspection set's) chosen on the
-    calibration images (aepipe.anomaly.blur_choice; a scan's tiles), with how it was chosen."""
+    """The map the score reads and its blur; anomaly.map_sigma auto (an inspection set's) chosen on
+    the calibration images (aepipe.anomaly.blur_choice; a scan's tiles), with how it was chosen."""
     if params.anomaly.map_sigma != "auto":
         return MapSpec(params.anomaly.map, params.anomaly.map_sigma), {}
     chosen = images[torch.from_numpy(calibration).to(images.device)]
@@ -86,33 +139,51 @@ def _tiles_of(tiles: TiledScans | None, scans: np.ndarray) -> np.ndarray:
 
 def _write_batch_losses(split: str, normal_errors: np.ndarray, params) -> None:
     batches = shuffled_batch_means(normal_errors, params.train.batch_size, params.seed)
-    write_csv(f"data/scores/{split}_batches.csv", pd.DataFrame({"batch": np.arange(1, len(batches) + 1), "loss": batches}))
+    write_csv(
+        f"data/scores/{split}_batches.csv",
+        pd.DataFrame({"batch": np.arange(1, len(batches) + 1), "loss": batches}),
+    )
 
 
-def _score_corruptions(detector: Detector, images: torch.Tensor, normal_test: np.ndarray, params,
-                       tiles: TiledScans | None) -> dict:
-    """The synthetic anomalies are made from the normal images that test the threshold, not those that
-    set it (a scan's: from each of its tiles); scored here, so that evaluate needs neither the model nor
-    torch. The patch's anomaly maps are scored pixel by pixel against where the squares are."""
+def _score_corruptions(
+    detector: Detector,
+    images: torch.Tensor,
+    normal_test: np.ndarray,
+    params,
+    tiles: TiledScans | None,
+) -> dict:
+    """The synthetic anomalies are made from the normal images that test the threshold, not those
+    that set it (a scan's: from each of its tiles); scored here, so that evaluate needs neither the
+    model nor torch. The patch's anomaly maps are scored pixel by pixel against where the squares
+    are."""
     originals = images[torch.from_numpy(_tiles_of(tiles, normal_test)).to(images.device)]
     corrupted = corrupt(originals, params.anomaly.corruptions, params.seed)
     columns = {"index": normal_test}
     for name, batch in corrupted.items():
-        scored = detector.score(batch, sizes=[tiles.sizes["val"][scan] for scan in normal_test] if tiles else None)
+        scored = detector.score(
+            batch, sizes=[tiles.sizes["val"][scan] for scan in normal_test] if tiles else None
+        )
         columns |= {name: scored.scores, f"{name}.{DEAD_FRAME}": scored.dead}
     write_csv("data/scores/corrupted_images.csv", pd.DataFrame(columns))
     localisation = {}
     if "patch" in corrupted:
         masks = patch_mask(originals, params.anomaly.corruptions.patch, params.seed)
-        localisation["patch_pixel_roc_auc"] = pixel_roc_auc(error_maps(detector.model, corrupted["patch"]).cpu().numpy(),
-                                                            masks.cpu().numpy())
+        localisation["patch_pixel_roc_auc"] = pixel_roc_auc(
+            error_maps(detector.model, corrupted["patch"]).cpu().numpy(), masks.cpu().numpy()
+        )
     return localisation
 
 
-def _locate_defects(detector: Detector, images: torch.Tensor, masks: np.ndarray, roles: np.ndarray, scored: Scores,
-                    tiles: TiledScans | None) -> dict:
-    """An inspection set's defects located: its test images' (good and defective) blurred anomaly maps
-    (a scan's: stitched) scored pixel by pixel against the masks."""
+def _locate_defects(
+    detector: Detector,
+    images: torch.Tensor,
+    masks: np.ndarray,
+    roles: np.ndarray,
+    scored: Scores,
+    tiles: TiledScans | None,
+) -> dict:
+    """An inspection set's defects located: its test images' (good and defective) blurred anomaly
+    maps (a scan's: stitched) scored pixel by pixel against the masks."""
     tested = np.flatnonzero(roles != "calibration")
     maps = detector.maps
     if tiles is None:
@@ -120,21 +191,41 @@ def _locate_defects(detector: Detector, images: torch.Tensor, masks: np.ndarray,
         blurred, truth = detector.score(chosen, with_maps=True).maps, masks[tested] > 0
     else:
         stitched_masks = tiles.maps("val", masks)
-        blurred, truth = [scored.maps[scan] for scan in tested], [stitched_masks[scan] > 0 for scan in tested]
-    return {"map": maps.kind, "map_sigma": maps.sigma, "pixel_roc_auc": pixel_roc_auc(blurred, truth),
-            "aupro": aupro(blurred, truth)}
+        blurred, truth = (
+            [scored.maps[scan] for scan in tested],
+            [stitched_masks[scan] > 0 for scan in tested],
+        )
+    return {
+        "map": maps.kind,
+        "map_sigma": maps.sigma,
+        "pixel_roc_auc": pixel_roc_auc(blurred, truth),
+        "aupro": aupro(blurred, truth),
+    }
 
 
-def _keep_most_anomalous(model, images: torch.Tensor, scored: Scores, map_kind: str, tiles: TiledScans | None) -> None:
-    """The highest scoring images with their maps (of a scan: the tile where its stitched map peaks)."""
+def _keep_most_anomalous(
+    model, images: torch.Tensor, scored: Scores, map_kind: str, tiles: TiledScans | None
+) -> None:
+    """The highest scoring images with their maps (of a scan: the tile where its stitched map
+    peaks)."""
     top = np.argsort(scored.scores, kind="stable")[::-1][:MOST_ANOMALOUS]
-    shown = top if tiles is None else np.array([tiles.peak_tile("val", scan, scored.maps[scan]) for scan in top])
+    shown = (
+        top
+        if tiles is None
+        else np.array([tiles.peak_tile("val", scan, scored.maps[scan]) for scan in top])
+    )
     chosen = images[torch.from_numpy(shown.copy()).to(images.device)]
     with atomic_path("data/scores/most_anomalous.npz") as tmp:
-        # The map's kind is written only when it is not the error map: the default run's file stays as it was.
+        # The map's kind is written only when it is not the error map: the default run's file stays
+        # as it was.
         kind = {} if map_kind == "error" else {"map_kind": np.array(map_kind)}
-        np.savez(tmp, index=top, images=to_numpy_images(chosen), maps=anomaly_maps(model, chosen, map_kind).cpu().numpy(),
-                 **kind)
+        np.savez(
+            tmp,
+            index=top,
+            images=to_numpy_images(chosen),
+            maps=anomaly_maps(model, chosen, map_kind).cpu().numpy(),
+            **kind,
+        )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Stage train: fit the autoencoder (and the defect segmenter, train.segmenter); write the model, its
-loss history (DVCLive) and sample reconstructions."""
+"""Stage train: fit the autoencoder (and the defect segmenter, train.segmenter); write the model,
+its loss history (DVCLive) and sample reconstructions."""
 
 import time
 from pathlib import Path
@@ -12,39 +12,50 @@ from aepipe.atomic import atomic_path, write_json
 from aepipe.data.dataset import load_classes, load_split
 from aepipe.data.images import read_image_tree
 from aepipe.devices import resolve_device, to_pixels
-from aepipe.model.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
-from guard import run_guarded
 from aepipe.model.autoencoder import save_model
-from aepipe.params import ParamsError, check_against_classes, load_params, resolve_auto
-from aepipe.model.segmenter_training import train_segmenter
+from aepipe.model.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
 from aepipe.model.loss_logger import LossLogger
+from aepipe.model.segmenter_training import train_segmenter
 from aepipe.model.training import train
+from aepipe.params import ParamsError, check_against_classes, load_params, resolve_auto
+from guard import run_guarded
 
 # Outside DVC's outputs (DVC deletes those before rerunning a stage), git- and dvc-ignored.
 CHECKPOINT = Path(".checkpoints/train.pt")
 # DVCLive's files: dvclive/metrics.json (epochs done and the latest validation MSE: `dvc exp show`
-# reads it while a queued experiment trains), dvclive/plots/metrics/{train,val}_mse.tsv per epoch, and
-# dvclive/plots/custom/batch_mse.json per step. dvc.yaml declares them itself (dvcyaml=None).
+# reads it while a queued experiment trains), dvclive/plots/metrics/{train,val}_mse.tsv per epoch,
+# and dvclive/plots/custom/batch_mse.json per step. dvc.yaml declares them itself (dvcyaml=None).
 # dvclive/metrics.json is the publish stage's (git tracks it); this stage's own copy of the final
-# numbers is the cached HEADLINE, which publish copies back, also when DVC restores this stage's outputs.
+# numbers is the cached HEADLINE, which publish copies back, also when DVC restores this stage's
+# outputs.
 LIVE_DIR = "dvclive"
 HEADLINE = "data/metrics/train.json"
-TEXTURES = Path("data/textures")  # outside images for train.defects.sources.textures (a dep of this stage)
+# outside images for train.defects.sources.textures (a dep of this stage)
+TEXTURES = Path("data/textures")
 
 
 def _outside_textures(params) -> torch.Tensor | None:
-    """data/textures' images in the model's shape, when the segmenter's defects take some from there:
-    read before any training, so that an empty or unreadable folder stops the stage at once."""
+    """data/textures' images in the model's shape, when the segmenter's defects take some from
+    there: read before any training, so that an empty or unreadable folder stops the stage at
+    once."""
     if not (params.train.segmenter and params.train.defects.sources.textures > 0):
         return None
-    return to_pixels(read_image_tree(TEXTURES, params.data.side, params.data.channels), torch.device("cpu"))
+    return to_pixels(
+        read_image_tree(TEXTURES, params.data.side, params.data.channels), torch.device("cpu")
+    )
 
 
 def _add_segmenter(model, train_images, params, textures) -> dict:
-    """Train the model's defect segmenter on its training images; its epochs and the seconds it took."""
+    """Train the model's defect segmenter on its training images; its epochs and the seconds it
+    took."""
     started = time.perf_counter()
-    model.segmenter = train_segmenter(model, train_images, params.train, params.seed, textures=textures)
-    return {"segmenter_epochs": params.train.segmenter_epochs, "segmenter_seconds": round(time.perf_counter() - started, 2)}
+    model.segmenter = train_segmenter(
+        model, train_images, params.train, params.seed, textures=textures
+    )
+    return {
+        "segmenter_epochs": params.train.segmenter_epochs,
+        "segmenter_seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 def main() -> None:
@@ -59,40 +70,70 @@ def main() -> None:
     params = resolve_auto(params, classes.inspection, classes.labelled)
     textures = _outside_textures(params)
     # Only normal digits: in one-class mode the model must never see an anomalous digit.
-    train_split = load_split("data/raw", "train", params.data.train_size).only_digits(params.data.normal_digits)
-    val_split = load_split("data/raw", "val", params.data.val_size).only_digits(params.data.normal_digits)
+    train_split = load_split("data/raw", "train", params.data.train_size).only_digits(
+        params.data.normal_digits
+    )
+    val_split = load_split("data/raw", "val", params.data.val_size).only_digits(
+        params.data.normal_digits
+    )
     for split, data in (("training", train_split), ("validation", val_split)):
-        if not len(data.labels):  # the labels asked for exist, but the first data.train_size or val_size hold none
-            raise ParamsError(f"data.normal_digits = {list(params.data.normal_digits)}: no {split} images have these "
-                              "labels among the first data.train_size or data.val_size")
+        # the labels asked for exist, but the first data.train_size or val_size hold none
+        if not len(data.labels):
+            raise ParamsError(
+                f"data.normal_digits = {list(params.data.normal_digits)}: no {split} images have "
+                "these labels among the first data.train_size or data.val_size"
+            )
     # uint8 pixels, converted a batch at a time: a quarter of the memory of floats.
-    train_images, val_images = to_pixels(train_split.images, device), to_pixels(val_split.images, device)
-    logger = LossLogger(Live(LIVE_DIR, dvcyaml=None, save_dvc_exp=False), HEADLINE) if world.is_main else None
-    result = train(train_images, val_images, params.train, params.seed, checkpoint=CHECKPOINT, world=world,
-                   on_epoch=logger)
+    train_images, val_images = (
+        to_pixels(train_split.images, device),
+        to_pixels(val_split.images, device),
+    )
+    logger = (
+        LossLogger(Live(LIVE_DIR, dvcyaml=None, save_dvc_exp=False), HEADLINE)
+        if world.is_main
+        else None
+    )
+    result = train(
+        train_images,
+        val_images,
+        params.train,
+        params.seed,
+        checkpoint=CHECKPOINT,
+        world=world,
+        on_epoch=logger,
+    )
     leave()
     if not world.is_main:
         return  # outputs are written once, by the main process
 
-    segmenter = _add_segmenter(result.model, train_images, params, textures) if params.train.segmenter else {}
+    segmenter = (
+        _add_segmenter(result.model, train_images, params, textures)
+        if params.train.segmenter
+        else {}
+    )
     logger.finish(result.history.seconds, segmenter.get("segmenter_seconds"))
     save_model(result.model, "models/model.pt")
     with atomic_path("data/train/reconstructions.npz") as tmp:
-        np.savez_compressed(tmp, images=result.sample_images, reconstructions=result.sample_reconstructions)
-    write_json("reports/train.json", {
-        "final_train_loss": result.history.train_losses[-1],
-        "final_val_loss": result.history.val_losses[-1],
-        "initial_val_loss": result.history.initial_val_loss,
-        "epochs": len(result.history.train_losses),
-        "noise_std": params.train.noise_std,
-        "train_images": len(train_split.labels),
-        "val_images": len(val_split.labels),
-        "train_seconds": round(result.history.seconds, 2),
-        "images_per_second": round(result.images_per_second, 1),
-        "device": result.device,
-        "workers": world.size,
-        **segmenter,
-    })
+        np.savez_compressed(
+            tmp, images=result.sample_images, reconstructions=result.sample_reconstructions
+        )
+    write_json(
+        "reports/train.json",
+        {
+            "final_train_loss": result.history.train_losses[-1],
+            "final_val_loss": result.history.val_losses[-1],
+            "initial_val_loss": result.history.initial_val_loss,
+            "epochs": len(result.history.train_losses),
+            "noise_std": params.train.noise_std,
+            "train_images": len(train_split.labels),
+            "val_images": len(val_split.labels),
+            "train_seconds": round(result.history.seconds, 2),
+            "images_per_second": round(result.images_per_second, 1),
+            "device": result.device,
+            "workers": world.size,
+            **segmenter,
+        },
+    )
     CHECKPOINT.unlink(missing_ok=True)  # every output is written: nothing left to resume
 
 

@@ -13,12 +13,44 @@ from conftest import REPO
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Small params for the whole pipeline. Barnes-Hut t-SNE: 0.6 s for 512 points, where fft takes 5 s.
-SMALL = ["-S", "data.train_size=2048", "-S", "data.val_size=512", "-S", "train.epochs=2",
-         "-S", "interpolate.start=3", "-S", "interpolate.end=10", "-S", "denoise.index=7", "-S", "tsne.method=bh",
-         "-S", "judge.train_size=2048", "-S", "judge.epochs=1", "-S", "judge.batch_size=32", "-S", "sample.count=500"]
-ALL_STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])  # the one list: dvc.yaml
-FIGURES = ["loss_histograms", "reconstructions", "loss_curves", "tsne", "interpolation", "denoising", "denoising_curves",
-           "anomaly_scores", "most_anomalous", "samples"]
+SMALL = [
+    "-S",
+    "data.train_size=2048",
+    "-S",
+    "data.val_size=512",
+    "-S",
+    "train.epochs=2",
+    "-S",
+    "interpolate.start=3",
+    "-S",
+    "interpolate.end=10",
+    "-S",
+    "denoise.index=7",
+    "-S",
+    "tsne.method=bh",
+    "-S",
+    "judge.train_size=2048",
+    "-S",
+    "judge.epochs=1",
+    "-S",
+    "judge.batch_size=32",
+    "-S",
+    "sample.count=500",
+]
+# the one list: dvc.yaml
+ALL_STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+FIGURES = [
+    "loss_histograms",
+    "reconstructions",
+    "loss_curves",
+    "tsne",
+    "interpolation",
+    "denoising",
+    "denoising_curves",
+    "anomaly_scores",
+    "most_anomalous",
+    "samples",
+]
 
 
 # `dvc status` of a project with nothing to rerun: check_params alone, which DVC runs every time (it
@@ -32,15 +64,25 @@ def project_env(mirror: str | None, **extra: str) -> dict:
     env.pop("AEPIPE_MNIST_MIRROR", None)
     if mirror:
         env["AEPIPE_MNIST_MIRROR"] = mirror
-    env.update(DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
-               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com")
+    env.update(
+        DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="test",
+        GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test",
+        GIT_COMMITTER_EMAIL="test@example.com",
+    )
     return env
 
 
 def copy_project(dest: Path) -> Path:
     """A fresh git repository holding this project's files (tracked and not ignored), committed."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for name in filter(None, listed):
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
@@ -50,14 +92,20 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def run(args: list[str], cwd: Path, mirror: str | None, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=project_env(mirror, **env), capture_output=True, text=True)
+def run(
+    args: list[str], cwd: Path, mirror: str | None, check: bool = True, **env: str
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        args, cwd=cwd, env=project_env(mirror, **env), capture_output=True, text=True
+    )
     if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        pytest.fail(
+            f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
 def ran_stages(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
-
-
+    return [
+        line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")
+    ]

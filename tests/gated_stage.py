@@ -1,7 +1,7 @@
 """Runs a stage script (argv[1]) whose work, once done, waits for a gate before the stage's guard
 checks its inputs: the test writes params.yaml in that window, without depending on timing.
 
-    python tests/gated_stage.py stages/train.py     # $AEPIPE_TEST_GATE: a folder; waits for <it>/open
+    python tests/gated_stage.py stages/train.py  # $AEPIPE_TEST_GATE: a folder; waits for <it>/open
 """
 
 import os

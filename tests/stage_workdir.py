@@ -1,4 +1,5 @@
-"""Run the train stage as a process in a directory laid out like the project (params.yaml, data/raw)."""
+"""Run the train stage as a process in a directory laid out like the project (params.yaml,
+data/raw)."""
 
 import json
 import subprocess
@@ -9,8 +10,12 @@ import yaml
 
 from conftest import REPO
 
-SMALL_TRAINING = {"data": {"train_size": 2048, "val_size": 512}, "train": {"epochs": 5},
-                  "interpolate": {"start": 0, "end": 1}, "denoise": {"index": 0}}
+SMALL_TRAINING = {
+    "data": {"train_size": 2048, "val_size": 512},
+    "train": {"epochs": 5},
+    "interpolate": {"start": 0, "end": 1},
+    "denoise": {"index": 0},
+}
 TIMING_METRICS = {"train_seconds", "images_per_second"}
 LIVE = Path("dvclive")
 
@@ -28,8 +33,14 @@ def stage_workdir(path: Path, raw_dir: Path, **train: object) -> Path:
 
 
 def train_stage(workdir: Path, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(REPO / "stages" / "train.py")], cwd=workdir,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "stages" / "train.py")],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
 
 
 def finished(workdir: Path) -> str:
@@ -44,11 +55,13 @@ def outputs(workdir: Path) -> dict:
     live_summary = json.loads((workdir / LIVE / "metrics.json").read_text())
     return {
         "report": {key: value for key, value in report.items() if key not in TIMING_METRICS},
-        "live_summary": {key: value for key, value in live_summary.items() if key not in TIMING_METRICS},
+        "live_summary": {
+            key: value for key, value in live_summary.items() if key not in TIMING_METRICS
+        },
         "model": (workdir / "models" / "model.pt").read_bytes(),
         "batch_losses": (workdir / LIVE / "plots" / "custom" / "batch_mse.json").read_text(),
-        "epoch_losses": [(workdir / LIVE / "plots" / "metrics" / f"{name}.tsv").read_text()
-                         for name in ("train_mse", "val_mse")],
+        "epoch_losses": [
+            (workdir / LIVE / "plots" / "metrics" / f"{name}.tsv").read_text()
+            for name in ("train_mse", "val_mse")
+        ],
     }
-
-

@@ -1,6 +1,7 @@
-"""Alice's shared work for the sharing tests (tests/test_sharing.py, tests/test_team.py): she commits
-the session's small run, queues one experiment per false-alarm budget, runs the queue and shares it
-all (a bare git repository as `origin`, the default local DVC remote); her colleagues clone from there."""
+"""Alice's shared work for the sharing tests (tests/test_sharing.py, tests/test_team.py): she
+commits the session's small run, queues one experiment per false-alarm budget, runs the queue and
+shares it all (a bare git repository as `origin`, the default local DVC remote); her colleagues
+clone from there."""
 
 import shutil
 import socket
@@ -16,7 +17,11 @@ import yaml
 from conftest import REPO
 from dvc_project import run
 
-S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 QUANTILES = (0.9, 0.95)  # threshold.q (1 - the false-alarm budget) of Alice's queued experiments
 
 
@@ -30,8 +35,11 @@ def free_port() -> int:
 def moto_s3(port: int) -> Iterator[tuple[str, object]]:
     """moto's S3 server on 127.0.0.1:`port` with one empty bucket (its endpoint and a boto3 client),
     stopped by its process id on leaving."""
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -39,13 +47,20 @@ def moto_s3(port: int) -> Iterator[tuple[str, object]]:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "moto_server did not start"
+                assert server.poll() is None and time.monotonic() < deadline, (
+                    "moto_server did not start"
+                )
                 time.sleep(0.1)
         import boto3
 
         endpoint = f"http://127.0.0.1:{port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                          region_name="us-east-1")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
         s3.create_bucket(Bucket="aepipe-cache")
         yield endpoint, s3
     finally:
@@ -55,42 +70,75 @@ def moto_s3(port: int) -> Iterator[tuple[str, object]]:
 
 def setup_clone(path: Path) -> None:
     """The part of the README's setup (`make setup`) that is not the virtual environment the tests
-    already run in: the `local` remote, ../aepipe-dvc-storage, as an absolute path in .dvc/config.local."""
+    already run in: the `local` remote, ../aepipe-dvc-storage, as an absolute path in
+    .dvc/config.local."""
     run(["make", "--no-print-directory", "remote"], path, None)
 
 
 def make(target: str, path: Path, env: dict[str, str]) -> None:
-    """The README's `make share` / `make pull`, run as written in the Makefile; `-o setup`: the clone's
-    virtual environment is the one the tests run in (its dvc comes first on PATH)."""
+    """The README's `make share` / `make pull`, run as written in the Makefile; `-o setup`: the
+    clone's virtual environment is the one the tests run in (its dvc comes first on PATH)."""
     run(["make", "--no-print-directory", "-o", "setup", target], path, None, **env)
 
 
 def git_tracked_outputs() -> set[str]:
     """The outputs dvc.yaml leaves to git (`cache: false`): the publish stage's."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    return {path for stage in stages.values() for kind in ("outs", "metrics", "plots") for out in stage.get(kind, [])
-            if isinstance(out, dict) for path, flags in out.items() if flags.get("cache") is False}
+    return {
+        path
+        for stage in stages.values()
+        for kind in ("outs", "metrics", "plots")
+        for out in stage.get(kind, [])
+        if isinstance(out, dict)
+        for path, flags in out.items()
+        if flags.get("cache") is False
+    }
 
 
 def locked_outputs(dvc_lock: str) -> dict[str, str]:
-    """{output path: md5} of every output in a dvc.lock's text that DVC caches (git holds the others)."""
+    """{output path: md5} of every output in a dvc.lock's text that DVC caches (git holds the
+    others)."""
     stages = yaml.safe_load(dvc_lock)["stages"]
-    return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])
-            if out["path"] not in git_tracked_outputs()}
+    return {
+        out["path"]: out["md5"]
+        for stage in stages.values()
+        for out in stage.get("outs", [])
+        if out["path"] not in git_tracked_outputs()
+    }
 
 
 class Team:
     """Alice's shared work, ready for Bob: a bare `origin` and the DVC remote both of them use."""
 
-    def __init__(self, root: Path, alice: Path, origin: Path, env: dict[str, str], s3=None, endpoint: str = ""):
-        self.root, self.alice, self.origin, self.env, self.s3, self.endpoint = root, alice, origin, env, s3, endpoint
+    def __init__(
+        self,
+        root: Path,
+        alice: Path,
+        origin: Path,
+        env: dict[str, str],
+        s3=None,
+        endpoint: str = "",
+    ):
+        self.root, self.alice, self.origin, self.env, self.s3, self.endpoint = (
+            root,
+            alice,
+            origin,
+            env,
+            s3,
+            endpoint,
+        )
 
     def stored_objects(self) -> set[str]:
         """The hashes (md5, or md5.dir for a directory) of every object in the remote."""
         if self.s3 is None:
-            keys = [str(path) for path in (self.root / "aepipe-dvc-storage" / "files" / "md5").rglob("*")]
+            keys = [
+                str(path)
+                for path in (self.root / "aepipe-dvc-storage" / "files" / "md5").rglob("*")
+            ]
         else:
-            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket="aepipe-cache", Prefix="pipeline/files/md5/")
+            pages = self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket="aepipe-cache", Prefix="pipeline/files/md5/"
+            )
             keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
         return {"".join(key.split("/")[-2:]) for key in keys}
 
@@ -103,29 +151,39 @@ class Team:
         return target
 
     def alice_experiments(self) -> dict[float, str]:
-        """{threshold.q: the dvc.lock text of Alice's experiment with it}, of those on her last commit."""
+        """{threshold.q: the dvc.lock text of Alice's experiment with it}, of those on her last
+        commit."""
         head = run(["git", "rev-parse", "HEAD"], self.alice, None).stdout.strip()
-        refs = run(["git", "for-each-ref", "--format=%(refname)", f"refs/exps/{head[:2]}/{head[2:]}/"], self.alice,
-                   None).stdout.split()
+        refs = run(
+            ["git", "for-each-ref", "--format=%(refname)", f"refs/exps/{head[:2]}/{head[2:]}/"],
+            self.alice,
+            None,
+        ).stdout.split()
         found = {}
         for ref in refs:
-            params = yaml.safe_load(run(["git", "show", f"{ref}:params.yaml"], self.alice, None).stdout)
-            found[params["threshold"]["q"]] = run(["git", "show", f"{ref}:dvc.lock"], self.alice, None).stdout
+            params = yaml.safe_load(
+                run(["git", "show", f"{ref}:params.yaml"], self.alice, None).stdout
+            )
+            found[params["threshold"]["q"]] = run(
+                ["git", "show", f"{ref}:dvc.lock"], self.alice, None
+            ).stdout
         return found
 
 
 def use_s3(clone: Path, endpoint: str) -> None:
-    """The bucket as the clone's default remote (in .dvc/config.local, as each member sets it up)."""
+    """The bucket as the clone's default remote (in .dvc/config.local, as each member sets it
+    up)."""
     run(["dvc", "remote", "add", "--local", "-d", "s3", "s3://aepipe-cache/pipeline"], clone, None)
     run(["dvc", "remote", "modify", "--local", "s3", "endpointurl", endpoint], clone, None)
 
 
 def share(root: Path, built_project: Path, mnist_dir: Path) -> Team:
-    """Alice commits the session's small run (its outputs in her DVC cache), queues one experiment per
-    false-alarm budget, runs the queue and shares it all: git push, then `make share`. Her repository
-    is not changed after that: the tests of several processes read it."""
+    """Alice commits the session's small run (its outputs in her DVC cache), queues one experiment
+    per false-alarm budget, runs the queue and shares it all: git push, then `make share`. Her
+    repository is not changed after that: the tests of several processes read it."""
     alice = Path(shutil.copytree(built_project, root / "alice", symlinks=True))
-    run(["dvc", "exp", "remove", "--all-commits"], alice, None)  # the copy's run is committed instead
+    # the copy's run is committed instead
+    run(["dvc", "exp", "remove", "--all-commits"], alice, None)
     setup_clone(alice)
     run(["git", "add", "-A"], alice, None)
     run(["git", "commit", "-qm", "small run"], alice, None)
@@ -144,5 +202,3 @@ def publish_to_new_origin(alice: Path, root: Path) -> Path:
     run(["git", "remote", "add", "origin", str(origin)], alice, None)
     run(["git", "push", "-q", "origin", "HEAD"], alice, None)
     return origin
-
-

@@ -15,8 +15,10 @@ def test_random_flips_mirror_each_image_its_own_way_and_repeat_with_the_seed():
     again = random_flips(images, torch.Generator().manual_seed(3))
     assert torch.equal(flipped, again)
     ways = {tuple(image.flatten().tolist()) for image in flipped}
-    expected = {tuple(view.flatten().tolist()) for view in (images[0], images[0].flip(-1), images[0].flip(-2),
-                                                             images[0].flip(-1).flip(-2))}
+    expected = {
+        tuple(view.flatten().tolist())
+        for view in (images[0], images[0].flip(-1), images[0].flip(-2), images[0].flip(-1).flip(-2))
+    }
     assert ways == expected, "all four mirror images occur, and nothing else"
 
 
@@ -25,7 +27,7 @@ def gradient(count: int) -> torch.Tensor:
     return torch.linspace(0.2, 0.8, 16).view(1, 1, 1, 16).expand(count, 3, 16, 16).contiguous()
 
 
-def test_photometric_jitter_changes_each_images_light_within_its_strength_and_repeats_with_the_seed():
+def test_photometric_jitter_changes_each_images_light_within_its_strength_and_with_the_seed():
     images = gradient(200)
     jittered = photometric_jitter(images, 0.2, torch.Generator().manual_seed(0))
     assert torch.equal(jittered, photometric_jitter(images, 0.2, torch.Generator().manual_seed(0)))
@@ -33,8 +35,13 @@ def test_photometric_jitter_changes_each_images_light_within_its_strength_and_re
     means = jittered.mean(dim=(1, 2, 3))
     assert means.std() > 0.03, "images get lights of their own"
     # Darkest change: gamma e^0.2, then 0.8 of the brightness; brightest: gamma e^-0.2, 1.2 of it.
-    assert 0.5**math.exp(0.2) * 0.8 - 0.01 < means.min() and means.max() < 0.5**math.exp(-0.2) * 1.2 + 0.01
-    assert torch.equal(jittered[:, 0], jittered[:, 1]), "one change for all channels: colour is kept"
+    assert (
+        0.5 ** math.exp(0.2) * 0.8 - 0.01 < means.min()
+        and means.max() < 0.5 ** math.exp(-0.2) * 1.2 + 0.01
+    )
+    assert torch.equal(jittered[:, 0], jittered[:, 1]), (
+        "one change for all channels: colour is kept"
+    )
 
 
 def test_augment_applies_the_levers_that_are_on_and_none_by_default():

@@ -9,12 +9,12 @@ import pytest
 import torch
 import yaml
 
+from aepipe.anomaly.scores import FittedScore, frame_contrast
 from aepipe.atomic import file_sha256
 from aepipe.data.dataset import load_split
-from aepipe.errors import AepipeError
-from aepipe.anomaly.scores import FittedScore, frame_contrast
 from aepipe.deploy.export import relative_differences
 from aepipe.deploy.serve import OnnxDetector
+from aepipe.errors import AepipeError
 
 
 @pytest.fixture(scope="module")
@@ -30,33 +30,61 @@ def test_the_detector_scores_and_flags_the_validation_images_as_the_pipeline_did
     scores, flagged, maps, dead = detector(validation_images(project))
     table = pd.read_csv(project / "data" / "scores" / "val_images.csv")
     expected = table["score"].to_numpy()
-    threshold = json.loads((project / "reports" / "threshold.json").read_text())["per_image"]["threshold"]
+    threshold = json.loads((project / "reports" / "threshold.json").read_text())["per_image"][
+        "threshold"
+    ]
     assert detector.threshold == threshold and flagged.tolist() == (expected > threshold).tolist()
     assert dead.tolist() == table["dead_frame"].tolist() == [False] * 512
     report = json.loads((project / "reports" / "export.json").read_text())
     differences = relative_differences(scores, expected, threshold)
     # Two epochs leave a latent space whose covariance amplifies float32 rounding in the combined
-    # score: onnxruntime's float32 convolutions may differ from torch's by float32's epsilon times the
-    # worst condition number of the latent precisions (about 3e5 here), and no more.
-    precisions = json.loads((project / "models" / "anomaly_score.json").read_text())["latent_precisions"]
-    bound = max(np.linalg.cond(np.asarray(precision, dtype=np.float64)) for precision in precisions) * np.finfo(np.float32).eps
-    assert differences.max() <= bound and report["export_max_rel_diff"] <= bound, (differences.max(), report, bound)
+    # score: onnxruntime's float32 convolutions may differ from torch's by float32's epsilon times
+    # the worst condition number of the latent precisions (about 3e5 here), and no more.
+    precisions = json.loads((project / "models" / "anomaly_score.json").read_text())[
+        "latent_precisions"
+    ]
+    bound = (
+        max(np.linalg.cond(np.asarray(precision, dtype=np.float64)) for precision in precisions)
+        * np.finfo(np.float32).eps
+    )
+    assert differences.max() <= bound and report["export_max_rel_diff"] <= bound, (
+        differences.max(),
+        report,
+        bound,
+    )
     assert report["export_flags_differ"] == 0 and report["max_map_diff"] <= 1e-5
-    assert set(report["by_image_set"]) == {"validation", "gaussian_noise", "rotation", "patch", "invert", "blank", "saturate"}
+    assert set(report["by_image_set"]) == {
+        "validation",
+        "gaussian_noise",
+        "rotation",
+        "patch",
+        "invert",
+        "blank",
+        "saturate",
+    }
     assert maps.shape == (512, 28, 28) and 0 <= maps.min() and maps.max() <= 1
 
 
 def test_a_dead_frame_is_flagged_whatever_its_score(project, detector):
-    """Blank, saturated, a flat grey, a flat grey with a camera's faint noise: no digit is that flat."""
+    """Blank, saturated, a flat grey, a flat grey with a camera's faint noise: no digit is that
+    flat."""
     flat = np.stack([np.full((1, 28, 28), value, np.float32) for value in (0.0, 1.0, 0.3)])
-    noisy = np.clip(0.02 + np.random.default_rng(0).normal(0, 0.004, (1, 1, 28, 28)), 0, 1).astype(np.float32)
+    noisy = np.clip(0.02 + np.random.default_rng(0).normal(0, 0.004, (1, 1, 28, 28)), 0, 1).astype(
+        np.float32
+    )
     images = np.concatenate([flat, noisy, validation_images(project)[:4]])
     scores, flagged, _, dead = detector(images)
     assert dead.tolist() == [True] * 4 + [False] * 4
     assert flagged[:4].all() and flagged[4:].tolist() == (scores[4:] > detector.threshold).tolist()
-    fitted = FittedScore.from_dict(json.loads((project / "models" / "anomaly_score.json").read_text()))
+    fitted = FittedScore.from_dict(
+        json.loads((project / "models" / "anomaly_score.json").read_text())
+    )
     # Far below the flattest digit of the validation set: no normal image comes near it.
-    assert 0 < fitted.dead_below < 0.5 * float(frame_contrast(torch.from_numpy(validation_images(project))).min())
+    assert (
+        0
+        < fitted.dead_below
+        < 0.5 * float(frame_contrast(torch.from_numpy(validation_images(project))).min())
+    )
 
 
 def test_one_image_at_a_time_gives_what_a_batch_gives(project, detector):
@@ -64,7 +92,10 @@ def test_one_image_at_a_time_gives_what_a_batch_gives(project, detector):
     batched = detector(images)
     for index in (0, 7, 15):
         alone = detector(images[index : index + 1])
-        assert alone[0][0] == pytest.approx(batched[0][index], rel=1e-12) and alone[1][0] == batched[1][index]
+        assert (
+            alone[0][0] == pytest.approx(batched[0][index], rel=1e-12)
+            and alone[1][0] == batched[1][index]
+        )
         np.testing.assert_allclose(alone[2][0], batched[2][index], atol=1e-6)
 
 
@@ -81,19 +112,30 @@ def test_a_detector_of_one_thread_scores_alike(project, detector):
 def test_the_metadata_names_what_the_detector_was_made_from(project, detector):
     metadata = detector.metadata
     assert (metadata["side"], metadata["channels"], metadata["dataset"]) == ("28", "1", "mnist")
-    assert metadata["score"] == json.loads((project / "models" / "anomaly_score.json").read_text())["method"]
+    assert (
+        metadata["score"]
+        == json.loads((project / "models" / "anomaly_score.json").read_text())["method"]
+    )
     assert metadata["model_sha256"] == file_sha256(project / "models" / "model.pt")
     params = yaml.safe_load((project / "params.yaml").read_text())
     made_from = json.loads(metadata["params"])
-    assert made_from["train"]["epochs"] == params["train"]["epochs"] == 2  # the run's, not the file's
-    assert sorted(made_from) == ["anomaly", "data", "seed", "threshold", "train"]  # what the detector depends on
-    assert json.loads((project / "reports" / "export.json").read_text())["detector_sha256"] == \
-        file_sha256(project / "models" / "detector.onnx")
+    # the run's, not the file's
+    assert made_from["train"]["epochs"] == params["train"]["epochs"] == 2
+    # what the detector depends on
+    assert sorted(made_from) == ["anomaly", "data", "seed", "threshold", "train"]
+    assert json.loads((project / "reports" / "export.json").read_text())[
+        "detector_sha256"
+    ] == file_sha256(project / "models" / "detector.onnx")
 
 
-def test_images_of_another_shape_and_other_files_are_refused_naming_both(project, detector, tmp_path):
+def test_images_of_another_shape_and_other_files_are_refused_naming_both(
+    project, detector, tmp_path
+):
     colour = np.zeros((2, 3, 28, 28), np.float32)
-    with pytest.raises(AepipeError, match=r"images are 3×28×28 \(colour\), but the detector .* takes 1×28×28 \(greyscale\)"):
+    with pytest.raises(
+        AepipeError,
+        match=r"images are 3×28×28 \(colour\), but the detector .* takes 1×28×28 \(greyscale\)",
+    ):
         detector(colour)
     with pytest.raises(AepipeError, match=r"images are 1×32×32 \(greyscale\)"):
         detector(np.zeros((1, 1, 32, 32), np.float32))
@@ -105,11 +147,14 @@ def test_images_of_another_shape_and_other_files_are_refused_naming_both(project
         OnnxDetector(tmp_path / "missing.onnx")
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's on its TorchScript-based exporter, which the export uses
-def test_a_colour_detector_on_the_ssim_map_matches_the_pipeline_also_where_images_are_flat(tmp_path):
-    """map_max on the SSIM map, from a model of 32×32 colour images. SSIM divides by local variances,
-    so float32 rounding (onnxruntime's convolutions are not torch's) grows where an image is flat:
-    a saturated square here; measured 8e-6 for scores, 1.6e-5 for maps."""
+# torch's on its TorchScript-based exporter, which the export uses
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_colour_detector_on_the_ssim_map_matches_the_pipeline_also_where_images_are_flat(
+    tmp_path,
+):
+    """map_max on the SSIM map, from a model of 32×32 colour images. SSIM divides by local
+    variances, so float32 rounding (onnxruntime's convolutions are not torch's) grows where an image
+    is flat: a saturated square here; measured 8e-6 for scores, 1.6e-5 for maps."""
     from aepipe.anomaly.detector import Detector
     from aepipe.anomaly.scores import MapSpec
     from aepipe.deploy.export import export_detector, parity
@@ -122,6 +167,12 @@ def test_a_colour_detector_on_the_ssim_map_matches_the_pipeline_also_where_image
     images[:8, :, 8:24, 8:24] = 1.0  # saturated squares
     threshold = float(np.median(Detector(model, fitted).score(images).scores))
     detector, path = Detector(model, fitted, threshold), tmp_path / "detector.onnx"
-    export_detector(detector, 3, 32, path, {"side": "32", "channels": "3", "threshold": repr(threshold)})
+    export_detector(
+        detector, 3, 32, path, {"side": "32", "channels": "3", "threshold": repr(threshold)}
+    )
     checked = parity(OnnxDetector(path), detector, images)
-    assert checked["max_rel_diff"] <= 5e-5 and checked["max_map_diff"] <= 5e-5 and checked["flags_differ"] == 0, checked
+    assert (
+        checked["max_rel_diff"] <= 5e-5
+        and checked["max_map_diff"] <= 5e-5
+        and checked["flags_differ"] == 0
+    ), checked

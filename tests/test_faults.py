@@ -1,7 +1,7 @@
 """Faults survived: a corrupt object in the DVC cache is found before anything is computed from it,
-listed and removed by `make verify-cache`, and computed again; `aepipe score` killed mid-folder leaves
-the last complete CSV as it was, and a rerun scores every file once; `make share` with the S3 remote
-down fails naming it, loses nothing, and pushes once the remote is back."""
+listed and removed by `make verify-cache`, and computed again; `aepipe score` killed mid-folder
+leaves the last complete CSV as it was, and a rerun scores every file once; `make share` with the S3
+remote down fails naming it, loses nothing, and pushes once the remote is back."""
 
 import hashlib
 import json
@@ -23,10 +23,17 @@ VERIFY = [sys.executable, str(REPO / "tools" / "verify_cache.py")]
 
 def locked_md5(project, path: str) -> str:
     stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-    return next(out["md5"] for stage in stages.values() for out in stage.get("outs", []) if out["path"] == path)
+    return next(
+        out["md5"]
+        for stage in stages.values()
+        for out in stage.get("outs", [])
+        if out["path"] == path
+    )
 
 
-def test_a_flipped_byte_in_the_cache_is_never_computed_from_and_is_found_and_recomputed(own_project, mnist_dir):
+def test_a_flipped_byte_in_the_cache_is_never_computed_from_and_is_found_and_recomputed(
+    own_project, mnist_dir
+):
     mirror, model = str(mnist_dir), own_project / "models" / "model.pt"
     md5 = locked_md5(own_project, "models/model.pt")
     cached = own_project / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
@@ -36,17 +43,25 @@ def test_a_flipped_byte_in_the_cache_is_never_computed_from_and_is_found_and_rec
     cached.write_bytes(bytes(corrupt))
     model.unlink()
     run(["dvc", "checkout", "models/model.pt"], own_project, mirror)
-    assert hashlib.md5(model.read_bytes()).hexdigest() != md5, "DVC checks objects out without hashing them"
+    assert hashlib.md5(model.read_bytes()).hexdigest() != md5, (
+        "DVC checks objects out without hashing them"
+    )
 
     # DVC records the checked-out file under the object's name: only a run (a forced one here, an
     # experiment that changes a scoring param in use) reads it, and the stage refuses it.
-    refused = run(["dvc", "repro", "--single-item", "--force", "score"], own_project, mirror, check=False)
+    refused = run(
+        ["dvc", "repro", "--single-item", "--force", "score"], own_project, mirror, check=False
+    )
     said = refused.stdout + refused.stderr
     assert refused.returncode != 0 and "make verify-cache REMOVE=1" in said, said
-    assert f"models/model.pt: md5 {hashlib.md5(corrupt).hexdigest()}, dvc.lock records {md5}" in said, said
+    assert (
+        f"models/model.pt: md5 {hashlib.md5(corrupt).hexdigest()}, dvc.lock records {md5}" in said
+    ), said
 
     found = subprocess.run(VERIFY, cwd=own_project, capture_output=True, text=True)
-    assert found.returncode == 1 and f"{md5[2:]}: a corrupt cache object" in found.stdout, found.stdout + found.stderr
+    assert found.returncode == 1 and f"{md5[2:]}: a corrupt cache object" in found.stdout, (
+        found.stdout + found.stderr
+    )
     removed = subprocess.run([*VERIFY, "--remove"], cwd=own_project, capture_output=True, text=True)
     assert removed.returncode == 0 and not cached.exists(), removed.stdout + removed.stderr
 
@@ -58,7 +73,9 @@ def test_a_flipped_byte_in_the_cache_is_never_computed_from_and_is_found_and_rec
     assert json.loads((own_project / "models" / "anomaly_score.json").read_text())["method"]
 
 
-def test_score_killed_mid_folder_keeps_the_old_csv_and_a_rerun_scores_each_file_once(project, tmp_path):
+def test_score_killed_mid_folder_keeps_the_old_csv_and_a_rerun_scores_each_file_once(
+    project, tmp_path
+):
     from PIL import Image
 
     from aepipe.data.dataset import load_split
@@ -71,8 +88,11 @@ def test_score_killed_mid_folder_keeps_the_old_csv_and_a_rerun_scores_each_file_
     out.write_text("last night's scores\n")
     partial = out.with_name("night.csv.partial")
     command = [str(Path(sys.executable).parent / "aepipe"), "score", str(scans), "--out", str(out)]
-    scoring = subprocess.Popen(command, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    while not (partial.exists() and partial.read_text().count("\n") > 257):  # a batch of 256 is written
+    scoring = subprocess.Popen(
+        command, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    # a batch of 256 is written
+    while not (partial.exists() and partial.read_text().count("\n") > 257):
         assert scoring.poll() is None, scoring.stderr.read()
         time.sleep(0.01)
     os.kill(scoring.pid, signal.SIGKILL)
@@ -87,10 +107,15 @@ def test_score_killed_mid_folder_keeps_the_old_csv_and_a_rerun_scores_each_file_
     again = subprocess.run(command, cwd=project, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     sources = [line.split(",")[0] for line in out.read_text().splitlines()[1:]]
-    assert sorted(sources) == sorted(str(path) for path in scans.glob("*.png")) and not partial.exists()
+    assert (
+        sorted(sources) == sorted(str(path) for path in scans.glob("*.png"))
+        and not partial.exists()
+    )
 
 
-def test_make_share_with_the_s3_remote_down_fails_loses_nothing_and_pushes_once_it_is_back(own_project, tmp_path):
+def test_make_share_with_the_s3_remote_down_fails_loses_nothing_and_pushes_once_it_is_back(
+    own_project, tmp_path
+):
     project, port = own_project, free_port()
     run(["git", "init", "-q", "--bare", str(tmp_path / "origin.git")], tmp_path, None)
     run(["git", "remote", "add", "origin", str(tmp_path / "origin.git")], project, None)
@@ -99,12 +124,26 @@ def test_make_share_with_the_s3_remote_down_fails_loses_nothing_and_pushes_once_
     cached = sorted(path.name for path in (project / ".dvc" / "cache" / "files" / "md5").rglob("*"))
     model = (project / "models" / "model.pt").read_bytes()
 
-    down = run(["make", "--no-print-directory", "-o", "setup", "share"], project, None, check=False, **S3_CREDENTIALS)
-    assert down.returncode != 0 and f"127.0.0.1:{port}" in down.stdout + down.stderr, down.stdout + down.stderr
-    assert sorted(path.name for path in (project / ".dvc" / "cache" / "files" / "md5").rglob("*")) == cached
+    down = run(
+        ["make", "--no-print-directory", "-o", "setup", "share"],
+        project,
+        None,
+        check=False,
+        **S3_CREDENTIALS,
+    )
+    assert down.returncode != 0 and f"127.0.0.1:{port}" in down.stdout + down.stderr, (
+        down.stdout + down.stderr
+    )
+    assert (
+        sorted(path.name for path in (project / ".dvc" / "cache" / "files" / "md5").rglob("*"))
+        == cached
+    )
     assert (project / "models" / "model.pt").read_bytes() == model
 
     with moto_s3(port) as (_, s3):
         make("share", project, S3_CREDENTIALS)  # the same command again, once the remote is back
-        stored = {item["Key"].split("/")[-1] for item in s3.list_objects_v2(Bucket="aepipe-cache")["Contents"]}
+        stored = {
+            item["Key"].split("/")[-1]
+            for item in s3.list_objects_v2(Bucket="aepipe-cache")["Contents"]
+        }
     assert locked_md5(project, "models/model.pt")[2:] in stored

@@ -1,5 +1,6 @@
-"""What only a CUDA GPU can show: marked `gpu`, left out of `make test`, run by bench/gpu/run.sh on a lent
-GPU machine (`pytest -n0 -m gpu tests/test_gpu.py`). Without a GPU they fail rather than skip."""
+"""What only a CUDA GPU can show: marked `gpu`, left out of `make test`, run by bench/gpu/run.sh on
+a lent GPU machine (`pytest -n0 -m gpu tests/test_gpu.py`). Without a GPU they fail rather than
+skip."""
 
 import socket
 
@@ -7,15 +8,23 @@ import pytest
 import torch
 
 from aepipe.devices import resolve_device, to_tensor
-from aepipe.model.distributed import join, leave
 from aepipe.model.autoencoder import AutoEncoder, load_model, save_model
-from aepipe.params import load_params
+from aepipe.model.distributed import join, leave
 from aepipe.model.training import train
+from aepipe.params import load_params
 from conftest import REPO
 
 pytestmark = pytest.mark.gpu
-RECIPE = load_params(REPO / "params.yaml").train.model_copy(update={
-    "latent_dim": 20, "epochs": 2, "batch_size": 64, "device": "cuda", "segmenter": False, "segmenter_epochs": 1})
+RECIPE = load_params(REPO / "params.yaml").train.model_copy(
+    update={
+        "latent_dim": 20,
+        "epochs": 2,
+        "batch_size": 64,
+        "device": "cuda",
+        "segmenter": False,
+        "segmenter_epochs": 1,
+    }
+)
 
 
 def test_auto_and_cuda_pick_the_gpu():
@@ -38,9 +47,20 @@ def test_a_denoising_run_draws_its_noise_on_the_gpu_from_a_seeded_generator(raw_
 
     images = to_tensor(load_split(raw_dir, "train", 1024).images, resolve_device("cuda"))
     noisy = noisy_inputs(images, 0.5, torch.Generator(device="cuda").manual_seed(0))
-    assert noisy.is_cuda and torch.equal(noisy, noisy_inputs(images, 0.5, torch.Generator(device="cuda").manual_seed(0)))
-    result = train(images[:896], images[896:], RECIPE.model_copy(update={"noise_std": 0.5}), seed=0, log=lambda line: None)
-    assert result.model.noise_std == 0.5 and result.history.val_losses[-1] < result.history.initial_val_loss
+    assert noisy.is_cuda and torch.equal(
+        noisy, noisy_inputs(images, 0.5, torch.Generator(device="cuda").manual_seed(0))
+    )
+    result = train(
+        images[:896],
+        images[896:],
+        RECIPE.model_copy(update={"noise_std": 0.5}),
+        seed=0,
+        log=lambda line: None,
+    )
+    assert (
+        result.model.noise_std == 0.5
+        and result.history.val_losses[-1] < result.history.initial_val_loss
+    )
 
 
 def test_a_model_saved_from_the_gpu_loads_on_a_cpu(tmp_path):
@@ -58,8 +78,14 @@ def test_nccl_initialises_for_one_process(monkeypatch):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    for name, value in {"TORCHELASTIC_RUN_ID": "gpu-test", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                        "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}.items():
+    for name, value in {
+        "TORCHELASTIC_RUN_ID": "gpu-test",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+    }.items():
         monkeypatch.setenv(name, value)
     world, device = join("cuda")
     try:

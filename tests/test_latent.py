@@ -2,12 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from aepipe.model.inference import interpolate
-from aepipe.model.inference import errors_and_latents
+from aepipe.latent.tsne import knn_accuracy, tsne
 from aepipe.model.autoencoder import AutoEncoder
+from aepipe.model.inference import errors_and_latents, interpolate
 from aepipe.noise import add_gaussian_noise
 from aepipe.similarity import psnr
-from aepipe.latent.tsne import knn_accuracy, tsne
 
 
 @pytest.fixture
@@ -33,7 +32,9 @@ def test_one_batched_pass_gives_the_errors_and_latents_of_one_big_pass(model):
         reconstructions, expected_latents = model(images)
     errors, latents = errors_and_latents(model, images)
     assert latents.shape == (2500, 5) and torch.allclose(latents, expected_latents, atol=1e-5)
-    assert torch.allclose(errors, (reconstructions - images).square().mean(dim=(1, 2, 3)), atol=1e-6)
+    assert torch.allclose(
+        errors, (reconstructions - images).square().mean(dim=(1, 2, 3)), atol=1e-6
+    )
 
 
 def test_noise_is_seeded_clipped_and_of_the_asked_strength():
@@ -68,8 +69,16 @@ def test_tsne_keeps_clusters_and_is_reproducible():
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(4), 100)
     points = rng.normal(size=(400, 8)) + labels[:, None] * 6
-    options = dict(perplexity=20, early_exaggeration_iter=50, n_iter=100, method="fft", ints_in_interval=2,
-                   neighbors="exact", n_jobs=1, seed=3)
+    options = dict(
+        perplexity=20,
+        early_exaggeration_iter=50,
+        n_iter=100,
+        method="fft",
+        ints_in_interval=2,
+        neighbors="exact",
+        n_jobs=1,
+        seed=3,
+    )
     first, second = tsne(points, **options), tsne(points, **options)
     assert first.embedding.shape == (400, 2)
     assert np.array_equal(first.embedding, second.embedding)

@@ -15,7 +15,9 @@ VAL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def test_download_from_local_directory_gives_verified_idx_files(raw_dir):
-    assert sorted(path.name for path in raw_dir.iterdir()) == sorted([*DATASETS["mnist"].sha256, CLASSES_FILE])
+    assert sorted(path.name for path in raw_dir.iterdir()) == sorted(
+        [*DATASETS["mnist"].sha256, CLASSES_FILE]
+    )
     assert not list(raw_dir.parent.glob(".raw*")), "the staging directory was left behind"
 
 
@@ -38,7 +40,9 @@ def test_idx_with_wrong_magic_number_is_refused(raw_dir, tmp_path):
 def test_truncated_idx_is_refused(raw_dir, tmp_path):
     truncated = tmp_path / "images"
     truncated.write_bytes((raw_dir / "t10k-images-idx3-ubyte").read_bytes()[:-1])
-    with pytest.raises(IdxFormatError, match=r"7840015 bytes, expected 7840016 for shape \(10000, 28, 28\)"):
+    with pytest.raises(
+        IdxFormatError, match=r"7840015 bytes, expected 7840016 for shape \(10000, 28, 28\)"
+    ):
         parse_idx(truncated, 0x00000803)
 
 
@@ -96,7 +100,10 @@ def test_every_failing_mirror_is_listed_with_its_reason(serve, tmp_path):
         download_dataset(tmp_path / "raw", mirrors, timeout_s=5)
     lines = str(failure.value).splitlines()
     assert "train-images-idx3-ubyte.gz from any mirror" in lines[0]
-    assert [line.split(": ", 1)[1] for line in lines[1:]][:2] == ["HTTP 404 File not found", "no such file"]
+    assert [line.split(": ", 1)[1] for line in lines[1:]][:2] == [
+        "HTTP 404 File not found",
+        "no such file",
+    ]
     assert "unreachable" in lines[3]
     assert not (tmp_path / "raw").exists()
 
@@ -105,22 +112,32 @@ def test_next_mirror_is_tried_after_a_bad_one(mnist_dir, serve, tmp_path):
     bad = serve(_corrupted_mirror(mnist_dir, tmp_path / "bad"))
     dest = tmp_path / "raw"
     download_dataset(dest, [bad, serve(mnist_dir)], timeout_s=5)
-    assert sorted(path.name for path in dest.iterdir()) == sorted([*DATASETS["mnist"].sha256, CLASSES_FILE])
+    assert sorted(path.name for path in dest.iterdir()) == sorted(
+        [*DATASETS["mnist"].sha256, CLASSES_FILE]
+    )
 
 
-# --- Fashion-MNIST: the same format, its own checksums ----------------------------------------------
+# --- Fashion-MNIST: the same format, its own checksums
+# ----------------------------------------------
 
 
-def test_fashion_mnist_downloads_over_http_with_its_own_checksums(fashion_mnist_dir, serve, tmp_path):
+def test_fashion_mnist_downloads_over_http_with_its_own_checksums(
+    fashion_mnist_dir, serve, tmp_path
+):
     dest = tmp_path / "raw"
     download_dataset(dest, [serve(fashion_mnist_dir)], timeout_s=5, dataset="fashion-mnist")
     train, val = load_split(dest, "train"), load_split(dest, "val")
-    assert np.bincount(train.labels).tolist() == [6000] * 10 and np.bincount(val.labels).tolist() == [1000] * 10
+    assert (
+        np.bincount(train.labels).tolist() == [6000] * 10
+        and np.bincount(val.labels).tolist() == [1000] * 10
+    )
     assert train.images.shape == (60_000, 28, 28) and len(DATASETS["fashion-mnist"].classes) == 10
 
 
 def test_mnist_files_served_as_fashion_mnist_are_refused(mnist_dir, serve, tmp_path):
     with pytest.raises(DownloadError) as failure:
         download_dataset(tmp_path / "raw", [serve(mnist_dir)], timeout_s=5, dataset="fashion-mnist")
-    assert f"expected {DATASETS['fashion-mnist'].sha256['train-images-idx3-ubyte']}" in str(failure.value)
+    assert f"expected {DATASETS['fashion-mnist'].sha256['train-images-idx3-ubyte']}" in str(
+        failure.value
+    )
     assert not (tmp_path / "raw").exists()

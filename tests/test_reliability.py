@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from aepipe.data.dataset import CLASSES_FILE
-from aepipe.devices import to_tensor
 from aepipe.data.mnist import DATASETS, DownloadError, download_dataset
+from aepipe.devices import to_tensor
 from aepipe.model.training import train
 from conftest import REPO
 from stage_workdir import finished, outputs, stage_workdir, train_stage
+
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, raw_dir) -> dict:
@@ -26,8 +27,11 @@ def uninterrupted(tmp_path_factory, raw_dir) -> dict:
 
 
 @pytest.mark.pipeline
-def test_killed_training_resumes_and_ends_exactly_as_an_uninterrupted_run(tmp_path, raw_dir, uninterrupted):
-    # Two processes with the same params write the same bytes, even when one of them is killed and resumed.
+def test_killed_training_resumes_and_ends_exactly_as_an_uninterrupted_run(
+    tmp_path, raw_dir, uninterrupted
+):
+    # Two processes with the same params write the same bytes, even when one of them is killed and
+    # resumed.
     killed = stage_workdir(tmp_path / "killed", raw_dir)
     checkpoint = killed / ".checkpoints" / "train.pt"
     process = train_stage(killed)
@@ -55,8 +59,13 @@ def test_a_checkpoint_of_other_params_or_data_is_ignored(tmp_path, raw_dir):
     from aepipe.params import load_params
 
     cpu = torch.device("cpu")
-    images = to_tensor(load_split(raw_dir, "train", 512).images, cpu), to_tensor(load_split(raw_dir, "val", 128).images, cpu)
-    params = load_params(REPO / "params.yaml").train.model_copy(update={"epochs": 1, "device": "cpu"})
+    images = (
+        to_tensor(load_split(raw_dir, "train", 512).images, cpu),
+        to_tensor(load_split(raw_dir, "val", 128).images, cpu),
+    )
+    params = load_params(REPO / "params.yaml").train.model_copy(
+        update={"epochs": 1, "device": "cpu"}
+    )
     checkpoint = tmp_path / "train.pt"
     first = train(*images, params, seed=0, log=lambda line: None, checkpoint=checkpoint)
     assert torch.load(checkpoint, weights_only=True)["history"]["epoch"] == 1
@@ -65,12 +74,23 @@ def test_a_checkpoint_of_other_params_or_data_is_ignored(tmp_path, raw_dir):
     lines = []
     other_images = to_tensor(load_split(raw_dir, "train", 1024).images[512:], cpu), images[1]
     train(*other_images, params, seed=0, log=lines.append, checkpoint=checkpoint)
-    assert any("ignoring checkpoint" in line and "other parameters or data" in line for line in lines)
+    assert any(
+        "ignoring checkpoint" in line and "other parameters or data" in line for line in lines
+    )
 
     lines.clear()
-    other = train(*images, params.model_copy(update={"lr": 0.01}), seed=0, log=lines.append, checkpoint=checkpoint)
+    other = train(
+        *images,
+        params.model_copy(update={"lr": 0.01}),
+        seed=0,
+        log=lines.append,
+        checkpoint=checkpoint,
+    )
     assert any("ignoring checkpoint" in line and "other parameters" in line for line in lines)
-    assert other.history.initial_val_loss == first.history.initial_val_loss and other.history.val_losses != first.history.val_losses
+    assert (
+        other.history.initial_val_loss == first.history.initial_val_loss
+        and other.history.val_losses != first.history.val_losses
+    )
 
     checkpoint.write_bytes(b"damaged")
     lines.clear()
@@ -111,7 +131,9 @@ def failing_server():
 def test_a_hanging_mirror_times_out_and_the_next_one_is_used(silent_server, mnist_dir, tmp_path):
     started = time.monotonic()
     download_dataset(tmp_path / "raw", [silent_server, str(mnist_dir)], timeout_s=0.5)
-    assert sorted(path.name for path in (tmp_path / "raw").iterdir()) == sorted([*DATASETS["mnist"].sha256, CLASSES_FILE])
+    assert sorted(path.name for path in (tmp_path / "raw").iterdir()) == sorted(
+        [*DATASETS["mnist"].sha256, CLASSES_FILE]
+    )
     assert time.monotonic() - started < 30  # 4 files × one 0.5 s timeout, plus the work
 
 

@@ -1,6 +1,7 @@
 """Sharing experiments through DVC remotes, with real `dvc` and `git` commands: Alice's queued
 experiments (tests/team.py) through the default local remote and, the same repository, through
-moto's S3 server; Bob clones, pulls, sees her experiments and reruns one of them without computing anything.
+moto's S3 server; Bob clones, pulls, sees her experiments and reruns one of them without computing
+anything.
 """
 
 import json
@@ -10,8 +11,17 @@ from pathlib import Path
 import pytest
 
 from dvc_project import UP_TO_DATE, ran_stages, run
-from team import QUANTILES, S3_CREDENTIALS, Team, free_port, locked_outputs, make, moto_s3, publish_to_new_origin, use_s3
-
+from team import (
+    QUANTILES,
+    S3_CREDENTIALS,
+    Team,
+    free_port,
+    locked_outputs,
+    make,
+    moto_s3,
+    publish_to_new_origin,
+    use_s3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +32,9 @@ def s3_endpoint():
 
 
 def share_through_s3(local: Team, root: Path, endpoint: str, s3) -> Team:
-    """The same work shared through moto's S3 server instead: a copy of Alice's repository (her commit,
-    cache and experiments: nothing run again), the bucket her default remote, then `make share`."""
+    """The same work shared through moto's S3 server instead: a copy of Alice's repository (her
+    commit, cache and experiments: nothing run again), the bucket her default remote, then `make
+    share`."""
     alice = Path(shutil.copytree(local.alice, root / "alice", symlinks=True))
     use_s3(alice, endpoint)
     origin = publish_to_new_origin(alice, root)
@@ -82,4 +93,6 @@ def test_repro_pull_restores_the_committed_run_without_computing(shared_team):
     result = run(["dvc", "repro", "--pull"], bob, None, **team.env)
     assert ran_stages(result.stdout) == ["check_params"]
     assert run(["dvc", "status"], bob, None, **team.env).stdout == UP_TO_DATE
-    assert (bob / "models" / "model.pt").read_bytes() == (team.alice / "models" / "model.pt").read_bytes()
+    assert (bob / "models" / "model.pt").read_bytes() == (
+        team.alice / "models" / "model.pt"
+    ).read_bytes()

@@ -10,7 +10,13 @@ def test_unchanged_inputs_have_no_changes(tmp_path):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "a.bin").write_bytes(b"x")
     inputs = [str(tmp_path / "raw"), str(tmp_path / "absent")]
-    assert changes(read_inputs(tmp_path / "params.yaml", inputs), read_inputs(tmp_path / "params.yaml", inputs)) == []
+    assert (
+        changes(
+            read_inputs(tmp_path / "params.yaml", inputs),
+            read_inputs(tmp_path / "params.yaml", inputs),
+        )
+        == []
+    )
 
 
 def test_each_changed_param_is_named_with_the_value_used_and_the_value_now(tmp_path):
@@ -19,7 +25,10 @@ def test_each_changed_param_is_named_with_the_value_used_and_the_value_now(tmp_p
     before = read_inputs(path, [])
     path.write_text("train:\n  epochs: 3\n  size: 10\nseed: 42\nextra: [1]\n")
     assert changes(before, read_inputs(path, [])) == [
-        "extra: ran with (absent), now [1]", "train.epochs: ran with 2, now 3", "train.size: ran with null, now 10"]
+        "extra: ran with (absent), now [1]",
+        "train.epochs: ran with 2, now 3",
+        "train.size: ran with null, now 10",
+    ]
 
 
 def test_a_modified_added_or_removed_input_file_is_named(tmp_path):
@@ -35,4 +44,7 @@ def test_a_modified_added_or_removed_input_file_is_named(tmp_path):
     code.write_text("a = 2\n")  # the same size: its modification time tells
     os.utime(code, ns=(code.stat().st_atime_ns, code.stat().st_mtime_ns + 1_000_000))
     assert changes(before, read_inputs(tmp_path / "params.yaml", [str(folder), str(code)])) == [
-        f"{folder / 'gone.bin'}: removed", f"{folder / 'new.bin'}: added", f"{code}: modified"]
+        f"{folder / 'gone.bin'}: removed",
+        f"{folder / 'new.bin'}: added",
+        f"{code}: modified",
+    ]

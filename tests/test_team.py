@@ -12,10 +12,12 @@ from dvc_project import UP_TO_DATE, run
 from team import QUANTILES, Team, locked_outputs, make, setup_clone
 
 
-
 def workspace_files(project: Path) -> set[str]:
-    return {str(path.relative_to(project)) for path in project.rglob("*")
-            if ".git" not in path.parts and ".dvc" not in path.parts}
+    return {
+        str(path.relative_to(project))
+        for path in project.rglob("*")
+        if ".git" not in path.parts and ".dvc" not in path.parts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -33,18 +35,26 @@ def test_bob_reads_metrics_of_commits_and_pulled_experiments(team):
     run(["dvc", "exp", "pull", "origin", "--all-commits"], bob, None, **team.env)
     names = run(["dvc", "exp", "list", "--name-only"], bob, None).stdout.split()
     assert len(names) == len(QUANTILES)
-    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", names[0], "--json"], bob, None, **team.env).stdout)
+    diff = json.loads(
+        run(["dvc", "metrics", "diff", "HEAD", names[0], "--json"], bob, None, **team.env).stdout
+    )
     assert "threshold" in diff["metrics/threshold.json"]
 
 
-PUBLISHED_METRICS = ["dvclive/metrics.json", *(f"metrics/{stage}.json" for stage in
-                                             ("threshold", "anomaly", "tsne", "denoise", "judge", "samples", "export"))]
+PUBLISHED_METRICS = [
+    "dvclive/metrics.json",
+    *(
+        f"metrics/{stage}.json"
+        for stage in ("threshold", "anomaly", "tsne", "denoise", "judge", "samples", "export")
+    ),
+]
 
 
 @pytest.mark.pipeline
 def test_a_clone_without_cache_or_remote_shows_the_committed_metrics_and_curves(team):
     newcomer = team.root / "newcomer"
-    run(["git", "clone", "-q", str(team.origin), str(newcomer)], team.root, None)  # no remote, nothing pulled
+    # no remote, nothing pulled
+    run(["git", "clone", "-q", str(team.origin), str(newcomer)], team.root, None)
     assert not (newcomer / "models" / "model.pt").exists()
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], newcomer, None).stdout)[""]
     assert "error" not in shown and sorted(shown["data"]) == sorted(PUBLISHED_METRICS), shown
@@ -53,10 +63,13 @@ def test_a_clone_without_cache_or_remote_shows_the_committed_metrics_and_curves(
     diff = run(["dvc", "metrics", "diff", "HEAD"], newcomer, None)
     assert "failed to load" not in diff.stdout + diff.stderr
     branch = run(["git", "rev-parse", "--abbrev-ref", "HEAD"], newcomer, None).stdout.strip()
-    table = run(["make", "--no-print-directory", "compare"], newcomer, None, COLUMNS="200").stdout  # the README's way
+    # the README's way
+    table = run(["make", "--no-print-directory", "compare"], newcomer, None, COLUMNS="200").stdout
     header = next(line for line in table.splitlines() if "Experiment" in line).split()
     committed = next(line for line in table.splitlines() if line.split()[:1] == [branch]).split()
-    assert {"val_mse", "threshold", "fp_rate", "auc_rotation"} <= set(header) and "!" not in committed, table
+    assert {"val_mse", "threshold", "fp_rate", "auc_rotation"} <= set(
+        header
+    ) and "!" not in committed, table
     threshold = json.loads((team.alice / "metrics" / "threshold.json").read_text())["threshold"]
     values = committed[3:]  # after the name and the time it was created ("04:56 PM")
     assert float(values[header[2:].index("threshold")]) == pytest.approx(threshold, rel=1e-4)
@@ -64,16 +77,23 @@ def test_a_clone_without_cache_or_remote_shows_the_committed_metrics_and_curves(
     run(["dvc", "exp", "pull", "--no-cache", "origin", "--all-commits"], newcomer, None)
     experiments = json.loads(run(["dvc", "exp", "show", "--json"], newcomer, None).stdout)
     commit = next(row for row in experiments if row["rev"] != "workspace")
-    rows = [commit["data"], *(experiment["revs"][0]["data"] for experiment in commit["experiments"])]
+    rows = [
+        commit["data"],
+        *(experiment["revs"][0]["data"] for experiment in commit["experiments"]),
+    ]
     assert len(rows) == 1 + len(QUANTILES)
     for row in rows:  # the commit's row and each experiment's: numbers, not errors
         metrics = row["metrics"]
-        assert sorted(metrics) == sorted(PUBLISHED_METRICS) and all("error" not in m for m in metrics.values()), metrics
+        assert sorted(metrics) == sorted(PUBLISHED_METRICS) and all(
+            "error" not in m for m in metrics.values()
+        ), metrics
 
     names = run(["dvc", "exp", "list", "--name-only"], newcomer, None).stdout.split()
     plots = json.loads(run(["dvc", "plots", "diff", *names, "--json"], newcomer, None).stdout)
     charts = {name: chart for name, chart in plots["data"].items() if name.startswith("plots/roc/")}
-    assert sorted(charts) == sorted(f"plots/roc/{path.name}" for path in (team.alice / "plots" / "roc").iterdir())
+    assert sorted(charts) == sorted(
+        f"plots/roc/{path.name}" for path in (team.alice / "plots" / "roc").iterdir()
+    )
     for chart in charts.values():  # one chart per anomaly kind, a curve per experiment
         values = chart[0]["content"]["data"]["values"]
         assert sorted({value["rev"] for value in values}) == sorted(names)
@@ -82,13 +102,24 @@ def test_a_clone_without_cache_or_remote_shows_the_committed_metrics_and_curves(
 
 @pytest.mark.pipeline
 def test_the_autoencoder_is_fetched_from_the_registry_through_the_remote(team, tmp_path):
-    # What a deployer without a clone runs: `dvc artifacts get` of a version registered (a GTO tag, made
-    # in Bob's clone: Alice's repository is only read), with the team's remote in a config file (the
-    # local one is in no committed config).
+    # What a deployer without a clone runs: `dvc artifacts get` of a version registered (a GTO tag,
+    # made in Bob's clone: Alice's repository is only read), with the team's remote in a config file
+    # (the local one is in no committed config).
     bob = team.clone("bob-artifacts")
-    get = ["dvc", "artifacts", "get", str(team.origin), "autoencoder", "--config", str(bob / ".dvc" / "config.local")]
+    get = [
+        "dvc",
+        "artifacts",
+        "get",
+        str(team.origin),
+        "autoencoder",
+        "--config",
+        str(bob / ".dvc" / "config.local"),
+    ]
     unregistered = run([*get, "-o", str(tmp_path / "none.pt")], tmp_path, None, check=False)
-    assert unregistered.returncode != 0 and "Unable to find artifact 'autoencoder'" in unregistered.stderr
+    assert (
+        unregistered.returncode != 0
+        and "Unable to find artifact 'autoencoder'" in unregistered.stderr
+    )
 
     run(["git", "tag", "-a", "autoencoder@v1.0.0", "-m", "first release"], bob, None)
     run(["git", "push", "-q", "origin", "autoencoder@v1.0.0"], bob, None)
@@ -96,7 +127,9 @@ def test_the_autoencoder_is_fetched_from_the_registry_through_the_remote(team, t
     run([*get, "-o", str(tmp_path / "latest.pt")], tmp_path, None)
     run([*get, "--rev", "v1.0.0", "-o", str(tmp_path / "v1.pt")], tmp_path, None)
     assert (tmp_path / "latest.pt").read_bytes() == (tmp_path / "v1.pt").read_bytes() == model
-    unknown = run([*get, "--rev", "v9.9.9", "-o", str(tmp_path / "v9.pt")], tmp_path, None, check=False)
+    unknown = run(
+        [*get, "--rev", "v9.9.9", "-o", str(tmp_path / "v9.pt")], tmp_path, None, check=False
+    )
     assert unknown.returncode != 0 and not (tmp_path / "v9.pt").exists()
 
     # The deployable detector beside it, registered the same way.
@@ -104,7 +137,9 @@ def test_the_autoencoder_is_fetched_from_the_registry_through_the_remote(team, t
     run(["git", "push", "-q", "origin", "detector@v1.0.0"], bob, None)
     get_detector = [*get[:4], "detector", *get[5:]]
     run([*get_detector, "-o", str(tmp_path / "detector.onnx")], tmp_path, None)
-    assert (tmp_path / "detector.onnx").read_bytes() == (team.alice / "models" / "detector.onnx").read_bytes()
+    assert (tmp_path / "detector.onnx").read_bytes() == (
+        team.alice / "models" / "detector.onnx"
+    ).read_bytes()
 
 
 def set_perplexity(project: Path, perplexity: float) -> None:
@@ -116,13 +151,15 @@ def set_perplexity(project: Path, perplexity: float) -> None:
 
 @pytest.mark.pipeline
 def test_a_commit_shared_after_the_workspace_moved_on_is_pulled_whole(team):
-    # `dvc push --run-cache` pushes the workspace's outputs and the run-cache's records, not the outputs
-    # those records name: a commit whose outputs the workspace no longer holds needs --all-branches.
+    # `dvc push --run-cache` pushes the workspace's outputs and the run-cache's records, not the
+    # outputs those records name: a commit whose outputs the workspace no longer holds needs
+    # --all-branches.
     carol = team.clone("carol")
     run(["dvc", "pull"], carol, None, **team.env)
     run(["git", "checkout", "-q", "-b", "carol"], carol, None)
     set_perplexity(carol, 10)
-    run(["dvc", "repro"], carol, None, **team.env)  # a plain repro: no experiment holds these outputs
+    # a plain repro: no experiment holds these outputs
+    run(["dvc", "repro"], carol, None, **team.env)
     run(["git", "commit", "-qam", "perplexity 10"], carol, None)
     committed = locked_outputs((carol / "dvc.lock").read_text())
     set_perplexity(carol, 20)

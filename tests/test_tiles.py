@@ -5,15 +5,19 @@ import pytest
 from PIL import Image
 from scipy.ndimage import label
 
-from aepipe.data.images import read_image
 from aepipe.anomaly.verdicts import Scores
+from aepipe.data.images import read_image
 from aepipe.data.tiles import Tiling
 from aepipe.errors import AepipeError
 
 
 def test_tiles_cover_every_pixel_and_the_last_ends_at_the_edge():
     tiling = Tiling(32, 8)
-    assert tiling.starts(96) == [0, 24, 48, 64] and tiling.starts(32) == [0] and tiling.starts(80) == [0, 24, 48]
+    assert (
+        tiling.starts(96) == [0, 24, 48, 64]
+        and tiling.starts(32) == [0]
+        and tiling.starts(80) == [0, 24, 48]
+    )
     assert Tiling(32, 0).starts(64) == [0, 32] and Tiling(32, 0).starts(70) == [0, 32, 38]
     covered = np.zeros((72, 100), int)
     for top, left in tiling.corners(72, 100):
@@ -30,9 +34,13 @@ def test_a_scan_cut_and_stitched_back_is_the_scan():
 
 
 def test_overlapping_maps_are_averaged():
-    tiling = Tiling(32, 16)  # tiles at 0 and 16 of a 48-pixel row: the middle 16 columns are in both
+    # tiles at 0 and 16 of a 48-pixel row: the middle 16 columns are in both
+    tiling = Tiling(32, 16)
     stitched = tiling.stitch(np.stack([np.full((32, 32), 1.0), np.full((32, 32), 3.0)]), 32, 48)
-    assert stitched[:, :16].tolist() == [[1.0] * 16] * 32 and stitched[:, 32:].tolist() == [[3.0] * 16] * 32
+    assert (
+        stitched[:, :16].tolist() == [[1.0] * 16] * 32
+        and stitched[:, 32:].tolist() == [[3.0] * 16] * 32
+    )
     assert np.all(stitched[:, 16:32] == 2.0)
 
 
@@ -52,7 +60,9 @@ def test_a_defect_on_a_tile_border_is_one_region_where_it_is():
     tiles = Scores(tile_maps.max(axis=(1, 2)), None, np.zeros(len(tile_maps), bool), tile_maps)
     scored = Scores.stitched(tiling, tiles, [(80, 96)], threshold=0.5)
     assert scored.scores.tolist() == [1.0] and scored.flagged.tolist() == [True]
-    assert np.array_equal(scored.masks(0.5)[0], stitched > 0.5), "the mask: the stitched map above the threshold"
+    assert np.array_equal(scored.masks(0.5)[0], stitched > 0.5), (
+        "the mask: the stitched map above the threshold"
+    )
 
 
 def test_a_scan_is_dead_only_when_every_tile_is():
@@ -60,8 +70,13 @@ def test_a_scan_is_dead_only_when_every_tile_is():
     sizes = [(16, 32), (32, 16)]  # two tiles each
     owner = tiling.scan_of_each_tile(sizes)
     assert owner.tolist() == [0, 0, 1, 1]
-    tiles = Scores(np.zeros(4), None, np.array([True, True, True, False]), np.zeros((4, 16, 16), np.float32),
-                   errors=np.array([1.0, 3.0, 2.0, 2.0]))
+    tiles = Scores(
+        np.zeros(4),
+        None,
+        np.array([True, True, True, False]),
+        np.zeros((4, 16, 16), np.float32),
+        errors=np.array([1.0, 3.0, 2.0, 2.0]),
+    )
     scored = Scores.stitched(tiling, tiles, sizes, threshold=0.5)
     assert scored.dead.tolist() == [True, False] and scored.errors.tolist() == [2.0, 2.0]
     assert scored.flagged.tolist() == [True, False], "a dead scan is flagged whatever its score"
@@ -73,7 +88,9 @@ def test_a_scan_is_dead_only_when_every_tile_is():
 def test_a_scan_smaller_than_a_tile_is_refused_naming_both(tmp_path):
     path = tmp_path / "small.png"
     Image.fromarray(np.zeros((40, 28), np.uint8)).save(path)  # 28 wide, 40 high
-    with pytest.raises(AepipeError, match=r"small.png: 28×40 pixels is smaller than one 32×32 tile \(data.tile\)"):
+    with pytest.raises(
+        AepipeError, match=r"small.png: 28×40 pixels is smaller than one 32×32 tile \(data.tile\)"
+    ):
         read_image(path, 32, 1, tiled=True)
     kept = read_image(path, 28, 1, tiled=True)
     assert kept.pixels.shape == (40, 28) and kept.size == (28, 40), "kept at its own size"

@@ -5,15 +5,17 @@ import torch
 from aepipe.data.dataset import load_split
 from aepipe.devices import to_tensor
 from aepipe.model.inference import batch_means, mean_squared_error, per_image_errors
-from aepipe.params import load_params
 from aepipe.model.training import TrainingDiverged, train
+from aepipe.params import load_params
 from conftest import REPO
 
 
 @pytest.fixture(scope="module")
 def images(raw_dir):
     cpu = torch.device("cpu")
-    return to_tensor(load_split(raw_dir, "train", 1024).images, cpu), to_tensor(load_split(raw_dir, "val", 256).images, cpu)
+    return to_tensor(load_split(raw_dir, "train", 1024).images, cpu), to_tensor(
+        load_split(raw_dir, "val", 256).images, cpu
+    )
 
 
 @pytest.fixture
@@ -33,9 +35,13 @@ def test_training_lowers_the_validation_loss_and_records_every_step(images, smal
     assert result.history.batch_losses.shape == (2, 16)  # 1024 images / batch 64
     assert result.history.val_losses[-1] < result.history.initial_val_loss
     assert result.history.train_losses[-1] < result.history.train_losses[0]
-    assert result.history.train_losses[1] == pytest.approx(result.history.batch_losses[1].mean().item(), rel=1e-6)
+    assert result.history.train_losses[1] == pytest.approx(
+        result.history.batch_losses[1].mean().item(), rel=1e-6
+    )
     assert result.sample_reconstructions.shape == (2, 16, 28, 28)
-    assert result.history.val_losses[-1] == pytest.approx(mean_squared_error(result.model, images[1]), rel=1e-6)
+    assert result.history.val_losses[-1] == pytest.approx(
+        mean_squared_error(result.model, images[1]), rel=1e-6
+    )
 
 
 def test_same_seed_same_result_and_different_seed_differs(images, small_params):
@@ -50,8 +56,11 @@ def test_same_seed_same_result_and_different_seed_differs(images, small_params):
 
 def test_non_finite_loss_stops_training_naming_epoch_and_step(images, small_params):
     poisoned = images[0].clone()
-    poisoned[5:] = float("nan")  # after the first shuffle the NaN images are everywhere but one batch
-    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 1, step \d+; no model was written"):
+    # after the first shuffle the NaN images are everywhere but one batch
+    poisoned[5:] = float("nan")
+    with pytest.raises(
+        TrainingDiverged, match=r"loss is nan at epoch 1, step \d+; no model was written"
+    ):
         train(poisoned, images[1], small_params, seed=0, log=lambda line: None)
 
 
@@ -64,7 +73,9 @@ def test_per_image_errors_match_the_batch_mse():
     errors = per_image_errors(model, batch)
     assert errors.shape == (10,)
     with torch.no_grad():
-        assert errors.mean().item() == pytest.approx(torch.nn.functional.mse_loss(model(batch)[0], batch).item(), rel=1e-6)
+        assert errors.mean().item() == pytest.approx(
+            torch.nn.functional.mse_loss(model(batch)[0], batch).item(), rel=1e-6
+        )
 
 
 def test_batch_means_groups_consecutive_images_with_a_short_last_batch():
@@ -72,10 +83,12 @@ def test_batch_means_groups_consecutive_images_with_a_short_last_batch():
     assert batch_means(np.arange(128.0), 64).tolist() == [31.5, 95.5]
 
 
-def test_dvclive_says_after_every_epoch_how_far_training_got(images, small_params, tmp_path, monkeypatch):
-    """What `dvc exp show` shows of a queued experiment while it trains: the train stage's LossLogger
-    writes dvclive/metrics.json (its step, the latest validation MSE) as each epoch ends, and its
-    final numbers to the stage's headline file."""
+def test_dvclive_says_after_every_epoch_how_far_training_got(
+    images, small_params, tmp_path, monkeypatch
+):
+    """What `dvc exp show` shows of a queued experiment while it trains: the train stage's
+    LossLogger writes dvclive/metrics.json (its step, the latest validation MSE) as each epoch ends,
+    and its final numbers to the stage's headline file."""
     import json
 
     from dvclive import Live
@@ -83,22 +96,31 @@ def test_dvclive_says_after_every_epoch_how_far_training_got(images, small_param
     from aepipe.model.loss_logger import LossLogger
 
     monkeypatch.chdir(tmp_path)
-    logger = LossLogger(Live("dvclive", dvcyaml=None, save_dvc_exp=False), tmp_path / "headline.json")
+    logger = LossLogger(
+        Live("dvclive", dvcyaml=None, save_dvc_exp=False), tmp_path / "headline.json"
+    )
     seen = []
 
     def log_and_look(history, epoch):
         logger(history, epoch)
         seen.append(json.loads((tmp_path / "dvclive" / "metrics.json").read_text()))
 
-    result = train(*images, small_params.model_copy(update={"epochs": 3}), seed=0, log=lambda line: None,
-                   on_epoch=log_and_look)
+    result = train(
+        *images,
+        small_params.model_copy(update={"epochs": 3}),
+        seed=0,
+        log=lambda line: None,
+        on_epoch=log_and_look,
+    )
     assert [metrics["step"] for metrics in seen] == [1, 2, 3]
     assert [metrics["val_mse"] for metrics in seen] == pytest.approx(result.history.val_losses)
     steps = json.loads((tmp_path / "dvclive" / "plots" / "custom" / "batch_mse.json").read_text())
     assert len(steps) == result.history.batch_losses.numel(), "every step's loss is in the plot"
     logger.finish(seconds=1.5, segmenter_seconds=None)
     headline = json.loads((tmp_path / "headline.json").read_text())
-    assert headline["step"] == 3 and headline["train_seconds"] == 1.5 and "train_mse" not in headline
+    assert (
+        headline["step"] == 3 and headline["train_seconds"] == 1.5 and "train_mse" not in headline
+    )
 
 
 def test_shuffled_batch_means_are_the_seeds_batches_in_a_seeded_order():

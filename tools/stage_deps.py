@@ -3,8 +3,8 @@ modules its script imports, directly or through other modules, and the helper mo
 imports (stages/guard.py: one too few leaves a stale cache after an edit, one too many reruns the
 stage for nothing).
 
-    python tools/stage_deps.py           # rewrite them in dvc.yaml (`make deps`)
-    python tools/stage_deps.py --check   # exit 1 naming each stage whose deps differ (a test runs this)
+    python tools/stage_deps.py          # rewrite them in dvc.yaml (`make deps`)
+    python tools/stage_deps.py --check  # exit 1 naming each stage whose deps differ (tests run it)
 
 Every other line of dvc.yaml is kept as it is; a stage's modules follow its script, sorted. The
 packages' __init__.py files are not deps: they hold only their docstrings (a test keeps it so).
@@ -45,20 +45,28 @@ def imported_helpers(script: Path) -> set[Path]:
             names.add(node.module)
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-    return {script.parent / f"{name}.py" for name in names if (script.parent / f"{name}.py").is_file()}
+    return {
+        script.parent / f"{name}.py" for name in names if (script.parent / f"{name}.py").is_file()
+    }
 
 
 def generated_deps(script: Path, root: Path) -> list[str]:
-    """The helper modules `script` imports and the library modules it and they import, as dep paths."""
+    """The helper modules `script` imports and the library modules it and they import, as dep
+    paths."""
     library = root / "src" / "aepipe"
     helpers = imported_helpers(script)
-    found, pending = set(), set().union(*(imported_library_modules(path, library) for path in {script, *helpers}))
+    found, pending = (
+        set(),
+        set().union(*(imported_library_modules(path, library) for path in {script, *helpers})),
+    )
     while pending:
         name = pending.pop()
         if name not in found:
             found.add(name)
             pending |= imported_library_modules(library / f"{name}.py", library)
-    return sorted(str(path.relative_to(root)) for path in helpers) + [f"src/aepipe/{name}.py" for name in sorted(found)]
+    return sorted(str(path.relative_to(root)) for path in helpers) + [
+        f"src/aepipe/{name}.py" for name in sorted(found)
+    ]
 
 
 def rendered(text: str, root: Path) -> str:
@@ -72,8 +80,10 @@ def rendered(text: str, root: Path) -> str:
         lines.append(line)
         if match := SCRIPT_DEP.match(line):
             scripts.append(root / match.group(1))
-            deps = sorted(set().union(*(generated_deps(script, root) for script in scripts)),
-                          key=lambda dep: (dep.startswith("src/"), dep))
+            deps = sorted(
+                set().union(*(generated_deps(script, root) for script in scripts)),
+                key=lambda dep: (dep.startswith("src/"), dep),
+            )
             # A later script of the same stage replaces the lines the earlier one wrote.
             while len(lines) > 1 and LIBRARY_DEP.match(lines[-2]):
                 lines.pop(-2)
@@ -92,21 +102,36 @@ def stages_that_differ(old: str, new: str) -> list[str]:
         return found
 
     before, after = deps_by_stage(old), deps_by_stage(new)
-    return sorted(name for name in set(before) | set(after) if sorted(before.get(name, [])) != sorted(after.get(name, [])))
+    return sorted(
+        name
+        for name in set(before) | set(after)
+        if sorted(before.get(name, [])) != sorted(after.get(name, []))
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml's library deps are not the imports'")
-    parser.add_argument("--root", type=Path, default=ROOT, help="the project (default: this checkout)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if dvc.yaml's library deps are not the imports'",
+    )
+    parser.add_argument(
+        "--root", type=Path, default=ROOT, help="the project (default: this checkout)"
+    )
     args = parser.parse_args()
     path = args.root / "dvc.yaml"
     text = path.read_text()
     new = rendered(text, args.root)
     if args.check:
         if new != text:
-            sys.exit(f"dvc.yaml: the library deps of {', '.join(stages_that_differ(text, new)) or 'its stages (order)'} "
-                     f"are not what their scripts import; run `make deps`")
+            sys.exit(
+                "dvc.yaml: the library deps of "
+                f"{', '.join(stages_that_differ(text, new)) or 'its stages (order)'} are not what "
+                "their scripts import; run `make deps`"
+            )
         return
     if new != text:
         tmp = path.with_name(".dvc.yaml.tmp")

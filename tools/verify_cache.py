@@ -1,14 +1,15 @@
-"""Find what the DVC cache must not hand out: objects whose bytes are not their md5 (a flipped byte: DVC
-does not hash an object again when it checks it out), and results filed under params they were not
-computed with: run-cache entries and dvc.lock stages whose recorded params disagree with what the
-stage itself wrote into its outputs (the training's epochs against the steps it logged, and the like).
+"""Find what the DVC cache must not hand out: objects whose bytes are not their md5 (a flipped byte:
+DVC does not hash an object again when it checks it out), and results filed under params they were
+not computed with: run-cache entries and dvc.lock stages whose recorded params disagree with what
+the stage itself wrote into its outputs (the training's epochs against the steps it logged, and the
+like).
 
-    python tools/verify_cache.py            # list them; exit 1 if any (`make verify-cache`)
-    python tools/verify_cache.py --remove   # and delete the objects and run-cache entries (`REMOVE=1`)
+    python tools/verify_cache.py           # list them; exit 1 if any (`make verify-cache`)
+    python tools/verify_cache.py --remove  # and delete those objects and entries (`REMOVE=1`)
 
 `make share` runs the listing first, so nothing corrupt or poisoned is pushed to the team. After a
-removal, `dvc pull` or `dvc repro` brings the objects back. A poisoned dvc.lock stage is not rewritten:
-`dvc repro <stage>` (after `dvc exp run` of the right params) is.
+removal, `dvc pull` or `dvc repro` brings the objects back. A poisoned dvc.lock stage is not
+rewritten: `dvc repro <stage>` (after `dvc exp run` of the right params) is.
 """
 
 import argparse
@@ -76,8 +77,14 @@ def _field(data: dict, dotted: str) -> object:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--remove", action="store_true", help="delete the corrupt objects and poisoned run-cache entries")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--remove",
+        action="store_true",
+        help="delete the corrupt objects and poisoned run-cache entries",
+    )
     args = parser.parse_args()
     from dvc.repo import Repo  # seconds to import: after --help
 
@@ -95,8 +102,11 @@ def main() -> None:
             poisoned.append((path, found))
     lock = Path("dvc.lock")
     stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.exists() else {}
-    poisoned_lock = [(f"dvc.lock: stage {name}", found) for name, stage in stages.items()
-                     if (found := disagreements(stage, read_object))]
+    poisoned_lock = [
+        (f"dvc.lock: stage {name}", found)
+        for name, stage in stages.items()
+        if (found := disagreements(stage, read_object))
+    ]
     for path in corrupt:
         print(f"{path}: a corrupt cache object (its bytes are not its md5)")
     for where, found in [*poisoned, *poisoned_lock]:
@@ -104,14 +114,19 @@ def main() -> None:
     if args.remove:
         for path in [*corrupt, *(path for path, _ in poisoned)]:
             path.unlink()
-        print(f"removed {len(corrupt)} corrupt objects and {len(poisoned)} run-cache entries; dvc pull or dvc repro "
-              "brings what is needed back")
+        print(
+            f"removed {len(corrupt)} corrupt objects and {len(poisoned)} run-cache entries; dvc "
+            "pull or dvc repro brings what is needed back"
+        )
     if not (corrupt or poisoned or poisoned_lock):
         print("cache objects, run-cache entries and dvc.lock stages agree with their outputs")
     elif poisoned_lock or not args.remove:
-        sys.exit(f"{len(corrupt)} corrupt cache objects, {len(poisoned)} run-cache entries and {len(poisoned_lock)} "
-                 "dvc.lock stages filed under params they were not computed with"
-                 + ("" if args.remove else "; remove them: make verify-cache REMOVE=1"))
+        sys.exit(
+            f"{len(corrupt)} corrupt cache objects, {len(poisoned)} run-cache entries and "
+            f"{len(poisoned_lock)} dvc.lock stages filed under params they were not computed with"
+            + ("" if args.remove else "; remove them: make verify-cache REMOVE=1")
+        )
+
 
 if __name__ == "__main__":
     main()

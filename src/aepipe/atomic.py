@@ -1,4 +1,5 @@
-"""Write files so that a crash leaves either the old file or the new one, never half of one; name a file by its content."""
+"""Write files so that a crash leaves either the old file or the new one, never half of one; name a
+file by its content."""
 
 import hashlib
 import json
@@ -30,7 +31,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    fd, tmp_name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}"
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -64,7 +67,8 @@ def copy_file(source: str | os.PathLike, destination: str | os.PathLike) -> None
 
 
 def replace_dir(dest: str | Path, files: dict[str, bytes]) -> None:
-    """Make directory `dest` hold exactly `files` (name → content): all of them or, on failure, what it held before."""
+    """Make directory `dest` hold exactly `files` (name → content): all of them or, on failure, what
+    it held before."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))

@@ -1,7 +1,9 @@
-"""Where tensors live: the device train.device names, images as tensors on it, and their layout there.
+"""Where tensors live: the device train.device names, images as tensors on it, and their layout
+there.
 
 Kept apart from the models and the training loop so that the stages, which all need these, do not
-depend on (and rerun after every edit of) model/training.py, or the judge on the autoencoder's model/autoencoder.py.
+depend on (and rerun after every edit of) model/training.py, or the judge on the autoencoder's
+model/autoencoder.py.
 """
 
 import math
@@ -12,8 +14,10 @@ import torch
 from aepipe.errors import AepipeError
 from aepipe.params import MNIST_SIDE
 
-EVAL_BATCH_SIZE = 1024  # MNIST images per batch of a pass without gradients: large, and memory stays small
-EVAL_BATCH_VALUES = EVAL_BATCH_SIZE * MNIST_SIDE**2  # as many pixel values per batch for images of any shape
+# MNIST images per batch of a pass without gradients: large, and memory stays small
+EVAL_BATCH_SIZE = 1024
+# as many pixel values per batch for images of any shape
+EVAL_BATCH_VALUES = EVAL_BATCH_SIZE * MNIST_SIDE**2
 
 
 def resolve_device(name: str) -> torch.device:
@@ -26,7 +30,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (N, H, W) or (N, H, W, C) → float32 (N, C, H, W) in [0, 1] on `device`, as torchvision's ToTensor."""
+    """uint8 (N, H, W) or (N, H, W, C) → float32 (N, C, H, W) in [0, 1] on `device`, as
+    torchvision's ToTensor."""
     return as_floats(to_pixels(images, device))
 
 
@@ -56,5 +61,6 @@ def eval_batches(images: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def preferred_memory_format(device: torch.device) -> torch.memory_format:
-    """Channels-last convolutions measured 20-30 % faster on a 2-core CPU (not measured on a GPU yet)."""
+    """Channels-last convolutions measured 20-30 % faster on a 2-core CPU (not measured on a GPU
+    yet)."""
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format

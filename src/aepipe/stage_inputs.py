@@ -25,12 +25,17 @@ def read_inputs(params_path: str | os.PathLike, input_paths: list[str]) -> Input
 
 def changes(before: Inputs, after: Inputs) -> list[str]:
     """One line per changed param (the value used, the value now) and per changed input file."""
-    lines = [f"{key}: ran with {_show(before.params.get(key, _MISSING))}, now {_show(after.params.get(key, _MISSING))}"
-             for key in sorted(before.params.keys() | after.params.keys())
-             if before.params.get(key, _MISSING) != after.params.get(key, _MISSING)]
-    lines += [f"{path}: {'removed' if path not in after.files else 'added' if path not in before.files else 'modified'}"
-              for path in sorted(before.files.keys() | after.files.keys())
-              if before.files.get(path) != after.files.get(path)]
+    lines = [
+        f"{key}: ran with {_show(before.params.get(key, _MISSING))}, now "
+        f"{_show(after.params.get(key, _MISSING))}"
+        for key in sorted(before.params.keys() | after.params.keys())
+        if before.params.get(key, _MISSING) != after.params.get(key, _MISSING)
+    ]
+    lines += [
+        f"{path}: {'removed' if path not in after.files else 'added' if path not in before.files else 'modified'}"  # noqa: E501
+        for path in sorted(before.files.keys() | after.files.keys())
+        if before.files.get(path) != after.files.get(path)
+    ]
     return lines
 
 
@@ -46,14 +51,24 @@ def _read_yaml(path: Path) -> object:
 
 def _leaves(tree: object, prefix: str = "") -> dict[str, object]:
     if isinstance(tree, dict) and tree:
-        return {key: value for name, sub in tree.items() for key, value in _leaves(sub, f"{prefix}{name}.").items()}
+        return {
+            key: value
+            for name, sub in tree.items()
+            for key, value in _leaves(sub, f"{prefix}{name}.").items()
+        }
     return {prefix.removesuffix(".") or "(the whole file)": tree}
 
 
 def _signatures(paths: list[str]) -> dict[str, tuple[int, int]]:
     found = {}
     for path in map(Path, paths):
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+        files = (
+            [path]
+            if path.is_file()
+            else sorted(p for p in path.rglob("*") if p.is_file())
+            if path.is_dir()
+            else []
+        )
         for file in files:
             stat = file.stat()
             found[str(file)] = (stat.st_size, stat.st_mtime_ns)

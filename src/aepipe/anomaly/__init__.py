@@ -1,1 +1,2 @@
-"""Anomaly detection: scores, anomaly maps, thresholds and their calibration, the metrics, synthetic anomalies."""
+"""Anomaly detection: scores, anomaly maps, thresholds and their calibration, the metrics, synthetic
+anomalies."""

@@ -13,30 +13,46 @@ EXCEEDANCES_NEEDED = 10
 
 
 def min_calibration_images(target: float) -> int:
-    """How many normal images a quantile threshold for this false-alarm target needs to be usable."""
+    """How many normal images a quantile threshold for this false-alarm target needs to be
+    usable."""
     return math.ceil(EXCEEDANCES_NEEDED / target - 1e-9)
 
 
 def binomial_interval(count: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The exact (Clopper-Pearson) interval of a rate observed as `count` out of `n`: the rates under
-    which so few, or so many, would be seen only (1 - confidence) / 2 of the time. NumPy alone (the
-    serving install, which `aepipe calibrate --onnx` runs in, has no SciPy)."""
+    """The exact (Clopper-Pearson) interval of a rate observed as `count` out of `n`: the rates
+    under which so few, or so many, would be seen only (1 - confidence) / 2 of the time. NumPy alone
+    (the serving install, which `aepipe calibrate --onnx` runs in, has no SciPy)."""
     tail = (1 - confidence) / 2
     log_factorials = np.r_[0.0, np.cumsum(np.log(np.arange(1, n + 1)))]
-    low = 0.0 if count == 0 else _solve(lambda rate: 1 - _binomial_cdf(count - 1, n, rate, log_factorials), tail)
-    high = 1.0 if count == n else _solve(lambda rate: 1 - _binomial_cdf(count, n, rate, log_factorials), 1 - tail)
+    low = (
+        0.0
+        if count == 0
+        else _solve(lambda rate: 1 - _binomial_cdf(count - 1, n, rate, log_factorials), tail)
+    )
+    high = (
+        1.0
+        if count == n
+        else _solve(lambda rate: 1 - _binomial_cdf(count, n, rate, log_factorials), 1 - tail)
+    )
     return low, high
 
 
 def _binomial_cdf(k: int, n: int, rate: float, log_factorials: np.ndarray) -> float:
     """P(X ≤ k) for X ~ Binomial(n, rate), 0 < rate < 1, summed in logs."""
     i = np.arange(k + 1)
-    log_pmf = log_factorials[n] - log_factorials[i] - log_factorials[n - i] + i * math.log(rate) + (n - i) * math.log1p(-rate)
+    log_pmf = (
+        log_factorials[n]
+        - log_factorials[i]
+        - log_factorials[n - i]
+        + i * math.log(rate)
+        + (n - i) * math.log1p(-rate)
+    )
     return float(np.exp(log_pmf).sum())
 
 
 def _solve(increasing, value: float) -> float:
-    """The rate in (0, 1) where `increasing(rate)` reaches `value`, by bisection to float precision."""
+    """The rate in (0, 1) where `increasing(rate)` reaches `value`, by bisection to float
+    precision."""
     low, high = 0.0, 1.0
     for _ in range(100):
         middle = (low + high) / 2
@@ -61,19 +77,27 @@ def calibration_check(false_alarms: int, normal_images: int, target: float | Non
 
 
 def verdict_line(check: dict) -> str | None:
-    """One line for the operator where the threshold does not keep its promise, saying what to do."""
+    """One line for the operator where the threshold does not keep its promise, saying what to
+    do."""
     if check["holds"] is not False:
         return None
-    observed = (f"{check['rate']:.1%} of {check['normal_images']:,} normal test images flagged "
-                f"(95 % interval {check['interval'][0]:.1%}–{check['interval'][1]:.1%}) where the threshold "
-                f"promises {check['target']:.1%}")
+    observed = (
+        f"{check['rate']:.1%} of {check['normal_images']:,} normal test images flagged (95 % "
+        f"interval {check['interval'][0]:.1%}–{check['interval'][1]:.1%}) where the threshold "
+        f"promises {check['target']:.1%}"
+    )
     if check["rate"] > check["target"]:
-        advice = ("new good images score higher than the calibration images: calibrate on more good images, "
-                  "taken as the line varies (an inspection set's validation/good/, anomaly.calibration_fraction), "
-                  "or on the line's own (aepipe calibrate)")
+        advice = (
+            "new good images score higher than the calibration images: calibrate on more good "
+            "images, taken as the line varies (an inspection set's validation/good/, "
+            "anomaly.calibration_fraction), or on the line's own (aepipe calibrate)"
+        )
     else:
-        advice = ("the threshold is stricter than it needs, and misses defects it could flag: calibrate on more good "
-                  "images, taken as the line varies, or on the line's own (aepipe calibrate)")
+        advice = (
+            "the threshold is stricter than it needs, and misses defects it could flag: "
+            "calibrate on more good images, taken as the line varies, or on the line's own "
+            "(aepipe calibrate)"
+        )
     return f"calibration does not hold: {observed}; {advice}"
 
 
@@ -81,6 +105,8 @@ def too_few_line(calibration_images: int, target: float | None) -> str | None:
     """One line where the calibration images are too few for the target to be estimated."""
     if target is None or calibration_images >= min_calibration_images(target):
         return None
-    return (f"warning: {calibration_images:,} calibration images for a {target:.1%} false-alarm target; a usable "
-            f"estimate needs at least {min_calibration_images(target):,} ({EXCEEDANCES_NEEDED} expected false "
-            f"alarms among them)")
+    return (
+        f"warning: {calibration_images:,} calibration images for a {target:.1%} false-alarm "
+        f"target; a usable estimate needs at least {min_calibration_images(target):,} "
+        f"({EXCEEDANCES_NEEDED} expected false alarms among them)"
+    )

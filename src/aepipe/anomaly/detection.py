@@ -1,11 +1,12 @@
-"""Anomaly detection on per-image scores: which images calibrate and which test, thresholds, and how well
-they separate anomalies, image by image and pixel by pixel."""
+"""Anomaly detection on per-image scores: which images calibrate and which test, thresholds, and how
+well they separate anomalies, image by image and pixel by pixel."""
 
 import numpy as np
 
 AUPRO_FPR_LIMIT = 0.3  # MVTec AD's and anomalib's integration limit
 DEAD_FRAME = "dead_frame"  # the column, beside a score, that says a frame is dead
-TAIL_SHARE = 0.1  # of the calibration scores, the highest: the tail a generalised Pareto is fitted to
+# of the calibration scores, the highest: the tail a generalised Pareto is fitted to
+TAIL_SHARE = 0.1
 
 
 def summary(losses: np.ndarray) -> dict[str, float]:
@@ -23,8 +24,8 @@ def mean_std_threshold(losses: np.ndarray, k: float) -> float:
 
 
 def per_image_threshold(scores: np.ndarray, method: str, k: float, q: float) -> float:
-    """The cut on single images' scores: mean + k·std ("mean_std"), the empirical q-quantile ("quantile")
-    or that of a fitted tail ("gpd")."""
+    """The cut on single images' scores: mean + k·std ("mean_std"), the empirical q-quantile
+    ("quantile") or that of a fitted tail ("gpd")."""
     if method == "mean_std":
         return mean_std_threshold(scores, k)
     if method == "quantile":
@@ -35,11 +36,12 @@ def per_image_threshold(scores: np.ndarray, method: str, k: float, q: float) -> 
 
 
 def tail_quantile(scores: np.ndarray, q: float) -> float:
-    """The q-quantile of the scores from a generalised Pareto distribution fitted (maximum likelihood) to
-    their excesses over the (1 - TAIL_SHARE)-quantile: peaks over threshold (Pickands 1975), which reads
-    the shape of the tail from its highest tenth instead of the few scores above q. A q inside the body
-    (1 - q ≥ TAIL_SHARE) is the empirical quantile."""
-    from scipy.stats import genpareto  # here: the serving install has no SciPy and never fits a threshold
+    """The q-quantile of the scores from a generalised Pareto distribution fitted (maximum
+    likelihood) to their excesses over the (1 - TAIL_SHARE)-quantile: peaks over threshold (Pickands
+    1975), which reads the shape of the tail from its highest tenth instead of the few scores above
+    q. A q inside the body (1 - q ≥ TAIL_SHARE) is the empirical quantile."""
+    # here: the serving install has no SciPy and never fits a threshold
+    from scipy.stats import genpareto
 
     base = float(np.quantile(scores, 1 - TAIL_SHARE))
     excesses = scores[scores > base] - base
@@ -60,8 +62,9 @@ def calibration_split(n_normal: int, fraction: float, seed: int) -> tuple[np.nda
 
 
 def calibration_roles(normal: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """The role of each validation image: "calibration" (normal, sets the threshold), "test" (normal,
-    tests it) or "held_out" (an anomalous class). Written once, by the stage that scores the images."""
+    """The role of each validation image: "calibration" (normal, sets the threshold), "test"
+    (normal, tests it) or "held_out" (an anomalous class). Written once, by the stage that scores
+    the images."""
     roles = np.full(len(normal), "held_out", dtype=object)
     normal_index = np.flatnonzero(normal)
     calibration, test = calibration_split(len(normal_index), fraction, seed)
@@ -73,36 +76,44 @@ def calibration_roles(normal: np.ndarray, fraction: float, seed: int) -> np.ndar
 def given_roles(normal: np.ndarray, calibration: np.ndarray) -> np.ndarray:
     """The roles of `calibration_roles` where the dataset says which images calibrate (an inspection
     set: its share of train/good); the other normal images test, the anomalous ones are held out."""
-    return np.where(calibration == 1, "calibration", np.where(normal, "test", "held_out")).astype(object)
+    return np.where(calibration == 1, "calibration", np.where(normal, "test", "held_out")).astype(
+        object
+    )
 
 
 def decisive_scores(scores: np.ndarray, dead_frames: np.ndarray) -> np.ndarray:
-    """The scores as flags and rankings read them: a dead frame (aepipe.anomaly.scores) is flagged whatever
-    its score says, above every threshold and every live frame."""
+    """The scores as flags and rankings read them: a dead frame (aepipe.anomaly.scores) is flagged
+    whatever its score says, above every threshold and every live frame."""
     return np.where(dead_frames, np.inf, scores)
 
 
-Maps = np.ndarray | list[np.ndarray]  # (N, H, W), or a list of (H, W) maps of any sizes (tiled scans)
+# (N, H, W), or a list of (H, W) maps of any sizes (tiled scans)
+Maps = np.ndarray | list[np.ndarray]
 
 
 def pixels(maps: Maps) -> np.ndarray:
     """Every pixel of every map, in one flat array: image by image, row by row."""
-    return maps.ravel() if isinstance(maps, np.ndarray) else np.concatenate([each.ravel() for each in maps])
+    return (
+        maps.ravel()
+        if isinstance(maps, np.ndarray)
+        else np.concatenate([each.ravel() for each in maps])
+    )
 
 
 def pixel_roc_auc(maps: Maps, masks: Maps) -> float:
-    """Localisation: ROC AUC of every pixel's anomaly-map value against whether it lies in the anomaly."""
+    """Localisation: ROC AUC of every pixel's anomaly-map value against whether it lies in the
+    anomaly."""
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(pixels(masks) > 0, pixels(maps)))
 
 
 def aupro(maps: Maps, masks: Maps, fpr_limit: float = AUPRO_FPR_LIMIT) -> float:
-    """Area under the per-region-overlap curve up to a false-positive rate of `fpr_limit`, divided by
-    it (1 is perfect): MVTec AD's localisation metric (Bergmann et al., IJCV 2021; its evaluation
-    code's compute_pro, and anomalib's AUPRO, which it matches: bench/metric_check.py). Every connected
-    defect region (8-connected: a diagonal scratch is one) weighs the same however large it is; the
-    false-positive rate counts the pixels outside every defect, over all images.
+    """Area under the per-region-overlap curve up to a false-positive rate of `fpr_limit`, divided
+    by it (1 is perfect): MVTec AD's localisation metric (Bergmann et al., IJCV 2021; its evaluation
+    code's compute_pro, and anomalib's AUPRO, which it matches: bench/metric_check.py). Every
+    connected defect region (8-connected: a diagonal scratch is one) weighs the same however large
+    it is; the false-positive rate counts the pixels outside every defect, over all images.
 
     One sweep over the pixels sorted by map value gives the curve exactly: lowering the threshold
     past a pixel adds 1 / (its region's size × the number of regions) to the mean overlap, or
@@ -115,7 +126,7 @@ def aupro(maps: Maps, masks: Maps, fpr_limit: float = AUPRO_FPR_LIMIT) -> float:
     normal = pixels(masks) == 0
     if total_regions == 0 or not normal.any():
         raise ValueError("AUPRO needs defect regions and pixels outside them")
-    for weight, (labelled, count) in zip(weights, regions):
+    for weight, (labelled, _) in zip(weights, regions, strict=True):
         sizes = np.bincount(labelled.ravel())
         weight[labelled > 0] = 1 / (sizes[labelled[labelled > 0]] * total_regions)
     order = np.argsort(pixels(maps), kind="stable")[::-1]
@@ -124,18 +135,29 @@ def aupro(maps: Maps, masks: Maps, fpr_limit: float = AUPRO_FPR_LIMIT) -> float:
     fpr = np.r_[0, np.cumsum(normal[order])[last_of_each_value] / normal.sum()]
     pro = np.r_[0, np.cumsum(pixels(weights)[order])[last_of_each_value]]
     inside = fpr <= fpr_limit
-    fpr_cut, pro_cut = np.r_[fpr[inside], fpr_limit], np.r_[pro[inside], np.interp(fpr_limit, fpr, pro)]
+    fpr_cut, pro_cut = (
+        np.r_[fpr[inside], fpr_limit],
+        np.r_[pro[inside], np.interp(fpr_limit, fpr, pro)],
+    )
     return float(np.trapezoid(pro_cut, fpr_cut) / fpr_limit)
 
 
-def detection_metrics(normal_scores: np.ndarray, anomaly_scores: np.ndarray, threshold: float) -> dict[str, float]:
+def detection_metrics(
+    normal_scores: np.ndarray, anomaly_scores: np.ndarray, threshold: float
+) -> dict[str, float]:
     """Ranking quality (ROC AUC, average precision) and the errors of flagging `score > threshold`
     (scores as `decisive_scores` gives them: a dead frame's is infinite, above every threshold)."""
-    from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
+    from sklearn.metrics import (
+        average_precision_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
 
     truth, ranks = _truth_and_ranks(normal_scores, anomaly_scores)
     flagged = np.r_[normal_scores, anomaly_scores] > threshold
-    precision, recall, f1, _ = precision_recall_fscore_support(truth, flagged, average="binary", zero_division=0.0)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        truth, flagged, average="binary", zero_division=0.0
+    )
     return {
         "roc_auc": float(roc_auc_score(truth, ranks)),
         "average_precision": float(average_precision_score(truth, ranks)),
@@ -154,7 +176,9 @@ def image_roc_auc(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> floa
     return float(roc_auc_score(*_truth_and_ranks(normal_scores, anomaly_scores)))
 
 
-def _truth_and_ranks(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _truth_and_ranks(
+    normal_scores: np.ndarray, anomaly_scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """1 for each anomaly, and every score's dense rank: the same order and ties as the scores, but
     finite (scikit-learn refuses a dead frame's infinite score)."""
     from scipy.stats import rankdata
@@ -163,16 +187,21 @@ def _truth_and_ranks(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> t
     return truth, rankdata(np.r_[normal_scores, anomaly_scores], method="dense").astype(np.float64)
 
 
-CURVE_POINTS = 101  # the grid curves are sampled on: small files, the same x in every run, so runs overlay
-GRID_SLACK = 1e-9  # a rate of 7/20 counts as reaching the grid's 0.35 (0.35000000000000003 in floats)
+# the grid curves are sampled on: small files, the same x in every run, so runs overlay
+CURVE_POINTS = 101
+# a rate of 7/20 counts as reaching the grid's 0.35 (0.35000000000000003 in floats)
+GRID_SLACK = 1e-9
 
 
 def roc_curve(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> dict[str, np.ndarray]:
-    """The ROC curve on a fixed grid of false-positive rates: at each, the largest true-positive rate
-    of a threshold whose false-positive rate is at most it (the curve's upper-left staircase)."""
+    """The ROC curve on a fixed grid of false-positive rates: at each, the largest true-positive
+    rate of a threshold whose false-positive rate is at most it (the curve's upper-left
+    staircase)."""
     from sklearn import metrics
 
-    fpr, tpr, _ = metrics.roc_curve(*_truth_and_ranks(normal_scores, anomaly_scores), drop_intermediate=False)
+    fpr, tpr, _ = metrics.roc_curve(
+        *_truth_and_ranks(normal_scores, anomaly_scores), drop_intermediate=False
+    )
     grid = np.linspace(0, 1, CURVE_POINTS)
     return {"fpr": grid, "tpr": tpr[np.searchsorted(fpr, grid + GRID_SLACK, side="right") - 1]}
 
@@ -183,8 +212,10 @@ def pr_curve(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> dict[str,
     from sklearn.metrics import precision_recall_curve
 
     precision, recall, _ = precision_recall_curve(*_truth_and_ranks(normal_scores, anomaly_scores))
-    precision, recall = precision[:-1][::-1], recall[:-1][::-1]  # highest threshold first, without (1, 0)
+    # highest threshold first, without (1, 0)
+    precision, recall = precision[:-1][::-1], recall[:-1][::-1]
     best_from_here = np.maximum.accumulate(precision[::-1])[::-1]
     grid = np.linspace(0, 1, CURVE_POINTS)
-    reached = np.searchsorted(recall, grid - GRID_SLACK, side="left")  # the first threshold whose recall is at least the grid's
+    # the first threshold whose recall is at least the grid's
+    reached = np.searchsorted(recall, grid - GRID_SLACK, side="left")
     return {"recall": grid, "precision": np.r_[best_from_here, 0.0][reached]}

@@ -32,15 +32,21 @@ class Outputs(NamedTuple):
 
 
 class Detector(nn.Module):
-    """(N, C, H, W) float32 images in [0, 1] → score, flagged, map, dead_frame (`Outputs`' first four).
+    """(N, C, H, W) float32 images in [0, 1] → score, flagged, map, dead_frame (`Outputs`' first
+    four).
 
     The map is the one the score reads, blurred (map_max; a defect's mask is its pixels above the
-    threshold), or |image − reconstruction| for the other scores. Without a threshold (the score stage
-    scores before the threshold is set) only dead frames are flagged."""
+    threshold), or |image − reconstruction| for the other scores. Without a threshold (the score
+    stage scores before the threshold is set) only dead frames are flagged."""
 
     def __init__(self, model: AutoEncoder, fitted: FittedScore, threshold: float = math.inf):
         super().__init__()
-        self.model, self.method, self.maps, self.tiling = model, fitted.method, fitted.maps, fitted.tiling
+        self.model, self.method, self.maps, self.tiling = (
+            model,
+            fitted.method,
+            fitted.maps,
+            fitted.tiling,
+        )
         self.register_buffer("threshold", torch.tensor(threshold, dtype=torch.float64))
         self.register_buffer("dead_below", torch.tensor(fitted.dead_below, dtype=torch.float32))
         if fitted.method == "combined":
@@ -48,17 +54,22 @@ class Detector(nn.Module):
             self.register_buffer("means", statistics.means)
             self.register_buffer("precisions", statistics.precisions)
             self.spreads = statistics.spreads
-        # eval: the segmenter's batch norm uses its running statistics, and stays so after the export.
+        # eval: the segmenter's batch norm uses its running statistics, and stays so after the
+        # export.
         self.eval()
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.outputs(images)[:4]
 
     def outputs(self, images: torch.Tensor) -> Outputs:
         reconstructions, latents = self.model(images)
         errors = reconstruction_errors(reconstructions, images)
         if self.maps:
-            anomaly_map = smoothed(maps_of(self.model, reconstructions, images, self.maps.kind), self.maps.sigma)
+            anomaly_map = smoothed(
+                maps_of(self.model, reconstructions, images, self.maps.kind), self.maps.sigma
+            )
         else:
             anomaly_map = maps_of(self.model, reconstructions, images, "error")
         if self.method == "reconstruction":
@@ -67,22 +78,33 @@ class Detector(nn.Module):
             score = anomaly_map.amax(dim=(1, 2)).double()
         else:
             statistics = CombinedStatistics(self.means, self.precisions, self.spreads)
-            score = combined_terms(errors, latents, images.mean(dim=(1, 2, 3)), statistics).sum(dim=1)
+            score = combined_terms(errors, latents, images.mean(dim=(1, 2, 3)), statistics).sum(
+                dim=1
+            )
         dead = frame_contrast(images) < self.dead_below
-        return Outputs(score, flag_rule(score, dead, self.threshold), anomaly_map, dead, errors, latents)
+        return Outputs(
+            score, flag_rule(score, dead, self.threshold), anomaly_map, dead, errors, latents
+        )
 
     @torch.no_grad()
-    def score(self, images: torch.Tensor, with_maps: bool = False,
-              sizes: list[tuple[int, int]] | None = None) -> Scores:
-        """(N, C, H, W) images (uint8 pixels or floats, on the module's device) scored batch by batch;
-        of a detector of tiles (data.tile), given their scans' (height, width)s: the scans, stitched."""
+    def score(
+        self,
+        images: torch.Tensor,
+        with_maps: bool = False,
+        sizes: list[tuple[int, int]] | None = None,
+    ) -> Scores:
+        """(N, C, H, W) images (uint8 pixels or floats, on the module's device) scored batch by
+        batch; of a detector of tiles (data.tile), given their scans' (height, width)s: the scans,
+        stitched."""
         keep_maps = with_maps or sizes is not None
         parts = []
         for chunk in eval_batches(images):
             outputs = self.outputs(as_floats(chunk))
             parts.append(outputs if keep_maps else outputs._replace(map=None))
         scores, flagged, maps, dead, errors, latents = (
-            None if column[0] is None else torch.cat(column).cpu().numpy() for column in zip(*parts))
+            None if column[0] is None else torch.cat(column).cpu().numpy()
+            for column in zip(*parts, strict=True)
+        )
         tiles = Scores(scores, flagged, dead, maps, errors, latents)
         if sizes is None:
             return tiles

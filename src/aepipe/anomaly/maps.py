@@ -5,8 +5,8 @@ import torch
 
 from aepipe.devices import as_floats
 from aepipe.errors import AepipeError
-from aepipe.model.inference import reconstruct
 from aepipe.model.autoencoder import AutoEncoder
+from aepipe.model.inference import reconstruct
 from aepipe.similarity import ssim_map
 
 
@@ -22,19 +22,24 @@ def anomaly_maps(model: AutoEncoder, images: torch.Tensor, kind: str) -> torch.T
 
 
 @torch.no_grad()
-def maps_of(model: AutoEncoder, reconstructions: torch.Tensor, images: torch.Tensor, kind: str) -> torch.Tensor:
-    """The anomaly maps of float images from the model's reconstructions of them, (N, H, W), averaged
-    over the colour channels: "error", |image - reconstruction| (in [0, 1]); "ssim", 1 - the local
-    structural similarity of the two (Bergmann et al. 2018: a change of texture or contrast shows even
-    where the mean is kept); "segmenter", the probability of a defect that the model's segmenter
-    draws from both (aepipe.model.segmenter)."""
+def maps_of(
+    model: AutoEncoder, reconstructions: torch.Tensor, images: torch.Tensor, kind: str
+) -> torch.Tensor:
+    """The anomaly maps of float images from the model's reconstructions of them, (N, H, W),
+    averaged over the colour channels: "error", |image - reconstruction| (in [0, 1]); "ssim", 1 -
+    the local structural similarity of the two (Bergmann et al. 2018: a change of texture or
+    contrast shows even where the mean is kept); "segmenter", the probability of a defect that the
+    model's segmenter draws from both (aepipe.model.segmenter)."""
     if kind == "error":
         return (reconstructions - images).abs().mean(dim=1)
     if kind == "ssim":
         return (1 - ssim_map(reconstructions, images, same_size=True)).mean(dim=1)
     if kind == "segmenter":
         if model.segmenter is None:
-            raise AepipeError("anomaly.map = segmenter, but the model was trained without a segmenter "
-                              "(train.segmenter): expected a model trained with one, or anomaly.map error or ssim")
+            raise AepipeError(
+                "anomaly.map = segmenter, but the model was trained without a segmenter "
+                "(train.segmenter): expected a model trained with one, or anomaly.map error or "
+                "ssim"
+            )
         return model.segmenter.probabilities(images, reconstructions)
     raise ValueError(f"unknown anomaly map {kind!r}")

@@ -16,16 +16,16 @@ def flag_rule(scores, dead, threshold):
 
 
 def mask_rule(maps, threshold):
-    """A defect's mask: the pixels of the map a map_max score reads that lie above the threshold, so an
-    image is flagged exactly when its mask is not empty. A map, an array of maps, or a tensor."""
+    """A defect's mask: the pixels of the map a map_max score reads that lie above the threshold, so
+    an image is flagged exactly when its mask is not empty. A map, an array of maps, or a tensor."""
     return maps > threshold
 
 
 @dataclass(frozen=True)
 class Scores:
-    """N images (or scans) scored: each one's score (float64), flag and dead-frame flag; where asked,
-    the maps (a list of scans' maps, each at its scan's size), and from the torch detector each image's
-    reconstruction error and latent vector."""
+    """N images (or scans) scored: each one's score (float64), flag and dead-frame flag; where
+    asked, the maps (a list of scans' maps, each at its scan's size), and from the torch detector
+    each image's reconstruction error and latent vector."""
 
     scores: np.ndarray
     flagged: np.ndarray
@@ -35,21 +35,30 @@ class Scores:
     latents: np.ndarray | None = None
 
     def masks(self, threshold: float) -> list[np.ndarray] | np.ndarray:
-        return [mask_rule(each, threshold) for each in self.maps] if isinstance(self.maps, list) else mask_rule(
-            self.maps, threshold)
+        return (
+            [mask_rule(each, threshold) for each in self.maps]
+            if isinstance(self.maps, list)
+            else mask_rule(self.maps, threshold)
+        )
 
     def without_maps(self) -> "Scores":
         return replace(self, maps=None)
 
     @classmethod
-    def stitched(cls, tiling: Tiling, tiles: "Scores", sizes: list[tuple[int, int]], threshold: float) -> "Scores":
-        """The scans of these (height, width)s, from their tiles' scores and maps in order: each scan's map
-        stitched from its tiles' (averaged where they overlap), its score that map's peak; a scan is dead
-        when every tile is, and its error is its tiles' mean."""
+    def stitched(
+        cls, tiling: Tiling, tiles: "Scores", sizes: list[tuple[int, int]], threshold: float
+    ) -> "Scores":
+        """The scans of these (height, width)s, from their tiles' scores and maps in order: each
+        scan's map stitched from its tiles' (averaged where they overlap), its score that map's
+        peak; a scan is dead when every tile is, and its error is its tiles' mean."""
         maps = tiling.stitch_all(tiles.maps, sizes)
         owner, count = tiling.scan_of_each_tile(sizes), len(sizes)
         dead = np.bincount(owner, weights=~np.asarray(tiles.dead, bool), minlength=count) == 0
         scores = np.array([scan_map.max() for scan_map in maps], np.float64)
-        errors = (None if tiles.errors is None else
-                  np.bincount(owner, weights=tiles.errors, minlength=count) / np.bincount(owner, minlength=count))
+        errors = (
+            None
+            if tiles.errors is None
+            else np.bincount(owner, weights=tiles.errors, minlength=count)
+            / np.bincount(owner, minlength=count)
+        )
         return cls(scores, flag_rule(scores, dead, threshold), dead, maps, errors)

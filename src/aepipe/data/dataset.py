@@ -1,5 +1,6 @@
 """A prepared dataset on disk, whatever its source (MNIST, Fashion-MNIST, a folder of your own): the
-IDX files of both splits and the names of the labels, written all at once and parsed back into arrays."""
+IDX files of both splits and the names of the labels, written all at once and parsed back into
+arrays."""
 
 import json
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ CLASSES_FILE = "classes.json"  # beside the IDX files: the names of the labels
 # calibrates the threshold; each image's defect mask (255 in the defect).
 CALIBRATION_FILE = "t10k-calibration-idx1-ubyte"
 MASKS_FILE = "t10k-masks-idx3-ubyte"
-TILES_FILE = "tiles.json"  # a tiled dataset's (data.tile): the tiling, and the size of each scan the tiles are from
+# a tiled dataset's (data.tile): the tiling, and the size of each scan the tiles are from
+TILES_FILE = "tiles.json"
 UNSIGNED_BYTES = 0x00000800  # an IDX magic number is this plus the number of dimensions
 IMAGES_MAGIC = UNSIGNED_BYTES + 3  # (N, H, W): greyscale
 COLOUR_IMAGES_MAGIC = UNSIGNED_BYTES + 4  # (N, H, W, 3)
@@ -31,9 +33,15 @@ class IdxFormatError(AepipeError):
     pass
 
 
-def write_dataset(dest: str | Path, train: "Split", val: "Split", classes: "Classes",
-                  calibration: np.ndarray | None = None, masks: np.ndarray | None = None,
-                  tiles: "TiledScans | None" = None) -> None:
+def write_dataset(
+    dest: str | Path,
+    train: "Split",
+    val: "Split",
+    classes: "Classes",
+    calibration: np.ndarray | None = None,
+    masks: np.ndarray | None = None,
+    tiles: "TiledScans | None" = None,
+) -> None:
     """Write splits of images of any shape, (N, H, W) or (N, H, W, 3), as `dest` in the layout
     aepipe.data.mnist.download_dataset gives too; `tiles`: the images are tiles of these scans."""
     files = {TILES_FILE: tiles.to_json()} if tiles else {}
@@ -59,14 +67,18 @@ class Classes:
 
     def to_json(self) -> bytes:
         saved = {"names": self.names, "noun": self.noun, "labelled": self.labelled}
-        return (json.dumps(saved | ({"inspection": True} if self.inspection else {}), indent=2) + "\n").encode()
+        return (
+            json.dumps(saved | ({"inspection": True} if self.inspection else {}), indent=2) + "\n"
+        ).encode()
 
 
 def load_classes(raw_dir: str | Path) -> Classes:
     path = Path(raw_dir) / CLASSES_FILE
     try:
         saved = json.loads(path.read_text())
-        return Classes(list(saved["names"]), saved["noun"], saved["labelled"], saved.get("inspection", False))
+        return Classes(
+            list(saved["names"]), saved["noun"], saved["labelled"], saved.get("inspection", False)
+        )
     except FileNotFoundError:
         raise IdxFormatError(f"{path}: file not found; run the download stage first") from None
     except (ValueError, KeyError, TypeError):
@@ -93,7 +105,9 @@ def load_split(raw_dir: str | Path, split: str, limit: int | None = None) -> Spl
     return Split(images[:limit], labels[:limit])
 
 
-def load_inspection_extras(raw_dir: str | Path, limit: int | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+def load_inspection_extras(
+    raw_dir: str | Path, limit: int | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(calibration flags, defect masks) of the first `limit` validation images; each None where the
     dataset has none."""
     paths = Path(raw_dir) / CALIBRATION_FILE, Path(raw_dir) / MASKS_FILE
@@ -103,14 +117,15 @@ def load_inspection_extras(raw_dir: str | Path, limit: int | None = None) -> tup
 
 
 def encode_idx(array: np.ndarray, magic: int) -> bytes:
-    """The IDX bytes of an unsigned-byte array: big-endian magic, one uint32 per dimension, the values."""
+    """The IDX bytes of an unsigned-byte array: big-endian magic, one uint32 per dimension, the
+    values."""
     header = magic.to_bytes(4, "big") + b"".join(size.to_bytes(4, "big") for size in array.shape)
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
 def parse_idx(path: Path, expected_magic: int, other_magic: int | None = None) -> np.ndarray:
-    """Parse an unsigned-byte IDX file (big-endian header: magic, then one uint32 per dimension) into
-    a writable array over the file's bytes, so that nothing copies a large image set again."""
+    """Parse an unsigned-byte IDX file (big-endian header: magic, then one uint32 per dimension)
+    into a writable array over the file's bytes, so that nothing copies a large image set again."""
     try:
         data = _read_writable(path)
     except FileNotFoundError:
@@ -120,7 +135,9 @@ def parse_idx(path: Path, expected_magic: int, other_magic: int | None = None) -
     magic = int.from_bytes(data[:4], "big")
     if magic not in (expected_magic, other_magic):
         other = f" or 0x{other_magic:08x}" if other_magic else ""
-        raise IdxFormatError(f"{path}: IDX magic number is 0x{magic:08x}, expected 0x{expected_magic:08x}{other}")
+        raise IdxFormatError(
+            f"{path}: IDX magic number is 0x{magic:08x}, expected 0x{expected_magic:08x}{other}"
+        )
     ndim = magic & 0xFF
     header_size = 4 + 4 * ndim
     if len(data) < header_size:
@@ -128,7 +145,9 @@ def parse_idx(path: Path, expected_magic: int, other_magic: int | None = None) -
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected_size = header_size + int(np.prod(shape))
     if len(data) != expected_size:
-        raise IdxFormatError(f"{path}: {len(data)} bytes, expected {expected_size} for shape {shape}")
+        raise IdxFormatError(
+            f"{path}: {len(data)} bytes, expected {expected_size} for shape {shape}"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
@@ -141,7 +160,8 @@ def _read_writable(path: Path) -> bytearray:
 
 @dataclass(frozen=True)
 class TiledScans:
-    """How a tiled dataset's tiles were cut: each split's images are the tiles of its scans, in order."""
+    """How a tiled dataset's tiles were cut: each split's images are the tiles of its scans, in
+    order."""
 
     tiling: Tiling
     sizes: dict[str, list[tuple[int, int]]]  # split → each scan's (height, width)
@@ -159,7 +179,9 @@ class TiledScans:
 
     def first_tiles(self, split: str) -> np.ndarray:
         """The index of each scan's first tile: where its label and calibration flag are read."""
-        return np.r_[0, np.cumsum([self.tiling.count(*size) for size in self.sizes[split]])[:-1]].astype(int)
+        return np.r_[
+            0, np.cumsum([self.tiling.count(*size) for size in self.sizes[split]])[:-1]
+        ].astype(int)
 
     def tiles_of(self, split: str, scans: np.ndarray) -> np.ndarray:
         """The tiles of these scans, in order."""
@@ -169,16 +191,23 @@ class TiledScans:
         """The tile of scan `scan` that holds the peak of its stitched map."""
         top, left = np.unravel_index(np.argmax(scan_map), scan_map.shape)
         tile = self.tiling.tile
-        place = next(place for place, (row, column) in enumerate(self.tiling.corners(*scan_map.shape))
-                     if row <= top < row + tile and column <= left < column + tile)
+        place = next(
+            place
+            for place, (row, column) in enumerate(self.tiling.corners(*scan_map.shape))
+            if row <= top < row + tile and column <= left < column + tile
+        )
         return int(self.tiles_of(split, np.array([scan]))[place])
 
 
-def tiled(scans: np.ndarray, labels: np.ndarray, tiling: Tiling) -> tuple[Split, list[tuple[int, int]]]:
-    """The tiles of scans (an object array, aepipe.data.folder.scans), each labelled as its scan; and
-    the scans' (height, width)s."""
+def tiled(
+    scans: np.ndarray, labels: np.ndarray, tiling: Tiling
+) -> tuple[Split, list[tuple[int, int]]]:
+    """The tiles of scans (an object array, aepipe.data.folder.scans), each labelled as its scan;
+    and the scans' (height, width)s."""
     tiles = [tiling.cut(scan) for scan in scans]
-    return Split(np.concatenate(tiles), np.repeat(labels, [len(part) for part in tiles])), [scan.shape[:2] for scan in scans]
+    return Split(np.concatenate(tiles), np.repeat(labels, [len(part) for part in tiles])), [
+        scan.shape[:2] for scan in scans
+    ]
 
 
 def load_tiles(raw_dir: str | Path) -> TiledScans | None:
@@ -187,19 +216,35 @@ def load_tiles(raw_dir: str | Path) -> TiledScans | None:
     if not path.exists():
         return None
     saved = json.loads(path.read_text())
-    return TiledScans(Tiling(saved["tile"], saved["overlap"]),
-                      {split: [tuple(size) for size in sizes] for split, sizes in saved["sizes"].items()})
+    return TiledScans(
+        Tiling(saved["tile"], saved["overlap"]),
+        {split: [tuple(size) for size in sizes] for split, sizes in saved["sizes"].items()},
+    )
 
 
-def write_scans(dest: str | Path, train: Split, val: Split, classes: Classes, tiling: Tiling,
-                calibration: np.ndarray | None = None, masks: np.ndarray | None = None) -> None:
-    """write_dataset of scans of any size (object arrays, aepipe.data.folder.scans) as their tiles, each
-    with its scan's label, calibration flag and part of the mask."""
+def write_scans(
+    dest: str | Path,
+    train: Split,
+    val: Split,
+    classes: Classes,
+    tiling: Tiling,
+    calibration: np.ndarray | None = None,
+    masks: np.ndarray | None = None,
+) -> None:
+    """write_dataset of scans of any size (object arrays, aepipe.data.folder.scans) as their tiles,
+    each with its scan's label, calibration flag and part of the mask."""
     train_tiles, train_sizes = tiled(train.images, train.labels, tiling)
     val_tiles, val_sizes = tiled(val.images, val.labels, tiling)
     if calibration is not None:
         calibration = np.repeat(calibration, [tiling.count(*size) for size in val_sizes])
     if masks is not None:
         masks = np.concatenate([tiling.cut(mask) for mask in masks])
-    write_dataset(dest, train_tiles, val_tiles, classes, calibration, masks,
-                  TiledScans(tiling, {"train": train_sizes, "val": val_sizes}))
+    write_dataset(
+        dest,
+        train_tiles,
+        val_tiles,
+        classes,
+        calibration,
+        masks,
+        TiledScans(tiling, {"train": train_sizes, "val": val_sizes}),
+    )

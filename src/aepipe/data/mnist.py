@@ -17,9 +17,11 @@ from aepipe.errors import AepipeError
 
 @dataclass(frozen=True)
 class IdxDataset:
-    """An image dataset published as MNIST is: four gzipped IDX files, 28×28 greyscale, ten classes."""
+    """An image dataset published as MNIST is: four gzipped IDX files, 28×28 greyscale, ten
+    classes."""
 
-    sha256: dict[str, str]  # of each file's decompressed content: the same for every mirror, however it compressed
+    # of each file's decompressed content: the same for every mirror, however it compressed
+    sha256: dict[str, str]
     classes: tuple[str, ...]  # class names, by label
     label_noun: str  # what a label is called in figures
     mirror_env: str  # environment variable naming a mirror (URL or local directory) tried first
@@ -28,10 +30,18 @@ class IdxDataset:
 DATASETS = {
     "mnist": IdxDataset(
         sha256={
-            "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-            "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-            "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-            "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+            "train-images-idx3-ubyte": (
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"
+            ),
+            "train-labels-idx1-ubyte": (
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"
+            ),
+            "t10k-images-idx3-ubyte": (
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"
+            ),
+            "t10k-labels-idx1-ubyte": (
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"
+            ),
         },
         classes=tuple("0123456789"),
         label_noun="digit",
@@ -39,12 +49,31 @@ DATASETS = {
     ),
     "fashion-mnist": IdxDataset(
         sha256={
-            "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-            "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-            "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-            "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+            "train-images-idx3-ubyte": (
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"
+            ),
+            "train-labels-idx1-ubyte": (
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"
+            ),
+            "t10k-images-idx3-ubyte": (
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
+            ),
+            "t10k-labels-idx1-ubyte": (
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
+            ),
         },
-        classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        classes=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
         label_noun="class",
         mirror_env="AEPIPE_FASHION_MNIST_MIRROR",
     ),
@@ -55,7 +84,9 @@ class DownloadError(AepipeError):
     pass
 
 
-def download_dataset(dest: str | Path, mirrors: list[str], timeout_s: float, dataset: str = "mnist") -> None:
+def download_dataset(
+    dest: str | Path, mirrors: list[str], timeout_s: float, dataset: str = "mnist"
+) -> None:
     """Fetch the four files of `dataset` (a key of DATASETS) into directory `dest`, decompressed and
     verified, with its CLASSES_FILE.
 
@@ -63,8 +94,17 @@ def download_dataset(dest: str | Path, mirrors: list[str], timeout_s: float, dat
     they are tried in order for each file. `dest` appears complete or not at all.
     """
     known = DATASETS[dataset]
-    files = {name: _fetch_verified(name, sha256, mirrors, timeout_s) for name, sha256 in known.sha256.items()}
-    replace_dir(dest, {**files, CLASSES_FILE: Classes(list(known.classes), known.label_noun, labelled=True).to_json()})
+    files = {
+        name: _fetch_verified(name, sha256, mirrors, timeout_s)
+        for name, sha256 in known.sha256.items()
+    }
+    replace_dir(
+        dest,
+        {
+            **files,
+            CLASSES_FILE: Classes(list(known.classes), known.label_noun, labelled=True).to_json(),
+        },
+    )
 
 
 def _fetch_verified(name: str, sha256: str, mirrors: list[str], timeout_s: float) -> bytes:
@@ -90,7 +130,9 @@ def verify(compressed: bytes, sha256: str) -> bytes:
     try:
         content = gzip.decompress(compressed)
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
-        raise DownloadError(f"not a complete gzip file ({error}); truncated or corrupt download") from None
+        raise DownloadError(
+            f"not a complete gzip file ({error}); truncated or corrupt download"
+        ) from None
     digest = hashlib.sha256(content).hexdigest()
     if digest != sha256:
         raise DownloadError(f"SHA-256 of the decompressed content is {digest}, expected {sha256}")
@@ -105,7 +147,11 @@ def _reason(error: Exception) -> str:
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP {error.code} {error.reason}"
     if isinstance(error, urllib.error.URLError):
-        return "timed out" if isinstance(error.reason, TimeoutError) else f"unreachable ({error.reason})"
+        return (
+            "timed out"
+            if isinstance(error.reason, TimeoutError)
+            else f"unreachable ({error.reason})"
+        )
     if isinstance(error, FileNotFoundError):
         return "no such file"
     if isinstance(error, TimeoutError):
@@ -113,5 +159,3 @@ def _reason(error: Exception) -> str:
     if isinstance(error, http.client.IncompleteRead):
         return f"connection closed after {len(error.partial)} bytes, {error.expected} more expected"
     return str(error)
-
-

@@ -1,32 +1,34 @@
-"""The `aepipe` command: score your own images with a trained model, its anomaly score and threshold.
+"""The `aepipe` command: score your own images with a trained model, its anomaly score and
+threshold.
 
     aepipe score PATH... [--model models/model.pt] [--score models/anomaly_score.json]
-                         [--threshold reports/threshold.json] [--out FILE] [--maps DIR] [--invert] [--strict]
+                         [--threshold reports/threshold.json] [--out FILE] [--maps DIR] [--invert]
+                         [--strict]
     aepipe score PATH... --onnx models/detector.onnx [--out FILE] [--maps DIR] [--invert] [--strict]
 
 --onnx scores with the exported detector instead (the export stage's: the model, score and threshold
 in one file), with onnxruntime and without torch: the same CSV, maps and refusals.
 
-PATH: image files (PNG, JPEG, TIFF 8- or 16-bit, BMP, WebP; each as it displays, its EXIF orientation
-applied), folders of them (not recursive), or .npy arrays of images of the model's shape (channels ×
-side × side: 1×28×28 for MNIST). Image files are converted to it: greyscale or colour as the model
-takes, resized (Lanczos), a non-square one stretched (README: "Your own images"); for MNIST's models
-light strokes on a dark background (--invert for dark ink on light paper). A .npy array may hold uint8
-pixels (0–255) or floats in [0, 1], shaped (side, side), (N, side, side) or (N, 1, side, side) for
-greyscale, (N, side, side, 3) or (N, 3, side, side) for colour.
+PATH: image files (PNG, JPEG, TIFF 8- or 16-bit, BMP, WebP; each as it displays, its EXIF
+orientation applied), folders of them (not recursive), or .npy arrays of images of the model's shape
+(channels × side × side: 1×28×28 for MNIST). Image files are converted to it: greyscale or colour as
+the model takes, resized (Lanczos), a non-square one stretched (README: "Your own images"); for
+MNIST's models light strokes on a dark background (--invert for dark ink on light paper). A .npy
+array may hold uint8 pixels (0–255) or floats in [0, 1], shaped (side, side), (N, side, side) or (N,
+1, side, side) for greyscale, (N, side, side, 3) or (N, 3, side, side) for colour.
 
 Images are read, scored and written a batch at a time: memory does not grow with their number, and
-the CSV grows as they are scored (--out FILE: into FILE.partial, renamed to FILE when the run ends; an
-interrupted run leaves FILE as it was and FILE.partial with the rows of every batch done). Writes CSV:
-source, score (the pipeline's anomaly.score: reconstruction MSE, or the combined score), flagged
-(score > threshold, or a dead frame), dead_frame (blank, saturated or one flat colour: flagged whatever
-the score), error (why an image could not be scored: unreadable, of another shape, too small; its
-other columns empty). Exit status 0 when every image was scored, 1 when any could not be, 2 for a
-mistake in the command (a PATH that does not exist, a model or detector that cannot be used).
---strict: all or nothing instead: the first image that cannot be scored stops the run (exit 2), and
-nothing is written. --maps DIR also writes two PNGs per image into DIR: the image beside its anomaly
-map (|image - reconstruction| per pixel, in colour over the image), and the map alone at the image's
-own size (`*_map.png`, 0–255 for an error of 0–1); with the map_max score, the map it scores
+the CSV grows as they are scored (--out FILE: into FILE.partial, renamed to FILE when the run ends;
+an interrupted run leaves FILE as it was and FILE.partial with the rows of every batch done). Writes
+CSV: source, score (the pipeline's anomaly.score: reconstruction MSE, or the combined score),
+flagged (score > threshold, or a dead frame), dead_frame (blank, saturated or one flat colour:
+flagged whatever the score), error (why an image could not be scored: unreadable, of another shape,
+too small; its other columns empty). Exit status 0 when every image was scored, 1 when any could not
+be, 2 for a mistake in the command (a PATH that does not exist, a model or detector that cannot be
+used). --strict: all or nothing instead: the first image that cannot be scored stops the run (exit
+2), and nothing is written. --maps DIR also writes two PNGs per image into DIR: the image beside its
+anomaly map (|image - reconstruction| per pixel, in colour over the image), and the map alone at the
+image's own size (`*_map.png`, 0–255 for an error of 0–1); with the map_max score, the map it scores
 (anomaly.map, blurred) and the defect's mask, its pixels above the threshold (`*_mask.png`)
 """
 
@@ -43,10 +45,19 @@ from typing import TextIO
 
 import numpy as np
 
+from aepipe.anomaly.verdicts import Scores
+
 # Only what scoring with an exported detector needs: torch is imported where the model is used.
 from aepipe.atomic import atomic_path
-from aepipe.deploy.inputs import Input, batched, image_count, listed, read_ahead, read_inputs, worked_in_order
-from aepipe.anomaly.verdicts import Scores
+from aepipe.deploy.inputs import (
+    Input,
+    batched,
+    image_count,
+    listed,
+    read_ahead,
+    read_inputs,
+    worked_in_order,
+)
 from aepipe.deploy.scorers import Scorer, read_score, scorer_for
 from aepipe.deploy.serve import SCORING_BATCH  # images read, scored and written at a time
 from aepipe.entrypoint import exit_on_error
@@ -61,57 +72,104 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str] | None) -> None:
-    parser = argparse.ArgumentParser(prog="aepipe", description="Anomaly scores from a trained aepipe autoencoder.")
+    parser = argparse.ArgumentParser(
+        prog="aepipe", description="Anomaly scores from a trained aepipe autoencoder."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     scorer = argparse.ArgumentParser(add_help=False)  # what both commands score with
     scorer.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     scorer.add_argument("--model", type=Path, default=Path("models/model.pt"))
-    scorer.add_argument("--score", type=Path, default=Path("models/anomaly_score.json"),
-                        help="the anomaly score's fitted statistics, written by the score stage")
+    scorer.add_argument(
+        "--score",
+        type=Path,
+        default=Path("models/anomaly_score.json"),
+        help="the anomaly score's fitted statistics, written by the score stage",
+    )
     scorer.add_argument("--threshold", type=Path, default=Path("reports/threshold.json"))
-    scorer.add_argument("--onnx", type=Path, metavar="DETECTOR",
-                        help="score with this exported detector (models/detector.onnx) instead: onnxruntime, no torch")
-    scorer.add_argument("--invert", action="store_true", help="invert greyscale (dark digits on a light background)")
-    score = commands.add_parser("score", parents=[scorer], help="score images; flag those above the per-image threshold",
-                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    scorer.add_argument(
+        "--onnx",
+        type=Path,
+        metavar="DETECTOR",
+        help="score with this exported detector (models/detector.onnx) instead: onnxruntime, no "
+        "torch",
+    )
+    scorer.add_argument(
+        "--invert", action="store_true", help="invert greyscale (dark digits on a light background)"
+    )
+    score = commands.add_parser(
+        "score",
+        parents=[scorer],
+        help="score images; flag those above the per-image threshold",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     score.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
-    score.add_argument("--maps", type=Path, metavar="DIR", help="write each image's anomaly map as a PNG into DIR")
-    score.add_argument("--strict", action="store_true",
-                       help="all or nothing: stop at the first image that cannot be scored, and write nothing")
-    calibrate = commands.add_parser("calibrate", parents=[scorer], help=CALIBRATE_HELP, description=CALIBRATE_HELP)
-    calibrate.add_argument("--false-alarms", type=float, required=True, metavar="SHARE",
-                           help="the share of good parts to flag, e.g. 0.01")
-    calibrate.add_argument("--out", type=Path, required=True,
-                           help="the new detector (.onnx, with --onnx) or threshold file (.json, for aepipe score --threshold)")
+    score.add_argument(
+        "--maps", type=Path, metavar="DIR", help="write each image's anomaly map as a PNG into DIR"
+    )
+    score.add_argument(
+        "--strict",
+        action="store_true",
+        help="all or nothing: stop at the first image that cannot be scored, and write nothing",
+    )
+    calibrate = commands.add_parser(
+        "calibrate", parents=[scorer], help=CALIBRATE_HELP, description=CALIBRATE_HELP
+    )
+    calibrate.add_argument(
+        "--false-alarms",
+        type=float,
+        required=True,
+        metavar="SHARE",
+        help="the share of good parts to flag, e.g. 0.01",
+    )
+    calibrate.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the new detector (.onnx, with --onnx) or threshold file (.json, for aepipe score "
+        "--threshold)",
+    )
     args = parser.parse_args(argv)
     (score_command if args.command == "score" else calibrate_command)(args)
 
 
-CALIBRATE_HELP = ("set the threshold on site from known-good images of the line (PATH...): a copy of the detector "
-                  "(--onnx) or a threshold file that flags --false-alarms of good parts, without retraining; "
-                  "every image must be readable")
+CALIBRATE_HELP = (
+    "set the threshold on site from known-good images of the line (PATH...): a copy of the "
+    "detector (--onnx) or a threshold file that flags --false-alarms of good parts, without "
+    "retraining; every image must be readable"
+)
 
 
 def score_command(args: argparse.Namespace) -> None:
-    """Score the images a batch at a time, a CSV row each as it goes; exit 1 when any could not be."""
+    """Score the images a batch at a time, a CSV row each as it goes; exit 1 when any could not
+    be."""
     if args.maps and args.maps.exists() and not args.maps.is_dir():
-        raise AepipeError(f"--maps {args.maps}: not a folder; expected a folder to write the PNG maps into")
+        raise AepipeError(
+            f"--maps {args.maps}: not a folder; expected a folder to write the PNG maps into"
+        )
     scorer = scorer_for(args)
     files = listed(args.paths)
     done = failed = 0
     with csv_output(args.out, args.strict) as out, progress(image_count(files)) as bar:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(COLUMNS)
-        inputs = read_inputs(files, scorer.side, scorer.channels, args.invert, args.strict, tiled=bool(scorer.tiling))
+        inputs = read_inputs(
+            files, scorer.side, scorer.channels, args.invert, args.strict, tiled=bool(scorer.tiling)
+        )
         batches = read_ahead(batched(inputs, batch_size(scorer)))
-        scored_batches = worked_in_order(batches, lambda batch: score_readable(batch, scorer, bool(args.maps)), scorer.workers)
+        scored_batches = worked_in_order(
+            batches, lambda batch: score_readable(batch, scorer, bool(args.maps)), scorer.workers
+        )
         for batch, scored in scored_batches:
             failed += write_batch(writer, batch, scored, scorer, args.maps, done)
             out.flush()
             done += len(batch)
             bar.update(len(batch))
     if failed:
-        print(f"{failed:,} of {done:,} images could not be scored; the error column says why", file=sys.stderr)
+        print(
+            f"{failed:,} of {done:,} images could not be scored; the error column says why",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 
@@ -121,29 +179,39 @@ def score_readable(batch: list[Input], scorer: Scorer, with_maps: bool) -> Score
     return scorer.score_images(good, with_maps) if good else None
 
 
-def write_batch(writer, batch: list[Input], scored: Scores | None, scorer: Scorer, maps: Path | None, first: int) -> int:
-    """The batch's rows (and maps, into `maps`), in its order, from the scores of its readable images;
-    how many of its images failed."""
+def write_batch(
+    writer, batch: list[Input], scored: Scores | None, scorer: Scorer, maps: Path | None, first: int
+) -> int:
+    """The batch's rows (and maps, into `maps`), in its order, from the scores of its readable
+    images; how many of its images failed."""
     good = [item for item in batch if item.error is None]
     if good:
         if maps:
-            write_maps(maps, [first + place for place, item in enumerate(batch) if item.error is None],
-                       [item.source for item in good], [item.pixels for item in good], [item.size for item in good],
-                       scored.maps, scored.masks(scorer.threshold) if scorer.reads_map else None)
-        rows = iter(zip(scored.scores, scored.flagged, scored.dead))
+            write_maps(
+                maps,
+                [first + place for place, item in enumerate(batch) if item.error is None],
+                [item.source for item in good],
+                [item.pixels for item in good],
+                [item.size for item in good],
+                scored.maps,
+                scored.masks(scorer.threshold) if scorer.reads_map else None,
+            )
+        rows = iter(zip(scored.scores, scored.flagged, scored.dead, strict=True))
     for item in batch:
         if item.error:
             writer.writerow([item.source, "", "", "", item.error])
         else:
             score, flag, dead = next(rows)
-            writer.writerow([item.source, f"{score:.6g}", str(bool(flag)).lower(), str(bool(dead)).lower(), ""])
+            writer.writerow(
+                [item.source, f"{score:.6g}", str(bool(flag)).lower(), str(bool(dead)).lower(), ""]
+            )
     return len(batch) - len(good)
 
 
 @contextmanager
 def csv_output(out: Path | None, strict: bool) -> Iterator[TextIO]:
-    """Where the rows go as they are written (the module's doc: FILE.partial, renamed when done); with
-    `strict`, nowhere until every image is scored."""
+    """Where the rows go as they are written (the module's doc: FILE.partial, renamed when done);
+    with `strict`, nowhere until every image is scored."""
     if strict:
         table = io.StringIO()
         yield table
@@ -163,7 +231,8 @@ def csv_output(out: Path | None, strict: bool) -> Iterator[TextIO]:
 
 
 def batch_size(scorer: Scorer) -> int:
-    """Images read and scored at a time: a scan (a model of tiles) holds many tiles, and is scored alone."""
+    """Images read and scored at a time: a scan (a model of tiles) holds many tiles, and is scored
+    alone."""
     return SCORING_BATCH if scorer.tiling is None else 1
 
 
@@ -179,26 +248,51 @@ def progress(total: int) -> Iterator:
 def calibrate_command(args: argparse.Namespace) -> None:
     """Score the good images (every one readable), set the threshold for the target, write the new
     detector or threshold file."""
-    from aepipe.deploy.site_calibration import add_images, site_threshold, write_detector, write_threshold_file
+    from aepipe.deploy.site_calibration import (
+        add_images,
+        site_threshold,
+        write_detector,
+        write_threshold_file,
+    )
 
     scorer = scorer_for(args)
     sources, scores, dead, digest = [], [], [], hashlib.sha256()
-    inputs = read_inputs(listed(args.paths), scorer.side, scorer.channels, args.invert, strict=True, tiled=bool(scorer.tiling))
+    inputs = read_inputs(
+        listed(args.paths),
+        scorer.side,
+        scorer.channels,
+        args.invert,
+        strict=True,
+        tiled=bool(scorer.tiling),
+    )
     batches = read_ahead(batched(inputs, batch_size(scorer)))
-    for batch, scored in worked_in_order(batches, lambda batch: scorer.score_images([item.pixels for item in batch], False),
-                                         scorer.workers):
+    for batch, scored in worked_in_order(
+        batches,
+        lambda batch: scorer.score_images([item.pixels for item in batch], False),
+        scorer.workers,
+    ):
         sources += [item.source for item in batch]
         scores.append(scored.scores)
         dead.append(scored.dead)
         for item in batch:
             add_images(digest, item.pixels[None])
-    calibration = site_threshold(np.concatenate(scores), np.concatenate(dead), sources, args.false_alarms, digest.hexdigest())
+    calibration = site_threshold(
+        np.concatenate(scores), np.concatenate(dead), sources, args.false_alarms, digest.hexdigest()
+    )
     if args.onnx:
         write_detector(args.onnx, calibration, args.out)
     else:
-        write_threshold_file(args.threshold, args.model, args.score, read_score(args.score, args.model).method,
-                             calibration, args.out)
+        write_threshold_file(
+            args.threshold,
+            args.model,
+            args.score,
+            read_score(args.score, args.model).method,
+            calibration,
+            args.out,
+        )
     low, high = calibration["interval"]
-    print(f"{args.out}: threshold {calibration['threshold']:.6g} from {calibration['images']:,} good images, "
-          f"{calibration['false_alarms']} of them above it; false alarms on new good parts of this line: "
-          f"{low:.1%}–{high:.1%} (95 %)")
+    print(
+        f"{args.out}: threshold {calibration['threshold']:.6g} from {calibration['images']:,} "
+        f"good images, {calibration['false_alarms']} of them above it; false alarms on new good "
+        f"parts of this line: {low:.1%}–{high:.1%} (95 %)"
+    )

@@ -1,7 +1,7 @@
 """What `aepipe score` and `aepipe calibrate` score with: the pipeline's own files (the model, its
 fitted score and threshold, in torch) or the exported detector (onnxruntime, no torch), each checked
-against the files it was made with. A scan (a model of tiles, data.tile) is scored through its tiles:
-their maps stitched into the scan's (aepipe.data.tiles), its score their peak."""
+against the files it was made with. A scan (a model of tiles, data.tile) is scored through its
+tiles: their maps stitched into the scan's (aepipe.data.tiles), its score their peak."""
 
 import json
 import os
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aepipe.atomic import file_sha256
 from aepipe.anomaly.verdicts import Scores
+from aepipe.atomic import file_sha256
 from aepipe.data.tiles import Tiling
 from aepipe.errors import AepipeError
 
@@ -21,8 +21,9 @@ from aepipe.errors import AepipeError
 @dataclass(frozen=True)
 class Scorer:
     """What scores: the images it takes (channels × side × side) and `score(images, with_maps)` of
-    (N, channels, side, side) float32 images in [0, 1]; with `tiling`, those are tiles of scans of any
-    size (`score_images`). `reads_map`: the score is the map's peak, and the map shows the defect's mask."""
+    (N, channels, side, side) float32 images in [0, 1]; with `tiling`, those are tiles of scans of
+    any size (`score_images`). `reads_map`: the score is the map's peak, and the map shows the
+    defect's mask."""
 
     side: int
     channels: int
@@ -33,11 +34,14 @@ class Scorer:
     workers: int = 1  # batches scored side by side (aepipe score)
 
     def score_images(self, images: list[np.ndarray], with_maps: bool) -> Scores:
-        """(side, side) or (side, side, 3) images, or (tiling) scans of any size, each at least one tile."""
+        """(side, side) or (side, side, 3) images, or (tiling) scans of any size, each at least one
+        tile."""
         if self.tiling is None:
             return self.score(channels_first(np.stack(images)), with_maps)
         sizes = [image.shape[:2] for image in images]
-        tiles = self.score(channels_first(np.concatenate([self.tiling.cut(image) for image in images])), True)
+        tiles = self.score(
+            channels_first(np.concatenate([self.tiling.cut(image) for image in images])), True
+        )
         scans = Scores.stitched(self.tiling, tiles, sizes, self.threshold)
         return scans if with_maps else scans.without_maps()
 
@@ -49,11 +53,16 @@ def channels_first(images: np.ndarray) -> np.ndarray:
 
 def scorer_for(args) -> Scorer:
     """The command's scorer: --onnx's detector, or --model with its --score and --threshold."""
-    return detector_scorer(args.onnx) if args.onnx else model_scorer(args.model, args.score, args.threshold)
+    return (
+        detector_scorer(args.onnx)
+        if args.onnx
+        else model_scorer(args.model, args.score, args.threshold)
+    )
 
 
 def model_scorer(model_path: Path, score_path: Path, threshold_path: Path) -> Scorer:
-    """The pipeline's own files: the model, the fitted score and the threshold, scored with torch."""
+    """The pipeline's own files: the model, the fitted score and the threshold, scored with
+    torch."""
     import torch
 
     from aepipe.anomaly.detector import Detector
@@ -62,7 +71,8 @@ def model_scorer(model_path: Path, score_path: Path, threshold_path: Path) -> Sc
     fitted = read_score(score_path, model_path)
     threshold = read_threshold(threshold_path, model_path, score_path)
     model = load_model(model_path)
-    if model.noise_std:  # it reconstructs noisy images well by design: noise alone scores lower than with a plain one
+    # it reconstructs noisy images well by design: noise alone scores lower than with a plain one
+    if model.noise_std:
         print(f"note: {model_path} is a {describe_training(model)}", file=sys.stderr)
 
     detector = Detector(model, fitted, threshold)
@@ -70,7 +80,9 @@ def model_scorer(model_path: Path, score_path: Path, threshold_path: Path) -> Sc
     def score(images: np.ndarray, with_maps: bool) -> Scores:
         return detector.score(torch.from_numpy(np.ascontiguousarray(images)), with_maps)
 
-    return Scorer(model.side, model.channels, score, threshold, fitted.maps is not None, fitted.tiling)
+    return Scorer(
+        model.side, model.channels, score, threshold, fitted.maps is not None, fitted.tiling
+    )
 
 
 def detector_scorer(path: Path) -> Scorer:
@@ -84,46 +96,83 @@ def detector_scorer(path: Path) -> Scorer:
         scores, flagged, maps, dead = detector(images)
         return Scores(scores, flagged, dead, maps if with_maps else None)
 
-    return Scorer(detector.side, detector.channels, score, detector.threshold, reads_map, detector.tiling,
-                  scoring_workers())
+    return Scorer(
+        detector.side,
+        detector.channels,
+        score,
+        detector.threshold,
+        reads_map,
+        detector.tiling,
+        scoring_workers(),
+    )
 
 
 def scoring_workers() -> int:
-    """Batches a detector scores at a time, each on one thread: one per core this process may use (the
-    files are decoded on a thread beside them, in the time a core waits)."""
+    """Batches a detector scores at a time, each on one thread: one per core this process may use
+    (the files are decoded on a thread beside them, in the time a core waits)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def read_score(path: Path, model_path: Path):
-    """The anomaly score fitted by the score stage (a FittedScore), checked against the model file."""
+    """The anomaly score fitted by the score stage (a FittedScore), checked against the model
+    file."""
     from aepipe.anomaly.scores import FittedScore
 
     try:
         saved = json.loads(path.read_text())
         fitted, model_sha256 = FittedScore.from_dict(saved), saved["model_sha256"]
     except FileNotFoundError:
-        raise AepipeError(f"{path}: anomaly score file not found; run `dvc repro score` first") from None
+        raise AepipeError(
+            f"{path}: anomaly score file not found; run `dvc repro score` first"
+        ) from None
     except (ValueError, KeyError, TypeError):
         raise AepipeError(f"{path}: not an anomaly score file written by the score stage") from None
-    _check_made_for(path, "model", model_sha256, model_path, "rerun `dvc repro score`, or pass the matching --model")
+    _check_made_for(
+        path,
+        "model",
+        model_sha256,
+        model_path,
+        "rerun `dvc repro score`, or pass the matching --model",
+    )
     return fitted
 
 
 def read_threshold(path: Path, model_path: Path, score_path: Path) -> float:
-    """The per-image threshold from the threshold stage's report, checked against the model and score files."""
+    """The per-image threshold from the threshold stage's report, checked against the model and
+    score files."""
     try:
         saved = json.loads(path.read_text())
-        threshold, model_sha256, score_sha256 = float(saved["per_image"]["threshold"]), saved["model_sha256"], saved["score_sha256"]
+        threshold, model_sha256, score_sha256 = (
+            float(saved["per_image"]["threshold"]),
+            saved["model_sha256"],
+            saved["score_sha256"],
+        )
     except FileNotFoundError:
-        raise AepipeError(f"{path}: threshold file not found; run `dvc repro threshold` first") from None
+        raise AepipeError(
+            f"{path}: threshold file not found; run `dvc repro threshold` first"
+        ) from None
     except (ValueError, KeyError, TypeError):
         raise AepipeError(f"{path}: not a threshold file written by the threshold stage") from None
-    _check_made_for(path, "model", model_sha256, model_path, "rerun `dvc repro threshold`, or pass the matching --model")
-    _check_made_for(path, "anomaly score", score_sha256, score_path,
-                    "rerun `dvc repro threshold`, or pass the matching --score")
+    _check_made_for(
+        path,
+        "model",
+        model_sha256,
+        model_path,
+        "rerun `dvc repro threshold`, or pass the matching --model",
+    )
+    _check_made_for(
+        path,
+        "anomaly score",
+        score_sha256,
+        score_path,
+        "rerun `dvc repro threshold`, or pass the matching --score",
+    )
     return threshold
 
 
 def _check_made_for(path: Path, what: str, expected_sha256: str, used: Path, advice: str) -> None:
     if used.is_file() and file_sha256(used) != expected_sha256:
-        raise AepipeError(f"{path} was computed for another {what} (sha256 {expected_sha256[:12]}…), not {used}; {advice}")
+        raise AepipeError(
+            f"{path} was computed for another {what} (sha256 {expected_sha256[:12]}…), not "
+            f"{used}; {advice}"
+        )

@@ -1,18 +1,19 @@
-"""Scoring with the exported detector (models/detector.onnx, aepipe.deploy.export) and onnxruntime alone:
-NumPy, Pillow and onnxruntime are all it imports, so a process that serves it needs no torch
+"""Scoring with the exported detector (models/detector.onnx, aepipe.deploy.export) and onnxruntime
+alone: NumPy, Pillow and onnxruntime are all it imports, so a process that serves it needs no torch
 (`pip install aepipe[serve]`)."""
 
 from pathlib import Path
 
 import numpy as np
 
+from aepipe.data.images import shape_name
 from aepipe.data.tiles import Tiling
 from aepipe.errors import AepipeError
-from aepipe.data.images import shape_name
 
 # The metadata "format" of every detector the export stage writes; /2 added the dead_frame output.
 DETECTOR_FORMAT = "aepipe.detector/2"
-SCORING_BATCH = 256  # images per call of the graph: memory stays small whatever the number of images
+# images per call of the graph: memory stays small whatever the number of images
+SCORING_BATCH = 256
 INPUT = "images"  # the graph's input; its outputs, in order: score, flagged, map, dead_frame
 
 
@@ -20,8 +21,8 @@ class OnnxDetector:
     """A detector file, ready to score (N, channels, side, side) float32 images in [0, 1]."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        """`threads`: onnxruntime's threads for one call (None: its own choice, one per core); one where
-        calls run side by side, each on a core of its own (aepipe score)."""
+        """`threads`: onnxruntime's threads for one call (None: its own choice, one per core); one
+        where calls run side by side, each on a core of its own (aepipe score)."""
         import onnxruntime  # noqa: PLC0415  (the one heavy import, only when a detector is used)
 
         self.path = Path(path)
@@ -31,30 +32,47 @@ class OnnxDetector:
         if threads is not None:
             options.intra_op_num_threads = threads
         try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own exception types for a file that is no model
+            self.session = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        # onnxruntime raises its own exception types for a file that is no model
+        except Exception as error:
             raise AepipeError(f"{path}: not an ONNX model ({str(error).splitlines()[0]})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         written = self.metadata.get("format", "")
         if not written.startswith("aepipe.detector/"):
-            raise AepipeError(f"{path}: an ONNX model, but not an aepipe detector (written by the export stage)")
+            raise AepipeError(
+                f"{path}: an ONNX model, but not an aepipe detector (written by the export stage)"
+            )
         if written != DETECTOR_FORMAT:
-            raise AepipeError(f"{path}: a detector of format {written}, where this aepipe reads {DETECTOR_FORMAT}; "
-                              f"export it again (`dvc repro export`)")
+            raise AepipeError(
+                f"{path}: a detector of format {written}, where this aepipe reads "
+                f"{DETECTOR_FORMAT}; export it again (`dvc repro export`)"
+            )
         self.side, self.channels = int(self.metadata["side"]), int(self.metadata["channels"])
         self.threshold = float(self.metadata["threshold"])
-        # A detector of tiles (data.tile): it scores tiles, and a scan is scored through them (aepipe.deploy.scorers).
+        # A detector of tiles (data.tile): it scores tiles, and a scan is scored through them
+        # (aepipe.deploy.scorers).
         tiled = "tile" in self.metadata
-        self.tiling = Tiling(int(self.metadata["tile"]), int(self.metadata["overlap"])) if tiled else None
+        self.tiling = (
+            Tiling(int(self.metadata["tile"]), int(self.metadata["overlap"])) if tiled else None
+        )
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(scores (N,) float64, flagged (N,) bool, maps (N, side, side) float32, dead frames (N,) bool)
-        of (N, C, H, W) images."""
+        """(scores (N,) float64, flagged (N,) bool, maps (N, side, side) float32, dead frames (N,)
+        bool) of (N, C, H, W) images."""
         if images.ndim != 4 or images.shape[1:] != (self.channels, self.side, self.side):
-            given = shape_name(images.shape[1], images.shape[2]) if images.ndim == 4 and images.shape[2] == images.shape[3] \
+            given = (
+                shape_name(images.shape[1], images.shape[2])
+                if images.ndim == 4 and images.shape[2] == images.shape[3]
                 else f"of shape {images.shape[1:]}"
-            raise AepipeError(f"the images are {given}, but the detector {self.path} takes "
-                              f"{shape_name(self.channels, self.side)}")
-        outputs = [self.session.run(None, {INPUT: np.ascontiguousarray(chunk, dtype=np.float32)})
-                   for chunk in np.split(images, range(SCORING_BATCH, len(images), SCORING_BATCH))]
-        return tuple(np.concatenate(parts) for parts in zip(*outputs))
+            )
+            raise AepipeError(
+                f"the images are {given}, but the detector {self.path} takes "
+                f"{shape_name(self.channels, self.side)}"
+            )
+        outputs = [
+            self.session.run(None, {INPUT: np.ascontiguousarray(chunk, dtype=np.float32)})
+            for chunk in np.split(images, range(SCORING_BATCH, len(images), SCORING_BATCH))
+        ]
+        return tuple(np.concatenate(parts) for parts in zip(*outputs, strict=True))

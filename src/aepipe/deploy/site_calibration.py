@@ -1,7 +1,8 @@
-"""A threshold set on site: the per-image threshold recomputed from known-good images of the line, for
-a false-alarm target, without retraining. It is written into a copy of the exported detector (its
-graph and metadata) or into a threshold file beside the pipeline's torch files, each saying where it
-came from: how many images, their sha256, the target, the interval, the detector it was made from."""
+"""A threshold set on site: the per-image threshold recomputed from known-good images of the line,
+for a false-alarm target, without retraining. It is written into a copy of the exported detector
+(its graph and metadata) or into a threshold file beside the pipeline's torch files, each saying
+where it came from: how many images, their sha256, the target, the interval, the detector it was
+made from."""
 
 import hashlib
 import json
@@ -9,43 +10,61 @@ from pathlib import Path
 
 import numpy as np
 
-from aepipe.atomic import atomic_path, file_sha256
 from aepipe.anomaly.calibration import EXCEEDANCES_NEEDED, binomial_interval, min_calibration_images
 from aepipe.anomaly.detection import per_image_threshold
+from aepipe.atomic import atomic_path, file_sha256
 from aepipe.errors import AepipeError
 
 MAX_TARGET = 0.5  # a detector that flags half the good parts tells them from nothing
-THRESHOLD_INITIALIZER = "threshold"  # export.Detector's buffer, the constant the graph's flag compares against
+# export.Detector's buffer, the constant the graph's flag compares against
+THRESHOLD_INITIALIZER = "threshold"
 
 
 def add_images(digest: "hashlib._Hash", images: np.ndarray) -> None:
-    """Hash the images' float32 pixels into `digest` (batch after batch: the same sha256 for any batching)."""
+    """Hash the images' float32 pixels into `digest` (batch after batch: the same sha256 for any
+    batching)."""
     digest.update(np.ascontiguousarray(images, dtype=np.float32).tobytes())
 
 
-def site_threshold(scores: np.ndarray, dead: np.ndarray, sources: list[str], target: float, images_sha256: str) -> dict:
+def site_threshold(
+    scores: np.ndarray, dead: np.ndarray, sources: list[str], target: float, images_sha256: str
+) -> dict:
     """The quantile threshold of the good images' scores for `target`, and where it came from (the
-    images' sha256 by `add_images`); refused for a target outside (0, MAX_TARGET), too few images for
-    it, or a dead frame among them."""
+    images' sha256 by `add_images`); refused for a target outside (0, MAX_TARGET), too few images
+    for it, or a dead frame among them."""
     if not 0 < target < MAX_TARGET:
-        raise AepipeError(f"--false-alarms {target:g}: expected the share of good parts to flag, above 0 and below {MAX_TARGET:g}")
+        raise AepipeError(
+            f"--false-alarms {target:g}: expected the share of good parts to flag, above 0 and "
+            f"below {MAX_TARGET:g}"
+        )
     needed = min_calibration_images(target)
     if len(scores) < needed:
-        raise AepipeError(f"{len(scores):,} good images for a {target:.1%} false-alarm target: a usable threshold needs "
-                          f"at least {needed:,} ({EXCEEDANCES_NEEDED} expected false alarms among them)")
+        raise AepipeError(
+            f"{len(scores):,} good images for a {target:.1%} false-alarm target: a usable "
+            f"threshold needs at least {needed:,} ({EXCEEDANCES_NEEDED} expected false alarms "
+            "among them)"
+        )
     if dead.any():
-        raise AepipeError(f"{sources[int(np.argmax(dead))]}: a dead frame (blank, saturated or one flat colour), not a "
-                          f"good part; remove it from the good images")
+        raise AepipeError(
+            f"{sources[int(np.argmax(dead))]}: a dead frame (blank, saturated or one flat "
+            "colour), not a good part; remove it from the good images"
+        )
     threshold = per_image_threshold(scores, "quantile", 0.0, 1 - target)
     false_alarms = int(np.sum(scores > threshold))
-    return {"threshold": threshold, "target": target, "images": len(scores), "false_alarms": false_alarms,
-            # where the rate on new good parts of the same line lies, 95 % of the time
-            "interval": list(binomial_interval(false_alarms, len(scores))),
-            "images_sha256": images_sha256}
+    return {
+        "threshold": threshold,
+        "target": target,
+        "images": len(scores),
+        "false_alarms": false_alarms,
+        # where the rate on new good parts of the same line lies, 95 % of the time
+        "interval": list(binomial_interval(false_alarms, len(scores))),
+        "images_sha256": images_sha256,
+    }
 
 
 def write_detector(source: Path, calibration: dict, out: Path) -> None:
-    """A copy of the detector `source` whose graph and metadata hold the site threshold, all or nothing."""
+    """A copy of the detector `source` whose graph and metadata hold the site threshold, all or
+    nothing."""
     import onnx
     from onnx import numpy_helper
 
@@ -54,27 +73,56 @@ def write_detector(source: Path, calibration: dict, out: Path) -> None:
     metadata = {prop.key: prop.value for prop in graph.metadata_props}
     [constant] = [init for init in graph.graph.initializer if init.name == THRESHOLD_INITIALIZER]
     if numpy_helper.to_array(constant).item() != float(metadata["threshold"]):
-        raise AepipeError(f"{source}: its graph's threshold is not its metadata's; export it again (`dvc repro export`)")
-    constant.CopyFrom(numpy_helper.from_array(np.array(calibration["threshold"], np.float64), THRESHOLD_INITIALIZER))
-    made_from = {"detector": str(source), "sha256": file_sha256(source), "threshold": float(metadata["threshold"])}
-    onnx.helper.set_model_props(graph, {**metadata, "threshold": repr(calibration["threshold"]),
-                                        "calibration": json.dumps({**calibration, "made_from": made_from}, sort_keys=True)})
+        raise AepipeError(
+            f"{source}: its graph's threshold is not its metadata's; export it again (`dvc repro "
+            "export`)"
+        )
+    constant.CopyFrom(
+        numpy_helper.from_array(
+            np.array(calibration["threshold"], np.float64), THRESHOLD_INITIALIZER
+        )
+    )
+    made_from = {
+        "detector": str(source),
+        "sha256": file_sha256(source),
+        "threshold": float(metadata["threshold"]),
+    }
+    onnx.helper.set_model_props(
+        graph,
+        {
+            **metadata,
+            "threshold": repr(calibration["threshold"]),
+            "calibration": json.dumps({**calibration, "made_from": made_from}, sort_keys=True),
+        },
+    )
     with atomic_path(out) as tmp:
         onnx.save(graph, tmp)
 
 
-def write_threshold_file(threshold_report: Path, model: Path, score: Path, method: str, calibration: dict, out: Path) -> None:
-    """A threshold file as the threshold stage writes it (`aepipe score --threshold` reads it), holding
-    the site threshold and where it came from."""
+def write_threshold_file(
+    threshold_report: Path, model: Path, score: Path, method: str, calibration: dict, out: Path
+) -> None:
+    """A threshold file as the threshold stage writes it (`aepipe score --threshold` reads it),
+    holding the site threshold and where it came from."""
     _refuse_overwriting(threshold_report, out)
     made_from = {"threshold_file": str(threshold_report), "sha256": file_sha256(threshold_report)}
-    report = {"per_image": {"rule": f"on site: quantile {1 - calibration['target']:g} of good images", "score": method,
-                            "threshold": calibration["threshold"], "calibration": {**calibration, "made_from": made_from}},
-              "model_sha256": file_sha256(model), "score_sha256": file_sha256(score)}
+    report = {
+        "per_image": {
+            "rule": f"on site: quantile {1 - calibration['target']:g} of good images",
+            "score": method,
+            "threshold": calibration["threshold"],
+            "calibration": {**calibration, "made_from": made_from},
+        },
+        "model_sha256": file_sha256(model),
+        "score_sha256": file_sha256(score),
+    }
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def _refuse_overwriting(source: Path, out: Path) -> None:
     if out.resolve() == source.resolve():
-        raise AepipeError(f"--out {out}: the file it is made from; name a new file (e.g. {out.stem}-line3{out.suffix})")
+        raise AepipeError(
+            f"--out {out}: the file it is made from; name a new file (e.g. "
+            f"{out.stem}-line3{out.suffix})"
+        )

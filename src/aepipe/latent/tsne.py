@@ -1,4 +1,5 @@
-"""t-SNE maps of latent vectors (openTSNE), and a measure of how well a space keeps digits together."""
+"""t-SNE maps of latent vectors (openTSNE), and a measure of how well a space keeps digits
+together."""
 
 import time
 from dataclasses import dataclass
@@ -15,8 +16,18 @@ class TsneResult:
     seconds: float
 
 
-def tsne(latents: np.ndarray, *, perplexity: float, early_exaggeration_iter: int, n_iter: int, method: str,
-         ints_in_interval: float, neighbors: str, n_jobs: int, seed: int) -> TsneResult:
+def tsne(
+    latents: np.ndarray,
+    *,
+    perplexity: float,
+    early_exaggeration_iter: int,
+    n_iter: int,
+    method: str,
+    ints_in_interval: float,
+    neighbors: str,
+    n_jobs: int,
+    seed: int,
+) -> TsneResult:
     """openTSNE with its PCA initialisation; `method` is the negative-gradient method (fft or bh),
     `ints_in_interval` the fft grid's spacing, `neighbors` the nearest-neighbour search."""
     started = time.perf_counter()
@@ -30,7 +41,9 @@ def tsne(latents: np.ndarray, *, perplexity: float, early_exaggeration_iter: int
         n_jobs=n_jobs,
         random_state=seed,
     ).fit(np.asarray(latents, dtype=np.float64))
-    return TsneResult(np.asarray(embedding), float(embedding.kl_divergence), time.perf_counter() - started)
+    return TsneResult(
+        np.asarray(embedding), float(embedding.kl_divergence), time.perf_counter() - started
+    )
 
 
 def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 10) -> float:

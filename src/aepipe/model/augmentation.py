@@ -28,11 +28,14 @@ def random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return torch.where(flips[:, 1, None, None, None], images.flip(-2), images)
 
 
-def photometric_jitter(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+def photometric_jitter(
+    images: torch.Tensor, strength: float, generator: torch.Generator
+) -> torch.Tensor:
     """Each image's gamma (x^g, log g uniform in ±strength), contrast about its mean and brightness
     (factors uniform in 1 ± strength), then clipped to [0, 1]."""
-    log_gamma, contrast, brightness = (strength * (2 * torch.rand(3, len(images), 1, 1, 1, generator=generator,
-                                                                  device=images.device) - 1))
+    log_gamma, contrast, brightness = strength * (
+        2 * torch.rand(3, len(images), 1, 1, 1, generator=generator, device=images.device) - 1
+    )
     images = images.clamp(min=0) ** log_gamma.exp()
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     return (((images - mean) * (1 + contrast) + mean) * (1 + brightness)).clamp(0, 1)

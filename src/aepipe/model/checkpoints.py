@@ -1,6 +1,6 @@
-"""Checkpoints on disk, written atomically and byte-reproducibly and read back with torch's weights-only
-loader: models (refused with a clear error unless they hold the expected format), and the resume state
-of a training run (ignored unless it was saved by a run with the same inputs)."""
+"""Checkpoints on disk, written atomically and byte-reproducibly and read back with torch's
+weights-only loader: models (refused with a clear error unless they hold the expected format), and
+the resume state of a training run (ignored unless it was saved by a run with the same inputs)."""
 
 import zipfile
 from collections.abc import Callable
@@ -29,13 +29,19 @@ def read_checkpoint(path: str | Path, expected_format: str, what: str, made_by: 
     if not path.is_file():
         raise AepipeError(f"{path}: model file not found; run the {made_by} stage first")
     if not zipfile.is_zipfile(path):
-        raise AepipeError(f"{path}: not a model checkpoint (expected the zip archive torch.save writes)")
+        raise AepipeError(
+            f"{path}: not a model checkpoint (expected the zip archive torch.save writes)"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or corrupt files
-        raise AepipeError(f"{path}: not a loadable model checkpoint ({_short_reason(error)})") from None
+        raise AepipeError(
+            f"{path}: not a loadable model checkpoint ({_short_reason(error)})"
+        ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != expected_format:
-        raise AepipeError(f"{path}: not an aepipe {what} checkpoint (expected format {expected_format!r})")
+        raise AepipeError(
+            f"{path}: not an aepipe {what} checkpoint (expected format {expected_format!r})"
+        )
     return checkpoint
 
 
@@ -49,7 +55,10 @@ def load_weights(module: torch.nn.Module, state_dict: dict, path: str | Path, wh
 def _short_reason(error: Exception) -> str:
     """torch's weights-only refusal is a page of advice; keep the line that names the cause."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    cause = next((line for line in lines if line.startswith("WeightsUnpickler error:")), lines[0] if lines else "")
+    cause = next(
+        (line for line in lines if line.startswith("WeightsUnpickler error:")),
+        lines[0] if lines else "",
+    )
     return f"{type(error).__name__}: {cause.split('. Please use')[0]}"
 
 
@@ -60,7 +69,8 @@ def save_resume_state(path: Path, fingerprint: dict, state: dict) -> None:
 
 
 def load_resume_state(path: Path, fingerprint: dict, log: Callable[[str], None]) -> dict | None:
-    """The state saved at `path` if a run with the same `fingerprint` saved it, else None (said in `log`)."""
+    """The state saved at `path` if a run with the same `fingerprint` saved it, else None (said in
+    `log`)."""
     if not path.is_file():
         return None
     try:

@@ -1,4 +1,5 @@
-"""Data-parallel training with PyTorch's own engine: torchrun starts the processes, DDP syncs gradients.
+"""Data-parallel training with PyTorch's own engine: torchrun starts the processes, DDP syncs
+gradients.
 
 One process per GPU (NCCL) or per CPU worker (gloo). Every process sees the same shuffled order
 and takes its share of each global batch, so the global batch and the visiting order are those
@@ -28,6 +29,9 @@ class World:
         return self.rank == 0
 
 
+ALONE = World()  # a training in one process
+
+
 def launched_by_torchrun() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ
 
@@ -39,10 +43,28 @@ def relaunch_under_torchrun(workers_per_node: int) -> None:
         rendezvous = ["--standalone"]
     else:
         if RENDEZVOUS_ENV not in os.environ:
-            raise RuntimeError(f"{NODES_ENV}={nodes} needs {RENDEZVOUS_ENV}=host:port, the same on every node")
-        rendezvous = ["--rdzv-backend", "c10d", "--rdzv-endpoint", os.environ[RENDEZVOUS_ENV], "--rdzv-id", "aepipe"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", nodes,
-               "--nproc-per-node", str(workers_per_node), *rendezvous, *sys.argv]
+            raise RuntimeError(
+                f"{NODES_ENV}={nodes} needs {RENDEZVOUS_ENV}=host:port, the same on every node"
+            )
+        rendezvous = [
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            os.environ[RENDEZVOUS_ENV],
+            "--rdzv-id",
+            "aepipe",
+        ]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        nodes,
+        "--nproc-per-node",
+        str(workers_per_node),
+        *rendezvous,
+        *sys.argv,
+    ]
     sys.stdout.flush()
     os.execv(sys.executable, command)
 

@@ -1,5 +1,6 @@
 """Passes of the model over images in batches: reconstructions, their errors and latents (per image,
-per batch, over a set), and latents decoded back into images (the latent space's walks and samples)."""
+per batch, over a set), and latents decoded back into images (the latent space's walks and
+samples)."""
 
 import numpy as np
 import torch
@@ -10,7 +11,8 @@ from aepipe.model.autoencoder import AutoEncoder
 
 @torch.no_grad()
 def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    """The model's reconstruction of (N, C, H, W) images (floats, or uint8 pixels), in batches; the model's mode is kept."""
+    """The model's reconstruction of (N, C, H, W) images (floats, or uint8 pixels), in batches; the
+    model's mode is kept."""
     was_training = model.training
     model.eval()
     reconstructions = torch.cat([model(as_floats(chunk))[0] for chunk in eval_batches(images)])
@@ -19,10 +21,12 @@ def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def errors_and_latents(model: AutoEncoder, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def errors_and_latents(
+    model: AutoEncoder, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's reconstruction error (MSE) and latent vector, from one pass of the model:
-    (N, C, H, W) → (N,), (N, latent_dim). Batch by batch, so only one batch of reconstructions (and of
-    float images, given uint8 pixels) is held."""
+    (N, C, H, W) → (N,), (N, latent_dim). Batch by batch, so only one batch of reconstructions (and
+    of float images, given uint8 pixels) is held."""
     was_training = model.training
     model.eval()
     errors, latents = [], []
@@ -62,12 +66,17 @@ def batch_means(per_image: np.ndarray, batch_size: int) -> np.ndarray:
 def shuffled_batch_means(per_image: np.ndarray, batch_size: int, seed: int) -> np.ndarray:
     """The seed's per-batch loss: `batch_means` in a seeded random order, as its shuffled DataLoader
     (MNIST's files are not shuffled: the test set's halves come from different writers)."""
-    return batch_means(per_image[np.random.default_rng(seed).permutation(len(per_image))], batch_size)
+    return batch_means(
+        per_image[np.random.default_rng(seed).permutation(len(per_image))], batch_size
+    )
 
 
 @torch.no_grad()
-def interpolate(model: AutoEncoder, start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
-    """Decode `steps` evenly spaced points on the line from latent `start` to latent `end`, in order.
+def interpolate(
+    model: AutoEncoder, start: torch.Tensor, end: torch.Tensor, steps: int
+) -> torch.Tensor:
+    """Decode `steps` evenly spaced points on the line from latent `start` to latent `end`, in
+    order.
 
     The first and last points are exactly the two latents, so the strip begins and ends with their
     reconstructions. Returns (steps, 1, 28, 28).

@@ -1,5 +1,6 @@
-"""The training's losses handed to DVCLive as each epoch ends: `dvc exp show` reads its step and latest
-validation MSE while an experiment trains, and its files hold every epoch's and every step's loss."""
+"""The training's losses handed to DVCLive as each epoch ends: `dvc exp show` reads its step and
+latest validation MSE while an experiment trains, and its files hold every epoch's and every step's
+loss."""
 
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from aepipe.model.training import History
 
 
 class LossLogger:
-    """Hands each finished epoch to DVCLive: epoch losses as metrics, every step's loss as a plot."""
+    """Hands each finished epoch to DVCLive: epoch losses as metrics, every step's loss as a
+    plot."""
 
     def __init__(self, live: Live, headline: str | Path):
         self.live = live
@@ -19,16 +21,24 @@ class LossLogger:
 
     def __call__(self, history: History, epoch: int) -> None:
         first_step = len(self.steps) + 1
-        self.steps += [{"step": first_step + i, "epoch": epoch + 1, "mse": float(loss)}
-                       for i, loss in enumerate(history.batch_losses[epoch].numpy())]
+        self.steps += [
+            {"step": first_step + i, "epoch": epoch + 1, "mse": float(loss)}
+            for i, loss in enumerate(history.batch_losses[epoch].numpy())
+        ]
         self.live.step = epoch + 1
         self.live.log_metric("train_mse", history.train_losses[epoch])
         self.live.log_metric("val_mse", history.val_losses[epoch])
         # The summary (a DVC metric) keeps only what compares experiments: `dvc exp show` has room
         # for about ten numbers on a 200-column terminal. The history keeps both losses.
         del self.live.summary["train_mse"]
-        self.live.log_plot("batch_mse", self.steps, x="step", y="mse", x_label="training step",
-                           y_label="MSE of the batch")
+        self.live.log_plot(
+            "batch_mse",
+            self.steps,
+            x="step",
+            y="mse",
+            x_label="training step",
+            y_label="MSE of the batch",
+        )
         self.live.next_step()
 
     def finish(self, seconds: float, segmenter_seconds: float | None) -> None:

@@ -1,6 +1,7 @@
-"""The defect segmenter: a small U-Net that reads an image beside the autoencoder's reconstruction of
-it and draws where the image is defective (DRAEM, Zavrtanik et al. 2021). aepipe.model.segmenter_training
-trains it on synthetic defects; the model's checkpoint holds it (aepipe.model.autoencoder).
+"""The defect segmenter: a small U-Net that reads an image beside the autoencoder's reconstruction
+of it and draws where the image is defective (DRAEM, Zavrtanik et al. 2021).
+aepipe.model.segmenter_training trains it on synthetic defects; the model's checkpoint holds it
+(aepipe.model.autoencoder).
 """
 
 import torch
@@ -8,11 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 WIDTH = 16  # channels of the top level, doubled each level down
-MOST_LEVELS = 3  # halvings of the image at most: a 64-pixel image's defects are seen at 8 pixels' grain
+# halvings of the image at most: a 64-pixel image's defects are seen at 8 pixels' grain
+MOST_LEVELS = 3
 
 
 def levels(side: int) -> int:
-    """How many times the U-Net halves an image `side` pixels across: while even, at most MOST_LEVELS."""
+    """How many times the U-Net halves an image `side` pixels across: while even, at most
+    MOST_LEVELS."""
     count = 0
     while side % 2 == 0 and count < MOST_LEVELS:
         side, count = side // 2, count + 1
@@ -20,8 +23,14 @@ def levels(side: int) -> int:
 
 
 def _block(narrow: int, wide: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(narrow, wide, 3, padding=1), nn.BatchNorm2d(wide), nn.ReLU(),
-                         nn.Conv2d(wide, wide, 3, padding=1), nn.BatchNorm2d(wide), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(narrow, wide, 3, padding=1),
+        nn.BatchNorm2d(wide),
+        nn.ReLU(),
+        nn.Conv2d(wide, wide, 3, padding=1),
+        nn.BatchNorm2d(wide),
+        nn.ReLU(),
+    )
 
 
 class Segmenter(nn.Module):
@@ -31,9 +40,16 @@ class Segmenter(nn.Module):
         super().__init__()
         self.channels, self.depth = channels, depth
         widths = [WIDTH << level for level in range(depth + 1)]
-        self.down = nn.ModuleList([_block(2 * channels, widths[0])] +
-                                  [_block(narrow, wide) for narrow, wide in zip(widths[:-1], widths[1:])])
-        self.up = nn.ModuleList([_block(wide + narrow, narrow) for narrow, wide in zip(widths[-2::-1], widths[:0:-1])])
+        self.down = nn.ModuleList(
+            [_block(2 * channels, widths[0])]
+            + [_block(narrow, wide) for narrow, wide in zip(widths[:-1], widths[1:], strict=True)]
+        )
+        self.up = nn.ModuleList(
+            [
+                _block(wide + narrow, narrow)
+                for narrow, wide in zip(widths[-2::-1], widths[:0:-1], strict=True)
+            ]
+        )
         self.out = nn.Conv2d(widths[0], 1, 1)
 
     def forward(self, images: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
@@ -42,8 +58,10 @@ class Segmenter(nn.Module):
         for block in self.down[1:]:
             skips.append(features)
             features = block(F.max_pool2d(features, 2))
-        for block, skip in zip(self.up, reversed(skips)):
-            upsampled = F.interpolate(features, scale_factor=2, mode="bilinear", align_corners=False)
+        for block, skip in zip(self.up, reversed(skips), strict=True):
+            upsampled = F.interpolate(
+                features, scale_factor=2, mode="bilinear", align_corners=False
+            )
             features = block(torch.cat([upsampled, skip], dim=1))
         return self.out(features)[:, 0]
 

@@ -17,19 +17,22 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from aepipe.model.augmentation import augment, augmenting
-from aepipe.model.checkpoints import load_resume_state, save_resume_state
 from aepipe.devices import EVAL_BATCH_SIZE, as_floats, preferred_memory_format, to_numpy_images
-from aepipe.model.distributed import World
 from aepipe.errors import AepipeError
-from aepipe.model.inference import mean_squared_error, reconstruct
+from aepipe.model.augmentation import augment, augmenting
 from aepipe.model.autoencoder import AutoEncoder
+from aepipe.model.checkpoints import load_resume_state, save_resume_state
+from aepipe.model.distributed import ALONE, World
+from aepipe.model.inference import mean_squared_error, reconstruct
 from aepipe.noise import noisy_inputs
 from aepipe.params import TrainParams
 from aepipe.similarity import ssim
 
 RECONSTRUCTION_SAMPLES = 16  # first validation images whose reconstruction is kept every epoch
-LOSSES = {"mse": torch.nn.functional.mse_loss, "ssim": lambda reconstruction, image: 1 - ssim(reconstruction, image).mean()}
+LOSSES = {
+    "mse": torch.nn.functional.mse_loss,
+    "ssim": lambda reconstruction, image: 1 - ssim(reconstruction, image).mean(),
+}
 
 
 class TrainingDiverged(AepipeError):
@@ -38,10 +41,12 @@ class TrainingDiverged(AepipeError):
 
 @dataclass
 class History:
-    """The one record of a run's losses, kept as it trains; a checkpoint saves it and a resumed run restores it."""
+    """The one record of a run's losses, kept as it trains; a checkpoint saves it and a resumed run
+    restores it."""
 
     epoch: int  # epochs completed
-    batch_losses: torch.Tensor  # (epochs, steps): the training loss of every step, against clean images
+    # (epochs, steps): the training loss of every step, against clean images
+    batch_losses: torch.Tensor
     train_losses: list[float]  # per epoch: mean of that epoch's batch losses
     val_losses: list[float]  # per epoch: mean squared error over the whole validation set
     initial_val_loss: float | None  # before the first step, for comparison
@@ -52,11 +57,13 @@ class History:
 
 @dataclass
 class TrainingResult:
-    """A finished run: the model (in eval mode) and its History, with what the train stage writes beside."""
+    """A finished run: the model (in eval mode) and its History, with what the train stage writes
+    beside."""
 
     model: AutoEncoder
     history: History
-    sample_images: np.ndarray  # (RECONSTRUCTION_SAMPLES, H, W) or, in colour, (RECONSTRUCTION_SAMPLES, H, W, C)
+    # (RECONSTRUCTION_SAMPLES, H, W) or, in colour, (RECONSTRUCTION_SAMPLES, H, W, C)
+    sample_images: np.ndarray
     images_per_second: float  # training steps only
     device: str
 
@@ -73,67 +80,113 @@ def train(
     seed: int,
     log: Callable[[str], None] = print,
     checkpoint: Path | None = None,
-    world: World = World(),
+    world: World = ALONE,
     on_epoch: Callable[[History, int], None] | None = None,
 ) -> TrainingResult | None:
-    """Train from scratch, or resume from `checkpoint` if it was saved by a run with the same inputs.
-    Images: (N, C, H, W) floats in [0, 1], or uint8 pixels converted a batch at a time (less memory).
+    """Train from scratch, or resume from `checkpoint` if it was saved by a run with the same
+    inputs. Images: (N, C, H, W) floats in [0, 1], or uint8 pixels converted a batch at a time (less
+    memory).
 
     With a `checkpoint` path, the state after every epoch is saved there, so a killed run resumes
     from its last completed epoch and ends exactly as an uninterrupted one would (on a CPU).
     In a data-parallel `world`, each process trains on its share of every global batch; only the
     main process validates, checkpoints and gets the result (the others get None). `on_epoch` gets
-    the history and each finished epoch's index (0-based) as soon as its losses are known, on the main
-    process; a resumed run first replays the epochs it restored, so a logger always sees them all.
+    the history and each finished epoch's index (0-based) as soon as its losses are known, on the
+    main process; a resumed run first replays the epochs it restored, so a logger always sees them
+    all.
     """
     device = train_images.device
     model, optimizer = _new_model(params, seed, train_images.shape[1:], device)
-    shuffle = torch.Generator().manual_seed(seed)  # the order of the images; the noise has generators of its own
-    fingerprint = {**params.model_dump(), "seed": seed, "device": device.type, "processes": world.size,
-                   "images": _digest(train_images, val_images)} if checkpoint else None
+    # the order of the images; the noise has generators of its own
+    shuffle = torch.Generator().manual_seed(seed)
+    fingerprint = (
+        {
+            **params.model_dump(),
+            "seed": seed,
+            "device": device.type,
+            "processes": world.size,
+            "images": _digest(train_images, val_images),
+        }
+        if checkpoint
+        else None
+    )
     saved = load_resume_state(checkpoint, fingerprint, log) if checkpoint else None
-    history = (_restore(saved, model, optimizer, shuffle, log, on_epoch) if saved
-               else _new_history(params, len(train_images), model, val_images, world))
+    history = (
+        _restore(saved, model, optimizer, shuffle, log, on_epoch)
+        if saved
+        else _new_history(params, len(train_images), model, val_images, world)
+    )
     # DDP averages the gradients of all processes after each backward pass.
-    trainee = model if world.size == 1 else DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    trainee = (
+        model
+        if world.size == 1
+        else DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    )
     started = time.perf_counter() - history.seconds
     for epoch in range(history.epoch, params.epochs):
         epoch_started = time.perf_counter()
-        noise = _noise_generator(seed, epoch, world.rank, device) if params.noise_std or augmenting(params) else None
-        epoch_losses = _train_epoch(trainee, optimizer, train_images, params, shuffle, noise, world, epoch)
+        noise = (
+            _noise_generator(seed, epoch, world.rank, device)
+            if params.noise_std or augmenting(params)
+            else None
+        )
+        epoch_losses = _train_epoch(
+            trainee, optimizer, train_images, params, shuffle, noise, world, epoch
+        )
         history.step_seconds += time.perf_counter() - epoch_started
         if not world.is_main:
             continue
         _record_epoch(history, epoch, epoch_losses, model, val_images)
         history.seconds = time.perf_counter() - started
-        log(f"epoch {epoch + 1}/{params.epochs}: train loss {history.train_losses[-1]:.6f}, "
-            f"val loss {history.val_losses[-1]:.6f}")
+        log(
+            f"epoch {epoch + 1}/{params.epochs}: train loss {history.train_losses[-1]:.6f}, val "
+            f"loss {history.val_losses[-1]:.6f}"
+        )
         if on_epoch:
             on_epoch(history, epoch)
         if checkpoint:
-            save_resume_state(checkpoint, fingerprint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                                        "shuffle": shuffle.get_state(), "history": vars(history)})
+            save_resume_state(
+                checkpoint,
+                fingerprint,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "shuffle": shuffle.get_state(),
+                    "history": vars(history),
+                },
+            )
     if not world.is_main:
         return None
-    return _result(model, history, val_images, len(train_images) * params.epochs, time.perf_counter() - started)
+    return _result(
+        model, history, val_images, len(train_images) * params.epochs, time.perf_counter() - started
+    )
 
 
-def _new_model(params: TrainParams, seed: int, image_shape: tuple[int, ...],
-               device: torch.device) -> tuple[AutoEncoder, torch.optim.Optimizer]:
+def _new_model(
+    params: TrainParams, seed: int, image_shape: tuple[int, ...], device: torch.device
+) -> tuple[AutoEncoder, torch.optim.Optimizer]:
     if device.type == "cpu":
         # Near-zero activations turn into denormal floats after a few epochs and slow the
         # convolutions by about half; flushing them to zero leaves the losses unchanged.
         torch.set_flush_denormal(True)
     torch.manual_seed(seed)
     channels, side, _ = image_shape
-    model = AutoEncoder(params.latent_dim, side, channels).to(device, memory_format=preferred_memory_format(device))
+    model = AutoEncoder(params.latent_dim, side, channels).to(
+        device, memory_format=preferred_memory_format(device)
+    )
     model.noise_std = params.noise_std
     # One fused kernel for the whole parameter update instead of a loop over tensors.
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True
+    )
     return model, optimizer
 
 
-def _new_history(params: TrainParams, n_train: int, model: AutoEncoder, val_images: torch.Tensor, world: World) -> History:
+def _new_history(
+    params: TrainParams, n_train: int, model: AutoEncoder, val_images: torch.Tensor, world: World
+) -> History:
     steps = -(-n_train // params.batch_size)
     initial_val_loss = mean_squared_error(model, val_images) if world.is_main else None
     return History(0, torch.zeros(params.epochs, steps), [], [], initial_val_loss, [])
@@ -152,19 +205,33 @@ def _restore(saved: dict, model, optimizer, shuffle: torch.Generator, log, on_ep
     return history
 
 
-def _train_epoch(trainee, optimizer, images: torch.Tensor, params: TrainParams, shuffle: torch.Generator,
-                 noise: torch.Generator | None, world: World, epoch: int) -> torch.Tensor:
+def _train_epoch(
+    trainee,
+    optimizer,
+    images: torch.Tensor,
+    params: TrainParams,
+    shuffle: torch.Generator,
+    noise: torch.Generator | None,
+    world: World,
+    epoch: int,
+) -> torch.Tensor:
     """One pass over the images in a shuffled order; the loss of every global batch, on the CPU."""
     trainee.train()
     memory_format = preferred_memory_format(images.device)
     batch_size, steps = params.batch_size, -(-len(images) // params.batch_size)
     order = torch.randperm(len(images), generator=shuffle).to(images.device)
     losses = torch.zeros(steps, device=images.device)  # stays on the device: no sync per step
-    progress = tqdm(range(steps), desc=f"epoch {epoch + 1}/{params.epochs}", leave=False,
-                    disable=None if world.is_main else True)
+    progress = tqdm(
+        range(steps),
+        desc=f"epoch {epoch + 1}/{params.epochs}",
+        leave=False,
+        disable=None if world.is_main else True,
+    )
     for step in progress:
         global_batch = order[step * batch_size : (step + 1) * batch_size]
-        indices = global_batch if world.size == 1 else global_batch.tensor_split(world.size)[world.rank]
+        indices = (
+            global_batch if world.size == 1 else global_batch.tensor_split(world.size)[world.rank]
+        )
         clean = as_floats(images[indices]).contiguous(memory_format=memory_format)
         if augmenting(params):
             clean = augment(clean, params, noise)
@@ -182,19 +249,33 @@ def _train_epoch(trainee, optimizer, images: torch.Tensor, params: TrainParams, 
     return losses
 
 
-def _record_epoch(history: History, epoch: int, losses: torch.Tensor, model: AutoEncoder, val_images: torch.Tensor) -> None:
+def _record_epoch(
+    history: History, epoch: int, losses: torch.Tensor, model: AutoEncoder, val_images: torch.Tensor
+) -> None:
     history.batch_losses[epoch] = losses
     history.train_losses.append(losses.mean().item())
     history.val_losses.append(mean_squared_error(model, val_images))
-    history.sample_reconstructions.append(reconstruct(model, val_images[:RECONSTRUCTION_SAMPLES]).cpu())
+    history.sample_reconstructions.append(
+        reconstruct(model, val_images[:RECONSTRUCTION_SAMPLES]).cpu()
+    )
     history.epoch = epoch + 1
 
 
-def _result(model: AutoEncoder, history: History, val_images: torch.Tensor, images_trained: int,
-            seconds: float) -> TrainingResult:
+def _result(
+    model: AutoEncoder,
+    history: History,
+    val_images: torch.Tensor,
+    images_trained: int,
+    seconds: float,
+) -> TrainingResult:
     history.seconds = seconds
-    return TrainingResult(model.eval(), history, to_numpy_images(as_floats(val_images[:RECONSTRUCTION_SAMPLES])),
-                          images_trained / history.step_seconds, str(val_images.device))
+    return TrainingResult(
+        model.eval(),
+        history,
+        to_numpy_images(as_floats(val_images[:RECONSTRUCTION_SAMPLES])),
+        images_trained / history.step_seconds,
+        str(val_images.device),
+    )
 
 
 def _noise_generator(seed: int, epoch: int, rank: int, device: torch.device) -> torch.Generator:
@@ -204,7 +285,9 @@ def _noise_generator(seed: int, epoch: int, rank: int, device: torch.device) -> 
     return torch.Generator(device=device).manual_seed(int(entropy))
 
 
-def _global_batch_means(local_losses: torch.Tensor, n_train: int, batch_size: int, world: World) -> torch.Tensor:
+def _global_batch_means(
+    local_losses: torch.Tensor, n_train: int, batch_size: int, world: World
+) -> torch.Tensor:
     """Each step's loss over its whole global batch, from every process's loss on its share."""
     global_sizes = torch.full(local_losses.shape, batch_size, device=local_losses.device)
     global_sizes[-1] = n_train - batch_size * (len(local_losses) - 1)
@@ -216,8 +299,8 @@ def _global_batch_means(local_losses: torch.Tensor, n_train: int, batch_size: in
 
 
 def _digest(*tensors: torch.Tensor) -> str:
-    """SHA-256 of the tensors' values: a checkpoint resumes only on the very images it was trained on.
-    A batch at a time: a contiguous copy of a large image set would hold it twice more."""
+    """SHA-256 of the tensors' values: a checkpoint resumes only on the very images it was trained
+    on. A batch at a time: a contiguous copy of a large image set would hold it twice more."""
     sha = hashlib.sha256()
     for tensor in tensors:
         for chunk in tensor.detach().split(EVAL_BATCH_SIZE):
@@ -230,6 +313,6 @@ def _stop_if_diverged(epoch_losses: torch.Tensor, epoch: int) -> None:
     if len(bad):
         step = int(bad[0])
         raise TrainingDiverged(
-            f"training diverged: loss is {epoch_losses[step].item()} at epoch {epoch + 1}, step {step + 1}; "
-            "no model was written (try a smaller train.lr)"
+            f"training diverged: loss is {epoch_losses[step].item()} at epoch {epoch + 1}, step "
+            f"{step + 1}; no model was written (try a smaller train.lr)"
         )
