@@ -37,19 +37,15 @@ SMALL = [
     "-S",
     "sample.count=500",
 ]
-# the one list: dvc.yaml
-ALL_STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
-FIGURES = [
-    "loss_histograms",
-    "reconstructions",
-    "loss_curves",
-    "tsne",
-    "interpolation",
-    "denoising",
-    "denoising_curves",
-    "anomaly_scores",
-    "most_anomalous",
-    "samples",
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]  # the one list of them: dvc.yaml
+ALL_STAGES = list(STAGES)
+FIGURES = [  # plots/<name>.png, as the stages that draw them declare them
+    Path(path).stem
+    for stage in STAGES.values()
+    for path in (
+        next(iter(plot)) if isinstance(plot, dict) else plot for plot in stage.get("plots", [])
+    )
+    if path.endswith(".png")
 ]
 
 

@@ -10,29 +10,21 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
+
 from aepipe.atomic import write_json
 
-METRICS = [
-    "dvclive/metrics.json",
-    "metrics/threshold.json",
-    "metrics/anomaly.json",
-    "metrics/tsne.json",
-    "metrics/denoise.json",
-    "metrics/judge.json",
-    "metrics/samples.json",
-]
-FIGURES = [
-    "loss_histograms",
-    "reconstructions",
-    "loss_curves",
-    "tsne",
-    "interpolation",
-    "denoising",
-    "denoising_curves",
-    "anomaly_scores",
-    "most_anomalous",
-    "samples",
-]
+
+def declared_outputs(dvc_yaml: Path) -> tuple[list[str], list[str]]:
+    """The metrics files (the publish stage's) and the figures (every stage's PNG plots) as dvc.yaml
+    lists them."""
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+
+    def paths(entries: list) -> list[str]:
+        return [next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries]
+
+    figures = [path for stage in stages.values() for path in paths(stage.get("plots", []))]
+    return paths(stages["publish"]["metrics"]), [path for path in figures if path.endswith(".png")]
 
 
 def main() -> None:
@@ -40,14 +32,11 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--compare", type=Path)
     args = parser.parse_args()
-    missing = [
-        path
-        for path in [*METRICS, *(f"plots/{name}.png" for name in FIGURES)]
-        if not Path(path).is_file()
-    ]
+    metrics_files, figures = declared_outputs(Path("dvc.yaml"))
+    missing = [path for path in [*metrics_files, *figures] if not Path(path).is_file()]
     metrics = {
         name: value
-        for path in METRICS
+        for path in metrics_files
         if Path(path).is_file()
         for name, value in json.loads(Path(path).read_text()).items()
     }
