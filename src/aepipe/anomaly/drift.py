@@ -1,0 +1,178 @@
+"""Whether a detector's promise still holds on the line, batch by batch: the tests a watched batch
+of scored images goes through, against the reference the detector carries from its calibration.
+
+- The promise: the batch's flag rate against the false-alarm target, one-sided binomial (a rate
+  above the target is what a line notices), with its Clopper–Pearson interval and the stream's
+  running rate.
+- The scores: two-sample Kolmogorov–Smirnov of the batch's scores against the calibration scores.
+- The images: the maximum mean discrepancy (MMD², Gaussian kernel of the median distance) of the
+  batch's latent codes against half of the reference codes, read against a null fitted once per
+  batch size from the other half: a shift the scores do not show yet.
+
+A stream tests many times. Each batch's three tests share its false-alarm budget `alpha`
+(Bonferroni: alpha / 3 each), so at most `alpha` of the batches of a stream that has not drifted
+are declared drifted, whatever its length; over a horizon of H batches, at most alpha·H expected
+false alarms (alpha / H bounds the chance of any). NumPy and SciPy, no torch.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import binom, ks_2samp
+
+from aepipe.anomaly.calibration import binomial_interval
+from aepipe.errors import AepipeError
+
+TESTS = ("flag_rate", "scores", "latents")
+MIN_BATCH = 32  # images: below it neither KS nor the MMD tells a shift from chance
+# Batches drawn from the reference half for the MMD's null, per batch size (about 3 s on 2 cores,
+# once): p-values down to 1/2001, so that alpha / 3 down to 0.0015 can fire.
+NULL_DRAWS = 2000
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the detector promised and saw at calibration: its threshold and false-alarm target, the
+    calibration images' scores, and the latent codes of a sample of them (an even number)."""
+
+    threshold: float
+    target: float
+    scores: np.ndarray  # (N,)
+    latents: np.ndarray  # (M, latent_dim)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One watched batch: its numbers, each test's p-value, and which tests fired."""
+
+    batch: int  # 1, 2, ...
+    images: int
+    flagged: int
+    flag_rate: float
+    interval: tuple[float, float]  # the flag rate's 95 % Clopper–Pearson interval
+    running_rate: float  # over every batch watched so far
+    running_interval: tuple[float, float]
+    ks_statistic: float
+    mmd: float
+    p_values: dict[str, float]  # per test in TESTS
+    fired: list[str]  # the tests whose p-value fell below their share of alpha
+
+    @property
+    def drift(self) -> bool:
+        return bool(self.fired)
+
+
+@dataclass
+class Watch:
+    """A stream's watcher: `watch(scores, flagged, latents)` of each batch, in order, gives its
+    Verdict."""
+
+    reference: Reference
+    alpha: float = 0.01
+    seed: int = 0
+    batches: int = 0
+    images: int = 0
+    flagged: int = 0
+    # The MMD's nulls by batch size: watches of one reference and seed may share them.
+    nulls: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not 3 / (NULL_DRAWS + 1) <= self.alpha / len(TESTS) < 1:
+            raise AepipeError(
+                f"a drift false-alarm rate of {self.alpha:g} per batch; expected at least "
+                f"{3 * len(TESTS) / (NULL_DRAWS + 1):.2g} (the latents' test resolves p-values "
+                f"down to 1/{NULL_DRAWS + 1}) and below 1"
+            )
+        if len(self.reference.latents) < 2 * MIN_BATCH:
+            raise AepipeError(
+                f"the detector's reference holds {len(self.reference.latents)} latent codes; "
+                f"watching needs at least {2 * MIN_BATCH}"
+            )
+        half = len(self.reference.latents) // 2
+        self._against, self._null_pool = (
+            self.reference.latents[:half],
+            self.reference.latents[half:],
+        )
+        self._kernel = GaussianKernel(self._against)
+        # The null's batches are drawn from the other half without replacement, and must differ.
+        self.largest_batch = len(self._null_pool) // 2
+
+    def watch(self, scores: np.ndarray, flagged: np.ndarray, latents: np.ndarray) -> Verdict:
+        if len(scores) < MIN_BATCH:
+            raise AepipeError(
+                f"a batch of {len(scores)} images; drift watching needs at least {MIN_BATCH}"
+            )
+        if len(latents) > self.largest_batch:
+            raise AepipeError(
+                f"a batch of {len(latents)} images; the detector's reference of "
+                f"{len(self.reference.latents)} latent codes watches batches of at most "
+                f"{self.largest_batch}"
+            )
+        self.batches, self.images = self.batches + 1, self.images + len(scores)
+        count = int(np.sum(flagged))
+        self.flagged += count
+        discrepancy = self._kernel.mmd(latents)
+        null = self._null(len(latents))
+        ks = ks_2samp(scores, self.reference.scores)
+        p_values = {
+            "flag_rate": float(binom.sf(count - 1, len(scores), self.reference.target)),
+            "scores": float(ks.pvalue),
+            "latents": float((1 + np.sum(null >= discrepancy)) / (1 + len(null))),
+        }
+        return Verdict(
+            self.batches,
+            len(scores),
+            count,
+            count / len(scores),
+            binomial_interval(count, len(scores)),
+            self.flagged / self.images,
+            binomial_interval(self.flagged, self.images),
+            float(ks.statistic),
+            float(discrepancy),
+            p_values,
+            [test for test in TESTS if p_values[test] < self.alpha / len(TESTS)],
+        )
+
+    def _null(self, size: int) -> np.ndarray:
+        """MMD² of NULL_DRAWS batches of `size` codes drawn from the reference's other half."""
+        if size not in self.nulls:
+            rng = np.random.default_rng(self.seed)
+            draws = (
+                rng.choice(len(self._null_pool), size, replace=False) for _ in range(NULL_DRAWS)
+            )
+            self.nulls[size] = np.array(
+                [self._kernel.mmd(self._null_pool[drawn]) for drawn in draws]
+            )
+        return self.nulls[size]
+
+
+class GaussianKernel:
+    """MMD² against a fixed set of reference points, under a Gaussian kernel whose bandwidth is
+    their median distance; the reference's own term is computed once."""
+
+    def __init__(self, reference: np.ndarray):
+        self.reference = reference.astype(np.float64)
+        distances = squared_distances(self.reference, self.reference)
+        self.bandwidth = (
+            float(np.sqrt(np.median(distances[np.triu_indices(len(reference), 1)]))) or 1.0
+        )
+        within = self._kernel(distances)
+        m = len(reference)
+        self.reference_term = (within.sum() - np.trace(within)) / (m * (m - 1))
+
+    def _kernel(self, squared: np.ndarray) -> np.ndarray:
+        return np.exp(-squared / (2 * self.bandwidth**2))
+
+    def mmd(self, sample: np.ndarray) -> float:
+        """The unbiased MMD² of `sample` (at least two points) and the reference."""
+        sample = sample.astype(np.float64)
+        within = self._kernel(squared_distances(sample, sample))
+        n = len(sample)
+        between = self._kernel(squared_distances(sample, self.reference)).mean()
+        return float(
+            (within.sum() - np.trace(within)) / (n * (n - 1)) + self.reference_term - 2 * between
+        )
+
+
+def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.maximum((a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T, 0.0)

@@ -1,0 +1,82 @@
+"""The drift watch's tests (aepipe.anomaly.drift) on streams drawn from known distributions: quiet
+where nothing moved, firing the test that should fire where something did."""
+
+import numpy as np
+import pytest
+
+from aepipe.anomaly.drift import MIN_BATCH, GaussianKernel, Reference, Watch
+from aepipe.errors import AepipeError
+
+RNG = np.random.default_rng(0)
+CALIBRATION = RNG.normal(0, 1, 5000)
+THRESHOLD = float(np.quantile(CALIBRATION, 0.99))
+REFERENCE = Reference(THRESHOLD, 0.01, CALIBRATION, RNG.normal(0, 1, (2048, 8)))
+NULLS = {}  # the MMD's nulls of REFERENCE, fitted once for every watch of it here
+
+
+def watched(alpha: float = 0.01) -> Watch:
+    return Watch(REFERENCE, alpha=alpha, nulls=NULLS)
+
+
+def batch(rng, size=256, shift=0.0, latent_shift=0.0):
+    scores = rng.normal(shift, 1, size)
+    return scores, scores > THRESHOLD, rng.normal(latent_shift, 1, (size, 8))
+
+
+def test_a_stream_that_has_not_drifted_raises_at_most_its_share_of_false_alarms():
+    rng, watch = np.random.default_rng(1), watched(alpha=0.05)
+    verdicts = [watch.watch(*batch(rng)) for _ in range(200)]
+    # alpha 0.05 per batch: about 10 false alarms expected; far more would be a broken null.
+    assert sum(verdict.drift for verdict in verdicts) <= 20
+    p_values = np.array([verdict.p_values["latents"] for verdict in verdicts])
+    assert 0.3 < np.mean(p_values < 0.5) < 0.7, "the MMD's fitted null: p-values about uniform"
+    last = verdicts[-1]
+    assert last.batch == 200 and watch.images == 200 * 256
+    assert last.running_interval[0] <= 0.01 <= last.running_interval[1]
+
+
+def test_each_kind_of_drift_fires_its_own_test():
+    rng = np.random.default_rng(2)
+    scores = watched().watch(*batch(rng, shift=0.6))  # every score higher: more flags too
+    assert {"scores", "flag_rate"} <= set(scores.fired) and scores.flag_rate > 0.03
+    images = watched().watch(*batch(rng, latent_shift=0.5))  # the codes moved, the scores not
+    assert images.fired == ["latents"] and images.p_values["scores"] > 0.001
+    quiet = watched().watch(*batch(rng))
+    assert not quiet.drift and quiet.interval[0] <= quiet.flag_rate <= quiet.interval[1]
+
+
+def test_the_flag_rate_test_reads_the_promise():
+    """Twelve flags in 256 where the target promises 2.56: far beyond chance; three are not."""
+    watch, scores, latents = watched(), np.zeros(256), RNG.normal(0, 1, (256, 8))
+    flagged = np.zeros(256, bool)
+    flagged[:12] = True
+    assert watch.watch(scores, flagged, latents).p_values["flag_rate"] < 1e-4
+    flagged[3:] = False
+    assert watch.watch(scores, flagged, latents).p_values["flag_rate"] > 0.2
+
+
+def test_the_mmd_is_near_zero_for_the_same_distribution_and_grows_with_a_shift():
+    kernel = GaussianKernel(RNG.normal(0, 1, (400, 4)))
+    same, moved = kernel.mmd(RNG.normal(0, 1, (400, 4))), kernel.mmd(RNG.normal(1, 1, (400, 4)))
+    assert abs(same) < 0.01 < moved
+    assert kernel.mmd(kernel.reference[:200]) < 0.01
+
+
+def test_too_small_a_batch_or_reference_is_refused_naming_the_minimum():
+    with pytest.raises(
+        AepipeError, match=f"a batch of 8 images; drift watching needs at least {MIN_BATCH}"
+    ):
+        watched().watch(np.zeros(8), np.zeros(8, bool), np.zeros((8, 8)))
+    small = Reference(THRESHOLD, 0.01, CALIBRATION, np.zeros((10, 8)))
+    with pytest.raises(
+        AepipeError, match="reference holds 10 latent codes; watching needs at least 64"
+    ):
+        Watch(small)
+    with pytest.raises(
+        AepipeError, match="reference of 2048 latent codes watches batches of at most 512"
+    ):
+        watched().watch(*batch(RNG, size=513))
+    with pytest.raises(
+        AepipeError, match=r"a drift false-alarm rate of 0.001 per batch; expected at least 0.0045"
+    ):
+        watched(alpha=0.001)
