@@ -6,10 +6,13 @@ agree with it."""
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
 from aepipe.anomaly.corruptions import corrupt
 from aepipe.anomaly.detector import Detector
+from aepipe.anomaly.drift import encode_reference
 from aepipe.anomaly.scores import FittedScore
 from aepipe.atomic import file_sha256, write_json
 from aepipe.data.dataset import load_split
@@ -21,6 +24,12 @@ from aepipe.params import load_params
 from guard import run_guarded
 
 DETECTOR = "models/detector.onnx"
+REFERENCE = "models/reference.json"  # the reference the detector carries in its metadata
+# Scans are watched through their tiles, and mean + k·std promises no rate: neither carries one yet.
+NO_REFERENCE = (
+    "a detector of tiles, or a threshold that promises no false-alarm rate "
+    "(threshold.method mean_std)"
+)
 # The params the detector is made from (its metadata names them; dvc.yaml reruns this stage when
 # they change).
 DETECTOR_PARAMS = ("seed", "data", "train", "anomaly", "threshold")
@@ -48,8 +57,16 @@ def main() -> None:
         made_from,
         file_sha256("models/model.pt"),
     )
+    reference = calibration_reference(fitted, params)
+    write_json(REFERENCE, json.loads(reference) if reference else {"none": NO_REFERENCE})
     detector = Detector(model, fitted, threshold)
-    export_detector(detector, params.data.channels, params.data.side, DETECTOR, metadata)
+    export_detector(
+        detector,
+        params.data.channels,
+        params.data.side,
+        DETECTOR,
+        {**metadata, **({"reference": reference} if reference else {})},
+    )
 
     onnx = OnnxDetector(DETECTOR)
     # uint8: converted per batch
@@ -74,6 +91,18 @@ def main() -> None:
             "metadata": {k: v for k, v in metadata.items() if k != "params"},
         },
     )
+
+
+def calibration_reference(fitted: FittedScore, params) -> str | None:
+    """What the detector carries for the drift watch (aepipe.anomaly.drift): the calibration images'
+    scores and latent codes and the false-alarm target; None where it has none to watch by."""
+    target = params.threshold.false_alarm_target
+    if fitted.tiling or target is None:
+        return None
+    images = pd.read_csv("data/scores/val_images.csv")
+    calibration = (images["role"] == "calibration").to_numpy()
+    latents = np.load("data/latents.npz")["latents"][calibration]
+    return encode_reference(images["score"].to_numpy()[calibration], latents, target, params.seed)
 
 
 if __name__ == "__main__":

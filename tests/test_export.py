@@ -176,3 +176,47 @@ def test_a_colour_detector_on_the_ssim_map_matches_the_pipeline_also_where_image
         and checked["max_map_diff"] <= 5e-5
         and checked["flags_differ"] == 0
     ), checked
+
+
+def test_the_detector_carries_its_calibration_reference_for_the_drift_watch(project, detector):
+    """The calibration images' scores and (up to 2,048 of) their latent codes, in the ONNX metadata
+    and in models/reference.json, and a latent output that gives the same codes from onnxruntime."""
+    from aepipe.anomaly.drift import decode_reference
+
+    assert detector.latent_output and detector.reference is not None
+    assert json.loads((project / "models" / "reference.json").read_text()) == json.loads(
+        detector.reference
+    )
+    reference = decode_reference(detector.reference, detector.threshold)
+    table = pd.read_csv(project / "data" / "scores" / "val_images.csv")
+    calibration = (table["role"] == "calibration").to_numpy()
+    assert reference.target == 0.01 and np.array_equal(
+        reference.scores, table["score"].to_numpy()[calibration]
+    )
+    codes = np.load(project / "data" / "latents.npz")["latents"][calibration]
+    assert len(reference.latents) == min(2048, len(codes)) == 256
+    assert {row.tobytes() for row in reference.latents} <= {row.tobytes() for row in codes}
+    images = validation_images(project)[np.flatnonzero(calibration)[:64]]
+    _, _, _, _, latents = detector.run(images)
+    assert np.abs(latents - codes[:64]).max() < 1e-4, "onnxruntime's codes are the pipeline's"
+    report = json.loads((project / "reports" / "export.json").read_text())
+    assert report["by_image_set"]["validation"]["max_latent_diff"] < 1e-4
+
+
+def test_a_detector_of_the_previous_format_still_scores(project, detector, tmp_path):
+    import onnx
+
+    graph = onnx.load(project / "models" / "detector.onnx")
+    properties = {prop.key: prop.value for prop in graph.metadata_props}
+    onnx.helper.set_model_props(graph, {**properties, "format": "aepipe.detector/2"})
+    onnx.save(graph, tmp_path / "older.onnx")
+    older = OnnxDetector(tmp_path / "older.onnx")
+    images = validation_images(project)[:8]
+    assert not older.latent_output and np.array_equal(older(images)[0], detector(images)[0])
+    properties["format"] = "aepipe.detector/1"
+    onnx.helper.set_model_props(graph, properties)
+    onnx.save(graph, tmp_path / "oldest.onnx")
+    with pytest.raises(
+        AepipeError, match=r"format aepipe.detector/1, where this aepipe reads aepipe.detector/2 or"
+    ):
+        OnnxDetector(tmp_path / "oldest.onnx")

@@ -58,10 +58,10 @@ class Detector(nn.Module):
         # export.
         self.eval()
 
-    def forward(
-        self, images: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.outputs(images)[:4]
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """score, flagged, map, dead_frame and the latent codes: the exported graph's outputs."""
+        outputs = self.outputs(images)
+        return outputs.score, outputs.flagged, outputs.map, outputs.dead, outputs.latents
 
     def outputs(self, images: torch.Tensor) -> Outputs:
         reconstructions, latents = self.model(images)

@@ -15,6 +15,8 @@ are declared drifted, whatever its length; over a horizon of H batches, at most 
 false alarms (alpha / H bounds the chance of any). NumPy and SciPy, no torch.
 """
 
+import base64
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -176,3 +178,33 @@ class GaussianKernel:
 
 def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum((a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T, 0.0)
+
+
+REFERENCE_CODES = 2048  # latent codes of calibration images a detector carries (half for the null)
+
+
+def encode_reference(scores: np.ndarray, latents: np.ndarray, target: float, seed: int) -> str:
+    """The reference a detector carries (its metadata's "reference", models/reference.json): every
+    calibration score, the latent codes of up to REFERENCE_CODES calibration images drawn at random
+    (`seed`), and the false-alarm target; the arrays as little-endian bytes in base64."""
+    rng = np.random.default_rng(seed)
+    kept = latents[np.sort(rng.permutation(len(latents))[:REFERENCE_CODES])]
+    return json.dumps(
+        {
+            "target": target,
+            "scores": base64.b64encode(np.asarray(scores, "<f8").tobytes()).decode(),
+            "latents": base64.b64encode(np.asarray(kept, "<f4").tobytes()).decode(),
+            "latent_dim": int(latents.shape[1]),
+        }
+    )
+
+
+def decode_reference(text: str, threshold: float) -> Reference:
+    """The Reference of `encode_reference`'s text, for a detector of this threshold."""
+    saved = json.loads(text)
+    latents = np.frombuffer(base64.b64decode(saved["latents"]), "<f4").reshape(
+        -1, saved["latent_dim"]
+    )
+    return Reference(
+        threshold, saved["target"], np.frombuffer(base64.b64decode(saved["scores"]), "<f8"), latents
+    )

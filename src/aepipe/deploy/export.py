@@ -21,7 +21,7 @@ from aepipe.deploy.serve import DETECTOR_FORMAT, INPUT, SCORING_BATCH, OnnxDetec
 from aepipe.devices import as_floats
 
 OPSET = 18
-OUTPUTS = ("score", "flagged", "map", "dead_frame")
+OUTPUTS = ("score", "flagged", "map", "dead_frame", "latent")
 
 
 def export_detector(
@@ -95,19 +95,23 @@ def relative_differences(got: np.ndarray, expected: np.ndarray, threshold: float
 def parity(onnx: OnnxDetector, detector: Detector, images: torch.Tensor) -> dict:
     """How far onnxruntime's outputs are from the torch detector's on the same (N, C, H, W) images
     (uint8 pixels or floats), batch by batch: the worst score difference (`relative_differences`),
-    the flags that differ, and the worst map difference."""
-    worst_score, flags_differ, worst_map = 0.0, 0, 0.0
+    the flags that differ, and the worst map and latent code differences."""
+    worst_score, flags_differ, worst_map, worst_latent = 0.0, 0, 0.0, 0.0
     for chunk in images.split(SCORING_BATCH):
         floats = as_floats(chunk).cpu()
         expected = detector.outputs(floats.to(detector.threshold.device))
-        scores, flagged, maps, _ = onnx(floats.numpy())
+        scores, flagged, maps, _, latents = onnx.run(floats.numpy())
         differences = relative_differences(scores, expected.score.cpu().numpy(), onnx.threshold)
         worst_score = max(worst_score, float(differences.max()))
         flags_differ += int(np.sum(flagged != expected.flagged.cpu().numpy()))
         worst_map = max(worst_map, float(np.abs(maps - expected.map.cpu().numpy()).max()))
+        worst_latent = max(
+            worst_latent, float(np.abs(latents - expected.latents.cpu().numpy()).max())
+        )
     return {
         "images": len(images),
         "max_rel_diff": worst_score,
         "flags_differ": flags_differ,
         "max_map_diff": worst_map,
+        "max_latent_diff": worst_latent,
     }

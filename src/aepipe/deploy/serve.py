@@ -10,11 +10,15 @@ from aepipe.data.images import shape_name
 from aepipe.data.tiles import Tiling
 from aepipe.errors import AepipeError
 
-# The metadata "format" of every detector the export stage writes; /2 added the dead_frame output.
-DETECTOR_FORMAT = "aepipe.detector/2"
+# The metadata "format" of every detector the export stage writes; /2 added the dead_frame output,
+# /3 the latent output (what the drift watch reads) and, for whole images, the reference.
+DETECTOR_FORMAT = "aepipe.detector/3"
+READABLE_FORMATS = ("aepipe.detector/2", DETECTOR_FORMAT)
 # images per call of the graph: memory stays small whatever the number of images
 SCORING_BATCH = 256
-INPUT = "images"  # the graph's input; its outputs, in order: score, flagged, map, dead_frame
+INPUT = (
+    "images"  # the graph's input; its outputs, in order: score, flagged, map, dead_frame, latent
+)
 
 
 class OnnxDetector:
@@ -44,11 +48,14 @@ class OnnxDetector:
             raise AepipeError(
                 f"{path}: an ONNX model, but not an aepipe detector (written by the export stage)"
             )
-        if written != DETECTOR_FORMAT:
+        if written not in READABLE_FORMATS:
             raise AepipeError(
                 f"{path}: a detector of format {written}, where this aepipe reads "
-                f"{DETECTOR_FORMAT}; export it again (`dvc repro export`)"
+                f"{' or '.join(READABLE_FORMATS)}; export it again (`dvc repro export`)"
             )
+        # What the drift watch reads (aepipe.anomaly.drift): the latent output, and the reference.
+        self.latent_output = written == DETECTOR_FORMAT
+        self.reference = self.metadata.get("reference")
         self.side, self.channels = int(self.metadata["side"]), int(self.metadata["channels"])
         self.threshold = float(self.metadata["threshold"])
         # A detector of tiles (data.tile): it scores tiles, and a scan is scored through them
@@ -61,6 +68,10 @@ class OnnxDetector:
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(scores (N,) float64, flagged (N,) bool, maps (N, side, side) float32, dead frames (N,)
         bool) of (N, C, H, W) images."""
+        return self.run(images)[:4]
+
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Every output of the graph, in order (a /3 detector's: and the latent codes, (N, dim))."""
         if images.ndim != 4 or images.shape[1:] != (self.channels, self.side, self.side):
             given = (
                 shape_name(images.shape[1], images.shape[2])
