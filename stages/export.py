@@ -102,7 +102,13 @@ def calibration_reference(fitted: FittedScore, params) -> str | None:
     images = pd.read_csv("data/scores/val_images.csv")
     calibration = (images["role"] == "calibration").to_numpy()
     latents = np.load("data/latents.npz")["latents"][calibration]
-    return encode_reference(images["score"].to_numpy()[calibration], latents, target, params.seed)
+    return encode_reference(
+        images["score"].to_numpy()[calibration],
+        latents,
+        target,
+        params.seed,
+        model_sha256=file_sha256("models/model.pt"),
+    )
 
 
 if __name__ == "__main__":

@@ -80,3 +80,23 @@ def test_too_small_a_batch_or_reference_is_refused_naming_the_minimum():
         AepipeError, match=r"a drift false-alarm rate of 0.001 per batch; expected at least 0.0045"
     ):
         watched(alpha=0.001)
+
+
+def test_the_reference_round_trips_with_the_null_of_a_watch_batch_fitted_once():
+    import json
+
+    from aepipe.anomaly.drift import WATCH_BATCH, decode_reference, encode_reference
+
+    text = encode_reference(
+        CALIBRATION, RNG.normal(0, 1, (3000, 8)), 0.01, seed=0, model_sha256="ab"
+    )
+    reference, nulls = decode_reference(text, THRESHOLD)
+    assert len(reference.latents) == 2048 and np.array_equal(reference.scores, CALIBRATION)
+    assert (reference.threshold, reference.target, json.loads(text)["model_sha256"]) == (
+        THRESHOLD,
+        0.01,
+        "ab",
+    )
+    assert set(nulls) == {WATCH_BATCH} and np.array_equal(
+        nulls[WATCH_BATCH], Watch(reference).null(WATCH_BATCH)
+    )

@@ -187,7 +187,8 @@ def test_the_detector_carries_its_calibration_reference_for_the_drift_watch(proj
     assert json.loads((project / "models" / "reference.json").read_text()) == json.loads(
         detector.reference
     )
-    reference = decode_reference(detector.reference, detector.threshold)
+    reference, nulls = decode_reference(detector.reference, detector.threshold)
+    assert nulls == {}, "256 codes watch batches of at most 64: no null for 256 carried"
     table = pd.read_csv(project / "data" / "scores" / "val_images.csv")
     calibration = (table["role"] == "calibration").to_numpy()
     assert reference.target == 0.01 and np.array_equal(

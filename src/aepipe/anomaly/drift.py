@@ -20,7 +20,6 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import binom, ks_2samp
 
 from aepipe.anomaly.calibration import binomial_interval
 from aepipe.errors import AepipeError
@@ -100,6 +99,11 @@ class Watch:
         self.largest_batch = len(self._null_pool) // 2
 
     def watch(self, scores: np.ndarray, flagged: np.ndarray, latents: np.ndarray) -> Verdict:
+        from scipy.stats import (
+            binom,
+            ks_2samp,
+        )  # only where a stream is watched: calibrate needs none
+
         if len(scores) < MIN_BATCH:
             raise AepipeError(
                 f"a batch of {len(scores)} images; drift watching needs at least {MIN_BATCH}"
@@ -114,7 +118,7 @@ class Watch:
         count = int(np.sum(flagged))
         self.flagged += count
         discrepancy = self._kernel.mmd(latents)
-        null = self._null(len(latents))
+        null = self.null(len(latents))
         ks = ks_2samp(scores, self.reference.scores)
         p_values = {
             "flag_rate": float(binom.sf(count - 1, len(scores), self.reference.target)),
@@ -135,7 +139,7 @@ class Watch:
             [test for test in TESTS if p_values[test] < self.alpha / len(TESTS)],
         )
 
-    def _null(self, size: int) -> np.ndarray:
+    def null(self, size: int) -> np.ndarray:
         """MMD² of NULL_DRAWS batches of `size` codes drawn from the reference's other half."""
         if size not in self.nulls:
             rng = np.random.default_rng(self.seed)
@@ -181,30 +185,49 @@ def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 REFERENCE_CODES = 2048  # latent codes of calibration images a detector carries (half for the null)
+# Images per watched batch by default: the batch `aepipe score` reads and scores at a time. At a 1 %
+# target it holds 2.56 expected false alarms; its MMD null is fitted once, at export, and carried.
+WATCH_BATCH = 256
 
 
-def encode_reference(scores: np.ndarray, latents: np.ndarray, target: float, seed: int) -> str:
+def encode_reference(
+    scores: np.ndarray, latents: np.ndarray, target: float, seed: int, **made_for: str
+) -> str:
     """The reference a detector carries (its metadata's "reference", models/reference.json): every
     calibration score, the latent codes of up to REFERENCE_CODES calibration images drawn at random
-    (`seed`), and the false-alarm target; the arrays as little-endian bytes in base64."""
+    (`seed`), the false-alarm target, the MMD's null for a WATCH_BATCH (where the codes allow one),
+    and `made_for` (the model's sha256); the arrays as little-endian bytes in base64."""
     rng = np.random.default_rng(seed)
-    kept = latents[np.sort(rng.permutation(len(latents))[:REFERENCE_CODES])]
+    # As carried (float32): the null is fitted on the very codes a watch reads back.
+    kept = latents[np.sort(rng.permutation(len(latents))[:REFERENCE_CODES])].astype("<f4")
+    nulls = {}
+    if len(kept) // 4 >= WATCH_BATCH:  # codes enough to watch a default batch (Watch.largest_batch)
+        null = Watch(Reference(np.inf, target, scores, kept)).null(WATCH_BATCH)
+        nulls[str(WATCH_BATCH)] = encoded(null, "<f8")
     return json.dumps(
         {
             "target": target,
-            "scores": base64.b64encode(np.asarray(scores, "<f8").tobytes()).decode(),
-            "latents": base64.b64encode(np.asarray(kept, "<f4").tobytes()).decode(),
+            "scores": encoded(scores, "<f8"),
+            "latents": encoded(kept, "<f4"),
             "latent_dim": int(latents.shape[1]),
+            "nulls": nulls,
+            **made_for,
         }
     )
 
 
-def decode_reference(text: str, threshold: float) -> Reference:
-    """The Reference of `encode_reference`'s text, for a detector of this threshold."""
+def decode_reference(text: str, threshold: float) -> tuple[Reference, dict[int, np.ndarray]]:
+    """The Reference of `encode_reference`'s text, for a detector of this threshold, and the MMD
+    nulls it carries by batch size."""
     saved = json.loads(text)
-    latents = np.frombuffer(base64.b64decode(saved["latents"]), "<f4").reshape(
-        -1, saved["latent_dim"]
-    )
-    return Reference(
-        threshold, saved["target"], np.frombuffer(base64.b64decode(saved["scores"]), "<f8"), latents
-    )
+    latents = decoded(saved["latents"], "<f4").reshape(-1, saved["latent_dim"])
+    nulls = {int(size): decoded(null, "<f8") for size, null in saved.get("nulls", {}).items()}
+    return Reference(threshold, saved["target"], decoded(saved["scores"], "<f8"), latents), nulls
+
+
+def encoded(values: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(np.asarray(values, dtype).tobytes()).decode()
+
+
+def decoded(text: str, dtype: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype)

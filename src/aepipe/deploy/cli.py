@@ -29,13 +29,27 @@ used). --strict: all or nothing instead: the first image that cannot be scored s
 2), and nothing is written. --maps DIR also writes two PNGs per image into DIR: the image beside its
 anomaly map (|image - reconstruction| per pixel, in colour over the image), and the map alone at the
 image's own size (`*_map.png`, 0–255 for an error of 0–1); with the map_max score, the map it scores
-(anomaly.map, blurred) and the defect's mask, its pixels above the threshold (`*_mask.png`)
+(anomaly.map, blurred) and the defect's mask, its pixels above the threshold (`*_mask.png`).
+
+Drift: a detector that carries its reference (the export stage's, for whole images: --onnx's file,
+or models/reference.json beside the model) is watched batch by batch as it scores, in batches of
+--watch-batch images (default 256; aepipe.deploy.watching): the flag rate against the false-alarm
+target, the scores against the calibration scores, the latent codes against the reference's
+(aepipe.anomaly.drift), at most --drift-alpha (default 0.01) of the batches of an undrifted stream
+declared drifted. A line on stderr names each drifted batch and the tests that fired;
+--drift-log FILE (default: beside --out, OUT.drift.csv) holds a row per batch (`dvc plots show`
+draws it). A detector that cannot be watched (no reference, too few codes, a reference of another
+model) scores unwatched, unless a watch option asks for it (--watch, --watch-batch, --drift-log,
+--fail-on-drift, --reference): then it is refused, saying why. --no-watch turns the watch off.
+--fail-on-drift: exit status 3 when any batch was declared drifted (after every image was scored
+and written).
 """
 
 import argparse
 import csv
 import hashlib
 import io
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -45,6 +59,7 @@ from typing import TextIO
 
 import numpy as np
 
+from aepipe.anomaly.drift import WATCH_BATCH
 from aepipe.anomaly.verdicts import Scores
 
 # Only what scoring with an exported detector needs: torch is imported where the model is used.
@@ -58,13 +73,15 @@ from aepipe.deploy.inputs import (
     read_inputs,
     worked_in_order,
 )
-from aepipe.deploy.scorers import Scorer, read_score, scorer_for
+from aepipe.deploy.scorers import Scorer, check_made_for, read_score, scorer_for
 from aepipe.deploy.serve import SCORING_BATCH  # images read, scored and written at a time
+from aepipe.deploy.watching import NO_REFERENCE, StreamWatch
 from aepipe.entrypoint import exit_on_error
 from aepipe.errors import AepipeError
 from aepipe.figures.overlay import write_maps
 
 COLUMNS = ["source", "score", "flagged", "dead_frame", "error"]
+REFERENCE = "models/reference.json"  # the torch path's reference by default (the export stage's)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,6 +129,7 @@ def run(argv: list[str] | None) -> None:
         action="store_true",
         help="all or nothing: stop at the first image that cannot be scored, and write nothing",
     )
+    add_watch_arguments(score)
     calibrate = commands.add_parser(
         "calibrate", parents=[scorer], help=CALIBRATE_HELP, description=CALIBRATE_HELP
     )
@@ -133,6 +151,37 @@ def run(argv: list[str] | None) -> None:
     (score_command if args.command == "score" else calibrate_command)(args)
 
 
+def add_watch_arguments(score: argparse.ArgumentParser) -> None:
+    """The drift watch's options (the module's doc)."""
+    watch = score.add_mutually_exclusive_group()
+    watch.add_argument(
+        "--watch", action="store_true", default=None, help="watch for drift, or stop"
+    )
+    watch.add_argument(
+        "--no-watch", dest="watch", action="store_false", help="do not watch for drift"
+    )
+    score.add_argument(
+        "--watch-batch",
+        type=int,
+        metavar="N",
+        help=f"images per watched batch (default {WATCH_BATCH}; fewer for a small reference)",
+    )
+    score.add_argument(
+        "--drift-alpha",
+        type=float,
+        default=0.01,
+        metavar="RATE",
+        help="the share of undrifted batches declared drifted, at most (default 0.01)",
+    )
+    score.add_argument("--drift-log", type=Path, metavar="FILE", help="a CSV row per watched batch")
+    score.add_argument("--fail-on-drift", action="store_true", help="exit 3 when drift is declared")
+    score.add_argument(
+        "--reference",
+        type=Path,
+        help="the torch path's reference (the export stage's), for the drift watch",
+    )
+
+
 CALIBRATE_HELP = (
     "set the threshold on site from known-good images of the line (PATH...): a copy of the "
     "detector (--onnx) or a threshold file that flags --false-alarms of good parts, without "
@@ -150,6 +199,7 @@ def score_command(args: argparse.Namespace) -> None:
     scorer = scorer_for(args)
     files = listed(args.paths)
     done = failed = 0
+    stream = stream_watch(args, scorer)
     with csv_output(args.out, args.strict) as out, progress(image_count(files)) as bar:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(COLUMNS)
@@ -165,11 +215,18 @@ def score_command(args: argparse.Namespace) -> None:
             out.flush()
             done += len(batch)
             bar.update(len(batch))
+            if stream and scored:
+                stream.add(scored)
+    if stream and (summary := stream.finish()):
+        print(summary, file=sys.stderr)
     if failed:
         print(
             f"{failed:,} of {done:,} images could not be scored; the error column says why",
             file=sys.stderr,
         )
+    if stream and stream.drifted and args.fail_on_drift:
+        sys.exit(3)
+    if failed:
         sys.exit(1)
 
 
@@ -206,6 +263,51 @@ def write_batch(
                 [item.source, f"{score:.6g}", str(bool(flag)).lower(), str(bool(dead)).lower(), ""]
             )
     return len(batch) - len(good)
+
+
+def stream_watch(args: argparse.Namespace, scorer: Scorer) -> StreamWatch | None:
+    """The drift watch of this run: wherever the detector carries a reference that can watch,
+    unless --no-watch; --watch refuses one that cannot, saying why."""
+    if args.watch is False:
+        return None
+    try:
+        reference = scorer.reference if args.onnx else torch_path_reference(args)
+        if reference is None:
+            raise AepipeError(f"--watch: {args.onnx or args.reference or REFERENCE} {NO_REFERENCE}")
+        log = args.drift_log or (
+            args.out.with_name(args.out.name + ".drift.csv") if args.out else None
+        )
+        return StreamWatch(
+            reference, scorer.threshold, args.watch_batch, log, args.drift_alpha, args.strict
+        )
+    except AepipeError:
+        # Watching by default: a detector that cannot be watched (no reference, too few codes, the
+        # torch path's reference made for another model) still scores, unwatched; asked for by any
+        # of the watch's options, the refusal stands (--fail-on-drift must not pass unwatched).
+        asked = (args.watch, args.reference, args.watch_batch, args.drift_log, args.fail_on_drift)
+        if any(asked):
+            raise
+        return None
+
+
+def torch_path_reference(args: argparse.Namespace) -> str | None:
+    """The torch path's reference (--reference, or the export stage's models/reference.json; None
+    where it wrote none), checked against the model it was made for."""
+    path = args.reference or Path(REFERENCE)
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    saved = json.loads(text)
+    if "none" in saved:
+        return None
+    check_made_for(
+        path,
+        "model",
+        saved["model_sha256"],
+        args.model,
+        "rerun `dvc repro export`, or pass the matching --reference",
+    )
+    return text
 
 
 @contextmanager

@@ -32,6 +32,9 @@ class Scorer:
     reads_map: bool
     tiling: Tiling | None = None
     workers: int = 1  # batches scored side by side (aepipe score)
+    reference: str | None = (
+        None  # what the detector carries for the drift watch (aepipe.anomaly.drift)
+    )
 
     def score_images(self, images: list[np.ndarray], with_maps: bool) -> Scores:
         """(side, side) or (side, side, 3) images, or (tiling) scans of any size, each at least one
@@ -93,8 +96,10 @@ def detector_scorer(path: Path) -> Scorer:
     reads_map = detector.metadata["score"].startswith("map_max")
 
     def score(images: np.ndarray, with_maps: bool) -> Scores:
-        scores, flagged, maps, dead = detector(images)
-        return Scores(scores, flagged, dead, maps if with_maps else None)
+        scores, flagged, maps, dead, *latents = detector.run(images)
+        return Scores(
+            scores, flagged, dead, maps if with_maps else None, latents=next(iter(latents), None)
+        )
 
     return Scorer(
         detector.side,
@@ -104,6 +109,7 @@ def detector_scorer(path: Path) -> Scorer:
         reads_map,
         detector.tiling,
         scoring_workers(),
+        detector.reference if detector.latent_output else None,
     )
 
 
@@ -127,7 +133,7 @@ def read_score(path: Path, model_path: Path):
         ) from None
     except (ValueError, KeyError, TypeError):
         raise AepipeError(f"{path}: not an anomaly score file written by the score stage") from None
-    _check_made_for(
+    check_made_for(
         path,
         "model",
         model_sha256,
@@ -153,14 +159,14 @@ def read_threshold(path: Path, model_path: Path, score_path: Path) -> float:
         ) from None
     except (ValueError, KeyError, TypeError):
         raise AepipeError(f"{path}: not a threshold file written by the threshold stage") from None
-    _check_made_for(
+    check_made_for(
         path,
         "model",
         model_sha256,
         model_path,
         "rerun `dvc repro threshold`, or pass the matching --model",
     )
-    _check_made_for(
+    check_made_for(
         path,
         "anomaly score",
         score_sha256,
@@ -170,7 +176,7 @@ def read_threshold(path: Path, model_path: Path, score_path: Path) -> float:
     return threshold
 
 
-def _check_made_for(path: Path, what: str, expected_sha256: str, used: Path, advice: str) -> None:
+def check_made_for(path: Path, what: str, expected_sha256: str, used: Path, advice: str) -> None:
     if used.is_file() and file_sha256(used) != expected_sha256:
         raise AepipeError(
             f"{path} was computed for another {what} (sha256 {expected_sha256[:12]}…), not "

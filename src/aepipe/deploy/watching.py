@@ -1,0 +1,144 @@
+"""`aepipe score`'s drift watch: the scored images regrouped into watch batches in the order they
+were scored, each tested against the detector's reference (aepipe.anomaly.drift), a row of the
+drift log each, and a line on stderr for each batch declared drifted."""
+
+import csv
+import io
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from aepipe.anomaly.drift import MIN_BATCH, TESTS, WATCH_BATCH, Verdict, Watch, decode_reference
+from aepipe.anomaly.verdicts import Scores
+from aepipe.atomic import atomic_path
+from aepipe.errors import AepipeError
+
+LOG_COLUMNS = [
+    "batch",
+    "images",
+    "flagged",
+    "flag_rate",
+    "flag_rate_low",
+    "flag_rate_high",
+    "running_rate",
+    "running_low",
+    "running_high",
+    "ks_statistic",
+    "mmd",
+    *(f"p_{test}" for test in TESTS),
+    "drift",
+    "fired",
+]
+NO_REFERENCE = (
+    "carries no reference to watch by; export it again with this aepipe (`dvc repro "
+    "export`: the reference is the calibration images' scores and latent codes)"
+)
+
+
+class StreamWatch:
+    """Watches the scored batches handed to `add`, in order, in batches of `size` images."""
+
+    def __init__(
+        self,
+        reference: str,
+        threshold: float,
+        size: int | None,
+        log: Path | None,
+        alpha: float,
+        strict: bool = False,
+    ):
+        """`size`: the images of a watched batch; None: WATCH_BATCH, or the most a small reference
+        watches."""
+        carried, nulls = decode_reference(reference, threshold)
+        self.watch = Watch(carried, alpha=alpha, nulls=nulls)
+        size = size or min(WATCH_BATCH, self.watch.largest_batch)
+        if not MIN_BATCH <= size <= self.watch.largest_batch:
+            raise AepipeError(
+                f"--watch-batch {size}: expected {MIN_BATCH} to {self.watch.largest_batch} images "
+                f"(the detector's reference of {len(self.watch.reference.latents)} latent codes "
+                "watches batches of at most a quarter of them)"
+            )
+        self.size, self.log, self.drifted = size, log, []
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # scores, flags, codes
+        # As the scores' CSV: rows into LOG.partial as batches are watched, renamed when the run
+        # ends; with --strict (all or nothing), held until then.
+        self.file = self.rows = None
+        if log:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            self.file = io.StringIO() if strict else log.with_name(log.name + ".partial").open("w")
+            self.rows = csv.writer(self.file, lineterminator="\n")
+            self.rows.writerow(LOG_COLUMNS)
+
+    def add(self, scored: Scores) -> None:
+        self.pending.append((scored.scores, scored.flagged, scored.latents))
+        while sum(len(part[0]) for part in self.pending) >= self.size:
+            self._watch(self._take(self.size))
+
+    def finish(self) -> str | None:
+        """Close the log; one line that sums up (None when too few images were scored to watch a
+        batch). The last images, fewer than a batch, are not watched: a batch of another size would
+        need a null of its own."""
+        left = sum(len(part[0]) for part in self.pending)
+        if isinstance(self.file, io.StringIO):
+            with atomic_path(self.log) as tmp:
+                tmp.write_text(self.file.getvalue())
+        elif self.file:
+            self.file.close()
+            os.replace(self.file.name, self.log)
+        if not self.watch.batches:
+            return None
+        watched = f"drift watch: {self.watch.images:,} images in {self.watch.batches} batches" + (
+            f" (the last {left}, fewer than a batch, not watched)" if left else ""
+        )
+        if not self.drifted:
+            return f"{watched}: no drift declared"
+        return f"{watched}: drift declared in {len(self.drifted)}, first in batch {self.drifted[0]}"
+
+    def _take(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        joined = [np.concatenate(column) for column in zip(*self.pending, strict=True)]
+        self.pending = (
+            [tuple(column[count:] for column in joined)] if len(joined[0]) > count else []
+        )
+        return tuple(column[:count] for column in joined)
+
+    def _watch(self, batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        verdict = self.watch.watch(*batch)
+        if verdict.drift:
+            self.drifted.append(verdict.batch)
+            print(f"drift: {described(verdict)}", file=sys.stderr)
+        if self.rows:
+            self.rows.writerow(log_row(verdict))
+            self.file.flush()
+
+
+def described(verdict: Verdict) -> str:
+    """Which tests fired on which batch, with their numbers."""
+    numbers = {
+        "flag_rate": f"{verdict.flagged} of {verdict.images} flagged",
+        "scores": f"KS {verdict.ks_statistic:.3f}",
+        "latents": f"MMD² {verdict.mmd:.4f}",
+    }
+    fired = ", ".join(
+        f"{test} ({numbers[test]}, p {verdict.p_values[test]:.2g})" for test in verdict.fired
+    )
+    return f"batch {verdict.batch} ({verdict.images} images): {fired}"
+
+
+def log_row(verdict: Verdict) -> list:
+    return [
+        verdict.batch,
+        verdict.images,
+        verdict.flagged,
+        round(verdict.flag_rate, 6),
+        *(
+            round(value, 6)
+            for value in (*verdict.interval, verdict.running_rate, *verdict.running_interval)
+        ),
+        round(verdict.ks_statistic, 6),
+        round(verdict.mmd, 6),
+        *(f"{verdict.p_values[test]:.3g}" for test in TESTS),
+        str(verdict.drift).lower(),
+        " ".join(verdict.fired),
+    ]
