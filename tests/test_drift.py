@@ -100,3 +100,17 @@ def test_the_reference_round_trips_with_the_null_of_a_watch_batch_fitted_once():
     assert set(nulls) == {WATCH_BATCH} and np.array_equal(
         nulls[WATCH_BATCH], Watch(reference).null(WATCH_BATCH)
     )
+
+
+def test_codes_kept_in_the_order_of_two_populations_watch_a_mixed_stream_quietly():
+    """A reference whose codes come in the order of a file of two writers' digits: the null is drawn
+    between two random halves, so a stream that mixes both, as the calibration did, is not drift."""
+    rng = np.random.default_rng(4)
+    ordered = np.concatenate([rng.normal(0, 1, (1024, 8)), rng.normal(0.5, 1, (1024, 8))])
+    watch = Watch(Reference(THRESHOLD, 0.01, CALIBRATION, ordered), alpha=0.05)
+    mixed = [rng.normal(0.5 * (rng.random((256, 1)) < 0.5), 1, (256, 8)) for _ in range(20)]
+    p_values = [
+        watch.watch(np.zeros(256), np.zeros(256, bool), codes).p_values["latents"]
+        for codes in mixed
+    ]
+    assert 0.05 < np.median(p_values) < 0.95 and sum(p < 0.05 / 3 for p in p_values) <= 2

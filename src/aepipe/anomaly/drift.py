@@ -89,13 +89,15 @@ class Watch:
                 f"the detector's reference holds {len(self.reference.latents)} latent codes; "
                 f"watching needs at least {2 * MIN_BATCH}"
             )
-        half = len(self.reference.latents) // 2
-        self._against, self._null_pool = (
-            self.reference.latents[:half],
-            self.reference.latents[half:],
-        )
+        # Two halves drawn at random (`seed`): codes kept in any order (a file's, a day's) must not
+        # put one population against the other in the null.
+        order = np.random.default_rng(self.seed).permutation(len(self.reference.latents))
+        half = len(order) // 2
+        self._against = self.reference.latents[order[:half]]
+        self._null_pool = self.reference.latents[order[half:]]
         self._kernel = GaussianKernel(self._against)
-        # The null's batches are drawn from the other half without replacement, and must differ.
+        # The null draws batches from the other half with replacement: at most half of it, so that
+        # few codes are drawn twice.
         self.largest_batch = len(self._null_pool) // 2
 
     def watch(self, scores: np.ndarray, flagged: np.ndarray, latents: np.ndarray) -> Verdict:
@@ -140,14 +142,14 @@ class Watch:
         )
 
     def null(self, size: int) -> np.ndarray:
-        """MMD² of NULL_DRAWS batches of `size` codes drawn from the reference's other half."""
+        """MMD² of NULL_DRAWS batches of `size` codes drawn from the reference's other half, with
+        replacement (a batch drawn without it would vary less than a line's fresh one: the
+        finite-pool effect made false alarms), the pairs of one code with itself left out."""
         if size not in self.nulls:
             rng = np.random.default_rng(self.seed)
-            draws = (
-                rng.choice(len(self._null_pool), size, replace=False) for _ in range(NULL_DRAWS)
-            )
+            draws = (rng.integers(0, len(self._null_pool), size) for _ in range(NULL_DRAWS))
             self.nulls[size] = np.array(
-                [self._kernel.mmd(self._null_pool[drawn]) for drawn in draws]
+                [self._kernel.mmd(self._null_pool[drawn], drawn) for drawn in draws]
             )
         return self.nulls[size]
 
@@ -169,15 +171,16 @@ class GaussianKernel:
     def _kernel(self, squared: np.ndarray) -> np.ndarray:
         return np.exp(-squared / (2 * self.bandwidth**2))
 
-    def mmd(self, sample: np.ndarray) -> float:
-        """The unbiased MMD² of `sample` (at least two points) and the reference."""
+    def mmd(self, sample: np.ndarray, identities: np.ndarray | None = None) -> float:
+        """The unbiased MMD² of `sample` (at least two points) and the reference; `identities`:
+        which drawn points are one and the same, their pairs left out of the sample's own term."""
         sample = sample.astype(np.float64)
         within = self._kernel(squared_distances(sample, sample))
-        n = len(sample)
+        same = np.eye(len(sample), dtype=bool)
+        if identities is not None:
+            same = identities[:, None] == identities[None]
         between = self._kernel(squared_distances(sample, self.reference)).mean()
-        return float(
-            (within.sum() - np.trace(within)) / (n * (n - 1)) + self.reference_term - 2 * between
-        )
+        return float(within[~same].mean() + self.reference_term - 2 * between)
 
 
 def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -199,7 +202,7 @@ def encode_reference(
     and `made_for` (the model's sha256); the arrays as little-endian bytes in base64."""
     rng = np.random.default_rng(seed)
     # As carried (float32): the null is fitted on the very codes a watch reads back.
-    kept = latents[np.sort(rng.permutation(len(latents))[:REFERENCE_CODES])].astype("<f4")
+    kept = latents[rng.permutation(len(latents))[:REFERENCE_CODES]].astype("<f4")
     nulls = {}
     if len(kept) // 4 >= WATCH_BATCH:  # codes enough to watch a default batch (Watch.largest_batch)
         null = Watch(Reference(np.inf, target, scores, kept)).null(WATCH_BATCH)
