@@ -66,6 +66,13 @@ def main() -> None:
             "localisation": localisation,
         },
     )
+    _draw_scores(normal, anomaly_sets, threshold, evaluation, method)
+    _draw_most_anomalous(images, threshold, method, classes)
+
+
+def _draw_scores(
+    normal, anomaly_sets: dict, threshold: float, evaluation: dict, method: str
+) -> None:
     # The figure shows the scores themselves; dead frames that only the dead-frame check flags are
     # counted apart.
     flagged_dead = {
@@ -83,6 +90,9 @@ def main() -> None:
         ),
         "plots/anomaly_scores.png",
     )
+
+
+def _draw_most_anomalous(images: pd.DataFrame, threshold: float, method: str, classes) -> None:
     top = np.load("data/scores/most_anomalous.npz")
     map_kind = str(top["map_kind"]) if "map_kind" in top else "error"
     shown = images.iloc[top["index"]]

@@ -68,14 +68,7 @@ def main() -> None:
         {**metadata, **({"reference": reference} if reference else {})},
     )
 
-    onnx = OnnxDetector(DETECTOR)
-    # uint8: converted per batch
-    images = to_pixels(load_split("data/raw", "val", params.data.val_size).images, cpu)
-    checked = {"validation": parity(onnx, detector, images)}
-    for name, batch in corrupt(
-        as_floats(images[:CORRUPTED]), params.anomaly.corruptions, params.seed
-    ).items():
-        checked[name] = parity(onnx, detector, batch)
+    checked = check_parity(detector, params)
     headline = {
         "export_max_rel_diff": max(result["max_rel_diff"] for result in checked.values()),
         "export_flags_differ": sum(result["flags_differ"] for result in checked.values()),
@@ -91,6 +84,20 @@ def main() -> None:
             "metadata": {k: v for k, v in metadata.items() if k != "params"},
         },
     )
+
+
+def check_parity(detector: Detector, params) -> dict[str, dict]:
+    """The exported file against the module, by image set: the validation images, and corruptions
+    of the first CORRUPTED of them."""
+    onnx, cpu = OnnxDetector(DETECTOR), torch.device("cpu")
+    # uint8: converted per batch
+    images = to_pixels(load_split("data/raw", "val", params.data.val_size).images, cpu)
+    checked = {"validation": parity(onnx, detector, images)}
+    for name, batch in corrupt(
+        as_floats(images[:CORRUPTED]), params.anomaly.corruptions, params.seed
+    ).items():
+        checked[name] = parity(onnx, detector, batch)
+    return checked
 
 
 def calibration_reference(fitted: FittedScore, params) -> str | None:

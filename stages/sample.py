@@ -28,8 +28,42 @@ def main() -> None:
     judge = load_judge("models/judge.pt", device)
     classes = load_classes("data/raw")
     normal_digits = resolve_auto(params, classes.inspection, classes.labelled).data.normal_digits
+    drawn, samples, prototypes, prototype_names = draw(params, model, classes, normal_digits)
+    shown = (to_numpy_images(prototypes), prototype_names, to_numpy_images(samples[:SHOWN]))
+    pixels = (to_numpy_images(samples) * 255).round().astype(np.uint8)
+    if judge is None:
+        write_unjudged(pixels, drawn, shown, classes.names)
+        return
+    judged, judged_prototypes = judge_images(judge, samples), judge_images(judge, prototypes)
+    with atomic_path("data/samples.npz") as tmp:
+        np.savez_compressed(
+            tmp,
+            images=pixels,
+            latents=drawn,
+            judge_labels=judged.labels,
+            judge_confidence=judged.confidence,
+        )
+    prototype_verdicts = {
+        name: {"judge": classes.names[label], "confidence": float(confidence)}
+        for name, label, confidence in zip(
+            prototype_names, judged_prototypes.labels, judged_prototypes.confidence, strict=False
+        )
+    }
+    write_reports(params, judge, model, judged, prototype_verdicts, classes.names, normal_digits)
+    verdicts = tuple(
+        np.concatenate([of_prototypes, of_samples[:SHOWN]])
+        for of_prototypes, of_samples in (
+            (judged_prototypes.labels, judged.labels),
+            (judged_prototypes.confidence, judged.confidence),
+        )
+    )
+    save(samples_grid(*shown, verdicts, classes.names), "plots/samples.png")
+
+
+def draw(params, model, classes, normal_digits: list[int]) -> tuple:
+    """Latents drawn from the distribution of what the model was trained on (in one-class mode, the
+    normal classes only), decoded; and each class's mean latent decoded, with its name."""
     saved = np.load("data/latents.npz")
-    # The distribution of what the model was trained on: in one-class mode, the normal classes only.
     trained_on = np.isin(saved["train_labels"], normal_digits)
     latents, labels = saved["train_latents"][trained_on], saved["train_labels"][trained_on]
     drawn = sample_latents(
@@ -40,90 +74,69 @@ def main() -> None:
         params.sample.seed,
         params.sample.components,
     )
-    samples = decode(model, torch.from_numpy(drawn).to(device))
+    device = next(model.parameters()).device
     prototype_labels, means = class_means(latents, labels)
-    prototypes = decode(model, torch.from_numpy(means).to(device))
     prototype_names = (
         [classes.names[label] for label in prototype_labels] if classes.labelled else ["all"]
     )
-    shown = (to_numpy_images(prototypes), prototype_names, to_numpy_images(samples[:SHOWN]))
-    pixels = (to_numpy_images(samples) * 255).round().astype(np.uint8)
+    return (
+        drawn,
+        decode(model, torch.from_numpy(drawn).to(device)),
+        decode(model, torch.from_numpy(means).to(device)),
+        prototype_names,
+    )
 
-    if judge is None:
-        write_unjudged(pixels, drawn, shown, classes.names)
-        return
 
-    judged, judged_prototypes = judge_images(judge, samples), judge_images(judge, prototypes)
-    with atomic_path("data/samples.npz") as tmp:
-        np.savez_compressed(
-            tmp,
-            images=pixels,
-            latents=drawn,
-            judge_labels=judged.labels,
-            judge_confidence=judged.confidence,
-        )
+def write_reports(
+    params,
+    judge,
+    model,
+    judged,
+    prototypes: dict,
+    names: list[str],
+    normal_digits: list[int],
+) -> None:
+    """The judge's numbers: its view of the samples and of the prototypes (`prototypes`, by
+    name), of the normal validation images and their reconstructions, and the Fréchet
+    distances of all three to real images."""
     val = load_split("data/raw", "val", params.data.val_size).only_digits(normal_digits)
-    originals = to_pixels(val.images, device)
+    originals = to_pixels(val.images, next(model.parameters()).device)
     real, reconstructed = (
         judge_images(judge, originals),
         judge_images(judge, reconstruct(model, originals)),
     )
-    distances = frechet_distances(
-        real.features, reconstructed.features, judged.features, params.sample.seed
-    )
     samples_report = {
-        "count": len(drawn),
+        "count": len(judged.labels),
         "distribution": params.sample.distribution,
         "judge_confidence": float(judged.confidence.mean()),
-        **coverage(judged.labels, classes.names, normal_digits),
+        **coverage(judged.labels, names, normal_digits),
     }
     reconstructions_report = {
         "judge_accuracy": reconstructed.accuracy(val.labels),
         "judge_accuracy_originals": real.accuracy(val.labels),
         "images": len(val.labels),
     }
-    write_json(
-        "data/metrics/samples.json",
-        dict(
-            zip(
-                METRICS,
-                [
-                    distances["samples"],
-                    distances["reconstructions"],
-                    distances["real"],
-                    samples_report["judge_confidence"],
-                    samples_report["smallest_normal_class_share"],
-                    reconstructions_report["judge_accuracy"],
-                ],
-                strict=True,
-            )
-        ),
+    distances = frechet_distances(
+        real.features, reconstructed.features, judged.features, params.sample.seed
     )
+    headline = [
+        distances["samples"],
+        distances["reconstructions"],
+        distances["real"],
+        samples_report["judge_confidence"],
+        samples_report["smallest_normal_class_share"],
+        reconstructions_report["judge_accuracy"],
+    ]
+    write_json("data/metrics/samples.json", dict(zip(METRICS, headline, strict=True)))
     write_json(
         "reports/samples.json",
         {
             "samples": samples_report,
             "frechet_distance": distances,
             "reconstructions": reconstructions_report,
-            "prototypes": {
-                name: {"judge": classes.names[label], "confidence": float(confidence)}
-                for name, label, confidence in zip(
-                    prototype_names,
-                    judged_prototypes.labels,
-                    judged_prototypes.confidence,
-                    strict=False,
-                )
-            },
+            "prototypes": prototypes,
         },
     )
-    verdicts = tuple(
-        np.concatenate([of_prototypes, of_samples[:SHOWN]])
-        for of_prototypes, of_samples in (
-            (judged_prototypes.labels, judged.labels),
-            (judged_prototypes.confidence, judged.confidence),
-        )
-    )
-    save(samples_grid(*shown, verdicts, classes.names), "plots/samples.png")
 
 
 def write_unjudged(pixels: np.ndarray, drawn: np.ndarray, shown: tuple, names: list[str]) -> None:

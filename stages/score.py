@@ -58,14 +58,7 @@ def main() -> None:
     val_images = to_tensor(val.images, device)
     calibration, masks = load_inspection_extras("data/raw", params.data.val_size)
     tiles = load_tiles("data/raw")
-    # a scan's label: its first tile's
-    first = tiles.first_tiles("val") if tiles else np.arange(len(val.labels))
-    labels, val_normal = val.labels[first], np.isin(val.labels[first], params.data.normal_digits)
-    roles = (
-        calibration_roles(val_normal, params.anomaly.calibration_fraction, params.seed)
-        if calibration is None
-        else given_roles(val_normal, calibration[first])
-    )
+    labels, val_normal, roles = _roles(val.labels, calibration, tiles, params)
     maps, blur = _map_spec(
         model, val_images, _tiles_of(tiles, np.flatnonzero(roles == "calibration")), params
     )
@@ -76,35 +69,19 @@ def main() -> None:
         maps,
         tiles.tiling if tiles else None,
     )
-    write_json(
-        "models/anomaly_score.json",
-        {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")},
-    )
+    score_of_model = {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")}
+    write_json("models/anomaly_score.json", score_of_model)
     detector = Detector(model, fitted).to(device)
     # of a scan's tiles: their maps, to stitch
     per_image = detector.score(val_images, with_maps=tiles is not None)
-    _write_batch_losses(
-        "val", per_image.errors[np.isin(val.labels, params.data.normal_digits)], params
-    )
+    val_tile_normal = np.isin(val.labels, params.data.normal_digits)
+    _write_batch_losses("val", per_image.errors[val_tile_normal], params)
     scored = (
         Scores.stitched(tiles.tiling, per_image, tiles.sizes["val"], math.inf)
         if tiles
         else per_image
     )
-    write_csv(
-        "data/scores/val_images.csv",
-        pd.DataFrame(
-            {
-                "index": np.arange(len(labels)),
-                "label": labels,
-                "normal": val_normal,
-                "role": roles,
-                "loss": scored.errors,
-                "score": scored.scores,
-                DEAD_FRAME: scored.dead,
-            }
-        ),
-    )
+    _write_val_scores(labels, val_normal, roles, scored)
     localisation = _score_corruptions(
         detector, val_images, np.flatnonzero(roles == "test"), params, tiles
     )
@@ -113,13 +90,45 @@ def main() -> None:
     write_json("data/scores/localisation.json", localisation)
     _keep_most_anomalous(model, val_images, scored, maps.kind, tiles)
     with atomic_path("data/latents.npz") as tmp:
+        val_latents = {"latents": per_image.latents, "labels": val.labels}
         np.savez(
-            tmp,
-            latents=per_image.latents,
-            labels=val.labels,
-            train_latents=train_features.latents,
-            train_labels=train.labels,
+            tmp, **val_latents, train_latents=train_features.latents, train_labels=train.labels
         )
+
+
+def _roles(
+    tile_labels: np.ndarray, calibration: np.ndarray | None, tiles: TiledScans | None, params
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each validation image's (a scan's: its first tile's) label, whether it is normal, and its
+    role: calibration or test."""
+    first = tiles.first_tiles("val") if tiles else np.arange(len(tile_labels))
+    labels = tile_labels[first]
+    normal = np.isin(labels, params.data.normal_digits)
+    roles = (
+        calibration_roles(normal, params.anomaly.calibration_fraction, params.seed)
+        if calibration is None
+        else given_roles(normal, calibration[first])
+    )
+    return labels, normal, roles
+
+
+def _write_val_scores(
+    labels: np.ndarray, normal: np.ndarray, roles: np.ndarray, scored: Scores
+) -> None:
+    write_csv(
+        "data/scores/val_images.csv",
+        pd.DataFrame(
+            {
+                "index": np.arange(len(labels)),
+                "label": labels,
+                "normal": normal,
+                "role": roles,
+                "loss": scored.errors,
+                "score": scored.scores,
+                DEAD_FRAME: scored.dead,
+            }
+        ),
+    )
 
 
 def _map_spec(model, images: torch.Tensor, calibration: np.ndarray, params) -> tuple[MapSpec, dict]:

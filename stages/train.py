@@ -58,6 +58,42 @@ def _add_segmenter(model, train_images, params, textures) -> dict:
     }
 
 
+def _normal_splits(params) -> tuple:
+    """Only normal images: in one-class mode the model must never see an anomalous digit."""
+    splits = [
+        load_split("data/raw", split, size).only_digits(params.data.normal_digits)
+        for split, size in (("train", params.data.train_size), ("val", params.data.val_size))
+    ]
+    for name, data in zip(("training", "validation"), splits, strict=True):
+        # the labels asked for exist, but the first data.train_size or val_size hold none
+        if not len(data.labels):
+            raise ParamsError(
+                f"data.normal_digits = {list(params.data.normal_digits)}: no {name} images have "
+                "these labels among the first data.train_size or data.val_size"
+            )
+    return tuple(splits)
+
+
+def _write_report(result, params, workers: int, n_train: int, n_val: int, segmenter: dict) -> None:
+    write_json(
+        "reports/train.json",
+        {
+            "final_train_loss": result.history.train_losses[-1],
+            "final_val_loss": result.history.val_losses[-1],
+            "initial_val_loss": result.history.initial_val_loss,
+            "epochs": len(result.history.train_losses),
+            "noise_std": params.train.noise_std,
+            "train_images": n_train,
+            "val_images": n_val,
+            "train_seconds": round(result.history.seconds, 2),
+            "images_per_second": round(result.images_per_second, 1),
+            "device": result.device,
+            "workers": workers,
+            **segmenter,
+        },
+    )
+
+
 def main() -> None:
     params = load_params("params.yaml")
     if params.train.workers > 1 and not launched_by_torchrun():
@@ -69,20 +105,7 @@ def main() -> None:
     check_against_classes(params, classes.names, classes.inspection, classes.labelled)
     params = resolve_auto(params, classes.inspection, classes.labelled)
     textures = _outside_textures(params)
-    # Only normal digits: in one-class mode the model must never see an anomalous digit.
-    train_split = load_split("data/raw", "train", params.data.train_size).only_digits(
-        params.data.normal_digits
-    )
-    val_split = load_split("data/raw", "val", params.data.val_size).only_digits(
-        params.data.normal_digits
-    )
-    for split, data in (("training", train_split), ("validation", val_split)):
-        # the labels asked for exist, but the first data.train_size or val_size hold none
-        if not len(data.labels):
-            raise ParamsError(
-                f"data.normal_digits = {list(params.data.normal_digits)}: no {split} images have "
-                "these labels among the first data.train_size or data.val_size"
-            )
+    train_split, val_split = _normal_splits(params)
     # uint8 pixels, converted a batch at a time: a quarter of the memory of floats.
     train_images, val_images = (
         to_pixels(train_split.images, device),
@@ -117,22 +140,8 @@ def main() -> None:
         np.savez_compressed(
             tmp, images=result.sample_images, reconstructions=result.sample_reconstructions
         )
-    write_json(
-        "reports/train.json",
-        {
-            "final_train_loss": result.history.train_losses[-1],
-            "final_val_loss": result.history.val_losses[-1],
-            "initial_val_loss": result.history.initial_val_loss,
-            "epochs": len(result.history.train_losses),
-            "noise_std": params.train.noise_std,
-            "train_images": len(train_split.labels),
-            "val_images": len(val_split.labels),
-            "train_seconds": round(result.history.seconds, 2),
-            "images_per_second": round(result.images_per_second, 1),
-            "device": result.device,
-            "workers": world.size,
-            **segmenter,
-        },
+    _write_report(
+        result, params, world.size, len(train_split.labels), len(val_split.labels), segmenter
     )
     CHECKPOINT.unlink(missing_ok=True)  # every output is written: nothing left to resume
 

@@ -214,21 +214,7 @@ def read_inspection_set(
     of train/good trains; otherwise a seeded random `calibration_fraction` of train/good calibrates
     instead of training. Either way no calibration image is trained on."""
     root = Path(root)
-    kinds = sorted(
-        path.name
-        for path in (root / "test").iterdir()
-        if path.is_dir() and path.name != GOOD and not path.name.startswith(".")
-    )
-    if not kinds or not (root / "test" / GOOD).is_dir():
-        raise AepipeError(
-            f"{root / 'test'}: expected test/good/ (normal images that test the threshold) and "
-            "one folder per defect kind; found "
-            f"{', '.join(sorted(path.name for path in (root / 'test').iterdir())) or 'nothing'}"
-        )
-    if len(kinds) + 1 > MAX_CLASSES:
-        raise AepipeError(
-            f"{root / 'test'}: {len(kinds)} defect kinds; expected at most {MAX_CLASSES - 1}"
-        )
+    kinds = _defect_kinds(root)
     good = _images_of(root / "train" / GOOD, side, channels, invert, log, tiled)
     if (root / VALIDATION / GOOD).is_dir():
         held_out = _images_of(root / VALIDATION / GOOD, side, channels, invert, log, tiled)
@@ -253,12 +239,8 @@ def read_inspection_set(
     )
     val = Split(np.concatenate([calibration.images, *tested]), labels)
     masks = _read_masks(root, kinds, side, tiled) if (root / "ground_truth").is_dir() else None
-    if masks is not None:  # the good images' masks: empty
-        good_masks = [
-            np.zeros(image.shape[:2], np.uint8)
-            for image in val.images[: len(val.labels) - len(masks)]
-        ]
-        masks = np.concatenate([scans(good_masks, tiled) if good_masks else masks[:0], masks])
+    if masks is not None:
+        masks = _after_good_masks(masks, val.images[: len(val.labels) - len(masks)], tiled)
     calibration_flags = (np.arange(len(labels)) < len(calibration.labels)).astype(np.uint8)
     return InspectionSet(
         train,
@@ -267,6 +249,32 @@ def read_inspection_set(
         calibration_flags,
         masks,
     )
+
+
+def _defect_kinds(root: Path) -> list[str]:
+    """The defect kinds of an MVTec AD layout: test/'s folders besides good/, which must exist."""
+    kinds = sorted(
+        path.name
+        for path in (root / "test").iterdir()
+        if path.is_dir() and path.name != GOOD and not path.name.startswith(".")
+    )
+    if not kinds or not (root / "test" / GOOD).is_dir():
+        raise AepipeError(
+            f"{root / 'test'}: expected test/good/ (normal images that test the threshold) and "
+            "one folder per defect kind; found "
+            f"{', '.join(sorted(path.name for path in (root / 'test').iterdir())) or 'nothing'}"
+        )
+    if len(kinds) + 1 > MAX_CLASSES:
+        raise AepipeError(
+            f"{root / 'test'}: {len(kinds)} defect kinds; expected at most {MAX_CLASSES - 1}"
+        )
+    return kinds
+
+
+def _after_good_masks(masks: np.ndarray, good_images, tiled: bool) -> np.ndarray:
+    """The defect images' `masks` after the good images' (empty) ones."""
+    good_masks = [np.zeros(image.shape[:2], np.uint8) for image in good_images]
+    return np.concatenate([scans(good_masks, tiled) if good_masks else masks[:0], masks])
 
 
 def _images_of(

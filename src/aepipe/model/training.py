@@ -54,6 +54,9 @@ class History:
     step_seconds: float = 0.0  # in training steps
     seconds: float = 0.0  # in all, validation included
 
+    def latest(self) -> str:
+        return f"train loss {self.train_losses[-1]:.6f}, val loss {self.val_losses[-1]:.6f}"
+
 
 @dataclass
 class TrainingResult:
@@ -100,15 +103,7 @@ def train(
     # the order of the images; the noise has generators of its own
     shuffle = torch.Generator().manual_seed(seed)
     fingerprint = (
-        {
-            **params.model_dump(),
-            "seed": seed,
-            "device": device.type,
-            "processes": world.size,
-            "images": _digest(train_images, val_images),
-        }
-        if checkpoint
-        else None
+        _fingerprint(params, seed, world, train_images, val_images) if checkpoint else None
     )
     saved = load_resume_state(checkpoint, fingerprint, log) if checkpoint else None
     history = (
@@ -116,14 +111,7 @@ def train(
         if saved
         else _new_history(params, len(train_images), model, val_images, world)
     )
-    # DDP averages the gradients of all processes after each backward pass.
-    trainee = (
-        model
-        if world.size == 1
-        else DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    )
+    trainee = _across(model, world)
     started = time.perf_counter() - history.seconds
     for epoch in range(history.epoch, params.epochs):
         epoch_started = time.perf_counter()
@@ -140,28 +128,49 @@ def train(
             continue
         _record_epoch(history, epoch, epoch_losses, model, val_images)
         history.seconds = time.perf_counter() - started
-        log(
-            f"epoch {epoch + 1}/{params.epochs}: train loss {history.train_losses[-1]:.6f}, val "
-            f"loss {history.val_losses[-1]:.6f}"
-        )
+        log(f"epoch {epoch + 1}/{params.epochs}: {history.latest()}")
         if on_epoch:
             on_epoch(history, epoch)
         if checkpoint:
-            save_resume_state(
-                checkpoint,
-                fingerprint,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "shuffle": shuffle.get_state(),
-                    "history": vars(history),
-                },
-            )
+            state = {"model": model, "optimizer": optimizer, "shuffle": shuffle}
+            save_resume_state(checkpoint, fingerprint, _resume_state(**state, history=history))
     if not world.is_main:
         return None
     return _result(
         model, history, val_images, len(train_images) * params.epochs, time.perf_counter() - started
     )
+
+
+def _across(model: AutoEncoder, world: World) -> torch.nn.Module:
+    """The model as the processes of `world` train it: DDP averages their gradients after each
+    backward pass."""
+    if world.size == 1:
+        return model
+    device = next(model.parameters()).device
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
+def _fingerprint(params: TrainParams, seed: int, world: World, *images: torch.Tensor) -> dict:
+    """What a checkpoint must have been saved with to be resumed: the same params, seed, device,
+    processes and images."""
+    return {
+        **params.model_dump(),
+        "seed": seed,
+        "device": images[0].device.type,
+        "processes": world.size,
+        "images": _digest(*images),
+    }
+
+
+def _resume_state(model, optimizer, shuffle: torch.Generator, history: History) -> dict:
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "shuffle": shuffle.get_state(),
+        "history": vars(history),
+    }
 
 
 def _new_model(
