@@ -3,12 +3,20 @@
 changed declared drifted batch by batch, on the torch path and the detector's alike; the drift log;
 --fail-on-drift; the refusals."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from aepipe.data.dataset import load_split
-from test_score import score
+from aepipe.deploy.serve import OnnxDetector
+from test_score import main_result, score
+
+
+def brighter(digits: np.ndarray) -> np.ndarray:
+    """As a camera whose light changed sees them."""
+    return np.clip(digits.astype(np.float32) * 0.6 + 90, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -16,9 +24,8 @@ def line(project, tmp_path_factory) -> dict:
     """The run's validation digits as they are, and as a camera whose light changed sees them."""
     digits = load_split(project / "data" / "raw", "val", 512).images
     folder = tmp_path_factory.mktemp("line")
-    brighter = np.clip(digits.astype(np.float32) * 0.6 + 90, 0, 255).astype(np.uint8)
     np.save(folder / "same.npy", digits)
-    np.save(folder / "brighter.npy", brighter)
+    np.save(folder / "brighter.npy", brighter(digits))
     return {name: folder / f"{name}.npy" for name in ("same", "brighter")}
 
 
@@ -89,3 +96,55 @@ def test_watching_is_refused_where_it_cannot_be_done_naming_what_would_do(projec
         f"--watch: {tmp_path / 'older.onnx'} carries no reference to watch by; export it again"
         in refused.stderr
     )
+
+
+@pytest.fixture(scope="module")
+def new_light(project, tmp_path_factory) -> dict:
+    """Digits the small run never trained on (it took the first 2,048), seen after the line's light
+    changed for good: 512 good parts to recalibrate on and 512 that come next, drawn at random from
+    one pool, as one state's parts are (the file's order is not random: its rows from 20,000 on,
+    against a reference from 10,000 on, were declared drifted in one batch of eight)."""
+    digits = load_split(project / "data" / "raw", "train").images[10_000:30_000]
+    drawn = np.random.default_rng(0).permutation(len(digits))
+    folder = tmp_path_factory.mktemp("new_light")
+    for name, part in (("good", drawn[:512]), ("next", drawn[512:1024])):
+        np.save(folder / f"{name}.npy", brighter(digits[part]))
+    return {"good": folder / "good.npy", "next": folder / "next.npy", "folder": folder}
+
+
+@pytest.mark.parametrize("path", ["torch", "onnx"])
+def test_the_loop_back_a_line_recalibrated_on_its_new_good_parts_holds(project, new_light, path):
+    """The README's recipe: drift declared; `aepipe calibrate` on good parts of the new state; the
+    next batches hold, the promise with them."""
+    detector = ["--onnx", "models/detector.onnx"] if path == "onnx" else []
+    next_parts = str(new_light["next"])
+    assert score(project, next_parts, "--fail-on-drift", *detector).returncode == 3
+
+    out = new_light["folder"] / ("detector-new.onnx" if path == "onnx" else "threshold-new.json")
+    calibrated = main_result(
+        project,
+        [
+            "calibrate",
+            str(new_light["good"]),
+            "--false-alarms",
+            "0.05",
+            "--out",
+            str(out),
+            *detector,
+        ],
+    )
+    assert calibrated.returncode == 0, calibrated.stderr
+    assert "the drift watch's reference: these images" in calibrated.stdout
+    new = ["--onnx", str(out)] if path == "onnx" else ["--threshold", str(out)]
+    log = new_light["folder"] / f"{path}.drift.csv"
+    held = score(
+        project, next_parts, "--fail-on-drift", "--watch-batch", "64", "--drift-log", str(log), *new
+    )
+    assert held.returncode == 0 and "512 images in 8 batches: no drift declared" in held.stderr
+    watched = pd.read_csv(log)
+    assert len(watched) == 8 and not watched["drift"].any()
+    interval = json.loads(
+        OnnxDetector(out).metadata["calibration"] if path == "onnx" else out.read_text()
+    )
+    low, high = (interval if path == "onnx" else interval["per_image"]["calibration"])["interval"]
+    assert low <= watched["running_rate"].iloc[-1] <= high, "the new threshold keeps its promise"

@@ -22,6 +22,7 @@ from aepipe.anomaly.scores import (
     image_features,
     squared_mahalanobis,
 )
+from aepipe.anomaly.verdicts import Scores
 from aepipe.data.tiles import Tiling
 from aepipe.gaussian_blur import smoothed
 from aepipe.model.autoencoder import AutoEncoder
@@ -293,3 +294,16 @@ def test_a_detector_of_tiles_scores_each_scan_by_the_peak_of_its_stitched_map():
     assert Detector(model, fitted).score(tiles, sizes=[(24, 40), (24, 40)]).maps is None, (
         "maps only where asked"
     )
+
+
+def test_batches_scores_join_in_order_latents_only_where_every_batch_has_them():
+    first = Scores(
+        np.array([1.0, 2.0]), np.array([False, True]), np.zeros(2, bool), latents=np.ones((2, 3))
+    )
+    second = Scores(np.array([3.0]), np.array([True]), np.array([True]), latents=np.zeros((1, 3)))
+    joined = Scores.joined([first, second])
+    assert joined.scores.tolist() == [1.0, 2.0, 3.0] and joined.dead.tolist() == [0, 0, 1]
+    assert joined.latents.shape == (3, 3) and joined.latents[2].sum() == 0
+    assert joined.errors is None and joined.maps is None
+    unwatched = Scores(np.array([4.0]), np.array([False]), np.array([False]))
+    assert Scores.joined([first, unwatched]).latents is None

@@ -101,10 +101,8 @@ class Watch:
         self.largest_batch = len(self._null_pool) // 2
 
     def watch(self, scores: np.ndarray, flagged: np.ndarray, latents: np.ndarray) -> Verdict:
-        from scipy.stats import (
-            binom,
-            ks_2samp,
-        )  # only where a stream is watched: calibrate needs none
+        # only where a stream is watched: calibrate, which makes references, needs no SciPy
+        from scipy.stats import binom, ks_2samp
 
         if len(scores) < MIN_BATCH:
             raise AepipeError(

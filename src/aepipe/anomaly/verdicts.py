@@ -45,6 +45,20 @@ class Scores:
         return replace(self, maps=None)
 
     @classmethod
+    def joined(cls, parts: list["Scores"]) -> "Scores":
+        """Batches' scores one after the other, without their maps; errors and latents where every
+        batch has them."""
+
+        def joined_field(name: str) -> np.ndarray | None:
+            values = [getattr(part, name) for part in parts]
+            return None if any(value is None for value in values) else np.concatenate(values)
+
+        scores, flagged, dead, errors, latents = map(
+            joined_field, ("scores", "flagged", "dead", "errors", "latents")
+        )
+        return cls(scores, flagged, dead, errors=errors, latents=latents)
+
+    @classmethod
     def stitched(
         cls, tiling: Tiling, tiles: "Scores", sizes: list[tuple[int, int]], threshold: float
     ) -> "Scores":

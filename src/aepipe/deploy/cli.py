@@ -57,8 +57,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
 from aepipe.anomaly.drift import WATCH_BATCH
 from aepipe.anomaly.verdicts import Scores
 
@@ -93,26 +91,7 @@ def run(argv: list[str] | None) -> None:
         prog="aepipe", description="Anomaly scores from a trained aepipe autoencoder."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    scorer = argparse.ArgumentParser(add_help=False)  # what both commands score with
-    scorer.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    scorer.add_argument("--model", type=Path, default=Path("models/model.pt"))
-    scorer.add_argument(
-        "--score",
-        type=Path,
-        default=Path("models/anomaly_score.json"),
-        help="the anomaly score's fitted statistics, written by the score stage",
-    )
-    scorer.add_argument("--threshold", type=Path, default=Path("reports/threshold.json"))
-    scorer.add_argument(
-        "--onnx",
-        type=Path,
-        metavar="DETECTOR",
-        help="score with this exported detector (models/detector.onnx) instead: onnxruntime, no "
-        "torch",
-    )
-    scorer.add_argument(
-        "--invert", action="store_true", help="invert greyscale (dark digits on a light background)"
-    )
+    scorer = scorer_arguments()
     score = commands.add_parser(
         "score",
         parents=[scorer],
@@ -149,6 +128,31 @@ def run(argv: list[str] | None) -> None:
     )
     args = parser.parse_args(argv)
     (score_command if args.command == "score" else calibrate_command)(args)
+
+
+def scorer_arguments() -> argparse.ArgumentParser:
+    """What both commands score with: the paths and the detector."""
+    scorer = argparse.ArgumentParser(add_help=False)
+    scorer.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    scorer.add_argument("--model", type=Path, default=Path("models/model.pt"))
+    scorer.add_argument(
+        "--score",
+        type=Path,
+        default=Path("models/anomaly_score.json"),
+        help="the anomaly score's fitted statistics, written by the score stage",
+    )
+    scorer.add_argument("--threshold", type=Path, default=Path("reports/threshold.json"))
+    scorer.add_argument(
+        "--onnx",
+        type=Path,
+        metavar="DETECTOR",
+        help="score with this exported detector (models/detector.onnx) instead: onnxruntime, no "
+        "torch",
+    )
+    scorer.add_argument(
+        "--invert", action="store_true", help="invert greyscale (dark digits on a light background)"
+    )
+    return scorer
 
 
 def add_watch_arguments(score: argparse.ArgumentParser) -> None:
@@ -291,13 +295,14 @@ def stream_watch(args: argparse.Namespace, scorer: Scorer) -> StreamWatch | None
 
 
 def torch_path_reference(args: argparse.Namespace) -> str | None:
-    """The torch path's reference (--reference, or the export stage's models/reference.json; None
-    where it wrote none), checked against the model it was made for."""
-    path = args.reference or Path(REFERENCE)
+    """The torch path's reference: --reference; else the one a threshold file of `aepipe calibrate`
+    carries; else the export stage's models/reference.json (None where it wrote none). Checked
+    against the model it was made for."""
+    carried = json.loads(args.threshold.read_text()).get("reference")
+    path = args.reference or (args.threshold if carried else Path(REFERENCE))
     if not path.is_file():
         return None
-    text = path.read_text()
-    saved = json.loads(text)
+    saved = carried if path == args.threshold else json.loads(path.read_text())
     if "none" in saved:
         return None
     check_made_for(
@@ -307,7 +312,7 @@ def torch_path_reference(args: argparse.Namespace) -> str | None:
         args.model,
         "rerun `dvc repro export`, or pass the matching --reference",
     )
-    return text
+    return json.dumps(saved)
 
 
 @contextmanager
@@ -349,16 +354,42 @@ def progress(total: int) -> Iterator:
 
 def calibrate_command(args: argparse.Namespace) -> None:
     """Score the good images (every one readable), set the threshold for the target, write the new
-    detector or threshold file."""
+    detector or threshold file, whose drift watch reads these images from now on."""
     from aepipe.deploy.site_calibration import (
-        add_images,
+        site_reference,
         site_threshold,
         write_detector,
         write_threshold_file,
     )
 
     scorer = scorer_for(args)
-    sources, scores, dead, digest = [], [], [], hashlib.sha256()
+    sources, good, digest = score_good_images(args, scorer)
+    calibration = site_threshold(
+        good.scores, good.dead, sources, args.false_alarms, digest.hexdigest()
+    )
+    reference = site_reference(good.scores, good.latents, args.false_alarms, scorer.model_sha256)
+    if args.onnx:
+        write_detector(args.onnx, calibration, args.out, reference)
+    else:
+        method = read_score(args.score, args.model).method
+        write_threshold_file(
+            args.threshold, args.model, args.score, method, calibration, args.out, reference
+        )
+    low, high = calibration["interval"]
+    print(
+        f"{args.out}: threshold {calibration['threshold']:.6g} from {calibration['images']:,} "
+        f"good images, {calibration['false_alarms']} of them above it; false alarms on new good "
+        f"parts of this line: {low:.1%}–{high:.1%} (95 %)"
+        + ("; the drift watch's reference: these images" if reference else "")
+    )
+
+
+def score_good_images(args: argparse.Namespace, scorer: Scorer) -> tuple:
+    """The good images' sources, their Scores (latent codes where the detector gives them), and
+    the sha256 of their pixels."""
+    from aepipe.deploy.site_calibration import add_images
+
+    sources, parts, digest = [], [], hashlib.sha256()
     inputs = read_inputs(
         listed(args.paths),
         scorer.side,
@@ -374,27 +405,7 @@ def calibrate_command(args: argparse.Namespace) -> None:
         scorer.workers,
     ):
         sources += [item.source for item in batch]
-        scores.append(scored.scores)
-        dead.append(scored.dead)
+        parts.append(scored)
         for item in batch:
             add_images(digest, item.pixels[None])
-    calibration = site_threshold(
-        np.concatenate(scores), np.concatenate(dead), sources, args.false_alarms, digest.hexdigest()
-    )
-    if args.onnx:
-        write_detector(args.onnx, calibration, args.out)
-    else:
-        write_threshold_file(
-            args.threshold,
-            args.model,
-            args.score,
-            read_score(args.score, args.model).method,
-            calibration,
-            args.out,
-        )
-    low, high = calibration["interval"]
-    print(
-        f"{args.out}: threshold {calibration['threshold']:.6g} from {calibration['images']:,} "
-        f"good images, {calibration['false_alarms']} of them above it; false alarms on new good "
-        f"parts of this line: {low:.1%}–{high:.1%} (95 %)"
-    )
+    return sources, Scores.joined(parts), digest

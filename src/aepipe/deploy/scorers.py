@@ -32,9 +32,9 @@ class Scorer:
     reads_map: bool
     tiling: Tiling | None = None
     workers: int = 1  # batches scored side by side (aepipe score)
-    reference: str | None = (
-        None  # what the detector carries for the drift watch (aepipe.anomaly.drift)
-    )
+    # what the detector carries for the drift watch (aepipe.anomaly.drift)
+    reference: str | None = None
+    model_sha256: str = ""  # of the model it was made from: what a reference is made for
 
     def score_images(self, images: list[np.ndarray], with_maps: bool) -> Scores:
         """(side, side) or (side, side, 3) images, or (tiling) scans of any size, each at least one
@@ -84,7 +84,13 @@ def model_scorer(model_path: Path, score_path: Path, threshold_path: Path) -> Sc
         return detector.score(torch.from_numpy(np.ascontiguousarray(images)), with_maps)
 
     return Scorer(
-        model.side, model.channels, score, threshold, fitted.maps is not None, fitted.tiling
+        model.side,
+        model.channels,
+        score,
+        threshold,
+        fitted.maps is not None,
+        fitted.tiling,
+        model_sha256=file_sha256(model_path),
     )
 
 
@@ -110,6 +116,7 @@ def detector_scorer(path: Path) -> Scorer:
         detector.tiling,
         scoring_workers(),
         detector.reference if detector.latent_output else None,
+        detector.metadata["model_sha256"],
     )
 
 

@@ -2,7 +2,9 @@
 for a false-alarm target, without retraining. It is written into a copy of the exported detector
 (its graph and metadata) or into a threshold file beside the pipeline's torch files, each saying
 where it came from: how many images, their sha256, the target, the interval, the detector it was
-made from."""
+made from. Where the detector gives latent codes, the good images become its drift watch's
+reference too: the watch then asks whether the line still looks as it did on the day of calibration.
+"""
 
 import hashlib
 import json
@@ -12,6 +14,7 @@ import numpy as np
 
 from aepipe.anomaly.calibration import EXCEEDANCES_NEEDED, binomial_interval, min_calibration_images
 from aepipe.anomaly.detection import per_image_threshold
+from aepipe.anomaly.drift import encode_reference
 from aepipe.atomic import atomic_path, file_sha256
 from aepipe.errors import AepipeError
 
@@ -62,8 +65,19 @@ def site_threshold(
     }
 
 
-def write_detector(source: Path, calibration: dict, out: Path) -> None:
-    """A copy of the detector `source` whose graph and metadata hold the site threshold, all or
+def site_reference(
+    scores: np.ndarray, latents: np.ndarray | None, target: float, model_sha256: str
+) -> str | None:
+    """The drift watch's reference made of the good images: their scores and latent codes, and the
+    target (None where the detector gives no codes: a format /2 file, or a detector of tiles)."""
+    if latents is None:
+        return None
+    return encode_reference(scores, latents, target, seed=0, model_sha256=model_sha256)
+
+
+def write_detector(source: Path, calibration: dict, out: Path, reference: str | None) -> None:
+    """A copy of the detector `source` whose graph and metadata hold the site threshold and the
+    `reference` its drift watch reads from now on (aepipe.anomaly.drift; None: none), all or
     nothing."""
     import onnx
     from onnx import numpy_helper
@@ -71,6 +85,7 @@ def write_detector(source: Path, calibration: dict, out: Path) -> None:
     _refuse_overwriting(source, out)
     graph = onnx.load(source)
     metadata = {prop.key: prop.value for prop in graph.metadata_props}
+    carried = {"reference": reference} if reference else {}
     [constant] = [init for init in graph.graph.initializer if init.name == THRESHOLD_INITIALIZER]
     if numpy_helper.to_array(constant).item() != float(metadata["threshold"]):
         raise AepipeError(
@@ -90,7 +105,8 @@ def write_detector(source: Path, calibration: dict, out: Path) -> None:
     onnx.helper.set_model_props(
         graph,
         {
-            **metadata,
+            **{key: value for key, value in metadata.items() if key != "reference"},
+            **carried,
             "threshold": repr(calibration["threshold"]),
             "calibration": json.dumps({**calibration, "made_from": made_from}, sort_keys=True),
         },
@@ -100,10 +116,17 @@ def write_detector(source: Path, calibration: dict, out: Path) -> None:
 
 
 def write_threshold_file(
-    threshold_report: Path, model: Path, score: Path, method: str, calibration: dict, out: Path
+    threshold_report: Path,
+    model: Path,
+    score: Path,
+    method: str,
+    calibration: dict,
+    out: Path,
+    reference: str | None,
 ) -> None:
     """A threshold file as the threshold stage writes it (`aepipe score --threshold` reads it),
-    holding the site threshold and where it came from."""
+    holding the site threshold, where it came from, and the `reference` the drift watch reads with
+    it (None: none)."""
     _refuse_overwriting(threshold_report, out)
     made_from = {"threshold_file": str(threshold_report), "sha256": file_sha256(threshold_report)}
     report = {
@@ -115,6 +138,7 @@ def write_threshold_file(
         },
         "model_sha256": file_sha256(model),
         "score_sha256": file_sha256(score),
+        **({"reference": json.loads(reference)} if reference else {}),
     }
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
