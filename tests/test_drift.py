@@ -4,7 +4,7 @@ where nothing moved, firing the test that should fire where something did."""
 import numpy as np
 import pytest
 
-from aepipe.anomaly.drift import MIN_BATCH, GaussianKernel, Reference, Watch
+from aepipe.anomaly.drift import MIN_BATCH, GaussianKernel, Reference, Watch, kolmogorov_smirnov
 from aepipe.errors import AepipeError
 
 RNG = np.random.default_rng(0)
@@ -56,10 +56,29 @@ def test_the_flag_rate_test_reads_the_promise():
 
 
 def test_the_mmd_is_near_zero_for_the_same_distribution_and_grows_with_a_shift():
-    kernel = GaussianKernel(RNG.normal(0, 1, (400, 4)))
+    points = RNG.normal(0, 1, (400, 4))
+    kernel = GaussianKernel(points)
     same, moved = kernel.mmd(RNG.normal(0, 1, (400, 4))), kernel.mmd(RNG.normal(1, 1, (400, 4)))
     assert abs(same) < 0.01 < moved
-    assert kernel.mmd(kernel.reference[:200]) < 0.01
+    assert kernel.mmd(points[:200]) < 0.01
+
+
+def test_the_mmd_in_float32_is_the_textbook_unbiased_estimate():
+    points, sample = RNG.normal(0, 1, (300, 8)), RNG.normal(0.2, 1, (64, 8))
+    kernel = GaussianKernel(points)
+
+    def gram(a, b):
+        return np.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 * kernel.bandwidth**2))
+
+    def own(a):
+        return (gram(a, a).sum() - len(a)) / (len(a) * (len(a) - 1))
+
+    expected = own(sample) + own(points) - 2 * gram(sample, points).mean()
+    assert kernel.mmd(sample) == pytest.approx(expected, abs=1e-6)
+    drawn = np.array([0, 0, 1, 2, 3, 3, 4])  # a code drawn twice: its pairs with itself left out
+    distinct = gram(points[drawn], points[drawn])[drawn[:, None] != drawn[None]].mean()
+    expected = distinct + own(points) - 2 * gram(points[drawn], points).mean()
+    assert kernel.mmd(points[drawn], drawn) == pytest.approx(expected, abs=1e-6)
 
 
 def test_too_small_a_batch_or_reference_is_refused_naming_the_minimum():
@@ -114,3 +133,20 @@ def test_codes_kept_in_the_order_of_two_populations_watch_a_mixed_stream_quietly
         for codes in mixed
     ]
     assert 0.05 < np.median(p_values) < 0.95 and sum(p < 0.05 / 3 for p in p_values) <= 2
+
+
+def test_the_scores_test_is_scipys_statistic_with_kolmogorovs_conservative_p_value():
+    from scipy.stats import binom, ks_2samp
+
+    rng = np.random.default_rng(3)
+    reference = np.sort(rng.normal(0, 1, 5000))
+    for shift in (0.0, 0.1, 0.2, 0.4):
+        sample = rng.normal(shift, 1, 256)
+        statistic, p_value = kolmogorov_smirnov(sample, reference)
+        exact = ks_2samp(sample, reference)
+        assert statistic == pytest.approx(exact.statistic, abs=1e-15)
+        # never below the exact p-value: it fires no more often than the exact test would
+        assert exact.pvalue <= p_value <= 1.3 * exact.pvalue + 1e-300
+    verdict = watched().watch(*batch(rng))
+    expected = binom.sf(verdict.flagged - 1, verdict.images, 0.01) if verdict.flagged else 1.0
+    assert verdict.p_values["flag_rate"] == pytest.approx(expected, rel=1e-9)

@@ -3,8 +3,6 @@ against the rate observed on normal images it never saw, with an exact binomial 
 
 import math
 
-import numpy as np
-
 CONFIDENCE = 0.95
 # With n calibration images the empirical (1 - target)-quantile flags new normal images at a rate
 # whose spread is about target·√((1 - target) / (n·target)): n·target = 10 expected exceedances
@@ -20,44 +18,14 @@ def min_calibration_images(target: float) -> int:
 
 def binomial_interval(count: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """The exact (Clopper-Pearson) interval of a rate observed as `count` out of `n`: the rates
-    under which so few, or so many, would be seen only (1 - confidence) / 2 of the time. NumPy alone
-    (the serving install, which `aepipe calibrate --onnx` runs in, has no SciPy)."""
+    under which so few, or so many, would be seen only (1 - confidence) / 2 of the time; the beta
+    distribution's quantiles that define it."""
+    from scipy.special import betaincinv  # 0.3 s to import: only where an interval is asked for
+
     tail = (1 - confidence) / 2
-    log_factorials = np.r_[0.0, np.cumsum(np.log(np.arange(1, n + 1)))]
-    low = (
-        0.0
-        if count == 0
-        else _solve(lambda rate: 1 - _binomial_cdf(count - 1, n, rate, log_factorials), tail)
-    )
-    high = (
-        1.0
-        if count == n
-        else _solve(lambda rate: 1 - _binomial_cdf(count, n, rate, log_factorials), 1 - tail)
-    )
+    low = 0.0 if count == 0 else float(betaincinv(count, n - count + 1, tail))
+    high = 1.0 if count == n else float(betaincinv(count + 1, n - count, 1 - tail))
     return low, high
-
-
-def _binomial_cdf(k: int, n: int, rate: float, log_factorials: np.ndarray) -> float:
-    """P(X ≤ k) for X ~ Binomial(n, rate), 0 < rate < 1, summed in logs."""
-    i = np.arange(k + 1)
-    log_pmf = (
-        log_factorials[n]
-        - log_factorials[i]
-        - log_factorials[n - i]
-        + i * math.log(rate)
-        + (n - i) * math.log1p(-rate)
-    )
-    return float(np.exp(log_pmf).sum())
-
-
-def _solve(increasing, value: float) -> float:
-    """The rate in (0, 1) where `increasing(rate)` reaches `value`, by bisection to float
-    precision."""
-    low, high = 0.0, 1.0
-    for _ in range(100):
-        middle = (low + high) / 2
-        low, high = (middle, high) if increasing(middle) < value else (low, middle)
-    return (low + high) / 2
 
 
 def calibration_check(false_alarms: int, normal_images: int, target: float | None) -> dict:

@@ -96,13 +96,14 @@ class Watch:
         self._against = self.reference.latents[order[:half]]
         self._null_pool = self.reference.latents[order[half:]]
         self._kernel = GaussianKernel(self._against)
+        self._sorted_scores = np.sort(self.reference.scores)
         # The null draws batches from the other half with replacement: at most half of it, so that
         # few codes are drawn twice.
         self.largest_batch = len(self._null_pool) // 2
 
     def watch(self, scores: np.ndarray, flagged: np.ndarray, latents: np.ndarray) -> Verdict:
-        # only where a stream is watched: calibrate, which makes references, needs no SciPy
-        from scipy.stats import binom, ks_2samp
+        # SciPy's special functions only: scipy.stats takes 0.6–0.9 s to import here, 0.3 s these.
+        from scipy.special import bdtrc
 
         if len(scores) < MIN_BATCH:
             raise AepipeError(
@@ -119,10 +120,13 @@ class Watch:
         self.flagged += count
         discrepancy = self._kernel.mmd(latents)
         null = self.null(len(latents))
-        ks = ks_2samp(scores, self.reference.scores)
+        ks_statistic, ks_p = kolmogorov_smirnov(scores, self._sorted_scores)
         p_values = {
-            "flag_rate": float(binom.sf(count - 1, len(scores), self.reference.target)),
-            "scores": float(ks.pvalue),
+            # P(at least `count` flagged) at the target rate
+            "flag_rate": 1.0
+            if count == 0
+            else float(bdtrc(count - 1, len(scores), self.reference.target)),
+            "scores": ks_p,
             "latents": float((1 + np.sum(null >= discrepancy)) / (1 + len(null))),
         }
         return Verdict(
@@ -133,7 +137,7 @@ class Watch:
             binomial_interval(count, len(scores)),
             self.flagged / self.images,
             binomial_interval(self.flagged, self.images),
-            float(ks.statistic),
+            ks_statistic,
             float(discrepancy),
             p_values,
             [test for test in TESTS if p_values[test] < self.alpha / len(TESTS)],
@@ -152,33 +156,63 @@ class Watch:
         return self.nulls[size]
 
 
+def kolmogorov_smirnov(sample: np.ndarray, reference_sorted: np.ndarray) -> tuple[float, float]:
+    """The two-sample Kolmogorov–Smirnov statistic of `sample` against a sorted reference (as
+    scipy.stats.ks_2samp's), and its p-value by Kolmogorov's limiting distribution: a little above
+    ks_2samp's exact one at a batch's sizes (conservative), and needing scipy.special alone."""
+    from scipy.special import kolmogorov
+
+    sample = np.sort(sample)
+    both = np.concatenate([sample, reference_sorted])
+    below_sample = np.searchsorted(sample, both, "right") / len(sample)
+    below_reference = np.searchsorted(reference_sorted, both, "right") / len(reference_sorted)
+    statistic = float(np.max(np.abs(below_sample - below_reference)))
+    effective = len(sample) * len(reference_sorted) / (len(sample) + len(reference_sorted))
+    return statistic, float(kolmogorov(np.sqrt(effective) * statistic))
+
+
 class GaussianKernel:
     """MMD² against a fixed set of reference points, under a Gaussian kernel whose bandwidth is
-    their median distance; the reference's own term is computed once."""
+    their median distance; the bandwidth and the reference's own term are computed once (float64),
+    a sample's kernel rows in float32, in place: they are most of a watch's work, and a quarter of
+    its time so."""
 
     def __init__(self, reference: np.ndarray):
-        self.reference = reference.astype(np.float64)
-        distances = squared_distances(self.reference, self.reference)
+        reference = reference.astype(np.float64)
+        distances = squared_distances(reference, reference)
         self.bandwidth = (
             float(np.sqrt(np.median(distances[np.triu_indices(len(reference), 1)]))) or 1.0
         )
-        within = self._kernel(distances)
+        self._scale = np.float32(-1 / (2 * self.bandwidth**2))
+        within = np.exp(distances * float(self._scale))
         m = len(reference)
         self.reference_term = (within.sum() - np.trace(within)) / (m * (m - 1))
+        self._points = reference.astype(np.float32)
+        self._norms = (self._points**2).sum(1)
 
-    def _kernel(self, squared: np.ndarray) -> np.ndarray:
-        return np.exp(-squared / (2 * self.bandwidth**2))
+    def _kernel(self, sample: np.ndarray, norms: np.ndarray, points, points_norms) -> np.ndarray:
+        rows = sample @ points.T
+        rows *= -2
+        rows += norms[:, None]
+        rows += points_norms[None]
+        np.maximum(rows, 0, out=rows)
+        rows *= self._scale
+        return np.exp(rows, out=rows)
 
     def mmd(self, sample: np.ndarray, identities: np.ndarray | None = None) -> float:
         """The unbiased MMD² of `sample` (at least two points) and the reference; `identities`:
         which drawn points are one and the same, their pairs left out of the sample's own term."""
-        sample = sample.astype(np.float64)
-        within = self._kernel(squared_distances(sample, sample))
-        same = np.eye(len(sample), dtype=bool)
-        if identities is not None:
+        sample = sample.astype(np.float32)
+        norms = (sample**2).sum(1)
+        within = self._kernel(sample, norms, sample, norms)
+        if identities is None:  # every point distinct: only the diagonal is left out
+            left_out, pairs = np.trace(within, dtype=np.float64), len(sample) * (len(sample) - 1)
+        else:
             same = identities[:, None] == identities[None]
-        between = self._kernel(squared_distances(sample, self.reference)).mean()
-        return float(within[~same].mean() + self.reference_term - 2 * between)
+            left_out, pairs = within[same].sum(dtype=np.float64), same.size - np.sum(same)
+        own = (within.sum(dtype=np.float64) - left_out) / pairs
+        between = self._kernel(sample, norms, self._points, self._norms).mean(dtype=np.float64)
+        return float(own + self.reference_term - 2 * between)
 
 
 def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -61,6 +61,11 @@ class StreamWatch:
                 "watches batches of at most a quarter of them)"
             )
         self.size, self.log, self.drifted = size, log, []
+        # The watch's small matrix products on one BLAS thread: the scoring workers have the cores
+        # (BLAS's own threads beside them doubled the watch's cost).
+        from threadpoolctl import threadpool_limits
+
+        self._blas = threadpool_limits(limits=1, user_api="blas")
         self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # scores, flags, codes
         # As the scores' CSV: rows into LOG.partial as batches are watched, renamed when the run
         # ends; with --strict (all or nothing), held until then.
@@ -81,6 +86,7 @@ class StreamWatch:
         batch). The last images, fewer than a batch, are not watched: a batch of another size would
         need a null of its own."""
         left = sum(len(part[0]) for part in self.pending)
+        self._blas.restore_original_limits()
         if isinstance(self.file, io.StringIO):
             with atomic_path(self.log) as tmp:
                 tmp.write_text(self.file.getvalue())
