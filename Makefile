@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
+GRID_STAMP := $(VENV)/.installed-grid
 DVC := PATH="$(BIN):$$PATH" dvc
 # The default DVC remote `local`: a directory shared by every clone that can see it. Its absolute
 # path goes into .dvc/config.local (see the README: a relative URL breaks `dvc exp push`).
 DVC_STORAGE ?= ../aepipe-dvc-storage
 
-.PHONY: setup lock remote repro test test-fast lint deps bench share pull compare report restore-params gpu-bundle verify-cache
+.PHONY: setup lock remote repro grid test test-fast lint deps bench share pull compare report restore-params gpu-bundle verify-cache
 
 setup: $(STAMP)
 	@$(DVC) config --local remote.local.url >/dev/null 2>&1 || $(MAKE) --no-print-directory remote
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml requirements.lock
 # still fit; then `make setup` and `make test`.
 lock: setup
 	$(BIN)/pip install --quiet pip-tools
-	$(BIN)/pip-compile --quiet --no-emit-index-url --no-emit-find-links --extra pipeline --extra test --extra serve \
+	$(BIN)/pip-compile --quiet --no-emit-index-url --no-emit-find-links --extra pipeline --extra test --extra serve --extra grid \
 		--strip-extras -o requirements.lock pyproject.toml
 
 # Points the `local` remote at DVC_STORAGE (default ../aepipe-dvc-storage), e.g.
@@ -36,11 +37,22 @@ remote:
 repro: setup
 	$(DVC) repro
 
-test: setup
+# The grid extra (Dask), which `make test` needs and `make repro` does not.
+$(GRID_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[pipeline,test,grid]"
+	touch $@
+
+# An experiment grid on Dask (docs/grid.md), each experiment a `dvc exp run` pushed to the remotes:
+# make grid GRID="-S train.lr=0.001,0.0005 -S 'seed=range(1,3)' -j 2"
+GRID ?= -S train.lr=0.001,0.0005 -j 2
+grid: setup $(GRID_STAMP)
+	PATH="$(BIN):$$PATH" aepipe grid $(GRID)
+
+test: setup $(GRID_STAMP)
 	PATH="$(BIN):$$PATH" python -m pytest
 
 # While you work: the tests that run neither DVC nor a pipeline (no `pipeline` marker, tests/conftest.py).
-test-fast: setup
+test-fast: setup $(GRID_STAMP)
 	PATH="$(BIN):$$PATH" python -m pytest -m "not pipeline and not gpu"
 
 # ruff (pyproject.toml's [tool.ruff]): the lint rules, then the formatting, over every Python file.

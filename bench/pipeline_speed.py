@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from aepipe.atomic import write_json
-from provenance import REPO, RESULTS, machine
+from provenance import REPO, RESULTS, command_env, machine
 
 # Not counted as "after training": the judge trains too, and is run-cached across autoencoder
 # experiments.
@@ -61,15 +61,7 @@ def torch_and_device() -> dict:
 def timed(command: list[str], cwd: Path) -> dict:
     """Wall seconds and peak resident memory (MB) of `command` and of every process it waited for:
     the larger of DVC's own (about 150 MB) and the stage's."""
-    env = dict(
-        os.environ,
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        DVC_NO_ANALYTICS="1",
-        GIT_AUTHOR_NAME="bench",
-        GIT_AUTHOR_EMAIL="bench@localhost",
-        GIT_COMMITTER_NAME="bench",
-        GIT_COMMITTER_EMAIL="bench@localhost",
-    )
+    env = command_env()
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -35,6 +35,7 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 SLOWEST_MODULES = [
     "test_pipeline.py",
     "test_folder.py",
+    "test_grid.py",
     "test_sharing.py",
     "test_team.py",
     "test_distributed.py",

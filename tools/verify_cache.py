@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from aepipe.nested import dotted_leaves
+
 # What each stage writes of its own params: (script in the stage's cmd, output, field, param key).
 ECHOED_PARAMS = [
     ("stages/train.py", "data/metrics/train.json", "step", "train.epochs"),
@@ -34,7 +36,7 @@ def disagreements(entry: dict, read_object) -> list[str]:
     is not the recorded param's. `read_object(md5)` gives an output's bytes, or None if absent."""
     params = {}
     for values in (entry.get("params") or {}).values():
-        params.update(_leaves(values))
+        params.update(dotted_leaves(values))
     outs = {out["path"]: out.get("md5") for out in entry.get("outs") or []}
     found = []
     for script, output, field, key in ECHOED_PARAMS:
@@ -58,16 +60,6 @@ def corrupt_objects(objects: Path) -> list[Path]:
         if md5 != path.parent.name + path.name.removesuffix(".dir"):
             found.append(path)
     return found
-
-
-def _leaves(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for name, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_leaves(value, f"{prefix}{name}."))
-        else:
-            out[f"{prefix}{name}"] = value
-    return out
 
 
 def _field(data: dict, dotted: str) -> object:

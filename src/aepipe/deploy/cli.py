@@ -77,6 +77,8 @@ from aepipe.deploy.watching import NO_REFERENCE, StreamWatch
 from aepipe.entrypoint import exit_on_error
 from aepipe.errors import AepipeError
 from aepipe.figures.overlay import write_maps
+from aepipe.grid import cli as grid_cli
+from aepipe.grid.cli import add_grid_arguments, grid_command
 
 COLUMNS = ["source", "score", "flagged", "dead_frame", "error"]
 REFERENCE = "models/reference.json"  # the torch path's reference by default (the export stage's)
@@ -126,8 +128,17 @@ def run(argv: list[str] | None) -> None:
         help="the new detector (.onnx, with --onnx) or threshold file (.json, for aepipe score "
         "--threshold)",
     )
+    add_grid_arguments(
+        commands.add_parser(
+            "grid",
+            help="a DVC experiment grid on a Dask cluster (the grid extra)",
+            description=grid_cli.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
     args = parser.parse_args(argv)
-    (score_command if args.command == "score" else calibrate_command)(args)
+    run_command = {"score": score_command, "calibrate": calibrate_command, "grid": grid_command}
+    run_command[args.command](args)
 
 
 def scorer_arguments() -> argparse.ArgumentParser:
