@@ -84,7 +84,14 @@ def by_grid(clone: Path, seeds: list[int], force: bool = False) -> dict:
     if len(landed) != len(seeds):
         sys.exit(f"the grid landed {len(landed)} of {len(seeds)}:\n{output}")
     ran = [int(line.split("ran ")[1].split()[0]) if "ran " in line else 0 for line in landed]
-    return {"seconds": round(seconds, 1), "stages_run": ran}
+    each = [phases(line) for line in landed]
+    return {"seconds": round(seconds, 1), "stages_run": ran, "phases": each}
+
+
+def phases(line: str) -> dict:
+    """A landed experiment's seconds per phase, from its progress line ("clone 0.9 s, ...")."""
+    named = line.rsplit(" · ", 1)[-1].split(", ")
+    return {phase: float(seconds) for phase, seconds, _ in (part.split() for part in named)}
 
 
 def by_queue(clone: Path, seeds: list[int]) -> dict:
@@ -154,6 +161,12 @@ def table(results: dict) -> str:
         f"rerun, all restored | {rerun['grid --force']['seconds']} | {rerun['queue']['seconds']} | "
         f"{extra:+.1f}"
     )
+    grids = [row["grid"] for row in results["rounds"]] + [rerun["grid --force"]]
+    for label, runs in (("computed", grids[:-1]), ("restored", grids[-1:])):
+        each = [phase for run in runs for phase in run["phases"]]
+        means = {name: sum(p[name] for p in each) / len(each) for name in each[0]}
+        shown = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in means.items())
+        lines.append(f"\ngrid task, {label}, mean per experiment: {shown}")
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ the run cache), reports a failing experiment while the others land, and reaches 
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -104,6 +105,8 @@ def test_grid_lands_every_experiment_though_a_worker_was_killed(alice, first_gri
     assert status == 0, stdout + stderr
     assert len(landed(stdout)) == 4, stdout
     assert "Dask dashboard: http" in stdout
+    phases = re.compile(r"clone \d+\.\d s, run \d+\.\d s, push \d+\.\d s$")
+    assert all(phases.search(line) for line in landed(stdout).values()), stdout
     experiments = grid_experiments(alice)
     assert sorted(experiments) == sorted(landed(stdout))
     swept = {

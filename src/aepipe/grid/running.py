@@ -146,6 +146,7 @@ def progress(landed: int, total: int, result: dict, metrics: tuple[str, ...]) ->
         if isinstance(result.get("metrics", {}).get(key), int | float)
     ]
     ran = f"ran {len(result['ran'])} stages" if "ran" in result else ""
+    phases = ", ".join(f"{phase} {s:.1f} s" for phase, s in result.get("seconds", {}).items())
     return " · ".join(
         part
         for part in (
@@ -153,6 +154,7 @@ def progress(landed: int, total: int, result: dict, metrics: tuple[str, ...]) ->
             f"{result['status']}: {' '.join(result['overrides'])}",
             *shown,
             ran,
+            phases,
         )
         if part
     )

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,20 +44,44 @@ def run_experiment(spec: ExperimentSpec) -> dict:
         return report(spec, "pushed before")  # a retry whose first try pushed, then was lost
     with tempfile.TemporaryDirectory(prefix=f"aepipe-{spec.name}-", dir=scratch_dir()) as scratch:
         clone = Path(scratch) / "repo"
+        clock = PhaseClock()
         check_out(spec, clone)
         use_dvc_remote(clone, spec.dvc_remote, spec.dvc_remote_config)
+        clock.lap("clone")
         env = experiment_env(spec.threads)
         pairs = [arg for override in spec.overrides for arg in ("-S", override)]
         # --pull: the remote's run cache, and each restored stage's outputs as it is restored (a
         # plain `dvc fetch --run-cache` brings the run cache's entries, not their outputs)
         ran = dvc(clone, env, "exp", "run", "--pull", "--name", spec.name, *pairs, check=False)
+        clock.lap("run")
         if ran.returncode != 0:
             output = (ran.stdout + ran.stderr).strip().splitlines()
             return report(spec, "failed", error="\n".join(output[-ERROR_LINES:]))
         dvc(clone, env, "push", "--run-cache")
         force = ["--force"] if spec.force else []
         dvc(clone, env, "exp", "push", "--no-cache", *force, GIT_REMOTE, spec.name)
-        return report(spec, "done", ran=ran_stages(ran.stdout), metrics=read_metrics(clone))
+        clock.lap("push")
+        return report(
+            spec,
+            "done",
+            ran=ran_stages(ran.stdout),
+            metrics=read_metrics(clone),
+            seconds=clock.seconds,
+        )
+
+
+class PhaseClock:
+    """Seconds per phase of a task (the clone, `dvc exp run --pull`, the pushes): the grid's
+    overhead beside the experiment itself."""
+
+    def __init__(self):
+        self.seconds = {}
+        self._since = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = round(now - self._since, 2)
+        self._since = now
 
 
 def report(spec: ExperimentSpec, status: str, **details) -> dict:
