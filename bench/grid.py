@@ -161,12 +161,13 @@ def table(results: dict) -> str:
         f"rerun, all restored | {rerun['grid --force']['seconds']} | {rerun['queue']['seconds']} | "
         f"{extra:+.1f}"
     )
+    lines.append("")
     grids = [row["grid"] for row in results["rounds"]] + [rerun["grid --force"]]
     for label, runs in (("computed", grids[:-1]), ("restored", grids[-1:])):
         each = [phase for run in runs for phase in run["phases"]]
         means = {name: sum(p[name] for p in each) / len(each) for name in each[0]}
         shown = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in means.items())
-        lines.append(f"\ngrid task, {label}, mean per experiment: {shown}")
+        lines.append(f"grid task, {label}, mean per experiment: {shown}")
     return "\n".join(lines)
 
 
