@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from distributed import Client
@@ -211,3 +212,74 @@ def test_a_second_clone_sees_the_grid_without_rerunning_it(alice, first_grid, tm
     run(["dvc", "exp", "apply", name], bob, None)
     assert run(["dvc", "status"], bob, None).stdout == UP_TO_DATE
     assert os.path.getsize(bob / "models" / "model.pt") > 0
+
+
+@pytest.fixture(scope="module")
+def line_images(alice, tmp_path_factory) -> list[str]:
+    """512 of the run's validation digits, the last 256 as a camera whose light changed sees them
+    (the drift watch declares those batches); a folder of three digits and an unreadable file."""
+    from PIL import Image
+
+    from aepipe.data.dataset import load_split
+
+    digits = load_split(alice / "data" / "raw", "val", 512).images
+    digits[256:] = np.clip(digits[256:].astype(np.float32) * 0.6 + 90, 0, 255).astype(np.uint8)
+    root = tmp_path_factory.mktemp("line")
+    np.save(root / "line.npy", digits)
+    (root / "scans").mkdir()
+    for index in range(3):
+        Image.fromarray(digits[index]).save(root / "scans" / f"{index}.png")
+    (root / "scans" / "3.png").write_bytes(b"not a png")
+    return [str(root / "line.npy"), str(root / "scans")]
+
+
+@pytest.mark.pipeline
+@pytest.mark.parametrize(
+    "detector", [[], ["--onnx", "models/detector.onnx"]], ids=["torch", "onnx"]
+)
+def test_scoring_on_the_cluster_writes_what_one_process_writes(
+    alice, cluster, line_images, tmp_path, detector
+):
+    written = {}
+    for where, on in (("here", []), ("cluster", ["--scheduler", cluster.address])):
+        out = tmp_path / where
+        done = subprocess.run(
+            [AEPIPE, "score", *line_images, *detector, *on, "--out", str(out / "scores.csv")]
+            + ["--maps", str(out / "maps"), "--watch-batch", "64"],
+            cwd=alice,
+            env=cluster.env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 1, done.stderr  # the unreadable file
+        assert "Dask dashboard: http" in done.stdout if on else not done.stdout
+        written[where] = {
+            path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()
+        }
+        written[where]["stderr"] = done.stderr
+    assert written["cluster"] == written["here"]
+    assert len(written["here"]) == 2 + 2 * 515 + 1, sorted(written["here"])[:5]
+    assert "drift: batch 5 (64 images)" in written["here"]["stderr"]
+    assert "1 of 516 images could not be scored" in written["here"]["stderr"]
+
+
+@pytest.mark.pipeline
+def test_calibrating_on_the_cluster_writes_the_detector_one_process_writes(
+    alice, cluster, line_images, tmp_path
+):
+    good = line_images[0]  # the 512 digits, read as a line's good parts
+    detectors = {}
+    for where, on in (("here", []), ("cluster", ["--scheduler", cluster.address])):
+        out = tmp_path / f"{where}.onnx"
+        done = subprocess.run(
+            [AEPIPE, "calibrate", good, "--onnx", "models/detector.onnx", *on]
+            + ["--false-alarms", "0.05", "--out", str(out)],
+            cwd=alice,
+            env=cluster.env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        detectors[where] = out.read_bytes()
+    assert detectors["cluster"] == detectors["here"]
+    assert detectors["here"] != (alice / "models" / "detector.onnx").read_bytes()

@@ -5,9 +5,15 @@ threshold.
                          [--threshold reports/threshold.json] [--out FILE] [--maps DIR] [--invert]
                          [--strict]
     aepipe score PATH... --onnx models/detector.onnx [--out FILE] [--maps DIR] [--invert] [--strict]
+    aepipe score PATH... [...] --scheduler ADDRESS | --cluster FILE
 
 --onnx scores with the exported detector instead (the export stage's: the model, score and threshold
 in one file), with onnxruntime and without torch: the same CSV, maps and refusals.
+
+--scheduler ADDRESS or --cluster FILE (aepipe grid's cluster files; the grid extra): the images are
+read here and scored on a Dask cluster's workers, by the scorer of the same files (their bytes sent
+to the workers: no shared filesystem needed), the batches back in their order: the same CSV, maps
+and drift watch (aepipe calibrate too: the same detector).
 
 PATH: image files (PNG, JPEG, TIFF 8- or 16-bit, BMP, WebP; each as it displays, its EXIF
 orientation applied), folders of them (not recursive), or .npy arrays of images of the model's shape
@@ -71,14 +77,20 @@ from aepipe.deploy.inputs import (
     read_inputs,
     worked_in_order,
 )
-from aepipe.deploy.scorers import Scorer, check_made_for, read_score, scorer_for
+from aepipe.deploy.scorers import (
+    Scorer,
+    check_made_for,
+    read_score,
+    score_readable,
+    scorer_for,
+)
 from aepipe.deploy.serve import SCORING_BATCH  # images read, scored and written at a time
 from aepipe.deploy.watching import NO_REFERENCE, StreamWatch
 from aepipe.entrypoint import exit_on_error
 from aepipe.errors import AepipeError
 from aepipe.figures.overlay import write_maps
 from aepipe.grid import cli as grid_cli
-from aepipe.grid.cli import add_grid_arguments, grid_command
+from aepipe.grid.cli import add_grid_arguments, grid_command, require_dask
 
 COLUMNS = ["source", "score", "flagged", "dead_frame", "error"]
 REFERENCE = "models/reference.json"  # the torch path's reference by default (the export stage's)
@@ -163,6 +175,16 @@ def scorer_arguments() -> argparse.ArgumentParser:
     scorer.add_argument(
         "--invert", action="store_true", help="invert greyscale (dark digits on a light background)"
     )
+    cluster = scorer.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--scheduler", metavar="ADDRESS", help="score on this running Dask cluster (the grid extra)"
+    )
+    cluster.add_argument(
+        "--cluster",
+        type=Path,
+        metavar="FILE",
+        help="score on the cluster FILE describes (aepipe grid's)",
+    )
     return scorer
 
 
@@ -222,10 +244,7 @@ def score_command(args: argparse.Namespace) -> None:
             files, scorer.side, scorer.channels, args.invert, args.strict, tiled=bool(scorer.tiling)
         )
         batches = read_ahead(batched(inputs, batch_size(scorer)))
-        scored_batches = worked_in_order(
-            batches, lambda batch: score_readable(batch, scorer, bool(args.maps)), scorer.workers
-        )
-        for batch, scored in scored_batches:
+        for batch, scored in scored_in_order(batches, scorer, args, bool(args.maps)):
             failed += write_batch(writer, batch, scored, scorer, args.maps, done)
             out.flush()
             done += len(batch)
@@ -245,10 +264,26 @@ def score_command(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
-def score_readable(batch: list[Input], scorer: Scorer, with_maps: bool) -> Scores | None:
-    """The scores of the batch's images that could be read (None when none could)."""
-    good = [item.pixels for item in batch if item.error is None]
-    return scorer.score_images(good, with_maps) if good else None
+def scored_in_order(
+    batches: Iterator[list[Input]], scorer: Scorer, args: argparse.Namespace, with_maps: bool
+) -> Iterator[tuple[list[Input], Scores | None]]:
+    """(batch, the scores of its readable images) for each batch, in order: scored here on
+    `scorer.workers` threads, or on the Dask cluster of --scheduler or --cluster (aepipe.grid
+    .scoring) by the scorer of the same files."""
+    if not (args.scheduler or args.cluster):
+        return worked_in_order(
+            batches, lambda batch: score_readable(batch, scorer, with_maps), scorer.workers
+        )
+    require_dask("scoring on a Dask cluster (--scheduler, --cluster)")
+    from aepipe.grid.scoring import ScorerFiles, cluster_scored
+
+    named = (
+        {"onnx": args.onnx}
+        if args.onnx
+        else {"model": args.model, "score": args.score, "threshold": args.threshold}
+    )
+    files = ScorerFiles.of(named)
+    return cluster_scored(batches, files, with_maps, args.scheduler, args.cluster)
 
 
 def write_batch(
@@ -410,11 +445,7 @@ def score_good_images(args: argparse.Namespace, scorer: Scorer) -> tuple:
         tiled=bool(scorer.tiling),
     )
     batches = read_ahead(batched(inputs, batch_size(scorer)))
-    for batch, scored in worked_in_order(
-        batches,
-        lambda batch: scorer.score_images([item.pixels for item in batch], False),
-        scorer.workers,
-    ):
+    for batch, scored in scored_in_order(batches, scorer, args, with_maps=False):
         sources += [item.source for item in batch]
         parts.append(scored)
         for item in batch:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -28,6 +28,12 @@ from aepipe.errors import AepipeError
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Pending(Protocol[R]):
+    """A result to come: a thread pool's future, or a Dask cluster's."""
+
+    def result(self) -> R: ...
 
 
 @dataclass(frozen=True)
@@ -135,14 +141,22 @@ def worked_in_order(
     them at a time on threads (a detector's call releases the GIL: one-thread calls side by side
     fill the cores)."""
     with ThreadPoolExecutor(workers) as pool:
-        pending: deque = deque()
-        for item in items:
-            pending.append((item, pool.submit(work, item)))
-            if len(pending) >= workers:
-                done, result = pending.popleft()
-                yield done, result.result()
-        for done, result in pending:
-            yield done, result.result()
+        yield from in_order(items, lambda item: pool.submit(work, item), lambda: workers)
+
+
+def in_order(
+    items: Iterable[T], submit: Callable[[T], Pending[R]], window: Callable[[], int]
+) -> Iterator[tuple[T, R]]:
+    """(item, its future's result) for each of `items`, in their order, up to `window()` of them
+    submitted at a time (asked again as each is submitted: a cluster's workers come and go)."""
+    pending: deque = deque()
+    for item in items:
+        pending.append((item, submit(item)))
+        if len(pending) >= window():
+            done, future = pending.popleft()
+            yield done, future.result()
+    for done, future in pending:
+        yield done, future.result()
 
 
 def _inverted(pixels: np.ndarray, invert: bool) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 from aepipe.anomaly.verdicts import Scores
 from aepipe.atomic import file_sha256
 from aepipe.data.tiles import Tiling
+from aepipe.deploy.inputs import Input
 from aepipe.errors import AepipeError
 
 
@@ -47,6 +48,12 @@ class Scorer:
         )
         scans = Scores.stitched(self.tiling, tiles, sizes, self.threshold)
         return scans if with_maps else scans.without_maps()
+
+
+def score_readable(batch: list[Input], scorer: Scorer, with_maps: bool) -> Scores | None:
+    """The scores of the batch's images that could be read (None when none could)."""
+    good = [item.pixels for item in batch if item.error is None]
+    return scorer.score_images(good, with_maps) if good else None
 
 
 def channels_first(images: np.ndarray) -> np.ndarray:

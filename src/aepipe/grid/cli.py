@@ -55,11 +55,16 @@ def add_grid_arguments(grid: argparse.ArgumentParser) -> None:
     )
 
 
-def grid_command(args: argparse.Namespace) -> None:
+def require_dask(what: str) -> None:
+    """Refuse `what` where the grid extra is not installed, saying how to install it."""
     try:
-        import distributed  # noqa: F401  (the grid extra)
+        import distributed  # noqa: F401
     except ImportError as error:
-        raise AepipeError("aepipe grid needs Dask: pip install -e '.[grid]'") from error
+        raise AepipeError(f"{what} needs Dask: pip install -e '.[grid]'") from error
+
+
+def grid_command(args: argparse.Namespace) -> None:
+    require_dask("aepipe grid")
     from aepipe.grid.clusters import render
     from aepipe.grid.running import run_grid
 

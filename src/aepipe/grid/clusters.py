@@ -7,6 +7,7 @@ or Kubernetes through dask-kubernetes' operator.
     options: {...}     # dask_jobqueue.SLURMCluster(...) / dask_kubernetes' make_cluster_spec(...)
 """
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import yaml
@@ -15,6 +16,32 @@ from aepipe.errors import AepipeError
 
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
 KINDS = [*JOBQUEUE, "kubernetes"]
+
+
+def connect(stack: ExitStack, scheduler: str | None, cluster_file: Path | None, jobs: int = 1):
+    """A Dask client (closed with `stack`) of the running `scheduler`, else of the cluster that
+    `cluster_file` describes, else of a LocalCluster of `jobs` workers; the dashboard's address
+    printed."""
+    from distributed import Client
+
+    if scheduler:
+        client = stack.enter_context(Client(scheduler))
+    else:
+        cluster = file_cluster(cluster_file) if cluster_file else local_cluster(jobs)
+        client = stack.enter_context(Client(stack.enter_context(cluster)))
+    print(f"Dask dashboard: {client.dashboard_link}", flush=True)
+    return client
+
+
+def scratch_dir() -> str | None:
+    """The Dask worker's own directory (removed with the worker), else the system's temporary
+    one."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().local_directory
+    except ValueError:  # not on a worker
+        return None
 
 
 def local_cluster(workers: int, gpus_per_worker: int = 0):

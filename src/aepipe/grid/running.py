@@ -12,7 +12,7 @@ from pathlib import Path
 from aepipe.cpu_numerics import THREAD_VARIABLES
 from aepipe.errors import AepipeError
 from aepipe.grid.cli import HEADLINE
-from aepipe.grid.clusters import file_cluster, local_cluster
+from aepipe.grid.clusters import connect
 from aepipe.grid.repository import (
     WORKSPACE_REFS,
     capture_workspace,
@@ -98,15 +98,10 @@ def default_dvc_remote(repo: Path) -> tuple[str, dict]:
 
 def on_cluster(specs: list[ExperimentSpec], args: argparse.Namespace) -> list[dict]:
     """Each experiment a task; a line for each as it lands."""
-    from distributed import Client, as_completed
+    from distributed import as_completed
 
     with ExitStack() as stack:
-        if args.scheduler:
-            client = stack.enter_context(Client(args.scheduler))
-        else:
-            cluster = file_cluster(args.cluster) if args.cluster else local_cluster(args.jobs)
-            client = stack.enter_context(Client(stack.enter_context(cluster)))
-        print(f"Dask dashboard: {client.dashboard_link}", flush=True)
+        client = connect(stack, args.scheduler, args.cluster, args.jobs)
         resources = {"GPU": args.gpus_per_task} if args.gpus_per_task else None
         futures = {
             client.submit(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from aepipe.grid.clusters import scratch_dir
 from aepipe.grid.repository import git, pushed_experiments
 from aepipe.nested import dotted_leaves
 
@@ -86,17 +87,6 @@ class PhaseClock:
 
 def report(spec: ExperimentSpec, status: str, **details) -> dict:
     return {"name": spec.name, "overrides": list(spec.overrides), "status": status, **details}
-
-
-def scratch_dir() -> str | None:
-    """The Dask worker's own directory (removed with the worker), else the system's temporary
-    one."""
-    try:
-        from distributed import get_worker
-
-        return get_worker().local_directory
-    except ValueError:  # not on a worker
-        return None
 
 
 def check_out(spec: ExperimentSpec, clone: Path) -> None:
