@@ -17,6 +17,8 @@ import pytest
 import yaml
 from distributed import Client
 
+from aepipe.grid.repository import capture_workspace
+from aepipe.grid.sweep import experiment_name
 from dask_cluster import dask_cluster
 from dvc_project import UP_TO_DATE, run
 from team import locked_outputs, publish_to_new_origin, setup_clone
@@ -197,6 +199,28 @@ def test_a_failing_experiment_is_reported_and_the_others_land(alice, cluster, fi
     (line,) = landed(stdout).values()
     assert "threshold.q=0.97" in line
     assert "1 failed" in stdout
+
+
+@pytest.mark.pipeline
+def test_a_refused_push_is_reported_and_landed_by_the_grid_again(alice, cluster, first_grid):
+    overrides = ("train.epochs=1", "seed=3", "threshold.q=0.9")
+    baseline, tree, _ = capture_workspace(alice)
+    name = experiment_name(baseline, tree, overrides)
+    origin = alice.parent / "origin.git"
+    taken = origin / "refs" / "exps" / baseline[:2] / baseline[2:] / name
+    taken.mkdir(parents=True)  # the experiment's ref path taken: the git remote cannot write it
+    args = [arg for override in overrides for arg in ("-S", override)]
+    status, stdout, stderr = finish(grid(alice, cluster, *args))
+    assert status == 1, stdout + stderr
+    assert f"failed: {name} (-S train.epochs=1 -S seed=3 -S threshold.q=0.9):" in stderr
+    assert "RuntimeError: dvc exp push" in stderr, stderr
+    assert name not in grid_experiments(alice)
+    taken.rmdir()
+    status, stdout, stderr = finish(grid(alice, cluster, *args))
+    assert status == 0, stdout + stderr
+    # its stages restored from the run cache that the refused try pushed before its ref
+    assert "ran 2 stages" in landed(stdout)[name]
+    assert name in grid_experiments(alice)
 
 
 @pytest.mark.pipeline
