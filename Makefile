@@ -32,6 +32,7 @@ lock: setup
 # It becomes the default unless .dvc/config (in git) names the team's own.
 remote:
 	$(DVC) remote add --local --force local "$(abspath $(DVC_STORAGE))"
+	$(DVC) remote modify --local local verify true
 	@$(DVC) config --project core.remote >/dev/null 2>&1 || $(DVC) remote default --local local
 
 repro: setup
@@ -74,10 +75,11 @@ bench: setup
 gpu-bundle:
 	bash bench/gpu/prepare.sh 3.12
 
-# Results filed under params they were not computed with (tools/verify_cache.py): listed, and with
-# REMOVE=1 deleted from the run cache. `make share` pushes nothing while one is listed.
+# Corrupt cache objects and results filed under params they were not computed with
+# (tools/verify_cache.py): listed, and with REMOVE=1 deleted. `make share` pushes nothing while one
+# is listed. REMOTE=1: the default DVC remote's objects instead.
 verify-cache: setup
-	PATH="$(BIN):$$PATH" python tools/verify_cache.py $(if $(REMOVE),--remove)
+	PATH="$(BIN):$$PATH" python tools/verify_cache.py $(if $(REMOTE),--remote) $(if $(REMOVE),--remove)
 
 # Alice's half of the team workflow (README, "Share experiments with your team")...
 share: verify-cache

@@ -147,3 +147,48 @@ def test_make_share_with_the_s3_remote_down_fails_loses_nothing_and_pushes_once_
             for item in s3.list_objects_v2(Bucket="aepipe-cache")["Contents"]
         }
     assert locked_md5(project, "models/model.pt")[2:] in stored
+
+
+def test_a_corrupt_object_in_the_s3_remote_is_refused_found_removed_and_pushed_again(
+    own_project, tmp_path
+):
+    project, port = own_project, free_port()
+    md5 = locked_md5(project, "models/model.pt")
+    key = f"pipeline/files/md5/{md5[:2]}/{md5[2:]}"
+    cached = project / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    model = project / "models" / "model.pt"
+    verify = [sys.executable, str(REPO / "tools" / "verify_cache.py"), "--remote"]
+    with moto_s3(port) as (_, s3):
+        use_s3(project, f"http://127.0.0.1:{port}")
+        run(["dvc", "remote", "modify", "--local", "s3", "verify", "true"], project, None)
+        run(["dvc", "push"], project, None, **S3_CREDENTIALS)
+        good = cached.read_bytes()
+        s3.put_object(Bucket="aepipe-cache", Key=key, Body=good[:1000] + b"\0" + good[1001:])
+        cached.unlink()  # a colleague's clone: the model is only in the remote
+        model.unlink()
+
+        pulled = run(["dvc", "pull"], project, None, check=False, **S3_CREDENTIALS)
+        assert pulled.returncode != 0 and "models/model.pt" in pulled.stdout + pulled.stderr
+        assert not model.exists(), "a remote with verify checks out no corrupt object"
+
+        env = {**os.environ, **S3_CREDENTIALS}
+        found = subprocess.run(verify, cwd=project, capture_output=True, text=True, env=env)
+        assert found.returncode == 1, found.stdout + found.stderr
+        assert f"{md5[2:]}: a corrupt object in the DVC remote" in found.stdout
+        removed = subprocess.run(
+            [*verify, "--remove"], cwd=project, capture_output=True, text=True, env=env
+        )
+        assert removed.returncode == 0 and "removed 1 corrupt" in removed.stdout, removed.stdout
+
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(good)  # the good copy, on the machine that computed it
+        run(["dvc", "push"], project, None, **S3_CREDENTIALS)
+        cached.unlink()
+        run(["dvc", "pull"], project, None, **S3_CREDENTIALS)
+        assert hashlib.md5(model.read_bytes()).hexdigest() == md5
+
+
+def test_the_readmes_remote_hashes_what_it_pulls(own_project):
+    run(["make", "--no-print-directory", "remote"], own_project, None)
+    verify = run(["dvc", "config", "--local", "remote.local.verify"], own_project, None)
+    assert verify.stdout.strip() == "true", "make setup's remote checks out no corrupt object"

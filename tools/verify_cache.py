@@ -6,9 +6,14 @@ like).
 
     python tools/verify_cache.py           # list them; exit 1 if any (`make verify-cache`)
     python tools/verify_cache.py --remove  # and delete those objects and entries (`REMOVE=1`)
+    python tools/verify_cache.py --remote  # the default DVC remote's objects (`REMOTE=1`)
 
 `make share` runs the listing first, so nothing corrupt or poisoned is pushed to the team. After a
-removal, `dvc pull` or `dvc repro` brings the objects back. A poisoned dvc.lock stage is not
+removal, `dvc pull` or `dvc repro` brings the objects back. A corrupt object in the remote (its
+storage's fault: a remote with `verify` refuses to check it out, one without hands it out) stays
+there, since `dvc push` skips an object the remote holds: `--remote --remove` deletes it (every
+object is read back to be hashed), then `make share` from a clone with the good object pushes it
+again. A poisoned dvc.lock stage is not
 rewritten: `dvc repro <stage>` (after `dvc exp run` of the right params) is.
 """
 
@@ -62,6 +67,36 @@ def corrupt_objects(objects: Path) -> list[Path]:
     return found
 
 
+def corrupt_remote_objects(odb) -> list[str]:
+    """The objects of a DVC remote (`repo.cloud.get_remote_odb()`) whose md5 is not their name,
+    each read back from the remote."""
+    found = []
+    for oid in sorted(odb.all()):
+        path = odb.oid_to_path(oid)
+        with odb.fs.open(path, "rb") as file:
+            md5 = hashlib.file_digest(file, "md5").hexdigest()
+        if md5 != oid.removesuffix(".dir"):
+            found.append(path)
+    return found
+
+
+def check_remote(repo, remove: bool) -> None:
+    odb = repo.cloud.get_remote_odb(command="verify")
+    corrupt = corrupt_remote_objects(odb)
+    for path in corrupt:
+        print(f"{path}: a corrupt object in the DVC remote (its bytes are not its md5)")
+        if remove:
+            odb.fs.remove(path)
+    if not corrupt:
+        print("the DVC remote's objects agree with their md5")
+    elif remove:
+        print(f"removed {len(corrupt)} corrupt remote objects; make share pushes good copies again")
+    else:
+        sys.exit(
+            f"{len(corrupt)} corrupt objects in the DVC remote; remove them: REMOTE=1 REMOVE=1"
+        )
+
+
 def _field(data: dict, dotted: str) -> object:
     for name in dotted.split("."):
         data = data.get(name) if isinstance(data, dict) else None
@@ -77,10 +112,16 @@ def main() -> None:
         action="store_true",
         help="delete the corrupt objects and poisoned run-cache entries",
     )
+    parser.add_argument(
+        "--remote", action="store_true", help="check the default DVC remote's objects instead"
+    )
     args = parser.parse_args()
     from dvc.repo import Repo  # seconds to import: after --help
 
     repo = Repo(".")
+    if args.remote:
+        check_remote(repo, args.remove)
+        return
     objects = repo.cache.local
 
     def read_object(md5: str | None) -> bytes | None:
