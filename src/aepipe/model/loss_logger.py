@@ -2,11 +2,12 @@
 latest validation MSE while an experiment trains, and its files hold every epoch's and every step's
 loss."""
 
+import json
 from pathlib import Path
 
 from dvclive import Live
 
-from aepipe.atomic import copy_file
+from aepipe.atomic import atomic_path, copy_file
 from aepipe.model.training import History
 
 
@@ -31,14 +32,10 @@ class LossLogger:
         # The summary (a DVC metric) keeps only what compares experiments: `dvc exp show` has room
         # for about ten numbers on a 200-column terminal. The history keeps both losses.
         del self.live.summary["train_mse"]
-        self.live.log_plot(
-            "batch_mse",
-            self.steps,
-            x="step",
-            y="mse",
-            x_label="training step",
-            y_label="MSE of the batch",
-        )
+        # Written whole and renamed, in DVCLive's own format: its log_plot writes the file in place,
+        # and a crash or a full disk at an epoch's end left it cut short (bench/faults.py).
+        with atomic_path(Path(self.live.plots_dir) / "custom" / "batch_mse.json") as tmp:
+            tmp.write_text(json.dumps(self.steps, indent=4) + "\n", encoding="utf-8")
         self.live.next_step()
 
     def finish(self, seconds: float, segmenter_seconds: float | None) -> None:
