@@ -192,3 +192,18 @@ def test_the_readmes_remote_hashes_what_it_pulls(own_project):
     run(["make", "--no-print-directory", "remote"], own_project, None)
     verify = run(["dvc", "config", "--local", "remote.local.verify"], own_project, None)
     assert verify.stdout.strip() == "true", "make setup's remote checks out no corrupt object"
+
+
+def test_no_room_to_write_is_found_behind_a_librarys_own_error():
+    import errno
+
+    from aepipe.entrypoint import disk_full
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:  # as torch's zip writer does
+            raise RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos") from None
+    except RuntimeError as error:
+        assert error.__cause__ is None and disk_full(error).errno == errno.ENOSPC
+    assert disk_full(RuntimeError("a bug")) is None

@@ -14,7 +14,7 @@ from aepipe.data.dataset import load_split
 from aepipe.deploy.serve import OnnxDetector
 from aepipe.deploy.site_calibration import site_threshold
 from aepipe.errors import AepipeError
-from test_score import NO_TORCH, main_result, rows, score
+from test_score import AEPIPE, NO_TORCH, main_result, rows, score
 
 # 200 images make it usable (aepipe.anomaly.calibration): the small run's data allows it
 TARGET = 0.05
@@ -165,3 +165,29 @@ def score_calibrate(project, *args: str, target: bool = True):
     return main_result(
         project, ["calibrate", *args, *(["--false-alarms", str(TARGET)] if target else [])]
     )
+
+
+def test_no_room_to_write_the_detector_keeps_the_old_one_and_says_so(project, good, tmp_path):
+    import resource
+    import signal
+
+    out = tmp_path / "line3.onnx"
+    out.write_bytes(b"the detector the line runs today")
+
+    def capped() -> None:  # as a full disk: a write past 64 kB fails (EFBIG), the rest runs
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65_536, 65_536))
+
+    done = subprocess.run(
+        [AEPIPE, "calibrate", str(good["site"]), "--onnx", "models/detector.onnx"]
+        + ["--false-alarms", str(TARGET), "--out", str(out)],
+        cwd=project,
+        preexec_fn=capped,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "error: no room (File too large)" in done.stderr, done.stderr
+    assert "free space, then run the same command again" in done.stderr
+    assert out.read_bytes() == b"the detector the line runs today"
+    assert sorted(tmp_path.iterdir()) == [out], "no temporary file left"

@@ -2,6 +2,7 @@
 one readable message and exit status 2, and the objects its imports made left out of the garbage
 collector's walks."""
 
+import errno
 import gc
 import sys
 from collections.abc import Callable
@@ -27,3 +28,27 @@ def exit_on_error(main: Callable[[], None]) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+    except Exception as error:
+        if (full := disk_full(error)) is None:
+            raise
+        where = f" to write {full.filename}" if full.filename else ""
+        print(
+            f"error: no room{where} ({full.strerror}); nothing was left half-written (every "
+            "output is written whole, then renamed): free space, then run the same command again",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
+# A full disk, a full quota, a file-size limit (ulimit -f)
+NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def disk_full(error: BaseException | None) -> OSError | None:
+    """The OSError of no room to write behind `error`, if any: a library (torch's zip writer)
+    may raise an error of its own while handling it."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in NO_ROOM:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
