@@ -17,7 +17,6 @@ Results: bench/results/grid.json and a table on stdout.
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,47 +24,10 @@ from datetime import date
 from pathlib import Path
 
 from aepipe.atomic import write_json
-from provenance import REPO, RESULTS, command_env, machine
+from provenance import BIN, RESULTS, SMALL, fresh_clone, machine, queue_busy, sh
 
-BIN = Path(sys.executable).parent
-SMALL = {  # the tests' small run (tests/dvc_project.py), one epoch
-    "data.train_size": 2048,
-    "data.val_size": 512,
-    "train.epochs": 1,
-    "interpolate.start": 3,
-    "interpolate.end": 10,
-    "denoise.index": 7,
-    "tsne.method": "bh",
-    "judge.train_size": 2048,
-    "judge.epochs": 1,
-    "judge.batch_size": 32,
-    "sample.count": 500,
-}
 JOBS = 2
 POLL_SECONDS = 1
-
-
-def sh(*args: str, cwd: Path) -> str:
-    result = subprocess.run(args, cwd=cwd, env=command_env(), capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed in {cwd}:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
-
-
-def project(root: Path) -> Path:
-    """A clone of HEAD, its origin a bare repository and its DVC remote a folder beside it, the
-    download stage's data in its cache and in the remote's run cache."""
-    clone = root / "aepipe"
-    sh("git", "clone", "-q", str(REPO), str(clone), cwd=root)
-    sh("git", "init", "-q", "--bare", str(root / "origin.git"), cwd=root)
-    sh("git", "remote", "set-url", "origin", str(root / "origin.git"), cwd=clone)
-    sh("git", "push", "-q", "origin", "HEAD", cwd=clone)
-    sh("make", "--no-print-directory", "remote", f"DVC={BIN / 'dvc'}", cwd=clone)
-    sh(str(BIN / "dvc"), "repro", "download", cwd=clone)
-    sh(str(BIN / "dvc"), "push", "--run-cache", "download", cwd=clone)
-    if sh("git", "status", "--porcelain", cwd=clone):
-        sys.exit(f"the download changed the clone:\n{sh('git', 'status', cwd=clone)}")
-    return clone
 
 
 def overrides(seeds: list[int]) -> list[str]:
@@ -107,15 +69,6 @@ def by_queue(clone: Path, seeds: list[int]) -> dict:
     if "Failed" in status:
         sys.exit(f"queued experiments failed in {clone}:\n{status}")
     return {"seconds": round(seconds, 1)}
-
-
-def queue_busy(clone: Path) -> bool:
-    """Whether a DVC queue worker still runs (cheap), else whether anything is still queued."""
-    workers = subprocess.run(["pgrep", "-f", "exp queue-worker"], capture_output=True)
-    if workers.returncode == 0:
-        return True
-    status = sh(str(BIN / "dvc"), "queue", "status", cwd=clone)
-    return any(state in status for state in ("Queued", "Running"))
 
 
 def rounds(clone: Path, count: int, experiments: int) -> list[dict]:
@@ -177,7 +130,7 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=4)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="aepipe-grid-bench-"))
-    clone = project(root)
+    clone = fresh_clone(root)
     measured = rounds(clone, args.rounds, args.experiments)
     results = {
         "date": date.today().isoformat(),

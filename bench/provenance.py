@@ -3,6 +3,7 @@ result was measured on, described alike in every results file."""
 
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +11,23 @@ from aepipe.cpu_numerics import cpu_identity
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
+BIN = Path(sys.executable).parent
+
+# The tests' small run (tests/dvc_project.py), one epoch: what the benchmarks of DVC's own
+# machinery (grids, faults) run, in a minute.
+SMALL = {
+    "data.train_size": 2048,
+    "data.val_size": 512,
+    "train.epochs": 1,
+    "interpolate.start": 3,
+    "interpolate.end": 10,
+    "denoise.index": 7,
+    "tsne.method": "bh",
+    "judge.train_size": 2048,
+    "judge.epochs": 1,
+    "judge.batch_size": 32,
+    "sample.count": 500,
+}
 
 
 def machine(*details: str | None) -> str:
@@ -32,3 +50,35 @@ def command_env() -> dict:
         GIT_COMMITTER_NAME="bench",
         GIT_COMMITTER_EMAIL="bench@localhost",
     )
+
+
+def sh(*args: str, cwd: Path) -> str:
+    result = subprocess.run(args, cwd=cwd, env=command_env(), capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed in {cwd}:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def fresh_clone(root: Path) -> Path:
+    """A clone of HEAD, its origin a bare repository and its DVC remote a folder beside it, the
+    download stage's data in its cache and in the remote's run cache."""
+    clone = root / "aepipe"
+    sh("git", "clone", "-q", str(REPO), str(clone), cwd=root)
+    sh("git", "init", "-q", "--bare", str(root / "origin.git"), cwd=root)
+    sh("git", "remote", "set-url", "origin", str(root / "origin.git"), cwd=clone)
+    sh("git", "push", "-q", "origin", "HEAD", cwd=clone)
+    sh("make", "--no-print-directory", "remote", f"DVC={BIN / 'dvc'}", cwd=clone)
+    sh(str(BIN / "dvc"), "repro", "download", cwd=clone)
+    sh(str(BIN / "dvc"), "push", "--run-cache", "download", cwd=clone)
+    if sh("git", "status", "--porcelain", cwd=clone):
+        sys.exit(f"the download changed the clone:\n{sh('git', 'status', cwd=clone)}")
+    return clone
+
+
+def queue_busy(clone: Path) -> bool:
+    """Whether a DVC queue worker still runs (cheap), else whether anything is still queued."""
+    workers = subprocess.run(["pgrep", "-f", "exp queue-worker"], capture_output=True)
+    if workers.returncode == 0:
+        return True
+    status = sh(str(BIN / "dvc"), "queue", "status", cwd=clone)
+    return any(state in status for state in ("Queued", "Running"))

@@ -10,10 +10,10 @@ like).
 
 `make share` runs the listing first, so nothing corrupt or poisoned is pushed to the team. After a
 removal, `dvc pull` or `dvc repro` brings the objects back. A corrupt object in the remote (its
-storage's fault: a remote with `verify` refuses to check it out, one without hands it out) stays
-there, since `dvc push` skips an object the remote holds: `--remote --remove` deletes it (every
-object is read back to be hashed), then `make share` from a clone with the good object pushes it
-again. A poisoned dvc.lock stage is not
+storage's fault) is refused by a `dvc pull` with `verify` (make setup's remote has it), which
+deletes a folder remote's copy; an S3 remote's stays, and `dvc push` skips an object the remote
+holds: `--remote --remove` deletes it (every object is read back to be hashed), then `make share`
+from a clone with the good object pushes it again. A poisoned dvc.lock stage is not
 rewritten: `dvc repro <stage>` (after `dvc exp run` of the right params) is.
 """
 
