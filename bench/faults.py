@@ -132,7 +132,7 @@ def half_written(project: Path, base: Path, reference: dict) -> list[str]:
         if not {".git", ".dvc"} & set(path.relative_to(project).parts)
     }
     status = sh("git", "status", "--porcelain", "--untracked-files=all", cwd=project)
-    found |= {line[3:] for line in status.splitlines() if line.startswith("??")}
+    found |= {f"{line[3:]} (untracked)" for line in status.splitlines() if line.startswith("??")}
     complete = (base, reference["project"])
     for path in reference["outs"]:
         ours = project / path
