@@ -80,23 +80,25 @@ def locked_outs(project: Path) -> dict[str, str]:
 
 
 def state(project: Path) -> dict:
-    """What the user has: HEAD, the tags, the committed run's outputs by md5."""
+    """What the user has: HEAD, the tags, the committed run's outputs by md5, those of them whole in
+    the DVC cache (the others, `cache: false`, are git's)."""
+    outs = locked_outs(project)
     return {
         "head": sh("git", "rev-parse", "HEAD", cwd=project).strip(),
         "tags": sh("git", "show-ref", "--tags", cwd=project),
-        "outs": locked_outs(project),
+        "outs": outs,
+        "cached": {path: md5 for path, md5 in outs.items() if intact(project, md5)},
     }
 
 
 def lost(project: Path, had: dict) -> list[str]:
     """What of `had` can no longer be had: a cache object gone or not its md5 (a directory's
     listing and every file in it), HEAD or a tag moved."""
-    now = state(project)
-    gone = [name for name in ("head", "tags") if now[name] != had[name]]
-    kept = uncached(project)
-    return gone + [
-        p for p, md5 in had["outs"].items() if p not in kept and not intact(project, md5)
-    ]
+    head, tags = (
+        sh("git", *args, cwd=project) for args in (["rev-parse", "HEAD"], ["show-ref", "--tags"])
+    )
+    gone = [name for name, now in (("head", head.strip()), ("tags", tags)) if now != had[name]]
+    return gone + [path for path, md5 in had["cached"].items() if not intact(project, md5)]
 
 
 def intact(project: Path, md5: str) -> bool:
@@ -106,20 +108,6 @@ def intact(project: Path, md5: str) -> bool:
     if md5.endswith(".dir"):
         return all(intact(project, entry["md5"]) for entry in json.loads(obj.read_text()))
     return True
-
-
-def uncached(project: Path) -> set[str]:
-    """The outputs DVC does not cache (the published metrics): git's to keep, not the cache's."""
-    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    return {
-        path
-        for stage in stages.values()
-        for kind in ("outs", "metrics", "plots")
-        for out in stage.get(kind, [])
-        if isinstance(out, dict)
-        for path, options in out.items()
-        if options and options.get("cache") is False
-    }
 
 
 def half_written(project: Path, base: Path, reference: dict) -> list[str]:
