@@ -114,9 +114,11 @@ def test_dvclive_says_after_every_epoch_how_far_training_got(
     )
     assert [metrics["step"] for metrics in seen] == [1, 2, 3]
     assert [metrics["val_mse"] for metrics in seen] == pytest.approx(result.history.val_losses)
-    steps = json.loads((tmp_path / "dvclive" / "plots" / "custom" / "batch_mse.json").read_text())
-    assert len(steps) == result.history.batch_losses.numel(), "every step's loss is in the plot"
+    plot = tmp_path / "dvclive" / "plots" / "custom" / "batch_mse.json"
+    assert not plot.exists(), "the step plot is written once, when the training is done"
     logger.finish(seconds=1.5, segmenter_seconds=None)
+    steps = json.loads(plot.read_text())
+    assert len(steps) == result.history.batch_losses.numel(), "every step's loss is in the plot"
     headline = json.loads((tmp_path / "headline.json").read_text())
     assert (
         headline["step"] == 3 and headline["train_seconds"] == 1.5 and "train_mse" not in headline

@@ -32,10 +32,6 @@ class LossLogger:
         # The summary (a DVC metric) keeps only what compares experiments: `dvc exp show` has room
         # for about ten numbers on a 200-column terminal. The history keeps both losses.
         del self.live.summary["train_mse"]
-        # Written whole and renamed, in DVCLive's own format: its log_plot writes the file in place,
-        # and a crash or a full disk at an epoch's end left it cut short (bench/faults.py).
-        with atomic_path(Path(self.live.plots_dir) / "custom" / "batch_mse.json") as tmp:
-            tmp.write_text(json.dumps(self.steps, indent=4) + "\n", encoding="utf-8")
         self.live.next_step()
 
     def finish(self, seconds: float, segmenter_seconds: float | None) -> None:
@@ -43,4 +39,10 @@ class LossLogger:
         if segmenter_seconds is not None:
             self.live.summary["segmenter_seconds"] = round(segmenter_seconds, 2)
         self.live.end()
+        # Once, when the training is done, whole and renamed, in DVCLive's own format: its log_plot
+        # rewrote the file in place at each epoch's end, and bench/faults.py found it cut short by
+        # a full disk, and after a kill shown by git as a file to commit (DVC drops an output's
+        # .gitignore entry while its stage runs). The metrics above still follow each epoch.
+        with atomic_path(Path(self.live.plots_dir) / "custom" / "batch_mse.json") as tmp:
+            tmp.write_text(json.dumps(self.steps, indent=4) + "\n", encoding="utf-8")
         copy_file(self.live.metrics_file, self.headline)
