@@ -456,7 +456,7 @@ def main() -> None:
     results = {
         "date": date.today().isoformat(),
         "machine": machine(),
-        "commit": sh("git", "rev-parse", "--short", "HEAD", cwd=base).strip(),
+        "commit": sh("git", "rev-parse", "--short", "HEAD~1", cwd=base).strip(),  # under the run
         "experiment": RUN,
         "rows": rows,
     }
