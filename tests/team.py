@@ -3,13 +3,16 @@ commits the session's small run, queues one experiment per false-alarm budget, r
 shares it all (a bare git repository as `origin`, the default local DVC remote); her colleagues
 clone from there."""
 
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -31,14 +34,26 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class MotoS3:
+    endpoint: str
+    s3: object  # a boto3 client
+    server: subprocess.Popen
+
+
 @contextmanager
-def moto_s3(port: int) -> Iterator[tuple[str, object]]:
-    """moto's S3 server on 127.0.0.1:`port` with one empty bucket (its endpoint and a boto3 client),
-    stopped by its process id on leaving."""
+def moto_s3(port: int, recording: Path | None = None) -> Iterator[MotoS3]:
+    """moto's S3 server on 127.0.0.1:`port` with one empty bucket, stopped by its process id on
+    leaving. With `recording`: every request kept in that file, and a server started where one was
+    kept replays it first, so that a remote killed and started again holds what it held (moto keeps
+    its store in memory; S3 keeps it)."""
+    kept = recording is not None and recording.exists() and recording.stat().st_size > 0
+    record = {"MOTO_ENABLE_RECORDING": "1", "MOTO_RECORDER_FILEPATH": str(recording or "")}
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(record if recording else {})},
     )
     try:
         deadline = time.monotonic() + 30
@@ -61,8 +76,16 @@ def moto_s3(port: int) -> Iterator[tuple[str, object]]:
             aws_secret_access_key="testing",
             region_name="us-east-1",
         )
-        s3.create_bucket(Bucket="aepipe-cache")
-        yield endpoint, s3
+        if kept:
+            urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{endpoint}/moto-api/recorder/replay-recording", method="POST"
+                ),
+                timeout=60,
+            ).close()
+        else:
+            s3.create_bucket(Bucket="aepipe-cache")
+        yield MotoS3(endpoint, s3, server)
     finally:
         server.terminate()
         server.wait(timeout=10)

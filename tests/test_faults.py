@@ -15,8 +15,16 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO
-from dvc_project import ran_stages, run
-from team import S3_CREDENTIALS, free_port, make, moto_s3, use_s3
+from dvc_project import project_env, ran_stages, run
+from team import (
+    S3_CREDENTIALS,
+    MotoS3,
+    free_port,
+    make,
+    moto_s3,
+    publish_to_new_origin,
+    use_s3,
+)
 
 VERIFY = [sys.executable, str(REPO / "tools" / "verify_cache.py")]
 
@@ -140,13 +148,115 @@ def test_make_share_with_the_s3_remote_down_fails_loses_nothing_and_pushes_once_
     )
     assert (project / "models" / "model.pt").read_bytes() == model
 
-    with moto_s3(port) as (_, s3):
+    with moto_s3(port) as moto:
         make("share", project, S3_CREDENTIALS)  # the same command again, once the remote is back
         stored = {
             item["Key"].split("/")[-1]
-            for item in s3.list_objects_v2(Bucket="aepipe-cache")["Contents"]
+            for item in moto.s3.list_objects_v2(Bucket="aepipe-cache")["Contents"]
         }
     assert locked_md5(project, "models/model.pt")[2:] in stored
+
+
+def test_the_s3_remote_stopped_mid_push_and_mid_pull_leaves_nothing_half_and_the_command_finishes(
+    own_project, tmp_path
+):
+    alice, port, recording = own_project, free_port(), tmp_path / "moto-requests.jsonl"
+    run(["git", "add", "-A"], alice, None)
+    run(["git", "commit", "-qm", "small run"], alice, None)
+    origin = publish_to_new_origin(alice, tmp_path)
+    slow_s3_remote(alice, port)
+    objects = cache_objects(alice)
+    with moto_s3(port, recording) as moto:
+        sharing = in_background(["make", "--no-print-directory", "-o", "setup", "share"], alice)
+        stop_after(moto, recording, "PUT", objects=3)
+        assert sharing.wait(timeout=300) != 0, "a push into a stopped remote fails"
+    assert cache_objects(alice) == objects, "nothing of Alice's is lost"
+    with moto_s3(port, recording) as moto:  # started again, holding what it held
+        assert 3 <= len(stored(moto)) < len(objects), "stopped mid-push"
+        make("share", alice, S3_CREDENTIALS)  # the same command
+        assert set(objects) <= stored(moto)
+
+    bob = tmp_path / "bob"
+    run(["git", "clone", "-q", str(origin), str(bob)], tmp_path, None)
+    slow_s3_remote(bob, port)
+    with moto_s3(port, recording) as moto:
+        pulling = in_background(["make", "--no-print-directory", "-o", "setup", "pull"], bob)
+        stop_after(moto, recording, "GET", objects=3)
+        assert pulling.wait(timeout=300) != 0, "a pull from a stopped remote fails"
+    # Each output whole or not there yet (in the cache or not): none modified, that is half-written.
+    states = changed(bob)
+    assert states and set(states.values()) <= {"deleted", "not in cache"}, states
+    verified = subprocess.run(VERIFY, cwd=bob, capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    with moto_s3(port, recording):
+        make("pull", bob, S3_CREDENTIALS)  # the same command
+    assert changed(bob) == {}
+
+
+def slow_s3_remote(clone: Path, port: int) -> None:
+    """The S3 remote, one object at a time (so that a stop lands between objects), and a stopped
+    server found within seconds."""
+    use_s3(clone, f"http://127.0.0.1:{port}")
+    for option, value in (("jobs", "1"), ("connect_timeout", "2")):
+        run(["dvc", "remote", "modify", "--local", "s3", option, value], clone, None)
+
+
+def in_background(command: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=project_env(None, **S3_CREDENTIALS),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_after(moto: MotoS3, recording: Path, method: str, objects: int) -> None:
+    """Kills the server (SIGKILL: the remote gone mid-transfer) once it has been sent `objects`
+    more `method` requests for cache objects than it had when called."""
+    start, deadline = transfers(recording, method), time.monotonic() + 120
+    while transfers(recording, method) < start + objects:
+        assert time.monotonic() < deadline, f"no {objects} {method} requests in 120 s"
+        time.sleep(0.02)
+    moto.server.kill()
+    moto.server.wait()
+
+
+def transfers(recording: Path, method: str) -> int:
+    if not recording.exists():
+        return 0
+    requests = (json.loads(line) for line in recording.read_text().splitlines() if line)
+    return sum(r["method"] == method and "/files/md5/" in r["url"] for r in requests)
+
+
+def stored(moto: MotoS3) -> set[str]:
+    """The cache objects the remote holds, as `xx/yyyy…` of their md5."""
+    listed = moto.s3.list_objects_v2(Bucket="aepipe-cache").get("Contents", [])
+    return {"/".join(item["Key"].split("/")[-2:]) for item in listed if "/md5/" in item["Key"]}
+
+
+def cache_objects(project: Path) -> dict[str, str]:
+    """{`xx/yyyy…`: the md5 of its bytes} of every object in the project's DVC cache."""
+    root = project / ".dvc" / "cache" / "files" / "md5"
+    return {
+        str(path.relative_to(root)): hashlib.md5(path.read_bytes()).hexdigest()
+        for path in root.rglob("*")
+        if path.is_file()
+    }
+
+
+def changed(project: Path) -> dict[str, str]:
+    """{path: deleted, modified, …} of each output (and each stage's dep) `dvc status` finds not as
+    dvc.lock records it."""
+    stages = json.loads(run(["dvc", "status", "--json"], project, None).stdout)
+    return {
+        path: state
+        for entries in stages.values()
+        for entry in entries
+        if isinstance(entry, dict)
+        for paths in entry.values()
+        for path, state in paths.items()
+    }
 
 
 def test_a_corrupt_object_in_the_s3_remote_is_refused_found_removed_and_pushed_again(
@@ -158,12 +268,12 @@ def test_a_corrupt_object_in_the_s3_remote_is_refused_found_removed_and_pushed_a
     cached = project / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
     model = project / "models" / "model.pt"
     verify = [sys.executable, str(REPO / "tools" / "verify_cache.py"), "--remote"]
-    with moto_s3(port) as (_, s3):
+    with moto_s3(port) as moto:
         use_s3(project, f"http://127.0.0.1:{port}")
         run(["dvc", "remote", "modify", "--local", "s3", "verify", "true"], project, None)
         run(["dvc", "push"], project, None, **S3_CREDENTIALS)
         good = cached.read_bytes()
-        s3.put_object(Bucket="aepipe-cache", Key=key, Body=good[:1000] + b"\0" + good[1001:])
+        moto.s3.put_object(Bucket="aepipe-cache", Key=key, Body=good[:1000] + b"\0" + good[1001:])
         cached.unlink()  # a colleague's clone: the model is only in the remote
         model.unlink()
 

@@ -27,8 +27,8 @@ from team import (
 @pytest.fixture(scope="module")
 def s3_endpoint():
     """moto's S3 server on 127.0.0.1, with one empty bucket."""
-    with moto_s3(free_port()) as (endpoint, s3):
-        yield endpoint, s3
+    with moto_s3(free_port()) as moto:
+        yield moto.endpoint, moto.s3
 
 
 def share_through_s3(local: Team, root: Path, endpoint: str, s3) -> Team:
