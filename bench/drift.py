@@ -24,8 +24,10 @@ $AEPIPE_FASHION_MNIST_MIRROR), kept for `--fashion PROJECT` next time. `--textur
 drift of the previous round: a texture's detector (the pipeline's inspection defaults at 64 px, in a
 fresh clone: about 7 minutes each) watching its set's good test patches, which come from other
 blocks of the photograph than its calibration patches (bench/inspection_sets.py; needs the bench
-extra). Then `aepipe score --onnx` over 120,000 held-out MNIST images, with and without watching,
-five rounds interleaved: the images per second of each. Results: bench/results/drift.json
+extra), and no drift on textures: each detector's calibration patches split into random halves,
+one its reference and the other the line (`--textures-only`: this alone). Then `aepipe score
+--onnx` over 120,000 held-out MNIST images, with and without watching, five rounds interleaved:
+the images per second of each. Results: bench/results/drift.json
 (drift-textures.json); the streams, for the Alibi Detect peer (bench/peer_alibi_drift.py), in
 --streams (default: a temporary file, printed).
 """
@@ -45,7 +47,9 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter
 
 from aepipe.anomaly.calibration import binomial_interval
-from aepipe.anomaly.drift import TESTS, WATCH_BATCH, Watch, decode_reference
+from aepipe.anomaly.detection import DEAD_FRAME
+from aepipe.anomaly.drift import TESTS, WATCH_BATCH, Reference, Watch, decode_reference
+from aepipe.anomaly.verdicts import flag_rule
 from aepipe.atomic import write_json
 from aepipe.data.dataset import load_split
 from aepipe.deploy.serve import OnnxDetector
@@ -217,6 +221,7 @@ def fashion_project(given: str) -> Path:
 # good patches for a 1 % target; brick at seed 1 held (0.0 %).
 TEXTURE_RUNS = (("brick", 1), ("brick", 2), ("grass", 42))
 TEXTURE_ORDERS = 5  # random orders of each set's 500 good test patches, each a stream
+TEXTURE_SPLITS = 30  # random halves of each set's calibration patches: reference and line
 
 
 def texture_detectors(workdir: Path) -> dict[str, Path]:
@@ -236,17 +241,62 @@ def texture_detectors(workdir: Path) -> dict[str, Path]:
         dvc("exp", "run", *[arg for s in settings for arg in ("-S", s)], "export", cwd=clone)
         found[f"{name}/{seed}"] = workdir / f"{name}-seed{seed}.onnx"
         shutil.copy(clone / "models" / "detector.onnx", found[f"{name}/{seed}"])
+        for kept in ("data/scores/val_images.csv", "data/latents.npz"):  # its calibration patches'
+            shutil.copy(clone / kept, workdir / f"{name}-seed{seed}-{Path(kept).name}")
         print(f"texture detector {name}, seed {seed}: {found[f'{name}/{seed}']}", flush=True)
     shutil.rmtree(clone.parent)
     return found
 
 
-def real_drift(workdir: Path) -> dict:
+def texture_no_drift(workdir: Path, detectors: dict[str, Path], alpha: float = ALPHA) -> dict:
+    """No drift on a texture: its calibration patches (the same blocks of the photograph), split at
+    random into a reference half and a line half, TEXTURE_SPLITS times; the line half watched
+    against the reference half as `aepipe score` watches (the detector's threshold and target, the
+    calibration scores and codes of the pipeline's own run), in batches of the most the half's
+    codes watch. How many of those batches were declared drifted, by test."""
+    found = {}
+    for run, detector in detectors.items():
+        name, seed = run.split("/")
+        images = pd.read_csv(workdir / f"{name}-seed{seed}-val_images.csv")
+        calibration = (images["role"] == "calibration").to_numpy()
+        scores = images["score"].to_numpy()[calibration]
+        dead = images[DEAD_FRAME].to_numpy()[calibration]
+        latents = np.load(workdir / f"{name}-seed{seed}-latents.npz")["latents"][calibration]
+        onnx = OnnxDetector(detector)
+        target = decode_reference(onnx.reference, onnx.threshold)[0].target
+        flagged = flag_rule(scores, dead, onnx.threshold)
+        alarms, batches, fired = 0, 0, dict.fromkeys(TESTS, 0)
+        for split in range(TEXTURE_SPLITS):
+            order = np.random.default_rng(split).permutation(len(scores))
+            kept, line = order[: len(order) // 2], order[len(order) // 2 :]
+            reference = Reference(onnx.threshold, target, scores[kept], latents[kept])
+            watch = Watch(reference, alpha=alpha, seed=split)
+            size = watch.largest_batch
+            for start in range(0, len(line) - size + 1, size):
+                batch = line[start : start + size]
+                verdict = watch.watch(scores[batch], flagged[batch], latents[batch])
+                batches, alarms = batches + 1, alarms + verdict.drift
+                for test in verdict.fired:
+                    fired[test] += 1
+        found[run] = {
+            "calibration_patches": len(scores),
+            "batch": size,
+            "batches": batches,
+            "alarms": alarms,
+            "rate": alarms / batches,
+            "interval": list(binomial_interval(alarms, batches)),
+            "by_test": fired,
+        }
+        print(f"no drift, {run}: {found[run]}", flush=True)
+    return found
+
+
+def real_drift(workdir: Path, detectors: dict[str, Path]) -> dict:
     """Each texture detector watching its set's good test patches as `aepipe score` does, in
     TEXTURE_ORDERS random orders: the flag rate, and the images scored up to the end of the first
     batch declared drifted (its default batch: the most its reference of 1,000 codes watches)."""
     found = {}
-    for run, detector in texture_detectors(workdir).items():
+    for run, detector in detectors.items():
         files = sorted((workdir / "sets" / run.split("/")[0] / "test" / "good").iterdir())
         delays, rates = [], []
         for order in range(TEXTURE_ORDERS):
@@ -333,6 +383,28 @@ def measure(source: Source, made: dict, alphas: list[float]) -> dict:
     }
 
 
+def textures() -> None:
+    """The texture detectors' streams: the real drift of their test blocks, and no drift within
+    their calibration blocks."""
+    workdir = Path(tempfile.mkdtemp(prefix="drift-textures-"))
+    detectors = texture_detectors(workdir)
+    found = {"real_drift": real_drift(workdir, detectors)}
+    found["no_drift"] = texture_no_drift(workdir, detectors)
+    alarms = sum(run["alarms"] for run in found["no_drift"].values())
+    batches = sum(run["batches"] for run in found["no_drift"].values())
+    found["no_drift_every_texture"] = {
+        "alarms": alarms,
+        "batches": batches,
+        "rate": alarms / batches,
+        "interval": list(binomial_interval(alarms, batches)),
+    }
+    write_json(
+        RESULTS / "drift-textures.json",
+        {"date": date.today().isoformat(), "machine": machine(), "alpha": ALPHA, **found},
+    )
+    shutil.rmtree(workdir)
+
+
 def save_streams(path: Path, sources: list[Source], made: dict) -> None:
     """Every watched batch (scores, flags, latent codes) and each detector's reference, for the
     peer."""
@@ -359,7 +431,10 @@ def main() -> None:
     parser.add_argument("--fashion", nargs="?", const="new", metavar="PROJECT")
     parser.add_argument("--textures", action="store_true")
     parser.add_argument("--streams", type=Path)
+    parser.add_argument("--textures-only", action="store_true", help="only drift-textures.json")
     args = parser.parse_args()
+    if args.textures_only:
+        return textures()
     sources = [held_out(REPO, "mnist")]
     if args.fashion:
         sources.append(held_out(fashion_project(args.fashion), "fashion-mnist"))
@@ -372,10 +447,7 @@ def main() -> None:
         "no_drift": {},
     }
     if args.textures:
-        workdir = Path(tempfile.mkdtemp(prefix="drift-textures-"))
-        textures = {"date": results["date"], "machine": results["machine"], **real_drift(workdir)}
-        write_json(RESULTS / "drift-textures.json", textures)
-        shutil.rmtree(workdir)
+        textures()
     results["throughput"] = throughput(sources[0])
     for alpha in (f"{alpha:g}" for alpha in args.alphas):
         counts = [d["by_alpha"][alpha]["no_drift"] for d in results["datasets"].values()]

@@ -10,8 +10,9 @@ not the project's, an atomic write's temporary file, an output neither absent no
 whether a corrupt object was computed from, the recovery command, and whether it recovered: the
 outputs then equal to an uninterrupted run's (timings aside), `dvc status` clean.
 
-- kill: `kill -9` of `dvc exp run -S seed=7` while each expensive stage runs (train mid-epoch,
-  score, threshold, export, publish); recovery: the same command again.
+- kill: `kill -9` of `dvc exp run -S seed=7` while each stage that computes runs (train mid-epoch,
+  score, threshold, evaluate, the figures, t-SNE, interpolate, denoise, the judge's training,
+  sample, export, publish); recovery: the same command again.
 - calibrate: `aepipe calibrate --onnx` killed at points across its run while it replaces a
   detector; recovery: the same command again.
 - disk: the project on a tmpfs that fills during `dvc exp run -S seed=7`; recovery: space freed,
@@ -41,11 +42,26 @@ from aepipe.atomic import write_json
 from provenance import BIN, RESULTS, SMALL, command_env, fresh_clone, machine, queue_busy, sh
 
 DVC = str(BIN / "dvc")
-RUN = ["-S", "seed=7", "-S", "train.epochs=2"]  # each case's experiment, on the committed run
+# Each case's experiment, on the committed run; the judge's own seed too, or no experiment of the
+# autoencoder would run its stage.
+RUN = ["-S", "seed=7", "-S", "train.epochs=2", "-S", "judge.seed=7"]
 TAG = "autoencoder@v0.0.1"
 # Each stage killed this many seconds after its script started; the training as soon as its
 # first epoch's checkpoint is written (CHECKPOINT), in the middle of its two.
-KILLED = {"train": 0.0, "score": 1.0, "threshold": 0.5, "export": 1.5, "publish": 0.0}
+KILLED = {
+    "train": 0.0,
+    "score": 1.0,
+    "threshold": 0.5,
+    "evaluate": 0.5,
+    "training_figures": 0.3,
+    "tsne": 1.0,
+    "interpolate": 0.3,
+    "denoise": 0.5,
+    "judge": 1.0,
+    "sample": 0.5,
+    "export": 1.5,
+    "publish": 0.0,
+}
 CHECKPOINT = ".checkpoints/train.pt"
 UNREPEATED = ("second", "kl_divergence")  # in JSON outputs' keys
 # DVCLive's files show the running training's last finished epoch (`dvc exp show` follows it): after

@@ -25,11 +25,8 @@ from guard import run_guarded
 
 DETECTOR = "models/detector.onnx"
 REFERENCE = "models/reference.json"  # the reference the detector carries in its metadata
-# Scans are watched through their tiles, and mean + k·std promises no rate: neither carries one yet.
-NO_REFERENCE = (
-    "a detector of tiles, or a threshold that promises no false-alarm rate "
-    "(threshold.method mean_std)"
-)
+# mean + k·std promises no rate to watch
+NO_REFERENCE = "a threshold that promises no false-alarm rate (threshold.method mean_std)"
 # The params the detector is made from (its metadata names them; dvc.yaml reruns this stage when
 # they change).
 DETECTOR_PARAMS = ("seed", "data", "train", "anomaly", "threshold")
@@ -102,13 +99,15 @@ def check_parity(detector: Detector, params) -> dict[str, dict]:
 
 def calibration_reference(fitted: FittedScore, params) -> str | None:
     """What the detector carries for the drift watch (aepipe.anomaly.drift): the calibration images'
-    scores and latent codes and the false-alarm target; None where it has none to watch by."""
+    (scans') scores and latent codes and the false-alarm target; None where it has none to watch
+    by."""
     target = params.threshold.false_alarm_target
-    if fitted.tiling or target is None:
+    if target is None:
         return None
     images = pd.read_csv("data/scores/val_images.csv")
     calibration = (images["role"] == "calibration").to_numpy()
-    latents = np.load("data/latents.npz")["latents"][calibration]
+    saved = np.load("data/latents.npz")
+    latents = saved["scan_latents" if fitted.tiling else "latents"][calibration]
     return encode_reference(
         images["score"].to_numpy()[calibration],
         latents,

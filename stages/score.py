@@ -91,8 +91,14 @@ def main() -> None:
     _keep_most_anomalous(model, val_images, scored, maps.kind, tiles)
     with atomic_path("data/latents.npz") as tmp:
         val_latents = {"latents": per_image.latents, "labels": val.labels}
+        # a scan's: its tiles' mean, what the drift watch compares (the reference, the line's)
+        scans = {"scan_latents": scored.latents} if tiles else {}
         np.savez(
-            tmp, **val_latents, train_latents=train_features.latents, train_labels=train.labels
+            tmp,
+            **val_latents,
+            **scans,
+            train_latents=train_features.latents,
+            train_labels=train.labels,
         )
 
 

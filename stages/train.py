@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dvclive import Live
 
 from aepipe.atomic import atomic_path, write_json
 from aepipe.data.dataset import load_classes, load_split
@@ -14,7 +13,7 @@ from aepipe.data.images import read_image_tree
 from aepipe.devices import resolve_device, to_pixels
 from aepipe.model.autoencoder import save_model
 from aepipe.model.distributed import join, launched_by_torchrun, leave, relaunch_under_torchrun
-from aepipe.model.loss_logger import LossLogger
+from aepipe.model.loss_logger import LossLogger, WholeFileLive
 from aepipe.model.segmenter_training import train_segmenter
 from aepipe.model.training import train
 from aepipe.params import ParamsError, check_against_classes, load_params, resolve_auto
@@ -112,7 +111,7 @@ def main() -> None:
         to_pixels(val_split.images, device),
     )
     logger = (
-        LossLogger(Live(LIVE_DIR, dvcyaml=None, save_dvc_exp=False), HEADLINE)
+        LossLogger(WholeFileLive(LIVE_DIR, dvcyaml=None, save_dvc_exp=False), HEADLINE)
         if world.is_main
         else None
     )

@@ -2,6 +2,7 @@
 scored through its tiles, its map stitched at its own size, and the detector of tiles scoring a
 scan as the pipeline does."""
 
+import base64
 import io
 import json
 import sys
@@ -108,6 +109,9 @@ def test_scans_of_mixed_sizes_are_trained_on_tiles_and_scored_whole(tmp_path):
         and export["export_flags_differ"] == 0
     )
     assert (export["metadata"]["tile"], export["metadata"]["overlap"]) == ("32", "8")
+    reference = json.loads((project / "models" / "reference.json").read_text())
+    codes = np.frombuffer(base64.b64decode(reference["latents"]), "<f4")
+    assert len(codes) == 6 * reference["latent_dim"], "each calibration scan's code"
     assert_scored_whole_at_their_size(project, tmp_path)
     assert_calibrated_on_site(project, tmp_path)
     # The same scans resized instead: the dataset is made again (download reads data.tile).
@@ -153,13 +157,10 @@ def assert_scored_whole_at_their_size(project: Path, tmp_path: Path) -> None:
 
 
 def assert_calibrated_on_site(project: Path, tmp_path: Path) -> None:
-    """`aepipe calibrate` on 100 good scans of the line: the new detector still scores scans through
-    its tiles."""
-    line = tmp_path / "line"
-    line.mkdir()
-    rng = np.random.default_rng(5)
-    for index in range(100):
-        Image.fromarray(scan(rng, *SIZES[index % 3])).save(line / f"{index:03d}.png")
+    """`aepipe calibrate` on 160 good scans of the line: the new detector still scores scans through
+    its tiles, and watches the line's next scans against them, scan by scan (each its tiles' mean
+    latent code): the same light quiet, a brighter one declared drifted."""
+    line = write_line(tmp_path / "line", 160, seed=5)
     out = tmp_path / "detector-line.onnx"
     aepipe(
         project,
@@ -174,7 +175,29 @@ def assert_calibrated_on_site(project: Path, tmp_path: Path) -> None:
     )
     rows = pd.read_csv(io.StringIO(aepipe(project, "score", "--onnx", str(out), str(line))))
     calibrated = json.loads(OnnxDetector(out).metadata["calibration"])
-    assert (OnnxDetector(out).metadata["tile"], calibrated["images"]) == ("32", 100)
+    assert (OnnxDetector(out).metadata["tile"], calibrated["images"]) == ("32", 160)
     assert rows["flagged"].sum() == calibrated["false_alarms"], (
         "the scans it was calibrated on, flagged by its threshold"
     )
+    for name, brighter, drift in (("same", 0, {False}), ("brighter", 60, {True})):
+        scans = write_line(tmp_path / name, 64, seed=6, brighter=brighter)
+        log = tmp_path / f"{name}.drift.csv"
+        said = run(
+            [str(Path(sys.executable).parent / "aepipe"), "score", "--onnx", str(out)]
+            + [str(scans), "--watch-batch", "32", "--drift-log", str(log)],
+            project,
+            None,
+            check=False,
+        )
+        watched = pd.read_csv(log)
+        assert len(watched) == 2 and set(watched["drift"]) == drift, said.stderr
+
+
+def write_line(folder: Path, count: int, seed: int, brighter: int = 0) -> Path:
+    """`count` good scans of the line, of the three sizes in turn, `brighter` grey levels up."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        pixels = scan(rng, *SIZES[index % 3]).astype(np.int16) + brighter
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{index:03d}.png")
+    return folder

@@ -105,3 +105,19 @@ def test_a_tiled_split_knows_each_scans_tiles_and_where_its_map_peaks():
     scan_map = np.zeros((32, 32))
     scan_map[20, 5] = 1.0  # in the scan's third tile (second row, first column)
     assert tiles.peak_tile("val", 1, scan_map) == 4
+
+
+def test_a_scans_error_and_latent_code_are_its_tiles_means():
+    tiling, sizes = Tiling(tile=32, overlap=16), [(32, 48), (32, 32)]  # two tiles, then one
+    tiles = Scores(
+        scores=np.zeros(3),
+        flagged=np.zeros(3, bool),
+        dead=np.zeros(3, bool),
+        maps=np.zeros((3, 32, 32), np.float32),
+        errors=np.array([1.0, 3.0, 5.0], np.float32),
+        latents=np.array([[1, 2], [3, 4], [10, 10]], np.float32),
+    )
+    scans = Scores.stitched(tiling, tiles, sizes, threshold=1.0)
+    assert scans.errors.tolist() == [2.0, 5.0]
+    assert scans.latents.tolist() == [[2.0, 3.0], [10.0, 10.0]]
+    assert tiling.scan_means(np.array([4.0, 6.0, 1.0]), sizes).tolist() == [5.0, 1.0]

@@ -90,20 +90,23 @@ def test_dvclive_says_after_every_epoch_how_far_training_got(
     LossLogger writes dvclive/metrics.json (its step, the latest validation MSE) as each epoch ends,
     and its final numbers to the stage's headline file."""
     import json
+    import os
 
-    from dvclive import Live
-
-    from aepipe.model.loss_logger import LossLogger
+    from aepipe.model.loss_logger import LossLogger, WholeFileLive
 
     monkeypatch.chdir(tmp_path)
     logger = LossLogger(
-        Live("dvclive", dvcyaml=None, save_dvc_exp=False), tmp_path / "headline.json"
+        WholeFileLive("dvclive", dvcyaml=None, save_dvc_exp=False), tmp_path / "headline.json"
     )
-    seen = []
+    seen, linked = [], []
 
     def log_and_look(history, epoch):
         logger(history, epoch)
-        seen.append(json.loads((tmp_path / "dvclive" / "metrics.json").read_text()))
+        metrics = tmp_path / "dvclive" / "metrics.json"
+        seen.append(json.loads(metrics.read_text()))
+        # a second name for this epoch's file: a rewrite in place would change it too
+        linked.append(tmp_path / f"epoch{epoch}.json")
+        os.link(metrics, linked[-1])
 
     result = train(
         *images,
@@ -113,6 +116,9 @@ def test_dvclive_says_after_every_epoch_how_far_training_got(
         on_epoch=log_and_look,
     )
     assert [metrics["step"] for metrics in seen] == [1, 2, 3]
+    assert [json.loads(path.read_text())["step"] for path in linked] == [1, 2, 3], (
+        "each epoch's summary a new file, renamed over the last"
+    )
     assert [metrics["val_mse"] for metrics in seen] == pytest.approx(result.history.val_losses)
     plot = tmp_path / "dvclive" / "plots" / "custom" / "batch_mse.json"
     assert not plot.exists(), "the step plot is written once, when the training is done"

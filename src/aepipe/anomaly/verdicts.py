@@ -64,15 +64,14 @@ class Scores:
     ) -> "Scores":
         """The scans of these (height, width)s, from their tiles' scores and maps in order: each
         scan's map stitched from its tiles' (averaged where they overlap), its score that map's
-        peak; a scan is dead when every tile is, and its error is its tiles' mean."""
+        peak; a scan is dead when every tile is, its error and latent code its tiles' mean (what
+        the drift watch compares, scan by scan)."""
         maps = tiling.stitch_all(tiles.maps, sizes)
         owner, count = tiling.scan_of_each_tile(sizes), len(sizes)
         dead = np.bincount(owner, weights=~np.asarray(tiles.dead, bool), minlength=count) == 0
         scores = np.array([scan_map.max() for scan_map in maps], np.float64)
-        errors = (
-            None
-            if tiles.errors is None
-            else np.bincount(owner, weights=tiles.errors, minlength=count)
-            / np.bincount(owner, minlength=count)
+        errors, latents = (
+            None if values is None else tiling.scan_means(values, sizes)
+            for values in (tiles.errors, tiles.latents)
         )
-        return cls(scores, flag_rule(scores, dead, threshold), dead, maps, errors)
+        return cls(scores, flag_rule(scores, dead, threshold), dead, maps, errors, latents)

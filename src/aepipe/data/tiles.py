@@ -74,3 +74,12 @@ class Tiling:
     def scan_of_each_tile(self, sizes: list[tuple[int, int]]) -> np.ndarray:
         """(tiles,) the index of the scan each tile was cut from."""
         return np.repeat(np.arange(len(sizes)), [self.count(*size) for size in sizes])
+
+    def scan_means(self, values: np.ndarray, sizes: list[tuple[int, int]]) -> np.ndarray:
+        """(scans, ...) float64: each scan's mean of its tiles' `values` ((tiles, ...), in
+        order)."""
+        owner = self.scan_of_each_tile(sizes)
+        sums = np.zeros((len(sizes), *np.shape(values)[1:]), np.float64)
+        np.add.at(sums, owner, values)
+        tiles = np.bincount(owner, minlength=len(sizes))
+        return sums / tiles.reshape(-1, *[1] * (sums.ndim - 1))

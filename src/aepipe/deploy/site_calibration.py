@@ -69,7 +69,8 @@ def site_reference(
     scores: np.ndarray, latents: np.ndarray | None, target: float, model_sha256: str
 ) -> str | None:
     """The drift watch's reference made of the good images: their scores and latent codes, and the
-    target (None where the detector gives no codes: a format /2 file, or a detector of tiles)."""
+    target (None where the detector gives no codes: a format /2 file). A scan's code is its tiles'
+    mean."""
     if latents is None:
         return None
     return encode_reference(scores, latents, target, seed=0, model_sha256=model_sha256)

@@ -6,9 +6,23 @@ import json
 from pathlib import Path
 
 from dvclive import Live
+from dvclive.plots import NumpyEncoder
+from dvclive.serialize import dump_json
 
 from aepipe.atomic import atomic_path, copy_file
 from aepipe.model.training import History
+
+
+class WholeFileLive(Live):
+    """DVCLive whose summary, metrics.json (`dvc exp show` reads it while an experiment trains), is
+    replaced whole at each epoch's end: DVCLive rewrites it in place, so a kill or a full disk in
+    the middle of a write would leave it cut short."""
+
+    def make_summary(self):
+        if self._step is not None:
+            self.summary["step"] = self.step
+        with atomic_path(self.metrics_file) as tmp:
+            dump_json(self.summary, tmp, cls=NumpyEncoder)
 
 
 class LossLogger:
