@@ -71,7 +71,9 @@ def test_a_clone_without_cache_or_remote_shows_the_committed_metrics_and_curves(
         header
     ) and "!" not in committed, table
     threshold = json.loads((team.alice / "metrics" / "threshold.json").read_text())["threshold"]
-    values = committed[3:]  # after the name and the time it was created ("04:56 PM")
+    # the row's last columns, one word each: its name and the time it was created come first, in
+    # two words today ("04:56 PM") and three on a later day ("Dec 06, 2026")
+    values = committed[len(committed) - len(header[2:]) :]
     assert float(values[header[2:].index("threshold")]) == pytest.approx(threshold, rel=1e-4)
 
     run(["dvc", "exp", "pull", "--no-cache", "origin", "--all-commits"], newcomer, None)
