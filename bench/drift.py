@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -78,10 +78,13 @@ class Source:
     name: str
     detector: OnnxDetector
     images: np.ndarray
+    nulls: dict = field(default_factory=dict)  # the MMD's, fitted once for every watch
 
     def watch(self, alpha: float) -> Watch:
-        reference, nulls = decode_reference(self.detector.reference, self.detector.threshold)
-        return Watch(reference, alpha=alpha, nulls=nulls)
+        reference, carried = decode_reference(self.detector.reference, self.detector.threshold)
+        if not self.nulls:
+            self.nulls.update(carried)
+        return Watch(reference, alpha=alpha, nulls=self.nulls)
 
     def scored(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         scores, flagged, _, _, latents = self.detector.run(images)
@@ -143,10 +146,10 @@ def streams(source: Source, seeds: int) -> dict[str, list[tuple]]:
     return made
 
 
-def first_drift(source: Source, batches: list[tuple], alpha: float):
-    """The stream's first batch declared drifted (its Verdict), or None."""
+def verdicts(source: Source, batches: list[tuple], alpha: float) -> list:
+    """The stream's Verdicts, batch by batch."""
     watch = source.watch(alpha)
-    return next((v for v in (watch.watch(*batch) for batch in batches) if v.drift), None)
+    return [watch.watch(*batch) for batch in batches]
 
 
 def no_drift(source: Source, made: dict, alpha: float) -> dict:
@@ -156,11 +159,10 @@ def no_drift(source: Source, made: dict, alpha: float) -> dict:
     fired = dict.fromkeys(TESTS, 0)
     for key, parts in made.items():
         if key.startswith(f"{source.name}/none/"):
-            watch = source.watch(alpha)
-            verdicts = [watch.watch(*batch) for batch in parts]
-            batches, alarms = batches + len(verdicts), alarms + sum(v.drift for v in verdicts)
-            loud_starts += any(v.drift for v in verdicts[: SHORT_STREAM // WATCH_BATCH])
-            for test in (test for verdict in verdicts for test in verdict.fired):
+            watched = verdicts(source, parts, alpha)
+            batches, alarms = batches + len(watched), alarms + sum(v.drift for v in watched)
+            loud_starts += any(v.drift for v in watched[: SHORT_STREAM // WATCH_BATCH])
+            for test in (test for verdict in watched for test in verdict.fired):
                 fired[test] += 1
     low, high = binomial_interval(alarms, batches)
     print(f"{source.name}, alpha {alpha}: {alarms} of {batches} undrifted batches declared {fired}")
@@ -175,13 +177,15 @@ def no_drift(source: Source, made: dict, alpha: float) -> dict:
 
 
 def delays(source: Source, made: dict, alpha: float) -> list[dict]:
-    """Per drift kind and strength: its flag rate, in how many streams it was declared, and the
-    images scored up to the end of the first batch declared drifted."""
+    """Per drift kind and strength: its flag rate, in how many streams it was declared, the images
+    scored up to the end of the first batch declared drifted, and the share of its batches
+    declared (each batch is tested alone)."""
     rows = []
     for kind, strengths in [*DRIFTS.items(), ("slow", (SLOW_STEP,))]:
         for strength in strengths:
             keys = [f"{source.name}/{kind}/{strength:g}/{seed}" for seed in range(DRIFT_SEEDS)]
-            firsts = [first_drift(source, made[key], alpha) for key in keys]
+            watched = [verdicts(source, made[key], alpha) for key in keys]
+            firsts = [next((v for v in stream if v.drift), None) for stream in watched]
             found = [first.batch * WATCH_BATCH for first in firsts if first]
             flags = np.concatenate([batch[1] for key in keys for batch in made[key]])
             rows.append(
@@ -195,6 +199,7 @@ def delays(source: Source, made: dict, alpha: float) -> list[dict]:
                         first.batch * WATCH_BATCH if first else None for first in firsts
                     ],
                     "median_delay_images": float(np.median(found)) if found else None,
+                    "batches_declared": float(np.mean([v.drift for s in watched for v in s])),
                     "first_tests": [first.fired if first else [] for first in firsts],
                 }
             )

@@ -63,22 +63,38 @@ def test_the_mmd_is_near_zero_for_the_same_distribution_and_grows_with_a_shift()
     assert kernel.mmd(points[:200]) < 0.01
 
 
+def gram(kernel: GaussianKernel, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 * kernel.bandwidth**2))
+
+
+def unbiased_mmd(kernel: GaussianKernel, a: np.ndarray, b: np.ndarray) -> float:
+    def own(x):
+        return (gram(kernel, x, x).sum() - len(x)) / (len(x) * (len(x) - 1))
+
+    return own(a) + own(b) - 2 * gram(kernel, a, b).mean()
+
+
 def test_the_mmd_in_float32_is_the_textbook_unbiased_estimate():
     points, sample = RNG.normal(0, 1, (300, 8)), RNG.normal(0.2, 1, (64, 8))
     kernel = GaussianKernel(points)
+    distances = ((points[:, None] - points[None]) ** 2).sum(-1)[np.triu_indices(300, 1)]
+    assert kernel.bandwidth == pytest.approx(np.sqrt(np.median(distances)) / 2)
+    assert kernel.mmd(sample) == pytest.approx(unbiased_mmd(kernel, sample, points), abs=1e-6)
 
-    def gram(a, b):
-        return np.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 * kernel.bandwidth**2))
 
-    def own(a):
-        return (gram(a, a).sum() - len(a)) / (len(a) * (len(a) - 1))
-
-    expected = own(sample) + own(points) - 2 * gram(sample, points).mean()
-    assert kernel.mmd(sample) == pytest.approx(expected, abs=1e-6)
-    drawn = np.array([0, 0, 1, 2, 3, 3, 4])  # a code drawn twice: its pairs with itself left out
-    distinct = gram(points[drawn], points[drawn])[drawn[:, None] != drawn[None]].mean()
-    expected = distinct + own(points) - 2 * gram(points[drawn], points).mean()
-    assert kernel.mmd(points[drawn], drawn) == pytest.approx(expected, abs=1e-6)
+def test_each_null_value_is_a_split_of_the_reference_codes_read_against_the_rest():
+    """The null's sums, taken from the reference's kernel matrix, are the MMD² of the drawn codes
+    and the others, computed from scratch."""
+    watch = Watch(Reference(THRESHOLD, 0.01, CALIBRATION, RNG.normal(0, 1, (200, 8))), seed=3)
+    null = watch.null(40)
+    codes = watch.reference.latents
+    for draw, value in zip(range(3), null, strict=False):
+        drawn = np.random.default_rng(3)
+        for _ in range(draw + 1):
+            chosen = drawn.choice(200, 40, replace=False)
+        rest = np.setdiff1d(np.arange(200), chosen)
+        expected = unbiased_mmd(GaussianKernel(codes), codes[chosen], codes[rest])
+        assert value == pytest.approx(expected, abs=1e-9)
 
 
 def test_too_small_a_batch_or_reference_is_refused_naming_the_minimum():

@@ -5,9 +5,9 @@ of scored images goes through, against the reference the detector carries from i
   above the target is what a line notices), with its Clopper–Pearson interval and the stream's
   running rate.
 - The scores: two-sample Kolmogorov–Smirnov of the batch's scores against the calibration scores.
-- The images: the maximum mean discrepancy (MMD², Gaussian kernel of the median distance) of the
-  batch's latent codes against half of the reference codes, read against a null fitted once per
-  batch size from the other half: a shift the scores do not show yet.
+- The images: the maximum mean discrepancy (MMD², Gaussian kernel of half the median distance) of
+  the batch's latent codes against the reference codes, read against a null fitted once per batch
+  size from random splits of those codes: a shift the scores do not show yet.
 
 A stream tests many times. Each batch's three tests share its false-alarm budget `alpha`
 (Bonferroni: alpha / 3 each), so at most `alpha` of the batches of a stream that has not drifted
@@ -26,9 +26,13 @@ from aepipe.errors import AepipeError
 
 TESTS = ("flag_rate", "scores", "latents")
 MIN_BATCH = 32  # images: below it neither KS nor the MMD tells a shift from chance
-# Batches drawn from the reference half for the MMD's null, per batch size (about 3 s on 2 cores,
-# once): p-values down to 1/2001, so that alpha / 3 down to 0.0015 can fire.
+# Splits of the reference codes for the MMD's null, per batch size (about 1 s on 2 cores, once):
+# p-values down to 1/2001, so that alpha / 3 down to 0.0015 can fire.
 NULL_DRAWS = 2000
+# The kernel's bandwidth is read off the distances between the first 512 reference codes (a
+# detector carries its codes in random order): 130,000 pairs place their median within a fraction
+# of a percent, at a twentieth of the cost of all of them, which every watch's start pays.
+BANDWIDTH_POINTS = 512
 
 
 @dataclass(frozen=True)
@@ -89,17 +93,10 @@ class Watch:
                 f"the detector's reference holds {len(self.reference.latents)} latent codes; "
                 f"watching needs at least {2 * MIN_BATCH}"
             )
-        # Two halves drawn at random (`seed`): codes kept in any order (a file's, a day's) must not
-        # put one population against the other in the null.
-        order = np.random.default_rng(self.seed).permutation(len(self.reference.latents))
-        half = len(order) // 2
-        self._against = self.reference.latents[order[:half]]
-        self._null_pool = self.reference.latents[order[half:]]
-        self._kernel = GaussianKernel(self._against)
+        self._kernel = GaussianKernel(self.reference.latents)
         self._sorted_scores = np.sort(self.reference.scores)
-        # The null draws batches from the other half with replacement: at most half of it, so that
-        # few codes are drawn twice.
-        self.largest_batch = len(self._null_pool) // 2
+        # A split of the null leaves at least three quarters of the codes as its reference.
+        self.largest_batch = len(self.reference.latents) // 4
 
     def watch(self, scores: np.ndarray, flagged: np.ndarray, latents: np.ndarray) -> Verdict:
         # SciPy's special functions only: scipy.stats takes 0.6–0.9 s to import here, 0.3 s these.
@@ -144,15 +141,27 @@ class Watch:
         )
 
     def null(self, size: int) -> np.ndarray:
-        """MMD² of NULL_DRAWS batches of `size` codes drawn from the reference's other half, with
-        replacement (a batch drawn without it would vary less than a line's fresh one: the
-        finite-pool effect made false alarms), the pairs of one code with itself left out."""
+        """MMD² of NULL_DRAWS random splits of the reference codes: `size` of them against the rest,
+        as a batch of the reference's own population would read. The rest stands in for the whole
+        reference, a quarter smaller at most, which widens the null a little (conservative). A
+        split, unlike a batch drawn from a fixed other half, carries no offset between two finite
+        halves, which a narrow kernel would read as drift."""
         if size not in self.nulls:
+            gram = self._kernel.gram()
+            np.fill_diagonal(gram, 0)
+            rows, total, count = gram.sum(1), gram.sum(), len(gram)
+            rest = count - size
             rng = np.random.default_rng(self.seed)
-            draws = (rng.integers(0, len(self._null_pool), size) for _ in range(NULL_DRAWS))
-            self.nulls[size] = np.array(
-                [self._kernel.mmd(self._null_pool[drawn], drawn) for drawn in draws]
-            )
+            values = np.empty(NULL_DRAWS)
+            for draw in range(NULL_DRAWS):
+                drawn = rng.choice(count, size, replace=False)
+                within, out = gram[np.ix_(drawn, drawn)].sum(), rows[drawn].sum()
+                values[draw] = (
+                    within / (size * (size - 1))
+                    + (total - 2 * out + within) / (rest * (rest - 1))
+                    - 2 * (out - within) / (size * rest)
+                )
+            self.nulls[size] = values
         return self.nulls[size]
 
 
@@ -173,45 +182,52 @@ def kolmogorov_smirnov(sample: np.ndarray, reference_sorted: np.ndarray) -> tupl
 
 class GaussianKernel:
     """MMD² against a fixed set of reference points, under a Gaussian kernel whose bandwidth is
-    their median distance; the bandwidth and the reference's own term are computed once (float64),
-    a sample's kernel rows in float32, in place: they are most of a watch's work, and a quarter of
-    its time so."""
+    half their median distance (median_squared_distance): the median itself blurs away shifts as
+    faint as a noise of σ 0.02 on MNIST's pixels (bench/README.md#drift). The bandwidth and the
+    reference's own term are computed once; a sample's kernel rows, most of a watch's work, in
+    float32."""
 
     def __init__(self, reference: np.ndarray):
-        reference = reference.astype(np.float64)
-        distances = squared_distances(reference, reference)
-        self.bandwidth = (
-            float(np.sqrt(np.median(distances[np.triu_indices(len(reference), 1)]))) or 1.0
-        )
-        self._scale = np.float32(-1 / (2 * self.bandwidth**2))
-        within = np.exp(distances * float(self._scale))
-        m = len(reference)
-        self.reference_term = (within.sum() - np.trace(within)) / (m * (m - 1))
-        self._points = reference.astype(np.float32)
-        self._norms = (self._points**2).sum(1)
+        self._reference = reference.astype(np.float64)
+        points = reference.astype(np.float32)
+        self.bandwidth = float(np.sqrt(median_squared_distance(points))) / 2 or 1.0
+        self._scale = -1 / (2 * self.bandwidth**2)
+        self._against = self._right(points)
+        within = self._rows(points, self._against)
+        m = len(points)
+        self.reference_term = (
+            within.sum(dtype=np.float64) - np.trace(within, dtype=np.float64)
+        ) / (m * (m - 1))
 
-    def _kernel(self, sample: np.ndarray, norms: np.ndarray, points, points_norms) -> np.ndarray:
-        rows = sample @ points.T
-        rows *= -2
-        rows += norms[:, None]
-        rows += points_norms[None]
-        np.maximum(rows, 0, out=rows)
-        rows *= self._scale
+    def gram(self) -> np.ndarray:
+        """The reference points' kernel matrix (float64)."""
+        return np.exp(squared_distances(self._reference, self._reference) * self._scale)
+
+    # One matrix product gives the squared distances x·x + p·p - 2 x·p times the scale, with no
+    # pass over the rows but the exponential's: [x, x·x, 1] against [-2 scale p, scale, scale p·p].
+    def _right(self, points: np.ndarray) -> np.ndarray:
+        scale = np.float32(self._scale)
+        columns = [-2 * scale * points, np.full((len(points), 1), scale, np.float32)]
+        columns.append(scale * (points**2).sum(1, keepdims=True))
+        return np.ascontiguousarray(np.concatenate(columns, 1).T)
+
+    def _rows(self, sample: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """The kernel between the sample and `right`'s points: a point's with itself may round a
+        little above 1, which the MMD's own terms leave out with the diagonal as computed."""
+        ones = np.ones((len(sample), 1), np.float32)
+        rows = np.concatenate([sample, (sample**2).sum(1, keepdims=True), ones], 1) @ right
         return np.exp(rows, out=rows)
 
-    def mmd(self, sample: np.ndarray, identities: np.ndarray | None = None) -> float:
-        """The unbiased MMD² of `sample` (at least two points) and the reference; `identities`:
-        which drawn points are one and the same, their pairs left out of the sample's own term."""
+    def mmd(self, sample: np.ndarray) -> float:
+        """The unbiased MMD² of `sample` (at least two points) and the reference."""
         sample = sample.astype(np.float32)
-        norms = (sample**2).sum(1)
-        within = self._kernel(sample, norms, sample, norms)
-        if identities is None:  # every point distinct: only the diagonal is left out
-            left_out, pairs = np.trace(within, dtype=np.float64), len(sample) * (len(sample) - 1)
-        else:
-            same = identities[:, None] == identities[None]
-            left_out, pairs = within[same].sum(dtype=np.float64), same.size - np.sum(same)
-        own = (within.sum(dtype=np.float64) - left_out) / pairs
-        between = self._kernel(sample, norms, self._points, self._norms).mean(dtype=np.float64)
+        within = self._rows(sample, self._right(sample))
+        own = (within.sum(dtype=np.float64) - np.trace(within, dtype=np.float64)) / (
+            len(sample) * (len(sample) - 1)
+        )
+        # float32's pairwise sum, in half float64's time: off by under 1e-6, where the null
+        # spreads over 1e-3
+        between = float(self._rows(sample, self._against).mean())
         return float(own + self.reference_term - 2 * between)
 
 
@@ -219,7 +235,19 @@ def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum((a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T, 0.0)
 
 
-REFERENCE_CODES = 2048  # latent codes of calibration images a detector carries (half for the null)
+def median_squared_distance(points: np.ndarray) -> float:
+    """The median squared distance between two of the first BANDWIDTH_POINTS points, as np.median
+    of the entries above the diagonal of their distances, without gathering them: below the
+    diagonal each is there again, and the diagonal, set below every distance, sorts first."""
+    points = points[:BANDWIDTH_POINTS]
+    distances = squared_distances(points, points)
+    np.fill_diagonal(distances, -1)
+    middle = len(points) + (distances.size - len(points)) // 2
+    low, high = np.partition(distances, (middle - 1, middle), axis=None)[middle - 1 : middle + 1]
+    return (float(low) + float(high)) / 2
+
+
+REFERENCE_CODES = 2048  # latent codes of calibration images a detector carries
 # Images per watched batch by default: the batch `aepipe score` reads and scores at a time. At a 1 %
 # target it holds 2.56 expected false alarms; its MMD null is fitted once, at export, and carried.
 WATCH_BATCH = 256
@@ -245,7 +273,7 @@ def encode_reference(
             "scores": encoded(scores, "<f8"),
             "latents": encoded(kept, "<f4"),
             "latent_dim": int(latents.shape[1]),
-            "nulls": nulls,
+            "mmd_nulls": nulls,
             **made_for,
         }
     )
@@ -256,7 +284,10 @@ def decode_reference(text: str, threshold: float) -> tuple[Reference, dict[int, 
     nulls it carries by batch size."""
     saved = json.loads(text)
     latents = decoded(saved["latents"], "<f4").reshape(-1, saved["latent_dim"])
-    nulls = {int(size): decoded(null, "<f8") for size, null in saved.get("nulls", {}).items()}
+    # Not "nulls", which detectors exported by earlier versions carry: drawn from half of the codes
+    # under a wider kernel, another statistic's null. Such a watch fits its own when it starts.
+    carried = saved.get("mmd_nulls", {})
+    nulls = {int(size): decoded(null, "<f8") for size, null in carried.items()}
     return Reference(threshold, saved["target"], decoded(saved["scores"], "<f8"), latents), nulls
 
 
