@@ -11,7 +11,9 @@ each) cut into batches of the watch's default 256; every batch is watched as `ae
 watches it (the detector's carried reference and null), at each false-alarm budget per batch of
 `--alphas` (`aepipe score`'s default, 0.01; and the peer's measured rate, to compare at the same):
 
-- no drift: the held-out images as they are, `--seeds` streams per dataset;
+- no drift: the held-out images as they are, `--seeds` streams per dataset; and, since those
+  streams all read one reference, the pipeline's normal validation images split into random halves
+  30 times, one half a reference of its own and the other the line (halves_no_drift);
 - graded synthetic drift: brightness (grey levels added), contrast (pulled toward mid-grey),
   Gaussian blur and Gaussian noise, each at four strengths, five streams each; the detection delay
   is the images scored up to the end of the first batch declared drifted;
@@ -48,7 +50,14 @@ from scipy.ndimage import gaussian_filter
 
 from aepipe.anomaly.calibration import binomial_interval
 from aepipe.anomaly.detection import DEAD_FRAME
-from aepipe.anomaly.drift import TESTS, WATCH_BATCH, Reference, Watch, decode_reference
+from aepipe.anomaly.drift import (
+    REFERENCE_CODES,
+    TESTS,
+    WATCH_BATCH,
+    Reference,
+    Watch,
+    decode_reference,
+)
 from aepipe.anomaly.verdicts import flag_rule
 from aepipe.atomic import write_json
 from aepipe.data.dataset import load_split
@@ -76,6 +85,7 @@ class Source:
     """A dataset's detector and its held-out normal images, (N, C, H, W) floats in [0, 1]."""
 
     name: str
+    project: Path
     detector: OnnxDetector
     images: np.ndarray
     nulls: dict = field(default_factory=dict)  # the MMD's, fitted once for every watch
@@ -97,6 +107,7 @@ def held_out(project: Path, name: str) -> Source:
     images = load_split(project / "data" / "raw", "val").images[test]
     return Source(
         name,
+        project,
         OnnxDetector(project / "models" / "detector.onnx"),
         images[:, None].astype(np.float32) / 255,
     )
@@ -226,7 +237,8 @@ def fashion_project(given: str) -> Path:
 # good patches for a 1 % target; brick at seed 1 held (0.0 %).
 TEXTURE_RUNS = (("brick", 1), ("brick", 2), ("grass", 42))
 TEXTURE_ORDERS = 5  # random orders of each set's 500 good test patches, each a stream
-TEXTURE_SPLITS = 30  # random halves of each set's calibration patches: reference and line
+KEPT = ("scores/val_images.csv", "latents.npz")  # a pipeline's files of its images' scores, codes
+SPLITS = 30  # random halves of a detector's normal images, each a reference and a line
 
 
 def texture_detectors(workdir: Path) -> dict[str, Path]:
@@ -246,54 +258,64 @@ def texture_detectors(workdir: Path) -> dict[str, Path]:
         dvc("exp", "run", *[arg for s in settings for arg in ("-S", s)], "export", cwd=clone)
         found[f"{name}/{seed}"] = workdir / f"{name}-seed{seed}.onnx"
         shutil.copy(clone / "models" / "detector.onnx", found[f"{name}/{seed}"])
-        for kept in ("data/scores/val_images.csv", "data/latents.npz"):  # its calibration patches'
-            shutil.copy(clone / kept, workdir / f"{name}-seed{seed}-{Path(kept).name}")
+        for kept in KEPT:  # its calibration patches' scores and codes
+            shutil.copy(clone / "data" / kept, workdir / f"{name}-seed{seed}-{Path(kept).name}")
         print(f"texture detector {name}, seed {seed}: {found[f'{name}/{seed}']}", flush=True)
     shutil.rmtree(clone.parent)
     return found
 
 
-def texture_no_drift(workdir: Path, detectors: dict[str, Path], alpha: float = ALPHA) -> dict:
-    """No drift on a texture: its calibration patches (the same blocks of the photograph), split at
-    random into a reference half and a line half, TEXTURE_SPLITS times; the line half watched
-    against the reference half as `aepipe score` watches (the detector's threshold and target, the
-    calibration scores and codes of the pipeline's own run), in batches of the most the half's
-    codes watch. How many of those batches were declared drifted, by test."""
+def texture_no_drift(workdir: Path, detectors: dict[str, Path]) -> dict:
+    """No drift on a texture: its calibration patches (the same blocks of the photograph) in random
+    halves (halves_no_drift)."""
     found = {}
     for run, detector in detectors.items():
         name, seed = run.split("/")
-        images = pd.read_csv(workdir / f"{name}-seed{seed}-val_images.csv")
-        calibration = (images["role"] == "calibration").to_numpy()
-        scores = images["score"].to_numpy()[calibration]
-        dead = images[DEAD_FRAME].to_numpy()[calibration]
-        latents = np.load(workdir / f"{name}-seed{seed}-latents.npz")["latents"][calibration]
-        onnx = OnnxDetector(detector)
-        target = decode_reference(onnx.reference, onnx.threshold)[0].target
-        flagged = flag_rule(scores, dead, onnx.threshold)
-        alarms, batches, fired = 0, 0, dict.fromkeys(TESTS, 0)
-        for split in range(TEXTURE_SPLITS):
-            order = np.random.default_rng(split).permutation(len(scores))
-            kept, line = order[: len(order) // 2], order[len(order) // 2 :]
-            reference = Reference(onnx.threshold, target, scores[kept], latents[kept])
-            watch = Watch(reference, alpha=alpha, seed=split)
-            size = watch.largest_batch
-            for start in range(0, len(line) - size + 1, size):
-                batch = line[start : start + size]
-                verdict = watch.watch(scores[batch], flagged[batch], latents[batch])
-                batches, alarms = batches + 1, alarms + verdict.drift
-                for test in verdict.fired:
-                    fired[test] += 1
-        found[run] = {
-            "calibration_patches": len(scores),
-            "batch": size,
-            "batches": batches,
-            "alarms": alarms,
-            "rate": alarms / batches,
-            "interval": list(binomial_interval(alarms, batches)),
-            "by_test": fired,
-        }
+        images, latents = (workdir / f"{name}-seed{seed}-{Path(kept).name}" for kept in KEPT)
+        found[run] = halves_no_drift(images, latents, detector, ("calibration",))
         print(f"no drift, {run}: {found[run]}", flush=True)
     return found
+
+
+def halves_no_drift(
+    images_csv: Path, latents_npz: Path, detector: Path, roles: tuple, batch: int | None = None
+) -> dict:
+    """No drift: a pipeline's normal validation images of these roles (images_csv's, with their
+    latent codes), split at random into a reference half and a line half, SPLITS times; the line
+    half watched against the reference half as `aepipe score` watches (the detector's threshold and
+    target; the half's scores and up to REFERENCE_CODES of its codes), in batches of `batch`
+    (default: the most the half's codes watch), at the default budget. Each split draws a new
+    reference, as another calibration would: streams against one reference share its luck. How
+    many of those batches were declared drifted, by test."""
+    images = pd.read_csv(images_csv)
+    chosen = images["role"].isin(roles).to_numpy()
+    scores, dead = images["score"].to_numpy()[chosen], images[DEAD_FRAME].to_numpy()[chosen]
+    latents = np.load(latents_npz)["latents"][chosen]
+    onnx = OnnxDetector(detector)
+    target = decode_reference(onnx.reference, onnx.threshold)[0].target
+    flagged = flag_rule(scores, dead, onnx.threshold)
+    alarms, batches, fired = 0, 0, dict.fromkeys(TESTS, 0)
+    for split in range(SPLITS):
+        order = np.random.default_rng(split).permutation(len(scores))
+        kept, line = order[: len(order) // 2], order[len(order) // 2 :]
+        codes = latents[kept[:REFERENCE_CODES]]
+        watch = Watch(Reference(onnx.threshold, target, scores[kept], codes), seed=split)
+        size = batch or watch.largest_batch
+        for start in range(0, len(line) - size + 1, size):
+            batch_of = line[start : start + size]
+            verdict = watch.watch(scores[batch_of], flagged[batch_of], latents[batch_of])
+            batches, alarms = batches + 1, alarms + verdict.drift
+            for test in verdict.fired:
+                fired[test] += 1
+    return {
+        "images": len(scores),
+        "batch": size,
+        "batches": batches,
+        "alarms": alarms,
+        "rate": alarms / batches,
+        "interval": list(binomial_interval(alarms, batches)),
+        "by_test": fired,
+    }
 
 
 def real_drift(workdir: Path, detectors: dict[str, Path]) -> dict:
@@ -375,9 +397,15 @@ def throughput(source: Source, rounds: int = 5) -> dict:
 
 
 def measure(source: Source, made: dict, alphas: list[float]) -> dict:
+    files = [source.project / "data" / kept for kept in KEPT]
+    halves = halves_no_drift(
+        *files, source.project / "models" / "detector.onnx", ("calibration", "test"), WATCH_BATCH
+    )
+    print(f"{source.name}, no drift in random halves: {halves}", flush=True)
     return {
         "held_out_images": len(source.images),
         "reference_codes": len(source.watch(ALPHA).reference.latents),
+        "no_drift_halves": halves,
         "by_alpha": {
             f"{alpha:g}": {
                 "no_drift": no_drift(source, made, alpha),
@@ -464,6 +492,14 @@ def main() -> None:
             "interval": list(binomial_interval(alarms, batches)),
         }
         print(f"alpha {alpha}, no drift, every stream: {alarms} of {batches} batches declared")
+    halves = [d["no_drift_halves"] for d in results["datasets"].values()]
+    alarms, batches = sum(h["alarms"] for h in halves), sum(h["batches"] for h in halves)
+    results["no_drift_halves"] = {
+        "alarms": alarms,
+        "batches": batches,
+        "rate": alarms / batches,
+        "interval": list(binomial_interval(alarms, batches)),
+    }
     write_json(RESULTS / "drift.json", results)
     save_streams(args.streams or Path(tempfile.mkdtemp()) / "drift-streams.npz", sources, made)
 

@@ -31,9 +31,13 @@ SMALL = {
 
 
 def machine(*details: str | None) -> str:
-    """ "x86_64, 2 cores, <the CPU's name>", then any `details` given (threads, a GPU's name)."""
+    """ "x86_64, 2 cores, <the CPU's name> (family F model M)", then any `details` given (threads,
+    a GPU's name): one CPU name covers models whose speeds differ."""
     cpu = cpu_identity()
-    described = [platform.machine(), f"{os.cpu_count()} cores", cpu["name"] or cpu["vendor"]]
+    name = cpu["name"] or cpu["vendor"]
+    if cpu["model"]:
+        name += f" (family {cpu['family']} model {cpu['model']})"
+    described = [platform.machine(), f"{os.cpu_count()} cores", name]
     return ", ".join(described + [detail for detail in details if detail])
 
 
