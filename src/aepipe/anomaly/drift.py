@@ -5,9 +5,9 @@ of scored images goes through, against the reference the detector carries from i
   above the target is what a line notices), with its Clopper–Pearson interval and the stream's
   running rate.
 - The scores: two-sample Kolmogorov–Smirnov of the batch's scores against the calibration scores.
-- The images: the maximum mean discrepancy (MMD², Gaussian kernel of half the median distance) of
-  the batch's latent codes against the reference codes, read against a null fitted once per batch
-  size from random splits of those codes: a shift the scores do not show yet.
+- The images: the maximum mean discrepancy (MMD², a Gaussian kernel of half the codes' median
+  distance) of the batch's latent codes against the reference codes, read against a null fitted
+  once per batch size from random splits of those codes: a shift the scores do not show yet.
 
 A stream tests many times. Each batch's three tests share its false-alarm budget `alpha`
 (Bonferroni: alpha / 3 each), so at most `alpha` of the batches of a stream that has not drifted
@@ -33,6 +33,9 @@ NULL_DRAWS = 2000
 # detector carries its codes in random order): 130,000 pairs place their median within a fraction
 # of a percent, at a twentieth of the cost of all of them, which every watch's start pays.
 BANDWIDTH_POINTS = 512
+# The kernel's bandwidth, a share of the codes' median distance: the median itself blurs away shifts
+# as faint as a noise of σ 0.02 on MNIST's pixels (bench/drift_kernels.py).
+WIDTH = 0.5
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,9 @@ class Watch:
     batches: int = 0
     images: int = 0
     flagged: int = 0
-    # The MMD's nulls by batch size: watches of one reference and seed may share them.
+    # The MMD's nulls by batch size: watches of one reference, seed and width may share them.
     nulls: dict[int, np.ndarray] = field(default_factory=dict)
+    width: float = WIDTH  # the kernel's bandwidth, a share of the codes' median distance
 
     def __post_init__(self):
         if not 3 / (NULL_DRAWS + 1) <= self.alpha / len(TESTS) < 1:
@@ -93,7 +97,7 @@ class Watch:
                 f"the detector's reference holds {len(self.reference.latents)} latent codes; "
                 f"watching needs at least {2 * MIN_BATCH}"
             )
-        self._kernel = GaussianKernel(self.reference.latents)
+        self._kernel = GaussianKernel(self.reference.latents, self.width)
         self._sorted_scores = np.sort(self.reference.scores)
         # A split of the null leaves at least three quarters of the codes as its reference.
         self.largest_batch = len(self.reference.latents) // 4
@@ -182,15 +186,13 @@ def kolmogorov_smirnov(sample: np.ndarray, reference_sorted: np.ndarray) -> tupl
 
 class GaussianKernel:
     """MMD² against a fixed set of reference points, under a Gaussian kernel whose bandwidth is
-    half their median distance (median_squared_distance): the median itself blurs away shifts as
-    faint as a noise of σ 0.02 on MNIST's pixels (bench/README.md#drift). The bandwidth and the
-    reference's own term are computed once; a sample's kernel rows, most of a watch's work, in
-    float32."""
+    `width` of their median distance (median_squared_distance). The bandwidth and the reference's
+    own term are computed once; a sample's kernel rows, most of a watch's work, in float32."""
 
-    def __init__(self, reference: np.ndarray):
+    def __init__(self, reference: np.ndarray, width: float = WIDTH):
         self._reference = reference.astype(np.float64)
         points = reference.astype(np.float32)
-        self.bandwidth = float(np.sqrt(median_squared_distance(points))) / 2 or 1.0
+        self.bandwidth = width * float(np.sqrt(median_squared_distance(points))) or 1.0
         self._scale = -1 / (2 * self.bandwidth**2)
         self._against = self._right(points)
         within = self._rows(points, self._against)
