@@ -1,6 +1,9 @@
 """The calibration check: the false-alarm rate observed on new normal images, its exact interval,
 the verdict."""
 
+import math
+from statistics import NormalDist
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,7 @@ from aepipe.anomaly.calibration import (
     min_calibration_images,
     too_few_line,
     verdict_line,
+    wilson_interval,
 )
 from aepipe.anomaly.detection import per_image_threshold
 from aepipe.params import ThresholdParams
@@ -31,6 +35,25 @@ def test_the_interval_is_clopper_pearsons():
         [low <= 0.01 <= high for low, high in map(lambda c: binomial_interval(int(c), 500), counts)]
     )
     assert 0.93 <= covered <= 1.0
+
+
+def test_the_watchs_interval_is_wilsons():
+    z = NormalDist().inv_cdf(0.975)
+    for count, n in ((0, 256), (3, 256), (17, 232), (1200, 120_000), (256, 256)):
+        low, high = wilson_interval(count, n)
+        assert 0 <= low <= count / n <= high <= 1
+        # Its bounds: the rates p at which the normal approximation's score, (count/n - p) /
+        # √(p(1 - p) / n), reaches ±z.
+        for bound in (low, high):
+            if 0 < bound < 1:
+                score = (count / n - bound) / math.sqrt(bound * (1 - bound) / n)
+                assert abs(score) == pytest.approx(z, rel=1e-9)
+    assert wilson_interval(0, 256)[0] == 0 and wilson_interval(256, 256)[1] == 1
+    counts = np.random.default_rng(0).binomial(500, 0.01, size=400)
+    covered = np.mean(
+        [low <= 0.01 <= high for low, high in (wilson_interval(c, 500) for c in counts)]
+    )
+    assert 0.9 <= covered <= 1.0
 
 
 def test_a_threshold_that_keeps_its_promise_holds_and_one_on_drifted_images_does_not():

@@ -4,7 +4,15 @@ where nothing moved, firing the test that should fire where something did."""
 import numpy as np
 import pytest
 
-from aepipe.anomaly.drift import MIN_BATCH, GaussianKernel, Reference, Watch, kolmogorov_smirnov
+from aepipe.anomaly.drift import (
+    MIN_BATCH,
+    GaussianKernel,
+    Reference,
+    Watch,
+    binomial_tail,
+    kolmogorov_smirnov,
+    kolmogorov_survival,
+)
 from aepipe.errors import AepipeError
 
 RNG = np.random.default_rng(0)
@@ -163,6 +171,23 @@ def test_the_scores_test_is_scipys_statistic_with_kolmogorovs_conservative_p_val
         assert statistic == pytest.approx(exact.statistic, abs=1e-15)
         # never below the exact p-value: it fires no more often than the exact test would
         assert exact.pvalue <= p_value <= 1.3 * exact.pvalue + 1e-300
+    tied = np.round(rng.normal(0.2, 1, 256), 1)  # scores that tie, within the sample and across
+    statistic, _ = kolmogorov_smirnov(tied, np.sort(np.round(reference, 1)))
+    assert statistic == pytest.approx(ks_2samp(tied, np.round(reference, 1)).statistic, abs=1e-15)
     verdict = watched().watch(*batch(rng))
     expected = binom.sf(verdict.flagged - 1, verdict.images, 0.01) if verdict.flagged else 1.0
     assert verdict.p_values["flag_rate"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_binomial_and_kolmogorov_tails_are_scipys():
+    from scipy.special import bdtrc, kolmogorov
+
+    for n in (32, 256, 512):
+        for count in (*range(0, 30), n // 2, n - 1, n):
+            for rate in (0.001, 0.01, 0.3):
+                expected = bdtrc(count - 1, n, rate) if count > 0 else 1.0
+                assert binomial_tail(count, n, rate) == pytest.approx(
+                    expected, rel=1e-9, abs=1e-300
+                ), (count, n, rate)
+    for y in (0.0, 0.03, *np.linspace(0.1, 4, 400), 0.8, np.nextafter(0.8, 0)):
+        assert kolmogorov_survival(y) == pytest.approx(kolmogorov(y), rel=1e-12, abs=1e-15), y

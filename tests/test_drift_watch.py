@@ -4,6 +4,8 @@ changed declared drifted batch by batch, on the torch path and the detector's al
 --fail-on-drift; the refusals."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -67,6 +69,20 @@ def test_the_line_is_watched_batch_by_batch_and_a_changed_light_declared(
     )
     assert failed.returncode == 3 and len(pd.read_csv(tmp_path / "log.csv")) == 8
     assert score(project, str(line["brighter"]), "--no-watch", *path).stderr == ""
+
+
+def test_the_detectors_watch_imports_no_scipy(project, line, tmp_path):
+    """SciPy's import alone (about 0.2 s) would cost a short watched run of the torch-free scorer
+    more than scoring its images."""
+    script = "import sys\nfrom aepipe.deploy.cli import main\nmain(sys.argv[1:])\n"
+    script += "print('scipy imported:', 'scipy' in sys.modules, file=sys.stderr)"
+    out = tmp_path / "same.csv"
+    command = ["score", str(line["same"]), "--onnx", "models/detector.onnx", "--out", str(out)]
+    run = subprocess.run(
+        [sys.executable, "-c", script, *command], cwd=project, capture_output=True, text=True
+    )
+    assert "drift watch: 512 images in 8 batches: no drift declared" in run.stderr, run.stderr
+    assert run.stderr.endswith("scipy imported: False\n"), run.stderr
 
 
 def test_watching_is_refused_where_it_cannot_be_done_naming_what_would_do(project, line, tmp_path):

@@ -2,6 +2,7 @@
 against the rate observed on normal images it never saw, with an exact binomial interval."""
 
 import math
+import statistics
 
 CONFIDENCE = 0.95
 # With n calibration images the empirical (1 - target)-quantile flags new normal images at a rate
@@ -26,6 +27,17 @@ def binomial_interval(count: int, n: int, confidence: float = CONFIDENCE) -> tup
     low = 0.0 if count == 0 else float(betaincinv(count, n - count + 1, tail))
     high = 1.0 if count == n else float(betaincinv(count + 1, n - count, 1 - tail))
     return low, high
+
+
+def wilson_interval(count: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The Wilson (score) interval of a rate observed as `count` out of `n`: the rates at which the
+    normal approximation's two-sided test would just pass that count. The drift watch's, on every
+    batch of a line: a closed form, where the exact interval's beta quantiles would import
+    scipy.special (about 0.2 s, as long as scoring 512 images takes)."""
+    z = statistics.NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    centre = (count + z * z / 2) / (n + z * z)
+    half = z / (n + z * z) * math.sqrt(count * (n - count) / n + z * z / 4)
+    return 0.0 if count == 0 else centre - half, 1.0 if count == n else centre + half
 
 
 def calibration_check(false_alarms: int, normal_images: int, target: float | None) -> dict:

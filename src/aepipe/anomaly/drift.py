@@ -2,8 +2,8 @@
 of scored images goes through, against the reference the detector carries from its calibration.
 
 - The promise: the batch's flag rate against the false-alarm target, one-sided binomial (a rate
-  above the target is what a line notices), with its Clopper–Pearson interval and the stream's
-  running rate.
+  above the target is what a line notices), with its Wilson interval and the stream's running
+  rate.
 - The scores: two-sample Kolmogorov–Smirnov of the batch's scores against the calibration scores.
 - The images: the maximum mean discrepancy (MMD², a Gaussian kernel of half the codes' median
   distance) of the batch's latent codes against the reference codes, read against a null fitted
@@ -12,16 +12,18 @@ of scored images goes through, against the reference the detector carries from i
 A stream tests many times. Each batch's three tests share its false-alarm budget `alpha`
 (Bonferroni: alpha / 3 each), so at most `alpha` of the batches of a stream that has not drifted
 are declared drifted, whatever its length; over a horizon of H batches, at most alpha·H expected
-false alarms (alpha / H bounds the chance of any). NumPy and SciPy, no torch.
+false alarms (alpha / H bounds the chance of any). NumPy alone: no torch, and no SciPy, whose
+import would cost a short run of `aepipe score` more than its scoring.
 """
 
 import base64
 import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from aepipe.anomaly.calibration import binomial_interval
+from aepipe.anomaly.calibration import wilson_interval
 from aepipe.errors import AepipeError
 
 TESTS = ("flag_rate", "scores", "latents")
@@ -57,7 +59,7 @@ class Verdict:
     images: int
     flagged: int
     flag_rate: float
-    interval: tuple[float, float]  # the flag rate's 95 % Clopper–Pearson interval
+    interval: tuple[float, float]  # the flag rate's 95 % Wilson interval
     running_rate: float  # over every batch watched so far
     running_interval: tuple[float, float]
     ks_statistic: float
@@ -103,9 +105,6 @@ class Watch:
         self.largest_batch = len(self.reference.latents) // 4
 
     def watch(self, scores: np.ndarray, flagged: np.ndarray, latents: np.ndarray) -> Verdict:
-        # SciPy's special functions only: scipy.stats takes 0.6–0.9 s to import here, 0.3 s these.
-        from scipy.special import bdtrc
-
         if len(scores) < MIN_BATCH:
             raise AepipeError(
                 f"a batch of {len(scores)} images; drift watching needs at least {MIN_BATCH}"
@@ -123,10 +122,7 @@ class Watch:
         null = self.null(len(latents))
         ks_statistic, ks_p = kolmogorov_smirnov(scores, self._sorted_scores)
         p_values = {
-            # P(at least `count` flagged) at the target rate
-            "flag_rate": 1.0
-            if count == 0
-            else float(bdtrc(count - 1, len(scores), self.reference.target)),
+            "flag_rate": binomial_tail(count, len(scores), self.reference.target),
             "scores": ks_p,
             "latents": float((1 + np.sum(null >= discrepancy)) / (1 + len(null))),
         }
@@ -135,9 +131,9 @@ class Watch:
             len(scores),
             count,
             count / len(scores),
-            binomial_interval(count, len(scores)),
+            wilson_interval(count, len(scores)),
             self.flagged / self.images,
-            binomial_interval(self.flagged, self.images),
+            wilson_interval(self.flagged, self.images),
             ks_statistic,
             float(discrepancy),
             p_values,
@@ -169,19 +165,54 @@ class Watch:
         return self.nulls[size]
 
 
+def binomial_tail(count: int, n: int, rate: float) -> float:
+    """P(at least `count` of `n` flagged) at `rate`, summed from its terms in logarithms (as
+    scipy.special.bdtrc(count - 1, n, rate))."""
+    if count <= 0:
+        return 1.0
+    if count > n:
+        return 0.0
+    first = (
+        math.lgamma(n + 1)
+        - math.lgamma(count + 1)
+        - math.lgamma(n - count + 1)
+        + count * math.log(rate)
+        + (n - count) * math.log1p(-rate)
+    )
+    flagged = np.arange(count, n)
+    steps = np.log((n - flagged) / (flagged + 1)) + math.log(rate / (1 - rate))
+    terms = np.concatenate([[first], first + np.cumsum(steps)])
+    largest = terms.max()
+    return float(math.exp(largest) * np.exp(terms - largest).sum())
+
+
 def kolmogorov_smirnov(sample: np.ndarray, reference_sorted: np.ndarray) -> tuple[float, float]:
     """The two-sample Kolmogorov–Smirnov statistic of `sample` against a sorted reference (as
     scipy.stats.ks_2samp's), and its p-value by Kolmogorov's limiting distribution: a little above
-    ks_2samp's exact one at a batch's sizes (conservative), and needing scipy.special alone."""
-    from scipy.special import kolmogorov
+    ks_2samp's exact one at a batch's sizes (conservative)."""
+    sample, n, m = np.sort(sample), len(sample), len(reference_sorted)
+    # The two empirical distributions differ most at a sample point: the sample's steps up there,
+    # the reference's stays as it is until the next one.
+    above = np.arange(1, n + 1) / n - np.searchsorted(reference_sorted, sample, "right") / m
+    below = np.searchsorted(reference_sorted, sample, "left") / m - np.arange(n) / n
+    statistic = float(max(above.max(), below.max()))
+    return statistic, kolmogorov_survival(math.sqrt(n * m / (n + m)) * statistic)
 
-    sample = np.sort(sample)
-    both = np.concatenate([sample, reference_sorted])
-    below_sample = np.searchsorted(sample, both, "right") / len(sample)
-    below_reference = np.searchsorted(reference_sorted, both, "right") / len(reference_sorted)
-    statistic = float(np.max(np.abs(below_sample - below_reference)))
-    effective = len(sample) * len(reference_sorted) / (len(sample) + len(reference_sorted))
-    return statistic, float(kolmogorov(np.sqrt(effective) * statistic))
+
+SERIES_TERMS = np.arange(1, 12)  # either series of Kolmogorov's distribution, to double precision
+
+
+def kolmogorov_survival(y: float) -> float:
+    """P(K > y) for Kolmogorov's distribution (as scipy.special.kolmogorov): its alternating series,
+    or, below 0.8 where that one converges slowly and rounds near 1, the complement of the
+    distribution's own (Jacobi's theta) series."""
+    if y <= 0:
+        return 1.0
+    if y < 0.8:
+        odd = (2 * SERIES_TERMS - 1) ** 2
+        return float(1 - math.sqrt(2 * math.pi) / y * np.exp(-odd * math.pi**2 / (8 * y * y)).sum())
+    signs = (-1.0) ** (SERIES_TERMS - 1)
+    return float(2 * (signs * np.exp(-2 * SERIES_TERMS**2 * y * y)).sum())
 
 
 class GaussianKernel:
@@ -223,14 +254,16 @@ class GaussianKernel:
     def mmd(self, sample: np.ndarray) -> float:
         """The unbiased MMD² of `sample` (at least two points) and the reference."""
         sample = sample.astype(np.float32)
-        within = self._rows(sample, self._right(sample))
-        own = (within.sum(dtype=np.float64) - np.trace(within, dtype=np.float64)) / (
-            len(sample) * (len(sample) - 1)
-        )
-        # float32's pairwise sum, in half float64's time: off by under 1e-6, where the null
-        # spreads over 1e-3
-        between = float(self._rows(sample, self._against).mean())
-        return float(own + self.reference_term - 2 * between)
+        n, m = len(sample), self._against.shape[1]
+        # The sample's kernel rows against itself and the reference at once, each row summed by a
+        # matrix-vector product, weighted by its term: three times as fast as numpy's sums, and
+        # float32's rounding leaves the MMD² within 1e-6, where the null spreads over 1e-3.
+        rows = self._rows(sample, np.concatenate([self._right(sample), self._against], 1))
+        weights = np.full(n + m, -2 / (n * m), np.float32)
+        weights[:n] = 1 / (n * (n - 1))
+        terms = (rows @ weights).sum(dtype=np.float64)
+        own_diagonal = np.trace(rows, dtype=np.float64) / (n * (n - 1))
+        return float(terms - own_diagonal + self.reference_term)
 
 
 def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:

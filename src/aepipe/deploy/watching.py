@@ -51,21 +51,21 @@ class StreamWatch:
     ):
         """`size`: the images of a watched batch; None: WATCH_BATCH, or the most a small reference
         watches."""
-        carried, nulls = decode_reference(reference, threshold)
-        self.watch = Watch(carried, alpha=alpha, nulls=nulls)
-        size = size or min(WATCH_BATCH, self.watch.largest_batch)
-        if not MIN_BATCH <= size <= self.watch.largest_batch:
-            raise AepipeError(
-                f"--watch-batch {size}: expected {MIN_BATCH} to {self.watch.largest_batch} images "
-                f"(the detector's reference of {len(self.watch.reference.latents)} latent codes "
-                "watches batches of at most a quarter of them)"
-            )
-        self.size, self.log, self.drifted = size, log, []
-        # The watch's small matrix products on one BLAS thread: the scoring workers have the cores
-        # (BLAS's own threads beside them doubled the watch's cost).
+        # The watch's matrix products on one BLAS thread, from its start: the scoring workers have
+        # the cores (BLAS's own threads beside them doubled the watch's cost, and its threads spin
+        # a while after the reference's products, taking a core from them).
         from threadpoolctl import threadpool_limits
 
         self._blas = threadpool_limits(limits=1, user_api="blas")
+        try:
+            carried, nulls = decode_reference(reference, threshold)
+            self.watch = Watch(carried, alpha=alpha, nulls=nulls)
+            self.size = size or min(WATCH_BATCH, self.watch.largest_batch)
+            self._check_size()
+        except BaseException:
+            self._blas.restore_original_limits()
+            raise
+        self.log, self.drifted = log, []
         self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # scores, flags, codes
         # As the scores' CSV: rows into LOG.partial as batches are watched, renamed when the run
         # ends; with --strict (all or nothing), held until then.
@@ -101,6 +101,14 @@ class StreamWatch:
         if not self.drifted:
             return f"{watched}: no drift declared"
         return f"{watched}: drift declared in {len(self.drifted)}, first in batch {self.drifted[0]}"
+
+    def _check_size(self) -> None:
+        if not MIN_BATCH <= self.size <= self.watch.largest_batch:
+            raise AepipeError(
+                f"--watch-batch {self.size}: expected {MIN_BATCH} to {self.watch.largest_batch} "
+                f"images (the detector's reference of {len(self.watch.reference.latents)} latent "
+                "codes watches batches of at most a quarter of them)"
+            )
 
     def _take(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         joined = [np.concatenate(column) for column in zip(*self.pending, strict=True)]
