@@ -7,6 +7,8 @@ the default budget, by the watch as committed and with its two levers taken back
   code and a null from random splits of them;
 - the kernel: a bandwidth of the codes' median distance, instead of half of it.
 
+And a lever that would make watching cheaper: fewer reference codes (the first 1,536 or 1,024 of the
+2,048 a detector carries, in random order), which cut a watched batch's kernel rows in proportion.
 The watch as committed is "splits, 0.5 median"; the test before, "fixed half, 1 median".
 The flag-rate and score tests are the watch's in every variant. Each batch is tested alone, so the
 shares are per batch. Results: bench/results/drift_kernels.json.
@@ -33,6 +35,7 @@ from aepipe.atomic import write_json
 from provenance import RESULTS, machine
 
 ALPHA = 0.01  # `aepipe score`'s --drift-alpha default
+FEWER_CODES = (1536, 1024)
 
 
 class HalfNull:
@@ -67,19 +70,29 @@ class HalfNull:
 def shares(saved, dataset: str) -> dict:
     """Per variant: the share of no-drift batches declared, and of each drift's."""
     codes = saved[f"{dataset}/reference_latents"]
-    reference = Reference(np.inf, ALPHA, saved[f"{dataset}/reference_scores"], codes)
-    nulls = {WIDTH: {}, 1.0: {}}  # the watch's, by width: fitted once
-    halves = {width: HalfNull(codes, width) for width in nulls}
+    variants = {  # the watch's, by name: (its kernel's width, how many of the codes it reads)
+        **{f"splits, {width:g} median": (width, len(codes)) for width in (WIDTH, 1.0)},
+        **{f"splits, {WIDTH:g} median, first {m} codes": (WIDTH, m) for m in FEWER_CODES},
+    }
+    scores = saved[f"{dataset}/reference_scores"]
+    references = {
+        name: Reference(np.inf, ALPHA, scores, codes[:m]) for name, (_, m) in variants.items()
+    }
+    nulls = {name: {} for name in variants}  # each watch's: fitted once
+    halves = {width: HalfNull(codes, width) for width in (WIDTH, 1.0)}
     declared = {}
     streams = sorted({key.rsplit("/", 1)[0] for key in saved if "/reference_" not in key})
     for stream in (s for s in streams if s.startswith(f"{dataset}/")):
         kind = "no drift" if "/none/" in stream else " ".join(stream.split("/")[1:3])
-        watches = {w: Watch(reference, ALPHA, nulls=nulls[w], width=w) for w in nulls}
+        watches = {
+            name: Watch(references[name], ALPHA, nulls=nulls[name], width=width)
+            for name, (width, _) in variants.items()
+        }
         parts = [saved[f"{stream}/{part}"] for part in ("scores", "flagged", "latents")]
         for batch in zip(*parts, strict=True):
-            p_values = {w: watch.watch(*batch).p_values for w, watch in watches.items()}
-            others = min(p_values[WIDTH][test] for test in TESTS if test != "latents")
-            latent = {f"splits, {w:g} median": p_values[w]["latents"] for w in nulls}
+            p_values = {name: watch.watch(*batch).p_values for name, watch in watches.items()}
+            others = min(p_values[f"splits, {WIDTH:g} median"][t] for t in TESTS if t != "latents")
+            latent = {name: p_values[name]["latents"] for name in variants}
             latent |= {f"fixed half, {w:g} median": h.p_value(batch[2]) for w, h in halves.items()}
             for name, p_value in latent.items():
                 fired = min(others, p_value) < ALPHA / len(TESTS)
