@@ -90,6 +90,16 @@ def test_the_mmd_in_float32_is_the_textbook_unbiased_estimate():
     assert kernel.mmd(sample) == pytest.approx(unbiased_mmd(kernel, sample, points), abs=1e-6)
 
 
+def test_a_batchs_reference_sums_are_its_images_each_alone():
+    """As the scoring threads compute them, a part of the batch at a time."""
+    scores, flagged, latents = batch(np.random.default_rng(5))
+    sums = [watched().reference_sums(part) for part in (latents[:100], latents[100:])]
+    at_once = watched().watch(scores, flagged, latents)
+    in_parts = watched().watch(scores, flagged, latents, np.concatenate(sums))
+    assert in_parts.mmd == pytest.approx(at_once.mmd, abs=1e-9)
+    assert in_parts.p_values == at_once.p_values
+
+
 def test_each_null_value_is_a_split_of_the_reference_codes_read_against_the_rest():
     """The null's sums, taken from the reference's kernel matrix, are the MMD² of the drawn codes
     and the others, computed from scratch."""

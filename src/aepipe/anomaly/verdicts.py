@@ -33,6 +33,9 @@ class Scores:
     maps: np.ndarray | list[np.ndarray] | None = None
     errors: np.ndarray | None = None
     latents: np.ndarray | None = None
+    # Each latent's kernel summed over a drift watch's reference codes, where a watch asked for them
+    # as the images were scored (aepipe.anomaly.drift.Watch.reference_sums).
+    reference_sums: np.ndarray | None = None
 
     def masks(self, threshold: float) -> list[np.ndarray] | np.ndarray:
         return (

@@ -244,7 +244,7 @@ def score_command(args: argparse.Namespace) -> None:
             files, scorer.side, scorer.channels, args.invert, args.strict, tiled=bool(scorer.tiling)
         )
         batches = read_ahead(batched(inputs, batch_size(scorer)))
-        for batch, scored in scored_in_order(batches, scorer, args, bool(args.maps)):
+        for batch, scored in scored_in_order(batches, scorer, args, bool(args.maps), stream):
             failed += write_batch(writer, batch, scored, scorer, args.maps, done)
             out.flush()
             done += len(batch)
@@ -265,15 +265,23 @@ def score_command(args: argparse.Namespace) -> None:
 
 
 def scored_in_order(
-    batches: Iterator[list[Input]], scorer: Scorer, args: argparse.Namespace, with_maps: bool
+    batches: Iterator[list[Input]],
+    scorer: Scorer,
+    args: argparse.Namespace,
+    with_maps: bool,
+    stream: StreamWatch | None = None,
 ) -> Iterator[tuple[list[Input], Scores | None]]:
     """(batch, the scores of its readable images) for each batch, in order: scored here on
-    `scorer.workers` threads, or on the Dask cluster of --scheduler or --cluster (aepipe.grid
-    .scoring) by the scorer of the same files."""
+    `scorer.workers` threads (each with its codes' kernel sums for `stream`'s watch), or on the
+    Dask cluster of --scheduler or --cluster (aepipe.grid.scoring) by the scorer of the same
+    files."""
     if not (args.scheduler or args.cluster):
-        return worked_in_order(
-            batches, lambda batch: score_readable(batch, scorer, with_maps), scorer.workers
-        )
+
+        def work(batch: list[Input]) -> Scores | None:
+            scored = score_readable(batch, scorer, with_maps)
+            return stream.with_reference_sums(scored) if stream else scored
+
+        return worked_in_order(batches, work, scorer.workers)
     require_dask("scoring on a Dask cluster (--scheduler, --cluster)")
     from aepipe.grid.scoring import ScorerFiles, cluster_scored
 

@@ -6,6 +6,7 @@ import csv
 import io
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,8 @@ class StreamWatch:
             self._blas.restore_original_limits()
             raise
         self.log, self.drifted = log, []
-        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # scores, flags, codes
+        # scores, flags, codes, the codes' reference_sums
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         # As the scores' CSV: rows into LOG.partial as batches are watched, renamed when the run
         # ends; with --strict (all or nothing), held until then.
         self.file = self.rows = None
@@ -76,8 +78,19 @@ class StreamWatch:
             self.rows = csv.writer(self.file, lineterminator="\n")
             self.rows.writerow(LOG_COLUMNS)
 
+    def with_reference_sums(self, scored: Scores | None) -> Scores | None:
+        """`scored` with its latent codes' kernel sums over the reference: most of the watch's work,
+        and each image's alone, done on the thread that scored it (on the main thread between
+        batches, it held up the next batch's scoring)."""
+        if scored is None:
+            return None
+        return replace(scored, reference_sums=self.watch.reference_sums(scored.latents))
+
     def add(self, scored: Scores) -> None:
-        self.pending.append((scored.scores, scored.flagged, scored.latents))
+        sums = scored.reference_sums
+        if sums is None:
+            sums = self.watch.reference_sums(scored.latents)
+        self.pending.append((scored.scores, scored.flagged, scored.latents, sums))
         while sum(len(part[0]) for part in self.pending) >= self.size:
             self._watch(self._take(self.size))
 
@@ -110,14 +123,14 @@ class StreamWatch:
                 "codes watches batches of at most a quarter of them)"
             )
 
-    def _take(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _take(self, count: int) -> tuple[np.ndarray, ...]:
         joined = [np.concatenate(column) for column in zip(*self.pending, strict=True)]
         self.pending = (
             [tuple(column[count:] for column in joined)] if len(joined[0]) > count else []
         )
         return tuple(column[:count] for column in joined)
 
-    def _watch(self, batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    def _watch(self, batch: tuple[np.ndarray, ...]) -> None:
         verdict = self.watch.watch(*batch)
         if verdict.drift:
             self.drifted.append(verdict.batch)
