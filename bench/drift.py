@@ -61,7 +61,7 @@ from aepipe.anomaly.drift import (
 from aepipe.anomaly.verdicts import flag_rule
 from aepipe.atomic import write_json
 from aepipe.data.dataset import load_split
-from aepipe.deploy.serve import OnnxDetector
+from aepipe.deploy.onnx_detector import OnnxDetector
 from one_class import clone_at, dvc
 from provenance import REPO, RESULTS, machine
 

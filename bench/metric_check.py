@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from aepipe.anomaly.detection import aupro, detection_metrics, pixel_roc_auc
+from aepipe.anomaly.detection import aupro, image_roc_auc, pixel_roc_auc
 from aepipe.atomic import write_json
 from provenance import RESULTS
 
@@ -76,13 +76,10 @@ def ours(maps: np.ndarray, masks: np.ndarray) -> dict[str, float]:
         maps.reshape(len(maps), -1).max(axis=1),
         masks.reshape(len(masks), -1).any(axis=1),
     )
-    image = detection_metrics(
-        peaks[~defective], peaks[defective], threshold=float(np.median(peaks))
-    )
     return {
         "aupro": aupro(maps, masks),
         "pixel_roc_auc": pixel_roc_auc(maps, masks),
-        "image_roc_auc": image["roc_auc"],
+        "image_roc_auc": image_roc_auc(peaks[~defective], peaks[defective]),
     }
 
 

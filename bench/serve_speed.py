@@ -13,7 +13,7 @@ is measured. The inspection size is 3×64×64 with the inspection sets' score (m
 map), an untrained model exported here: speed does not depend on the weights. Every measurement is
 taken `--rounds` times, the two paths interleaved, and the median kept. End to end: 16,384 greyscale
 PNGs of 64×64 (and 2,048, and one) scored by an untrained 1×64×64 detector (map_max on the error
-map), the command run in this process (`aepipe.deploy.cli.main`), interleaved with decoding the
+map), the command run in this process (`aepipe.cli.main`), interleaved with decoding the
 files alone and the detector alone on their pixels; memory: the command's peak resident memory (its
 own process) on folders of 10,000 and 100,000 such files. Results:
 bench/results/serve_speed-cpu.json.
@@ -38,7 +38,7 @@ from aepipe.anomaly.detector import Detector
 from aepipe.anomaly.scores import FittedScore, MapSpec
 from aepipe.atomic import write_json
 from aepipe.deploy.export import export_detector
-from aepipe.deploy.serve import OnnxDetector
+from aepipe.deploy.onnx_detector import OnnxDetector
 from aepipe.model.autoencoder import AutoEncoder, load_model
 from provenance import RESULTS
 
@@ -228,7 +228,7 @@ def onnx_score_arguments(folder: Path, detector_path: Path) -> list[str]:
 
 def seconds_to_score(folder: Path, detector_path: Path) -> float:
     """How long `aepipe score --onnx` takes over a folder, its CSV written beside it."""
-    from aepipe.deploy.cli import main as aepipe
+    from aepipe.cli import main as aepipe
 
     started = time.perf_counter()
     aepipe(onnx_score_arguments(folder, detector_path))
@@ -243,14 +243,14 @@ def measure_end_to_end(
     loading, weigh less in a long run), and on one file (its fixed cost, in seconds); of decoding
     the long run's files alone (as it reads them) and of the detector alone on their pixels (batch 1
     and 256); interleaved."""
-    from aepipe.deploy.inputs import listed, read_inputs
+    from aepipe.deploy.inputs import listed, read_images
 
     _, detector_path = untrained_detector(
         1, side, FittedScore("map_max", maps=MapSpec("error", 1.0))
     )
     short, long = png_folder(counts[0], side), png_folder(counts[1], side)
     single, detector = png_folder(1, side), OnnxDetector(detector_path)
-    pixels = np.stack([item.pixels for item in read_inputs(listed([long]), side, 1, False, True)])[
+    pixels = np.stack([item.pixels for item in read_images(listed([long]), side, 1, False, True)])[
         :, None
     ]
 
@@ -270,7 +270,7 @@ def measure_end_to_end(
         seen[f"end_to_end_{counts[0]}_files"].append(counts[0] / end_to_end(short))
         one_file.append(end_to_end(single))
         started = time.perf_counter()
-        sum(1 for _ in read_inputs(listed([long]), side, 1, False, True))
+        sum(1 for _ in read_images(listed([long]), side, 1, False, True))
         seen["decode"].append(counts[1] / (time.perf_counter() - started))
         seen["detector_batch_1"].append(images_per_second(detector, pixels[:BATCH_1_IMAGES], 1))
         seen["detector_batch_256"].append(images_per_second(detector, pixels, 256))
@@ -297,7 +297,7 @@ def peak():
     status = open("/proc/self/status").read()
     print("VmHWM", status.split("VmHWM:")[1].split()[0], file=sys.stderr)
 atexit.register(peak)
-from aepipe.deploy.cli import main
+from aepipe.cli import main
 main(sys.argv[1:])
 """
 

@@ -27,7 +27,7 @@ from aepipe.anomaly.calibration import calibration_check, min_calibration_images
 from aepipe.anomaly.detection import per_image_threshold
 from aepipe.atomic import write_json
 from aepipe.data.dataset import load_split
-from aepipe.deploy.serve import OnnxDetector
+from aepipe.deploy.onnx_detector import OnnxDetector
 from aepipe.deploy.site_calibration import add_images, site_threshold
 from provenance import REPO
 

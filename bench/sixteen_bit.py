@@ -12,7 +12,7 @@ import numpy as np
 
 from aepipe.atomic import write_json
 from aepipe.data.dataset import load_split
-from aepipe.deploy.serve import OnnxDetector
+from aepipe.deploy.onnx_detector import OnnxDetector
 from provenance import REPO
 
 IMAGES = 2000

@@ -18,7 +18,7 @@ from aepipe.cpu_numerics import numerics_key
 from aepipe.data.folder import outline
 from aepipe.errors import AepipeError
 from aepipe.params import check_against_classes, fit_validation_set, load_params
-from guard import RESTORE, run_guarded
+from aepipe.run_guard import RESTORE, run_guarded
 
 CHECKED = "data/params_checked.txt"
 # a folder dataset: the download stage reads it (stages/download.py, dvc.yaml)

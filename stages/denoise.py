@@ -12,7 +12,7 @@ from aepipe.figures.plots import denoising_curves, denoising_grid, save
 from aepipe.model.autoencoder import load_model
 from aepipe.model.judge import NO_CLASSES, judge_images, load_judge
 from aepipe.params import fit_validation_set, load_params
-from guard import run_guarded
+from aepipe.run_guard import run_guarded
 
 
 def main() -> None:

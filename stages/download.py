@@ -18,7 +18,7 @@ from aepipe.data.folder import (
 from aepipe.data.mnist import DATASETS, download_dataset
 from aepipe.data.tiles import Tiling
 from aepipe.params import load_params
-from guard import run_guarded
+from aepipe.run_guard import run_guarded
 
 IMAGES = "data/images"  # a dependency of this stage in dvc.yaml
 

@@ -14,12 +14,13 @@ import pandas as pd
 
 from aepipe.anomaly.calibration import calibration_check, verdict_line
 from aepipe.anomaly.evaluation import curves, evaluate, headline, scored_sets
+from aepipe.anomaly.threshold_report import ThresholdReport
 from aepipe.anomaly.verdicts import flag_rule
 from aepipe.atomic import write_csv, write_json
 from aepipe.data.dataset import load_classes
 from aepipe.figures.plots import anomaly_scores, most_anomalous, save
 from aepipe.params import load_params
-from guard import run_guarded
+from aepipe.run_guard import run_guarded
 
 
 def write_curves(found: dict[str, pd.DataFrame]) -> None:
@@ -33,8 +34,8 @@ def write_curves(found: dict[str, pd.DataFrame]) -> None:
 
 def main() -> None:
     target = load_params("params.yaml").threshold.false_alarm_target
-    threshold_report = json.loads(Path("reports/threshold.json").read_text())["per_image"]
-    threshold, method = threshold_report["threshold"], threshold_report["score"]
+    report = ThresholdReport.read("reports/threshold.json")
+    threshold, method = report.threshold, report.score
     images = pd.read_csv("data/scores/val_images.csv")
     classes = load_classes("data/raw")
     normal, anomaly_sets, by_class = scored_sets(

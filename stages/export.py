@@ -14,14 +14,15 @@ from aepipe.anomaly.corruptions import corrupt
 from aepipe.anomaly.detector import Detector
 from aepipe.anomaly.drift import encode_reference
 from aepipe.anomaly.scores import FittedScore
+from aepipe.anomaly.threshold_report import ThresholdReport
 from aepipe.atomic import file_sha256, write_json
 from aepipe.data.dataset import load_split
 from aepipe.deploy.export import detector_metadata, export_detector, parity
-from aepipe.deploy.serve import OnnxDetector
+from aepipe.deploy.onnx_detector import OnnxDetector
 from aepipe.devices import as_floats, to_pixels
 from aepipe.model.autoencoder import load_model
 from aepipe.params import load_params
-from guard import run_guarded
+from aepipe.run_guard import run_guarded
 
 DETECTOR = "models/detector.onnx"
 REFERENCE = "models/reference.json"  # the reference the detector carries in its metadata
@@ -39,7 +40,7 @@ def main() -> None:
     cpu = torch.device("cpu")
     model = load_model("models/model.pt", cpu, images=(params.data.channels, params.data.side))
     fitted = FittedScore.from_dict(json.loads(Path("models/anomaly_score.json").read_text()))
-    threshold = json.loads(Path("reports/threshold.json").read_text())["per_image"]["threshold"]
+    threshold = ThresholdReport.read("reports/threshold.json").threshold
     made_from = {
         key: value
         for key, value in params.model_dump(mode="json").items()

@@ -9,7 +9,7 @@ from aepipe.figures.plots import interpolation_strip, save
 from aepipe.model.autoencoder import load_model
 from aepipe.model.inference import interpolate
 from aepipe.params import fit_validation_set, load_params
-from guard import run_guarded
+from aepipe.run_guard import run_guarded
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from aepipe.data.dataset import load_classes, load_split
 from aepipe.devices import resolve_device, to_pixels
 from aepipe.model.judge import NO_CLASSES, save_judge, train_judge
 from aepipe.params import load_params
-from guard import run_guarded
+from aepipe.run_guard import run_guarded
 
 
 def main() -> None:

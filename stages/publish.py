@@ -10,7 +10,8 @@ import shutil
 from pathlib import Path
 
 from aepipe.atomic import copy_file
-from guard import declared, run_guarded
+from aepipe.dvc_files import declared
+from aepipe.run_guard import run_guarded
 
 # dvclive/metrics.json is the training's headline (data/metrics/train.json), and the file DVCLive
 # updates while the train stage runs (so `dvc exp show` follows a queued training).

@@ -15,7 +15,7 @@ from aepipe.model.autoencoder import load_model
 from aepipe.model.inference import decode, reconstruct
 from aepipe.model.judge import NO_CLASSES, judge_images, load_judge
 from aepipe.params import load_params, resolve_auto
-from guard import run_guarded
+from aepipe.run_guard import run_guarded
 
 SHOWN = 100  # samples in the figure
 METRICS = ["fd_samples", "fd_recon", "fd_real", "sample_conf", "sample_min_share", "recon_acc"]

@@ -38,7 +38,7 @@ from aepipe.devices import resolve_device, to_numpy_images, to_pixels, to_tensor
 from aepipe.model.autoencoder import load_model
 from aepipe.model.inference import shuffled_batch_means
 from aepipe.params import load_params, resolve_auto
-from guard import run_guarded
+from aepipe.run_guard import run_guarded
 
 # validation images kept with their anomaly maps, for the evaluate stage's figure
 MOST_ANOMALOUS = 16

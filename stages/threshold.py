@@ -15,7 +15,7 @@ from aepipe.anomaly.detection import mean_std_threshold, per_image_threshold, su
 from aepipe.atomic import file_sha256, write_json
 from aepipe.figures.plots import loss_histograms, save
 from aepipe.params import load_params
-from guard import run_guarded
+from aepipe.run_guard import run_guarded
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from aepipe.model.loss_logger import LossLogger, WholeFileLive
 from aepipe.model.segmenter_training import train_segmenter
 from aepipe.model.training import train
 from aepipe.params import ParamsError, check_against_classes, load_params, resolve_auto
-from guard import run_guarded
+from aepipe.run_guard import run_guarded
 
 # Outside DVC's outputs (DVC deletes those before rerunning a stage), git- and dvc-ignored.
 CHECKPOINT = Path(".checkpoints/train.pt")

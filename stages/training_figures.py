@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from aepipe.figures.plots import loss_curves, reconstruction_grid, save
-from guard import run_guarded
+from aepipe.run_guard import run_guarded
 
 LIVE_PLOTS = "dvclive/plots"
 

@@ -8,7 +8,7 @@ from aepipe.data.dataset import load_classes
 from aepipe.figures.plots import save, tsne_map
 from aepipe.latent.tsne import knn_accuracy, tsne
 from aepipe.params import fit_validation_set, load_params
-from guard import run_guarded
+from aepipe.run_guard import run_guarded
 
 KNN_K = 10
 

@@ -10,8 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(sys.argv[1]).parent))
-import guard  # noqa: E402  (the stages' own module, found beside the script as the stage finds it)
+from aepipe import run_guard as guard
 
 GATE = Path(os.environ["AEPIPE_TEST_GATE"])
 guarded = guard.run_guarded

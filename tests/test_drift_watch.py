@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from aepipe.data.dataset import load_split
-from aepipe.deploy.serve import OnnxDetector
+from aepipe.deploy.onnx_detector import OnnxDetector
 from test_score import main_result, score
 
 
@@ -74,7 +74,7 @@ def test_the_line_is_watched_batch_by_batch_and_a_changed_light_declared(
 def test_the_detectors_watch_imports_no_scipy(project, line, tmp_path):
     """SciPy's import alone (about 0.2 s) would cost a short watched run of the torch-free scorer
     more than scoring its images."""
-    script = "import sys\nfrom aepipe.deploy.cli import main\nmain(sys.argv[1:])\n"
+    script = "import sys\nfrom aepipe.cli import main\nmain(sys.argv[1:])\n"
     script += "print('scipy imported:', 'scipy' in sys.modules, file=sys.stderr)"
     out = tmp_path / "same.csv"
     command = ["score", str(line["same"]), "--onnx", "models/detector.onnx", "--out", str(out)]

@@ -13,7 +13,7 @@ from aepipe.anomaly.scores import FittedScore, frame_contrast
 from aepipe.atomic import file_sha256
 from aepipe.data.dataset import load_split
 from aepipe.deploy.export import relative_differences
-from aepipe.deploy.serve import OnnxDetector
+from aepipe.deploy.onnx_detector import OnnxDetector
 from aepipe.errors import AepipeError
 
 

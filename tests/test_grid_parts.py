@@ -168,18 +168,16 @@ def test_a_grid_command_without_what_it_needs_says_what(args, message):
 
 
 def test_scoring_on_a_cluster_without_dask_says_how_to_install_it(monkeypatch):
-    from argparse import Namespace
-
-    from aepipe.deploy.cli import scored_in_order
+    from aepipe.deploy.scoring import Cluster, scored_in_order
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if the grid extra were missing
-    args = Namespace(scheduler="tcp://127.0.0.1:8786", cluster=None)
+    cluster = Cluster(scheduler="tcp://127.0.0.1:8786")
     with pytest.raises(AepipeError, match=r"--scheduler, --cluster\) needs Dask: pip install"):
-        scored_in_order(iter([]), None, args, with_maps=False)
+        scored_in_order(iter([]), None, False, cluster=cluster)
 
 
 def test_a_scorers_files_are_known_by_their_roles_and_bytes():
-    from aepipe.grid.scoring import ScorerFiles
+    from aepipe.deploy.cluster_scoring import ScorerFiles
 
     onnx = ScorerFiles({"onnx": b"detector"})
     assert onnx.key == ScorerFiles({"onnx": b"detector"}).key

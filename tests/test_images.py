@@ -12,7 +12,7 @@ from PIL import Image
 
 from aepipe.data.folder import read_folder
 from aepipe.data.images import MAX_PIXELS, read_image
-from aepipe.deploy.inputs import read_inputs
+from aepipe.deploy.inputs import read_images
 from aepipe.devices import to_pixels, to_tensor
 from aepipe.errors import AepipeError
 from aepipe.model.autoencoder import AutoEncoder, check_shape, load_model, save_model
@@ -198,13 +198,13 @@ def test_a_colour_model_refuses_a_greyscale_array_naming_both(tmp_path):
         AepipeError,
         match=r"grey.npy: array of shape \(2, 32, 32\); the model takes 3×32×32 \(colour\)",
     ):
-        list(read_inputs([tmp_path / "grey.npy"], 32, 3, invert=False, strict=True))
+        list(read_images([tmp_path / "grey.npy"], 32, 3, invert=False, strict=True))
     np.save(
         tmp_path / "first.npy", np.arange(2 * 3 * 32 * 32).reshape(2, 3, 32, 32).astype(np.uint8)
     )
     read = [
         item.pixels
-        for item in read_inputs([tmp_path / "first.npy"], 32, 3, invert=False, strict=True)
+        for item in read_images([tmp_path / "first.npy"], 32, 3, invert=False, strict=True)
     ]
     assert [pixels.shape for pixels in read] == [(32, 32, 3)] * 2, (
         "channels first is turned channels last"

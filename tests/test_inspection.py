@@ -13,7 +13,7 @@ from PIL import Image
 from aepipe.anomaly.detection import aupro
 from aepipe.data.dataset import load_classes, load_inspection_extras, load_split
 from aepipe.data.folder import is_inspection_layout, read_inspection_set
-from aepipe.deploy.serve import OnnxDetector
+from aepipe.deploy.onnx_detector import OnnxDetector
 from aepipe.errors import AepipeError
 from aepipe.figures.plots import most_anomalous
 from dvc_project import ALL_STAGES, FIGURES, PNG_SIGNATURE, copy_project, ran_stages, run

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from aepipe.cli import main
 from aepipe.data.dataset import load_split
-from aepipe.deploy.cli import main
 
 AEPIPE = str(Path(sys.executable).parent / "aepipe")
 
@@ -305,23 +305,21 @@ def test_an_interrupted_run_leaves_the_old_csv_and_the_rows_of_every_batch_done(
 
     out = tmp_path / "night.csv"
     out.write_text("last night's scores")
-    batches = []
+    written = []
 
-    def interrupted_on_the_second(writer, batch, *args):
-        if batches:
+    def interrupted_in_the_second_batch(row):
+        if len(written) == 256 + 10:
             raise KeyboardInterrupt
-        batches.append(batch)
-        return real(writer, batch, *args)
+        written.append(row.source)
+        return real(row)
 
-    real = cli.write_batch
-    monkeypatch.setattr(cli, "write_batch", interrupted_on_the_second)
+    real = cli.csv_row
+    monkeypatch.setattr(cli, "csv_row", interrupted_in_the_second_batch)
     with pytest.raises(KeyboardInterrupt):
         score(project, line[0], "--out", str(out))
     assert out.read_text() == "last night's scores"
     done = rows(out.with_name("night.csv.partial").read_text())
-    assert [row["source"] for row in done] == [item.source for item in batches[0]] and len(
-        done
-    ) == 256
+    assert [row["source"] for row in done] == written[:256]
 
 
 def test_batches_are_worked_on_side_by_side_and_handed_back_in_order():
@@ -502,7 +500,7 @@ class NoTorch:
         if name.split(".")[0] in ("torch", "matplotlib"):
             raise ImportError(name + " is not installed here")
 sys.meta_path.insert(0, NoTorch())
-from aepipe.deploy.cli import main
+from aepipe.cli import main
 main(sys.argv[1:])
 """
 

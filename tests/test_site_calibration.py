@@ -11,7 +11,7 @@ from PIL import Image
 
 from aepipe.atomic import file_sha256
 from aepipe.data.dataset import load_split
-from aepipe.deploy.serve import OnnxDetector
+from aepipe.deploy.onnx_detector import OnnxDetector
 from aepipe.deploy.site_calibration import site_threshold
 from aepipe.errors import AepipeError
 from test_score import AEPIPE, NO_TORCH, main_result, rows, score

@@ -87,7 +87,7 @@ def test_the_metrics_files_are_listed_once_and_every_headline_is_published(monke
     stage writes is published and a dep of publish, and so is every report (results/)."""
     monkeypatch.chdir(REPO)
     monkeypatch.syspath_prepend(str(REPO / "stages"))
-    from guard import declared
+    from aepipe.dvc_files import declared
     from publish import metrics_sources
 
     outs = {out for name in STAGES if name != "publish" for out in declared(name, "outs")}

@@ -15,7 +15,7 @@ from PIL import Image
 from scipy.ndimage import label
 
 from aepipe.data.dataset import load_split, load_tiles
-from aepipe.deploy.serve import OnnxDetector
+from aepipe.deploy.onnx_detector import OnnxDetector
 from dvc_project import SMALL, copy_project, ran_stages, run
 from test_inspection import KINDS, texture
 

@@ -1,7 +1,6 @@
 """dvc.yaml's library deps, written from the import graph: each stage lists exactly the src/aepipe
-modules its script imports, directly or through other modules, and the helper modules of stages/ it
-imports (stages/guard.py: one too few leaves a stale cache after an edit, one too many reruns the
-stage for nothing).
+modules its script imports, directly or through other modules (one too few leaves a stale cache
+after an edit, one too many reruns the stage for nothing).
 
     python tools/stage_deps.py          # rewrite them in dvc.yaml (`make deps`)
     python tools/stage_deps.py --check  # exit 1 naming each stage whose deps differ (tests run it)
@@ -17,8 +16,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# The generated lines: library modules, and the modules of stages/ that are no stage's script.
-LIBRARY_DEP = re.compile(r"^      - (src/aepipe/(\w+/)*\w+|stages/guard)\.py$")
+# The generated lines: library modules.
+LIBRARY_DEP = re.compile(r"^      - src/aepipe/(\w+/)*\w+\.py$")
 SCRIPT_DEP = re.compile(r"^      - (stages/\w+\.py)$")
 STAGE = re.compile(r"^  (\w+):$")
 
@@ -37,36 +36,16 @@ def imported_library_modules(path: Path, library: Path) -> set[str]:
     return {module for module in paths if (library / f"{module}.py").is_file()}
 
 
-def imported_helpers(script: Path) -> set[Path]:
-    """The modules beside `script` (in stages/) that it imports."""
-    names = set()
-    for node in ast.walk(ast.parse(script.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return {
-        script.parent / f"{name}.py" for name in names if (script.parent / f"{name}.py").is_file()
-    }
-
-
 def generated_deps(script: Path, root: Path) -> list[str]:
-    """The helper modules `script` imports and the library modules it and they import, as dep
-    paths."""
+    """The library modules `script` imports, and those they import, as dep paths."""
     library = root / "src" / "aepipe"
-    helpers = imported_helpers(script)
-    found, pending = (
-        set(),
-        set().union(*(imported_library_modules(path, library) for path in {script, *helpers})),
-    )
+    found, pending = set(), imported_library_modules(script, library)
     while pending:
         name = pending.pop()
         if name not in found:
             found.add(name)
             pending |= imported_library_modules(library / f"{name}.py", library)
-    return sorted(str(path.relative_to(root)) for path in helpers) + [
-        f"src/aepipe/{name}.py" for name in sorted(found)
-    ]
+    return [f"src/aepipe/{name}.py" for name in sorted(found)]
 
 
 def rendered(text: str, root: Path) -> str:

@@ -2,13 +2,16 @@
 file by its content."""
 
 import hashlib
+import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 
 def _current_umask() -> int:
@@ -42,6 +45,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def growing_file(path: Path | None, held: bool = False) -> Iterator[TextIO]:
+    """A text file written as it grows, rows as they are made: into PATH.partial, renamed onto PATH
+    when the block ends, so that an interrupted run leaves PATH as it was and PATH.partial with what
+    was done. `held`: all or nothing instead, kept in memory and written whole at the end. No
+    path: standard output."""
+    if held:
+        text = io.StringIO()
+        yield text
+        if path is None:
+            sys.stdout.write(text.getvalue())
+        else:
+            with atomic_path(path) as tmp:
+                tmp.write_text(text.getvalue())
+    elif path is None:
+        yield sys.stdout
+    else:
+        partial = path.with_name(path.name + ".partial")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with partial.open("w", newline="") as file:
+            yield file
+        os.replace(partial, path)
 
 
 def write_json(path: str | os.PathLike, data: dict) -> None:

@@ -2,7 +2,7 @@
 
 A pipeline tool records a finished stage under the params and input files it finds when the stage
 ends. Another run that rewrites the params file meanwhile (or an edit of an input) would file the
-result under values it was not computed with. `read_inputs` takes a cheap snapshot (the params
+result under values it was not computed with. `snapshot` takes a cheap snapshot (the params
 file's values; each input file's size and modification time), `changes` names what differs.
 """
 
@@ -19,7 +19,7 @@ class Inputs:
     files: dict[str, tuple[int, int]]  # path -> (size, mtime_ns), every file under the input paths
 
 
-def read_inputs(params_path: str | os.PathLike, input_paths: list[str]) -> Inputs:
+def snapshot(params_path: str | os.PathLike, input_paths: list[str]) -> Inputs:
     return Inputs(_leaves(_read_yaml(Path(params_path))), _signatures(input_paths))
 
 

@@ -3,10 +3,14 @@ well they separate anomalies, image by image and pixel by pixel."""
 
 import numpy as np
 
+from aepipe.anomaly.verdicts import flag_rule
+
 AUPRO_FPR_LIMIT = 0.3  # MVTec AD's and anomalib's integration limit
 DEAD_FRAME = "dead_frame"  # the column, beside a score, that says a frame is dead
 # of the calibration scores, the highest: the tail a generalised Pareto is fitted to
 TAIL_SHARE = 0.1
+
+Scored = tuple[np.ndarray, np.ndarray]  # an image set's scores and which of its frames are dead
 
 
 def summary(losses: np.ndarray) -> dict[str, float]:
@@ -142,19 +146,19 @@ def aupro(maps: Maps, masks: Maps, fpr_limit: float = AUPRO_FPR_LIMIT) -> float:
     return float(np.trapezoid(pro_cut, fpr_cut) / fpr_limit)
 
 
-def detection_metrics(
-    normal_scores: np.ndarray, anomaly_scores: np.ndarray, threshold: float
-) -> dict[str, float]:
-    """Ranking quality (ROC AUC, average precision) and the errors of flagging `score > threshold`
-    (scores as `decisive_scores` gives them: a dead frame's is infinite, above every threshold)."""
+def detection_metrics(normal: Scored, anomaly: Scored, threshold: float) -> dict[str, float]:
+    """Ranking quality (ROC AUC, average precision) of an anomaly set's (scores, dead frames)
+    against the normal images', ranked as `decisive_scores` gives them, and the errors of its flags
+    (aepipe.anomaly.verdicts.flag_rule)."""
     from sklearn.metrics import (
         average_precision_score,
         precision_recall_fscore_support,
         roc_auc_score,
     )
 
+    normal_scores, anomaly_scores = decisive_scores(*normal), decisive_scores(*anomaly)
     truth, ranks = _truth_and_ranks(normal_scores, anomaly_scores)
-    flagged = np.r_[normal_scores, anomaly_scores] > threshold
+    flagged = flag_rule(np.r_[normal[0], anomaly[0]], np.r_[normal[1], anomaly[1]], threshold)
     precision, recall, f1, _ = precision_recall_fscore_support(
         truth, flagged, average="binary", zero_division=0.0
     )
@@ -164,7 +168,6 @@ def detection_metrics(
         "precision": float(precision),
         "recall": float(recall),
         "f1": float(f1),
-        "false_positive_rate": float(np.mean(flagged[: len(normal_scores)])),
         "anomalies": int(len(anomaly_scores)),
     }
 

@@ -3,11 +3,11 @@ wrote: the image sets (normal test images, each anomaly kind), their detection m
 and the headline numbers `dvc exp show` compares runs by. NumPy and pandas: the evaluate stage runs
 no model."""
 
-import numpy as np
 import pandas as pd
 
 from aepipe.anomaly.detection import (
     DEAD_FRAME,
+    Scored,
     decisive_scores,
     detection_metrics,
     pr_curve,
@@ -26,8 +26,6 @@ HEADLINE_ANOMALIES = {
 # An inspection set's defects located pixel by pixel (the score stage's names → the metrics').
 LOCALISATION = {"pixel_roc_auc": "auc_defect_pixels", "aupro": "aupro"}
 CURVES = {"roc": roc_curve, "pr": pr_curve}
-
-Scored = tuple[np.ndarray, np.ndarray]  # an image set's scores and which of its frames are dead
 
 
 def scored_sets(
@@ -57,17 +55,13 @@ def scored_sets(
 def evaluate(
     normal: Scored, anomaly_sets: dict[str, Scored], by_class: dict[str, Scored], threshold: float
 ) -> dict:
-    """detection_metrics of every anomaly set against the normal test images, on the scores as the
-    flags read them (dead frames flagged whatever their score)."""
-    normal_scores = decisive_scores(*normal)
+    """detection_metrics of every anomaly set against the normal test images."""
     evaluation = {
-        name: detection_metrics(normal_scores, decisive_scores(*pair), threshold)
-        for name, pair in anomaly_sets.items()
+        name: detection_metrics(normal, pair, threshold) for name, pair in anomaly_sets.items()
     }
     if by_class:
         evaluation["held_out_by_class"] = {
-            name: detection_metrics(normal_scores, decisive_scores(*pair), threshold)
-            for name, pair in by_class.items()
+            name: detection_metrics(normal, pair, threshold) for name, pair in by_class.items()
         }
     return evaluation
 

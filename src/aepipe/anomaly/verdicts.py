@@ -1,6 +1,7 @@
 """What a detector's outputs say: the flag rule, the defect-mask rule, and a batch's `Scores`, of
 whole images or of scans stitched from their tiles (data.tile). NumPy alone: the torch-free scorer
-(aepipe.deploy.serve) reads it; the flag rule also runs on tensors, in the detector's graph."""
+(aepipe.deploy.onnx_detector) reads it; the flag rule also runs on tensors, in the detector's
+graph."""
 
 from dataclasses import dataclass, replace
 

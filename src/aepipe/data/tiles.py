@@ -5,7 +5,7 @@ overlap; the scan's score is that map's peak (aepipe.anomaly.verdicts.Scores.sti
 Tiles start every `tile - overlap` pixels; the last of a row or column is moved back to end at the
 scan's edge, so every pixel is in a tile and no padding is invented (anomalib's Tiler pads instead).
 A scan smaller than one tile is refused. NumPy alone: the pipeline, `aepipe score` and
-aepipe.deploy.serve all cut and stitch here."""
+aepipe.deploy.onnx_detector all cut and stitch here."""
 
 from dataclasses import dataclass
 

@@ -3,8 +3,8 @@ and the anomaly map out, and parity: onnxruntime checked against the torch modul
 from.
 
 The graph holds the autoencoder, the fitted score (its statistics as constants) and the per-image
-threshold, so a scorer needs nothing beside the file: aepipe.deploy.serve runs it with onnxruntime
-alone.
+threshold, so a scorer needs nothing beside the file: aepipe.deploy.onnx_detector runs it with
+onnxruntime alone.
 """
 
 import json
@@ -17,7 +17,7 @@ import torch
 from aepipe.anomaly.detector import Detector
 from aepipe.anomaly.scores import FittedScore
 from aepipe.atomic import atomic_path
-from aepipe.deploy.serve import DETECTOR_FORMAT, INPUT, SCORING_BATCH, OnnxDetector
+from aepipe.deploy.onnx_detector import DETECTOR_FORMAT, INPUT, SCORING_BATCH, OnnxDetector
 from aepipe.devices import as_floats
 
 OPSET = 18

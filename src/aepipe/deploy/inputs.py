@@ -68,7 +68,7 @@ def image_count(files: list[Path]) -> int:
     return sum(_array_length(file) if file.suffix.lower() == ".npy" else 1 for file in files)
 
 
-def read_inputs(
+def read_images(
     files: list[Path], side: int, channels: int, invert: bool, strict: bool, tiled: bool = False
 ) -> Iterator[Input]:
     """Every image of `files` as the model takes it (inverted if `invert`), one at a time; `strict`:

@@ -7,16 +7,19 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from aepipe.anomaly.threshold_report import ThresholdReport
 from aepipe.anomaly.verdicts import Scores
 from aepipe.atomic import file_sha256
 from aepipe.data.tiles import Tiling
 from aepipe.deploy.inputs import Input
 from aepipe.errors import AepipeError
+
+REFERENCE = "models/reference.json"  # the torch path's reference by default (the export stage's)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,9 @@ class Scorer:
     # what the detector carries for the drift watch (aepipe.anomaly.drift)
     reference: str | None = None
     model_sha256: str = ""  # of the model it was made from: what a reference is made for
+    # the files it was built from, by role (`scorer_of_files`): what a Dask worker rebuilds it from
+    files: dict[str, Path] = field(default_factory=dict)
+    method: str = ""  # the anomaly score (anomaly.score)
 
     def score_images(self, images: list[np.ndarray], with_maps: bool) -> Scores:
         """(side, side) or (side, side, 3) images, or (tiling) scans of any size, each at least one
@@ -61,13 +67,12 @@ def channels_first(images: np.ndarray) -> np.ndarray:
     return images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
 
 
-def scorer_for(args) -> Scorer:
-    """The command's scorer: --onnx's detector, or --model with its --score and --threshold."""
-    return (
-        detector_scorer(args.onnx)
-        if args.onnx
-        else model_scorer(args.model, args.score, args.threshold)
-    )
+def scorer_of_files(files: dict[str, Path]) -> Scorer:
+    """The scorer of these files, by their role: an exported detector (`onnx`), or the pipeline's
+    `model` with its fitted `score` and `threshold`."""
+    if "onnx" in files:
+        return detector_scorer(files["onnx"])
+    return model_scorer(files["model"], files["score"], files["threshold"])
 
 
 def model_scorer(model_path: Path, score_path: Path, threshold_path: Path) -> Scorer:
@@ -98,12 +103,14 @@ def model_scorer(model_path: Path, score_path: Path, threshold_path: Path) -> Sc
         fitted.maps is not None,
         fitted.tiling,
         model_sha256=file_sha256(model_path),
+        files={"model": model_path, "score": score_path, "threshold": threshold_path},
+        method=fitted.method,
     )
 
 
 def detector_scorer(path: Path) -> Scorer:
-    """The exported detector alone (aepipe.deploy.serve: onnxruntime, no torch)."""
-    from aepipe.deploy.serve import OnnxDetector
+    """The exported detector alone (aepipe.deploy.onnx_detector: onnxruntime, no torch)."""
+    from aepipe.deploy.onnx_detector import OnnxDetector
 
     detector = OnnxDetector(path, threads=1)
     reads_map = detector.metadata["score"].startswith("map_max")
@@ -124,6 +131,8 @@ def detector_scorer(path: Path) -> Scorer:
         scoring_workers(),
         detector.reference if detector.latent_output else None,
         detector.metadata["model_sha256"],
+        {"onnx": path},
+        detector.metadata["score"],
     )
 
 
@@ -160,34 +169,45 @@ def read_score(path: Path, model_path: Path):
 def read_threshold(path: Path, model_path: Path, score_path: Path) -> float:
     """The per-image threshold from the threshold stage's report, checked against the model and
     score files."""
-    try:
-        saved = json.loads(path.read_text())
-        threshold, model_sha256, score_sha256 = (
-            float(saved["per_image"]["threshold"]),
-            saved["model_sha256"],
-            saved["score_sha256"],
-        )
-    except FileNotFoundError:
-        raise AepipeError(
-            f"{path}: threshold file not found; run `dvc repro threshold` first"
-        ) from None
-    except (ValueError, KeyError, TypeError):
-        raise AepipeError(f"{path}: not a threshold file written by the threshold stage") from None
+    report = ThresholdReport.read(path)
     check_made_for(
         path,
         "model",
-        model_sha256,
+        report.model_sha256,
         model_path,
         "rerun `dvc repro threshold`, or pass the matching --model",
     )
     check_made_for(
         path,
         "anomaly score",
-        score_sha256,
+        report.score_sha256,
         score_path,
         "rerun `dvc repro threshold`, or pass the matching --score",
     )
-    return threshold
+    return report.threshold
+
+
+def torch_path_reference(
+    threshold: Path, model: Path, reference: Path | None
+) -> tuple[Path, str | None]:
+    """The torch path's drift reference and the file it came from: `reference`; else the one a
+    threshold file of `aepipe calibrate` carries; else the export stage's REFERENCE (None where it
+    wrote none). Checked against the model it was made for."""
+    carried = ThresholdReport.read(threshold).reference
+    path = reference or (threshold if carried else Path(REFERENCE))
+    if not path.is_file():
+        return path, None
+    saved = carried if path == threshold else json.loads(path.read_text())
+    if "none" in saved:
+        return path, None
+    check_made_for(
+        path,
+        "model",
+        saved["model_sha256"],
+        model,
+        "rerun `dvc repro export`, or pass the matching --reference",
+    )
+    return path, json.dumps(saved)
 
 
 def check_made_for(path: Path, what: str, expected_sha256: str, used: Path, advice: str) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 from aepipe.anomaly.calibration import EXCEEDANCES_NEEDED, binomial_interval, min_calibration_images
 from aepipe.anomaly.detection import per_image_threshold
 from aepipe.anomaly.drift import encode_reference
+from aepipe.anomaly.verdicts import flag_rule
 from aepipe.atomic import atomic_path, file_sha256
 from aepipe.errors import AepipeError
 
@@ -53,7 +54,7 @@ def site_threshold(
             "colour), not a good part; remove it from the good images"
         )
     threshold = per_image_threshold(scores, "quantile", 0.0, 1 - target)
-    false_alarms = int(np.sum(scores > threshold))
+    false_alarms = int(np.sum(flag_rule(scores, dead, threshold)))
     return {
         "threshold": threshold,
         "target": target,
@@ -74,6 +75,24 @@ def site_reference(
     if latents is None:
         return None
     return encode_reference(scores, latents, target, seed=0, model_sha256=model_sha256)
+
+
+def write_calibrated(scorer, calibration: dict, out: Path, reference: str | None) -> None:
+    """The scorer's files with the site threshold, written to `out`: a copy of its detector, or of
+    its threshold file (aepipe.deploy.scorers.Scorer.files)."""
+    files = scorer.files
+    if "onnx" in files:
+        write_detector(files["onnx"], calibration, out, reference)
+    else:
+        write_threshold_file(
+            files["threshold"],
+            files["model"],
+            files["score"],
+            scorer.method,
+            calibration,
+            out,
+            reference,
+        )
 
 
 def write_detector(source: Path, calibration: dict, out: Path, reference: str | None) -> None:

@@ -3,17 +3,17 @@ were scored, each tested against the detector's reference (aepipe.anomaly.drift)
 drift log each, and a line on stderr for each batch declared drifted."""
 
 import csv
-import io
-import os
 import sys
-from dataclasses import replace
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from aepipe.anomaly.drift import MIN_BATCH, TESTS, WATCH_BATCH, Verdict, Watch, decode_reference
 from aepipe.anomaly.verdicts import Scores
-from aepipe.atomic import atomic_path
+from aepipe.atomic import growing_file
+from aepipe.deploy.scorers import Scorer, torch_path_reference
 from aepipe.errors import AepipeError
 
 LOG_COLUMNS = [
@@ -36,6 +36,44 @@ NO_REFERENCE = (
     "carries no reference to watch by; export it again with this aepipe (`dvc repro "
     "export`: the reference is the calibration images' scores and latent codes)"
 )
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """How a run is watched (aepipe score's watch options). `required`: refuse to score unwatched
+    (a detector that cannot be watched is refused, saying why); otherwise it is watched wherever
+    it can be. `reference`: the torch path's, instead of the one it finds."""
+
+    required: bool = False
+    batch: int | None = None
+    log: Path | None = None
+    alpha: float = 0.01
+    reference: Path | None = None
+
+
+def open_watch(
+    scorer: Scorer, settings: WatchSettings, strict: bool = False
+) -> "StreamWatch | None":
+    """The watch of a run scored by `scorer`; None where the detector cannot be watched (no
+    reference, too few codes, the torch path's reference made for another model) and the watch
+    is not `required`."""
+    try:
+        if "onnx" in scorer.files:
+            source, reference = scorer.files["onnx"], scorer.reference
+        else:
+            files = scorer.files
+            source, reference = torch_path_reference(
+                files["threshold"], files["model"], settings.reference
+            )
+        if reference is None:
+            raise AepipeError(f"--watch: {source} {NO_REFERENCE}")
+        return StreamWatch(
+            reference, scorer.threshold, settings.batch, settings.log, settings.alpha, strict
+        )
+    except AepipeError:
+        if settings.required:
+            raise
+        return None
 
 
 class StreamWatch:
@@ -66,15 +104,14 @@ class StreamWatch:
         except BaseException:
             self._blas.restore_original_limits()
             raise
-        self.log, self.drifted = log, []
+        self.drifted = []
         # scores, flags, codes, the codes' reference_sums
         self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        # As the scores' CSV: rows into LOG.partial as batches are watched, renamed when the run
-        # ends; with --strict (all or nothing), held until then.
-        self.file = self.rows = None
+        # As the scores' CSV: a row as each batch is watched; with --strict (all or nothing), held
+        # until the run ends.
+        self._log_file, self.rows = ExitStack(), None
         if log:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            self.file = io.StringIO() if strict else log.with_name(log.name + ".partial").open("w")
+            self.file = self._log_file.enter_context(growing_file(log, held=strict))
             self.rows = csv.writer(self.file, lineterminator="\n")
             self.rows.writerow(LOG_COLUMNS)
 
@@ -100,12 +137,7 @@ class StreamWatch:
         need a null of its own."""
         left = sum(len(part[0]) for part in self.pending)
         self._blas.restore_original_limits()
-        if isinstance(self.file, io.StringIO):
-            with atomic_path(self.log) as tmp:
-                tmp.write_text(self.file.getvalue())
-        elif self.file:
-            self.file.close()
-            os.replace(self.file.name, self.log)
+        self._log_file.close()
         if not self.watch.batches:
             return None
         watched = f"drift watch: {self.watch.images:,} images in {self.watch.batches} batches" + (

@@ -69,44 +69,41 @@ def anomaly_overlay(image: np.ndarray, error_map: np.ndarray) -> np.ndarray:
     return np.clip((1 - opacity) * as_rgb(image) + opacity * heat(error_map), 0, 1)
 
 
-def write_maps(
+def write_map(
     folder: Path,
-    numbers: list[int],
-    sources: list[str],
-    images: np.ndarray,
-    sizes: list[tuple[int, int]],
-    maps: np.ndarray,
-    masks: np.ndarray | None,
+    number: int,
+    source: str,
+    image: np.ndarray,
+    size: tuple[int, int],
+    error_map: np.ndarray,
+    mask: np.ndarray | None,
 ) -> None:
-    """Per image, numbered by its place in the scoring order (`numbers`): the image and, beside it,
-    its anomaly map over it (enlarged to about 224 pixels high); the map alone, at the image's own
-    size (width, height); and, given `masks`, the defect's mask at that size (`*_mask.png`, 255 in
-    the defect)."""
+    """An image, numbered by its place in the scoring order: the image and, beside it, its anomaly
+    map over it (enlarged to about 224 pixels high); the map alone, at the image's own size (width,
+    height); and, given its `mask`, the defect's mask at that size (`*_mask.png`, 255 in the
+    defect)."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    for place, (number, source, image, error_map, size) in enumerate(
-        zip(numbers, sources, images, maps, sizes, strict=True)
-    ):
-        pair = np.concatenate([as_rgb(image), anomaly_overlay(image, error_map)], axis=1)
-        zoom = max(1, PREVIEW_HEIGHT // pair.shape[0])
-        picture = Image.fromarray(np.round(pair * 255).astype(np.uint8)).resize(
-            (pair.shape[1] * zoom, pair.shape[0] * zoom), Image.Resampling.NEAREST
+    pair = np.concatenate([as_rgb(image), anomaly_overlay(image, error_map)], axis=1)
+    zoom = max(1, PREVIEW_HEIGHT // pair.shape[0])
+    picture = Image.fromarray(np.round(pair * 255).astype(np.uint8)).resize(
+        (pair.shape[1] * zoom, pair.shape[0] * zoom), Image.Resampling.NEAREST
+    )
+    name = _map_name(number, source)
+    with atomic_path(folder / name) as tmp:
+        picture.save(tmp)
+    full_size = Image.fromarray(np.round(np.clip(error_map, 0, 1) * 255).astype(np.uint8)).resize(
+        size, Image.Resampling.BILINEAR
+    )
+    with atomic_path(folder / name.replace(".png", "_map.png")) as tmp:
+        full_size.save(tmp)
+    if mask is not None:
+        mask_image = Image.fromarray(mask.astype(np.uint8) * 255).resize(
+            size, Image.Resampling.NEAREST
         )
-        name = _map_name(number, source)
-        with atomic_path(folder / name) as tmp:
-            picture.save(tmp)
-        full_size = Image.fromarray(
-            np.round(np.clip(error_map, 0, 1) * 255).astype(np.uint8)
-        ).resize(size, Image.Resampling.BILINEAR)
-        with atomic_path(folder / name.replace(".png", "_map.png")) as tmp:
-            full_size.save(tmp)
-        if masks is not None:
-            mask = Image.fromarray(masks[place].astype(np.uint8) * 255).resize(
-                size, Image.Resampling.NEAREST
-            )
-            with atomic_path(folder / name.replace(".png", "_mask.png")) as tmp:
-                mask.save(tmp)
+        with atomic_path(folder / name.replace(".png", "_mask.png")) as tmp:
+            mask_image.save(tmp)
 
 
 def _map_name(number: int, source: str) -> str:

@@ -19,12 +19,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from aepipe.errors import AepipeError
+from aepipe.errors import AepipeError, require_dask
 
 HEADLINE = ("val_mse", "threshold")  # the metrics printed as each experiment lands
 
 
-def add_grid_arguments(grid: argparse.ArgumentParser) -> None:
+def add_command(commands) -> None:
+    """`aepipe grid` on the `aepipe` command's subparsers."""
+    grid = commands.add_parser(
+        "grid",
+        help="a DVC experiment grid on a Dask cluster (the grid extra)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    grid.set_defaults(run=grid_command)
     grid.add_argument(
         "-S",
         "--set-param",
@@ -55,18 +63,10 @@ def add_grid_arguments(grid: argparse.ArgumentParser) -> None:
     )
 
 
-def require_dask(what: str) -> None:
-    """Refuse `what` where the grid extra is not installed, saying how to install it."""
-    try:
-        import distributed  # noqa: F401
-    except ImportError as error:
-        raise AepipeError(f"{what} needs Dask: pip install -e '.[grid]'") from error
-
-
 def grid_command(args: argparse.Namespace) -> None:
     require_dask("aepipe grid")
     from aepipe.grid.clusters import render
-    from aepipe.grid.running import run_grid
+    from aepipe.grid.running import GridOptions, run_grid
 
     if args.render:
         if not args.cluster:
@@ -75,5 +75,16 @@ def grid_command(args: argparse.Namespace) -> None:
         return
     if not args.overrides:
         raise AepipeError("no -S overrides: a grid needs at least one, e.g. -S train.lr=1e-3,1e-4")
-    failed = run_grid(args)
+    options = GridOptions(
+        args.overrides,
+        tuple(args.metric or HEADLINE),
+        jobs=args.jobs,
+        scheduler=args.scheduler,
+        cluster=args.cluster,
+        git_remote=args.git_remote,
+        force=args.force,
+        threads_per_task=args.threads_per_task,
+        gpus_per_task=args.gpus_per_task,
+    )
+    failed = run_grid(options)
     sys.exit(min(failed, 125))

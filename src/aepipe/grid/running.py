@@ -1,17 +1,16 @@
 """The client's side of `aepipe grid`: capture the workspace, skip what the remote already holds,
 run the rest on the cluster with a line per experiment as it lands, and pull the results."""
 
-import argparse
 import os
 import subprocess
 import sys
 import uuid
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from aepipe.cpu_numerics import THREAD_VARIABLES
 from aepipe.errors import AepipeError
-from aepipe.grid.cli import HEADLINE
 from aepipe.grid.clusters import connect
 from aepipe.grid.repository import (
     WORKSPACE_REFS,
@@ -29,7 +28,23 @@ RETRIES = 2
 BAR = 20
 
 
-def run_grid(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class GridOptions:
+    """A grid (aepipe grid's options): the -S sweeps, where it runs (a LocalCluster of `jobs`
+    workers, a running scheduler, or a cluster file), and how."""
+
+    overrides: list[str]
+    metrics: tuple[str, ...]  # printed as each experiment lands
+    jobs: int = 1
+    scheduler: str | None = None
+    cluster: Path | None = None
+    git_remote: str = "origin"
+    force: bool = False
+    threads_per_task: int | None = None
+    gpus_per_task: int = 0
+
+
+def run_grid(args: GridOptions) -> int:
     """Run the grid; the number of experiments that failed."""
     repo = Path(git(Path.cwd(), "rev-parse", "--show-toplevel"))
     specs = grid_specs(repo, args)
@@ -47,7 +62,7 @@ def run_grid(args: argparse.Namespace) -> int:
     return len(failed)
 
 
-def grid_specs(repo: Path, args: argparse.Namespace) -> list[ExperimentSpec]:
+def grid_specs(repo: Path, args: GridOptions) -> list[ExperimentSpec]:
     """Every experiment of the grid, on the workspace captured and pushed for the workers."""
     grid = expand(args.overrides)
     git_url = remote_url(repo, args.git_remote)
@@ -96,7 +111,7 @@ def default_dvc_remote(repo: Path) -> tuple[str, dict]:
         return name, dict(dvc_repo.config["remote"][name])
 
 
-def on_cluster(specs: list[ExperimentSpec], args: argparse.Namespace) -> list[dict]:
+def on_cluster(specs: list[ExperimentSpec], args: GridOptions) -> list[dict]:
     """Each experiment a task; a line for each as it lands."""
     from distributed import as_completed
 
@@ -116,7 +131,7 @@ def on_cluster(specs: list[ExperimentSpec], args: argparse.Namespace) -> list[di
         results = []
         for landed, future in enumerate(as_completed(futures), 1):
             results.append(outcome(future, futures[future]))
-            print(progress(landed, len(specs), results[-1], args.metric or HEADLINE), flush=True)
+            print(progress(landed, len(specs), results[-1], args.metrics), flush=True)
         return results
 
 

@@ -12,8 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from aepipe.dvc_files import metrics_files
 from aepipe.grid.clusters import scratch_dir
 from aepipe.grid.repository import git, pushed_experiments
 from aepipe.nested import dotted_leaves
@@ -145,14 +144,8 @@ def ran_stages(output: str) -> list[str]:
 def read_metrics(clone: Path) -> dict:
     """Every metrics file dvc.yaml declares, as its numbers by their key (as `dvc exp show`
     names its columns)."""
-    stages = yaml.safe_load((clone / "dvc.yaml").read_text())["stages"]
-    files = [
-        next(iter(out)) if isinstance(out, dict) else out
-        for stage in stages.values()
-        for out in stage.get("metrics", [])
-    ]
     metrics = {}
-    for name in files:
+    for name in metrics_files(clone):
         if (clone / name).exists():
             metrics.update(dotted_leaves(json.loads((clone / name).read_text())))
     return metrics

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aepipe.anomaly.verdicts import Scores
 from aepipe.deploy.inputs import Input, in_order
-from aepipe.deploy.scorers import Scorer, detector_scorer, model_scorer, score_readable
+from aepipe.deploy.scorers import Scorer, score_readable, scorer_of_files
 from aepipe.grid.clusters import connect, scratch_dir
 
 IN_FLIGHT_PER_THREAD = 2  # batches sent per worker thread: one scored, one on its way
@@ -49,11 +49,7 @@ def worker_scorer(files: ScorerFiles) -> Scorer:
         paths = {option: folder / option for option in files.contents}
         for option, content in files.contents.items():
             paths[option].write_bytes(content)
-        _built[files.key] = (
-            detector_scorer(paths["onnx"])
-            if "onnx" in paths
-            else model_scorer(paths["model"], paths["score"], paths["threshold"])
-        )
+        _built[files.key] = scorer_of_files(paths)
     return _built[files.key]
 
 
@@ -63,16 +59,17 @@ def score_on_worker(files: ScorerFiles, batch: list[Input], with_maps: bool) -> 
 
 def cluster_scored(
     batches: Iterable[list[Input]],
-    files: ScorerFiles,
+    scorer: Scorer,
     with_maps: bool,
     scheduler: str | None,
     cluster_file: Path | None,
 ) -> Iterator[tuple[list[Input], Scores | None]]:
-    """(batch, its scores) for each batch, in order, scored on the cluster."""
+    """(batch, its scores) for each batch, in order, scored on the cluster by the scorer of the
+    same files as `scorer`."""
     with ExitStack() as stack:
         client = connect(stack, scheduler, cluster_file)
         client.wait_for_workers(1)
-        sent = client.scatter(files, broadcast=True)
+        sent = client.scatter(ScorerFiles.of(scorer.files), broadcast=True)
 
         def submit(batch: list[Input]):
             return client.submit(score_on_worker, sent, batch, with_maps, pure=False)

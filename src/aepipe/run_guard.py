@@ -15,11 +15,10 @@ import hashlib
 import os
 from pathlib import Path
 
-import yaml
-
+from aepipe.dvc_files import declared, locked_md5s
 from aepipe.entrypoint import exit_on_error
 from aepipe.errors import AepipeError
-from aepipe.stage_inputs import changes, read_inputs
+from aepipe.stage_inputs import changes, snapshot
 
 PARAMS = "params.yaml"
 # A refused `dvc exp run -S` leaves its value in params.yaml, and DVC's restore can leave git's
@@ -41,33 +40,28 @@ def run_guarded(main) -> None:
     def checked_main() -> None:
         if mismatched := not_as_locked(deps):
             raise AepipeError(corrupt_message(mismatched))
-        before = read_inputs(PARAMS, deps)
+        before = snapshot(PARAMS, deps)
         main()
-        if changed := changes(before, read_inputs(PARAMS, deps)):
+        if changed := changes(before, snapshot(PARAMS, deps)):
             raise AepipeError(changed_message(os.environ.get("DVC_STAGE", "this stage"), changed))
 
     exit_on_error(checked_main)
 
 
-def not_as_locked(deps: list[str]) -> list[str]:
+def not_as_locked(deps: list[str], root: str | os.PathLike = ".") -> list[str]:
     """Each dep file that another stage made whose md5 is not the one dvc.lock records for it: a
     corrupt DVC cache object checked out (DVC does not hash an object again when it checks it out),
     or an output changed by hand. Directories are left to DVC."""
-    lock = Path("dvc.lock")
-    if not deps or not lock.exists():
-        return []
-    locked = {
-        out["path"]: out["md5"]
-        for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values()
-        for out in stage.get("outs", [])
-        if "md5" in out and not out["md5"].endswith(".dir")
-    }
+    locked = locked_md5s(root) if deps else {}
     found = []
-    for path in (dep for dep in deps if dep in locked and Path(dep).is_file()):
+    for dep in deps:
+        path = Path(root) / dep
+        if dep not in locked or not path.is_file():
+            continue
         with open(path, "rb") as file:
             md5 = hashlib.file_digest(file, "md5").hexdigest()
-        if md5 != locked[path]:
-            found.append(f"{path}: md5 {md5}, dvc.lock records {locked[path]}")
+        if md5 != locked[dep]:
+            found.append(f"{dep}: md5 {md5}, dvc.lock records {locked[dep]}")
     return found
 
 
@@ -86,13 +80,6 @@ def corrupt_message(mismatched: list[str]) -> str:
 def stage_deps(stage: str | None) -> list[str]:
     """The deps dvc.yaml lists for `stage` (DVC's $DVC_STAGE, run from the project's root)."""
     return declared(stage, "deps") if stage else []
-
-
-def declared(stage: str, section: str) -> list[str]:
-    """The paths dvc.yaml lists for `stage` under `section` (deps, outs, metrics), without their
-    options."""
-    entries = yaml.safe_load(Path("dvc.yaml").read_text())["stages"][stage].get(section, [])
-    return [next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries]
 
 
 def changed_message(stage: str, changed: list[str]) -> str:
