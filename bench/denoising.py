@@ -119,7 +119,7 @@ def main() -> None:
                 "-S",
                 f"train.noise_std={noise}",
                 "-S",
-                f"data.normal_digits=[{c}]",
+                f"data.normal_classes=[{c}]",
                 "publish",
                 cwd=clone,
             )

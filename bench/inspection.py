@@ -53,7 +53,7 @@ from provenance import RESULTS
 # indices that fit a few hundred validation images.
 COMMON = [
     "data.dataset=folder",
-    "data.normal_digits=[0]",
+    "data.normal_classes=[0]",
     "interpolate.start=0",
     "interpolate.end=1",
     "denoise.index=0",

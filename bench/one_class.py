@@ -3,7 +3,7 @@
     python bench/one_class.py [--dataset mnist|fashion-mnist] [--classes 0,1,...,9] [--seeds 1,2]
                               [--seed-classes 2,5,8] [--jobs 1] [--rev HEAD]
 
-Queues one experiment per class (`dvc exp run --queue -S data.normal_digits=[C] publish`: the
+Queues one experiment per class (`dvc exp run --queue -S data.normal_classes=[C] publish`: the
 whole pipeline, whose `publish` stage gives git the metrics read back; default params otherwise),
 then one per extra seed for the --seed-classes, runs the queue (`dvc queue start`) and reads every
 experiment's metrics back with `dvc exp show --json`. It works in a fresh `git clone` of REV in a
@@ -185,7 +185,7 @@ def main() -> None:
             "-S",
             f"data.dataset={args.dataset}",
             "-S",
-            f"data.normal_digits=[{normal_class}]",
+            f"data.normal_classes=[{normal_class}]",
             "-S",
             f"seed={seed}",
             "publish",

@@ -10,7 +10,7 @@ official mirrors.
 1. `dvc repro`: the whole default pipeline from nothing (the download included).
 2. `dvc repro -f -s NAME` for each stage: its wall time and the peak memory of the stage's process
    (the largest resident set of DVC and the stage it runs).
-3. `dvc exp run -S data.normal_digits=[D]`: a one-class experiment end to end (every stage but the
+3. `dvc exp run -S data.normal_classes=[D]`: a one-class experiment end to end (every stage but the
    download reruns).
 Results: bench/results/pipeline_speed-<device>.json (pipeline_speed-<device>-<REV>.json for --rev,
 to compare an earlier commit on the same day and machine) and a table on stdout.
@@ -102,9 +102,9 @@ def main() -> None:
         for stage in stages:
             print(f"dvc repro -f -s {stage} ...", flush=True)
             per_stage[stage] = timed(["dvc", "repro", "-f", "-s", stage], project)
-        print(f"dvc exp run -S data.normal_digits=[{args.digit}] ...", flush=True)
+        print(f"dvc exp run -S data.normal_classes=[{args.digit}] ...", flush=True)
         one_class = timed(
-            ["dvc", "exp", "run", "-S", f"data.normal_digits=[{args.digit}]"], project
+            ["dvc", "exp", "run", "-S", f"data.normal_classes=[{args.digit}]"], project
         )
 
     outside_training = [name for name in stages if name not in TRAINING_STAGES]

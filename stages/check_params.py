@@ -8,7 +8,7 @@ stages after it rerun. It names the machine's CPU numerics (aepipe.cpu_numerics)
 every stage's deps differ, so DVC's run cache restores only what a machine of the same kind
 computed. DVC runs this stage every time (always_changed in dvc.yaml, which also keeps it out of the
 run cache). A folder dataset's classes and validation images are counted from its file names, so
-that data.normal_digits and the figures' images are checked against the folder too.
+that data.normal_classes and the figures' images are checked against the folder too.
 """
 
 from pathlib import Path

@@ -95,7 +95,6 @@ def _draw_scores(
 
 def _draw_most_anomalous(images: pd.DataFrame, threshold: float, method: str, classes) -> None:
     top = np.load("data/scores/most_anomalous.npz")
-    map_kind = str(top["map_kind"]) if "map_kind" in top else "error"
     shown = images.iloc[top["index"]]
     save(
         most_anomalous(
@@ -108,7 +107,7 @@ def _draw_most_anomalous(images: pd.DataFrame, threshold: float, method: str, cl
             method,
             classes.names,
             classes.noun,
-            map_kind,
+            str(top["map_kind"]),
         ),
         "plots/most_anomalous.png",
     )

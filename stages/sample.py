@@ -27,8 +27,8 @@ def main() -> None:
     model = load_model("models/model.pt", device, images=(params.data.channels, params.data.side))
     judge = load_judge("models/judge.pt", device)
     classes = load_classes("data/raw")
-    normal_digits = resolve_auto(params, classes.inspection, classes.labelled).data.normal_digits
-    drawn, samples, prototypes, prototype_names = draw(params, model, classes, normal_digits)
+    normal_classes = resolve_auto(params, classes.inspection, classes.labelled).data.normal_classes
+    drawn, samples, prototypes, prototype_names = draw(params, model, classes, normal_classes)
     shown = (to_numpy_images(prototypes), prototype_names, to_numpy_images(samples[:SHOWN]))
     pixels = (to_numpy_images(samples) * 255).round().astype(np.uint8)
     if judge is None:
@@ -49,7 +49,7 @@ def main() -> None:
             prototype_names, judged_prototypes.labels, judged_prototypes.confidence, strict=False
         )
     }
-    write_reports(params, judge, model, judged, prototype_verdicts, classes.names, normal_digits)
+    write_reports(params, judge, model, judged, prototype_verdicts, classes.names, normal_classes)
     verdicts = tuple(
         np.concatenate([of_prototypes, of_samples[:SHOWN]])
         for of_prototypes, of_samples in (
@@ -60,11 +60,11 @@ def main() -> None:
     save(samples_grid(*shown, verdicts, classes.names), "plots/samples.png")
 
 
-def draw(params, model, classes, normal_digits: list[int]) -> tuple:
+def draw(params, model, classes, normal_classes: list[int]) -> tuple:
     """Latents drawn from the distribution of what the model was trained on (in one-class mode, the
     normal classes only), decoded; and each class's mean latent decoded, with its name."""
     saved = np.load("data/latents.npz")
-    trained_on = np.isin(saved["train_labels"], normal_digits)
+    trained_on = np.isin(saved["train_labels"], normal_classes)
     latents, labels = saved["train_latents"][trained_on], saved["train_labels"][trained_on]
     drawn = sample_latents(
         latents,
@@ -94,12 +94,12 @@ def write_reports(
     judged,
     prototypes: dict,
     names: list[str],
-    normal_digits: list[int],
+    normal_classes: list[int],
 ) -> None:
     """The judge's numbers: its view of the samples and of the prototypes (`prototypes`, by
     name), of the normal validation images and their reconstructions, and the Fréchet
     distances of all three to real images."""
-    val = load_split("data/raw", "val", params.data.val_size).only_digits(normal_digits)
+    val = load_split("data/raw", "val", params.data.val_size).only_digits(normal_classes)
     originals = to_pixels(val.images, next(model.parameters()).device)
     real, reconstructed = (
         judge_images(judge, originals),
@@ -109,7 +109,7 @@ def write_reports(
         "count": len(judged.labels),
         "distribution": params.sample.distribution,
         "judge_confidence": float(judged.confidence.mean()),
-        **coverage(judged.labels, names, normal_digits),
+        **coverage(judged.labels, names, normal_classes),
     }
     reconstructions_report = {
         "judge_accuracy": reconstructed.accuracy(val.labels),

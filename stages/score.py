@@ -7,7 +7,6 @@ corruption of each normal test image, measures how well the anomaly map finds th
 the most anomalous images with their maps. Also the seed's per-batch reconstruction loss, and the
 latent vector of every image of both splits."""
 
-import math
 
 import numpy as np
 import pandas as pd
@@ -23,7 +22,6 @@ from aepipe.anomaly.detection import (
     pixel_roc_auc,
 )
 from aepipe.anomaly.detector import Detector
-from aepipe.anomaly.maps import anomaly_maps, error_maps
 from aepipe.anomaly.scores import MapSpec, fit_score, image_features
 from aepipe.anomaly.verdicts import Scores
 from aepipe.atomic import atomic_path, file_sha256, write_csv, write_json
@@ -51,7 +49,7 @@ def main() -> None:
     model = load_model("models/model.pt", device, images=(params.data.channels, params.data.side))
     train = load_split("data/raw", "train", params.data.train_size)
     train_features = image_features(model, to_pixels(train.images, device))
-    train_normal = np.isin(train.labels, params.data.normal_digits)
+    train_normal = np.isin(train.labels, params.data.normal_classes)
     _write_batch_losses("train", train_features.errors[train_normal], params)
 
     val = load_split("data/raw", "val", params.data.val_size)
@@ -72,23 +70,20 @@ def main() -> None:
     score_of_model = {**fitted.to_dict(), "model_sha256": file_sha256("models/model.pt")}
     write_json("models/anomaly_score.json", score_of_model)
     detector = Detector(model, fitted).to(device)
-    # of a scan's tiles: their maps, to stitch
-    per_image = detector.score(val_images, with_maps=tiles is not None)
-    val_tile_normal = np.isin(val.labels, params.data.normal_digits)
+    # Every validation image once, with its map: the maps that locate defects and show the most
+    # anomalous images are the ones the detector scores by.
+    per_image = detector.score(val_images, with_maps=True)
+    val_tile_normal = np.isin(val.labels, params.data.normal_classes)
     _write_batch_losses("val", per_image.errors[val_tile_normal], params)
-    scored = (
-        Scores.stitched(tiles.tiling, per_image, tiles.sizes["val"], math.inf)
-        if tiles
-        else per_image
-    )
+    scored = detector.scans(per_image, tiles.sizes["val"]) if tiles else per_image
     _write_val_scores(labels, val_normal, roles, scored)
     localisation = _score_corruptions(
         detector, val_images, np.flatnonzero(roles == "test"), params, tiles
     )
     if masks is not None:
-        localisation |= _locate_defects(detector, val_images, masks, roles, scored, tiles) | blur
+        localisation |= _locate_defects(detector, masks, roles, scored, tiles) | blur
     write_json("data/scores/localisation.json", localisation)
-    _keep_most_anomalous(model, val_images, scored, maps.kind, tiles)
+    _keep_most_anomalous(val_images, per_image, scored, maps.kind, tiles)
     with atomic_path("data/latents.npz") as tmp:
         val_latents = {"latents": per_image.latents, "labels": val.labels}
         # a scan's: its tiles' mean, what the drift watch compares (the reference, the line's)
@@ -109,7 +104,7 @@ def _roles(
     role: calibration or test."""
     first = tiles.first_tiles("val") if tiles else np.arange(len(tile_labels))
     labels = tile_labels[first]
-    normal = np.isin(labels, params.data.normal_digits)
+    normal = np.isin(labels, params.data.normal_classes)
     roles = (
         calibration_roles(normal, params.anomaly.calibration_fraction, params.seed)
         if calibration is None
@@ -169,60 +164,53 @@ def _score_corruptions(
 ) -> dict:
     """The synthetic anomalies are made from the normal images that test the threshold, not those
     that set it (a scan's: from each of its tiles); scored here, so that evaluate needs neither the
-    model nor torch. The patch's anomaly maps are scored pixel by pixel against where the squares
-    are."""
+    model nor torch. The patch's maps are scored pixel by pixel against where the squares are."""
     originals = images[torch.from_numpy(_tiles_of(tiles, normal_test)).to(images.device)]
     corrupted = corrupt(originals, params.anomaly.corruptions, params.seed)
-    columns = {"index": normal_test}
+    columns, localisation = {"index": normal_test}, {}
     for name, batch in corrupted.items():
-        scored = detector.score(
-            batch, sizes=[tiles.sizes["val"][scan] for scan in normal_test] if tiles else None
+        per_image = detector.score(batch, with_maps=name == "patch" or tiles is not None)
+        scored = (
+            detector.scans(per_image, [tiles.sizes["val"][scan] for scan in normal_test])
+            if tiles
+            else per_image
         )
         columns |= {name: scored.scores, f"{name}.{DEAD_FRAME}": scored.dead}
+        if name == "patch":
+            masks = patch_mask(originals, params.anomaly.corruptions.patch, params.seed)
+            localisation["patch_pixel_roc_auc"] = pixel_roc_auc(per_image.maps, masks.cpu().numpy())
     write_csv("data/scores/corrupted_images.csv", pd.DataFrame(columns))
-    localisation = {}
-    if "patch" in corrupted:
-        masks = patch_mask(originals, params.anomaly.corruptions.patch, params.seed)
-        localisation["patch_pixel_roc_auc"] = pixel_roc_auc(
-            error_maps(detector.model, corrupted["patch"]).cpu().numpy(), masks.cpu().numpy()
-        )
     return localisation
 
 
 def _locate_defects(
     detector: Detector,
-    images: torch.Tensor,
     masks: np.ndarray,
     roles: np.ndarray,
     scored: Scores,
     tiles: TiledScans | None,
 ) -> dict:
-    """An inspection set's defects located: its test images' (good and defective) blurred anomaly
-    maps (a scan's: stitched) scored pixel by pixel against the masks."""
+    """An inspection set's defects located: its test images' (good and defective) maps as the
+    detector scores them (a scan's: stitched) against the masks, pixel by pixel."""
     tested = np.flatnonzero(roles != "calibration")
-    maps = detector.maps
+    truth = masks if tiles is None else tiles.maps("val", masks)
     if tiles is None:
-        chosen = images[torch.from_numpy(tested).to(images.device)]
-        blurred, truth = detector.score(chosen, with_maps=True).maps, masks[tested] > 0
+        maps, truth = scored.maps[tested], truth[tested] > 0
     else:
-        stitched_masks = tiles.maps("val", masks)
-        blurred, truth = (
-            [scored.maps[scan] for scan in tested],
-            [stitched_masks[scan] > 0 for scan in tested],
-        )
+        maps, truth = [scored.maps[scan] for scan in tested], [truth[scan] > 0 for scan in tested]
     return {
-        "map": maps.kind,
-        "map_sigma": maps.sigma,
-        "pixel_roc_auc": pixel_roc_auc(blurred, truth),
-        "aupro": aupro(blurred, truth),
+        "map": detector.maps.kind,
+        "map_sigma": detector.maps.sigma,
+        "pixel_roc_auc": pixel_roc_auc(maps, truth),
+        "aupro": aupro(maps, truth),
     }
 
 
 def _keep_most_anomalous(
-    model, images: torch.Tensor, scored: Scores, map_kind: str, tiles: TiledScans | None
+    images: torch.Tensor, per_image: Scores, scored: Scores, map_kind: str, tiles: TiledScans | None
 ) -> None:
     """The highest scoring images with their maps (of a scan: the tile where its stitched map
-    peaks)."""
+    peaks, with its own map)."""
     top = np.argsort(scored.scores, kind="stable")[::-1][:MOST_ANOMALOUS]
     shown = (
         top
@@ -231,15 +219,12 @@ def _keep_most_anomalous(
     )
     chosen = images[torch.from_numpy(shown.copy()).to(images.device)]
     with atomic_path("data/scores/most_anomalous.npz") as tmp:
-        # The map's kind is written only when it is not the error map: the default run's file stays
-        # as it was.
-        kind = {} if map_kind == "error" else {"map_kind": np.array(map_kind)}
         np.savez(
             tmp,
             index=top,
             images=to_numpy_images(chosen),
-            maps=anomaly_maps(model, chosen, map_kind).cpu().numpy(),
-            **kind,
+            maps=per_image.maps[shown],
+            map_kind=np.array(map_kind),
         )
 
 

@@ -60,14 +60,14 @@ def _add_segmenter(model, train_images, params, textures) -> dict:
 def _normal_splits(params) -> tuple:
     """Only normal images: in one-class mode the model must never see an anomalous digit."""
     splits = [
-        load_split("data/raw", split, size).only_digits(params.data.normal_digits)
+        load_split("data/raw", split, size).only_digits(params.data.normal_classes)
         for split, size in (("train", params.data.train_size), ("val", params.data.val_size))
     ]
     for name, data in zip(("training", "validation"), splits, strict=True):
         # the labels asked for exist, but the first data.train_size or val_size hold none
         if not len(data.labels):
             raise ParamsError(
-                f"data.normal_digits = {list(params.data.normal_digits)}: no {name} images have "
+                f"data.normal_classes = {list(params.data.normal_classes)}: no {name} images have "
                 "these labels among the first data.train_size or data.val_size"
             )
     return tuple(splits)

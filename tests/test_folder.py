@@ -147,7 +147,7 @@ def test_the_pipeline_runs_on_class_folders_and_refuses_broken_ones(tmp_path, ra
     images = project / "data" / "images"
     write_class_folders(raw_dir, images, per_class=200)
     # label 0: the folder "one"
-    one_class = ["-S", "data.normal_digits=[0]", "-S", "train.epochs=5"]
+    one_class = ["-S", "data.normal_classes=[0]", "-S", "train.epochs=5"]
     result = run(["dvc", "exp", "run", *FOLDER_RUN, *one_class, "evaluate", "tsne"], project, None)
     assert {"download", "train", "evaluate", "tsne"} <= set(ran_stages(result.stdout))
     raw = project / "data" / "raw"
@@ -288,7 +288,7 @@ def test_a_colour_folder_without_classes_runs_at_its_side_without_label_metrics(
     )
     assert (project / "models" / "model.pt").read_bytes() == model
 
-    # A folder without classes has one: data.normal_digits does not apply, and the model is the
+    # A folder without classes has one: data.normal_classes does not apply, and the model is the
     # same.
-    run(["dvc", "exp", "run", *COLOUR_RUN, "-S", "data.normal_digits=[3]", "train"], project, None)
+    run(["dvc", "exp", "run", *COLOUR_RUN, "-S", "data.normal_classes=[3]", "train"], project, None)
     assert (project / "models" / "model.pt").read_bytes() == model

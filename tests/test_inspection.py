@@ -220,13 +220,13 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
     project = copy_project(tmp_path)
     write_inspection_set(project / "data" / "images")
     refused = run(
-        ["dvc", "exp", "run", *INSPECTION_SET, "-S", "data.normal_digits=[0,1]"],
+        ["dvc", "exp", "run", *INSPECTION_SET, "-S", "data.normal_classes=[0,1]"],
         project,
         None,
         check=False,
     )
     assert (
-        "data.normal_digits = [0, 1]: data/images has the MVTec AD layout, whose normal class is "
+        "data.normal_classes = [0, 1]: data/images has the MVTec AD layout, whose normal class is "
         "good" in refused.stdout + refused.stderr
     )
     assert ran_stages(refused.stdout) == ["check_params"], (
@@ -286,11 +286,32 @@ def test_the_pipeline_on_an_inspection_set_reports_each_kind_and_locates_defects
         "kind": "segmenter",
         "sigma": choice["sigma"],
     }
-    assert (
-        str(np.load(project / "data" / "scores" / "most_anomalous.npz")["map_kind"]) == "segmenter"
-    )
+    assert_the_maps_kept_are_the_detectors(project, "segmenter")
     assert_masks_written_and_scored_alike(project, tmp_path, choice["sigma"])
     assert_calibrated_on_site(project, tmp_path)
+
+
+def assert_the_maps_kept_are_the_detectors(project: Path, kind: str) -> None:
+    """The most anomalous images' maps (the evaluate stage's figure) are the ones the detector
+    scores by, blurred: not the raw map of their kind."""
+    import torch
+
+    from aepipe.anomaly.detector import Detector
+    from aepipe.anomaly.maps import anomaly_maps
+    from aepipe.anomaly.scores import FittedScore
+    from aepipe.model.autoencoder import load_model
+
+    kept = np.load(project / "data" / "scores" / "most_anomalous.npz")
+    model = load_model(project / "models" / "model.pt")
+    fitted = FittedScore.from_dict(
+        json.loads((project / "models" / "anomaly_score.json").read_text())
+    )
+    images = torch.from_numpy(kept["images"]).permute(0, 3, 1, 2).contiguous()
+    assert str(kept["map_kind"]) == kind and fitted.maps.sigma > 0
+    np.testing.assert_allclose(
+        kept["maps"], Detector(model, fitted).score(images, with_maps=True).maps, atol=1e-6
+    )
+    assert np.abs(kept["maps"] - anomaly_maps(model, images, kind).numpy()).max() > 1e-3
 
 
 def assert_masks_written_and_scored_alike(project: Path, tmp_path: Path, sigma: float) -> None:

@@ -83,9 +83,9 @@ def test_the_repository_params_are_valid_and_every_key_reruns_some_stage():
             "data.train_size = 60001: input should be less than or equal to 60000",
         ),
         (
-            "data.normal_digits",
+            "data.normal_classes",
             [3, 3],
-            "data.normal_digits = [3, 3]: expected each class at most once",
+            "data.normal_classes = [3, 3]: expected each class at most once",
         ),
         (
             "download.mirrors.mnist",
@@ -290,44 +290,44 @@ def test_normal_classes_must_be_the_datas(raw):
     params, inspection = parse_params(raw), ["good", "scratch", "stain"]
     # the default, every class: good alone
     check_against_classes(params, inspection, inspection=True, labelled=True)
-    assert resolve_auto(params, inspection=True).data.normal_digits == [0]
+    assert resolve_auto(params, inspection=True).data.normal_classes == [0]
     check_against_classes(
-        parse_params(with_value(raw, "data.normal_digits", [0])),
+        parse_params(with_value(raw, "data.normal_classes", [0])),
         inspection,
         inspection=True,
         labelled=True,
     )
     with pytest.raises(
         ParamsError,
-        match=r"^data.normal_digits = \[0, 1\]: data/images has the MVTec AD layout, whose "
+        match=r"^data.normal_classes = \[0, 1\]: data/images has the MVTec AD layout, whose "
         r"normal class is good \(label 0\); expected \[0\] or the default",
     ):
         check_against_classes(
-            parse_params(with_value(raw, "data.normal_digits", [0, 1])),
+            parse_params(with_value(raw, "data.normal_classes", [0, 1])),
             inspection,
             inspection=True,
             labelled=True,
         )
     with pytest.raises(
         ParamsError,
-        match=r"^data.normal_digits = \[5\]: no images have these labels; this dataset's "
+        match=r"^data.normal_classes = \[5\]: no images have these labels; this dataset's "
         r"are 0 to 1 \(cats, dogs\)$",
     ):
         check_against_classes(
-            parse_params(with_value(raw, "data.normal_digits", [5])),
+            parse_params(with_value(raw, "data.normal_classes", [5])),
             ["cats", "dogs"],
             inspection=False,
             labelled=True,
         )
     check_against_classes(
-        parse_params(with_value(raw, "data.normal_digits", [5])),
+        parse_params(with_value(raw, "data.normal_classes", [5])),
         ["photos"],
         inspection=False,
         labelled=False,
     )
     assert resolve_auto(
-        parse_params(with_value(raw, "data.normal_digits", [5])), False, labelled=False
-    ).data.normal_digits == [0], "a folder without classes has one: normal_digits does not apply"
+        parse_params(with_value(raw, "data.normal_classes", [5])), False, labelled=False
+    ).data.normal_classes == [0], "a folder without classes has one: normal_classes does not apply"
 
 
 def test_the_segmenter_map_without_a_segmenter_is_refused_naming_both_keys(raw):
@@ -365,3 +365,14 @@ def test_auto_is_resolved_once_for_the_kind_of_dataset(raw):
         True, anomaly__score="reconstruction", anomaly__map="error", anomaly__map_sigma=3.0
     ) == (True, "reconstruction", "error", 3.0)
     assert parse_params(raw).anomaly.score == "auto", "the params as written stay as they are"
+
+
+def test_the_normal_classes_old_name_is_read_with_a_warning():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["normal_digits"] = params["data"].pop("normal_classes")
+    params["data"]["normal_digits"] = [3]
+    with pytest.warns(FutureWarning, match="data.normal_digits is called data.normal_classes"):
+        assert parse_params(params).data.normal_classes == [3]
+    params["data"]["normal_classes"] = [3]
+    with pytest.raises(ParamsError, match="normal_digits"):
+        parse_params(params)

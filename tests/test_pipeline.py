@@ -629,7 +629,7 @@ def test_a_one_class_experiment_keeps_held_out_digits_out_and_never_retrains_the
     # Enough steps (~1,350 ones, 5 epochs) for the model to learn what a 1 looks like.
     one_class = [
         "-S",
-        "data.normal_digits=[1]",
+        "data.normal_classes=[1]",
         "-S",
         "data.train_size=12000",
         "-S",
@@ -685,7 +685,7 @@ def test_fashion_mnist_comes_from_its_own_mirror_with_its_class_names(
             "-S",
             "data.dataset=fashion-mnist",
             "-S",
-            "data.normal_digits=[7]",
+            "data.normal_classes=[7]",
             "download",
         ],
         project,

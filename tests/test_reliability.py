@@ -70,7 +70,7 @@ def test_a_checkpoint_of_other_params_or_data_is_ignored(tmp_path, raw_dir):
     first = train(*images, params, seed=0, log=lambda line: None, checkpoint=checkpoint)
     assert torch.load(checkpoint, weights_only=True)["history"]["epoch"] == 1
 
-    # Same params, as many images, but other ones (e.g. another data.normal_digits): no resume.
+    # Same params, as many images, but other ones (e.g. another data.normal_classes): no resume.
     lines = []
     other_images = to_tensor(load_split(raw_dir, "train", 1024).images[512:], cpu), images[1]
     train(*other_images, params, seed=0, log=lines.append, checkpoint=checkpoint)

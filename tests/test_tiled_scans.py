@@ -35,7 +35,7 @@ TILED = [
     "-S",
     "data.val_size=null",
     "-S",
-    "data.normal_digits=[0]",
+    "data.normal_classes=[0]",
     "-S",
     "data.folder.val_fraction=0.25",
     "-S",

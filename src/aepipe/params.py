@@ -5,6 +5,7 @@ Values live in params.yaml only; the pydantic models below say what each key may
 value and what is allowed, so a typo or a bad value never reaches the training code.
 """
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -96,7 +97,7 @@ class DataParams(Section):
     val_size: Annotated[int, Field(ge=1, le=MNIST_VAL_SIZE)] | None = Field(
         description="only the first N validation images (null: all)"
     )
-    normal_digits: list[Annotated[int, Field(ge=0, le=9)]] = Field(
+    normal_classes: list[Annotated[int, Field(ge=0, le=9)]] = Field(
         min_length=1,
         description=(
             "the classes the model trains and calibrates on; the validation set's other classes "
@@ -118,6 +119,28 @@ class DataParams(Section):
             "pixels neighbouring tiles share (their maps are averaged there); less than data.tile"
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normal_digits_is_normal_classes(cls, values: object) -> object:
+        """The name it had when every dataset was digits, still read (with a warning) so that a
+        params.yaml of then runs; beside the new name, it is refused as an unknown key."""
+        if (
+            isinstance(values, dict)
+            and "normal_digits" in values
+            and "normal_classes" not in values
+        ):
+            warnings.warn(
+                "params.yaml: data.normal_digits is called data.normal_classes now (the normal "
+                "classes of any dataset); rename it, the old name will not be read for long",
+                FutureWarning,
+                stacklevel=2,
+            )
+            values = {
+                ("normal_classes" if key == "normal_digits" else key): value
+                for key, value in values.items()
+            }
+        return values
 
     @model_validator(mode="after")
     def _published_datasets_keep_their_shape(self) -> "DataParams":
@@ -155,7 +178,7 @@ class DataParams(Section):
             )
         return self
 
-    @field_validator("normal_digits")
+    @field_validator("normal_classes")
     @classmethod
     def _each_class_once(cls, digits: list[int]) -> list[int]:
         if len(set(digits)) != len(digits):
@@ -521,7 +544,7 @@ def resolve_auto(params: Params, inspection: bool, labelled: bool = True) -> Par
     anomaly.map, anomaly.map_sigma) for an inspection set or another dataset: the one place these
     rules live. An inspection set's anomaly.map_sigma auto stays auto: its blur is chosen from the
     trained model. An inspection set's normal class is good, and a set without classes has one:
-    data.normal_digits [0]."""
+    data.normal_classes [0]."""
     segmenter = inspection if params.train.segmenter == "auto" else params.train.segmenter
     anomaly = params.anomaly
     tiled = params.data.tile is not None  # a scan's score is its stitched map's peak
@@ -533,7 +556,7 @@ def resolve_auto(params: Params, inspection: bool, labelled: bool = True) -> Par
     )
     sigma = AUTO_SIGMA if anomaly.map_sigma == "auto" and not inspection else anomaly.map_sigma
     data = (
-        params.data.model_copy(update={"normal_digits": [0]})
+        params.data.model_copy(update={"normal_classes": [0]})
         if inspection or not labelled
         else params.data
     )
@@ -579,7 +602,7 @@ def parse_params(raw: object) -> Params:
 # (MNIST's and Fashion-MNIST's whole test sets); else the set's first (and last) image.
 NOTEBOOK_IMAGES = {"interpolate.start": 4121, "interpolate.end": 9832, "denoise.index": 420}
 AUTO_PERPLEXITY = 30.0  # tsne.perplexity auto, where the validation set is large enough for it
-ALL_CLASSES = list(range(10))  # data.normal_digits' default: every class normal, none held out
+ALL_CLASSES = list(range(10))  # data.normal_classes' default: every class normal, none held out
 
 
 def fit_validation_set(params: Params, n_val: int) -> Params:
@@ -632,17 +655,17 @@ def fit_validation_set(params: Params, n_val: int) -> Params:
 def check_against_classes(
     params: Params, names: list[str], inspection: bool, labelled: bool
 ) -> None:
-    """data.normal_digits against the dataset's classes (`names`, by label): an inspection set's
+    """data.normal_classes against the dataset's classes (`names`, by label): an inspection set's
     normal class is good (label 0); a labelled set must have one of the labels asked for."""
-    digits = list(params.data.normal_digits)
+    digits = list(params.data.normal_classes)
     if inspection and digits not in ([0], ALL_CLASSES):
         raise ParamsError(
-            f"data.normal_digits = {digits}: data/images has the MVTec AD layout, whose normal "
+            f"data.normal_classes = {digits}: data/images has the MVTec AD layout, whose normal "
             f"class is {names[0]} (label 0); expected [0] or the default, every class"
         )
     if labelled and not inspection and not set(digits) & set(range(len(names))):
         raise ParamsError(
-            f"data.normal_digits = {digits}: no images have these labels; this dataset's are 0 to "
+            f"data.normal_classes = {digits}: no images have these labels; this dataset's are 0 to "
             f"{len(names) - 1} ({', '.join(names)})"
         )
 

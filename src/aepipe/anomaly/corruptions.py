@@ -41,7 +41,7 @@ def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
 def corrupt(
     images: torch.Tensor, corruptions: CorruptionParams, seed: int
 ) -> dict[str, torch.Tensor]:
-    """Each enabled corruption of `images` (N, 1, H, W) in [0, 1], by name; every result stays in
+    """Each enabled corruption of `images` (N, C, H, W) in [0, 1], by name; every result stays in
     [0, 1]."""
     makers = {
         "gaussian_noise": lambda std: add_gaussian_noise(images, std, seed),

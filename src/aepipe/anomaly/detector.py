@@ -108,5 +108,10 @@ class Detector(nn.Module):
         tiles = Scores(scores, flagged, dead, maps, errors, latents)
         if sizes is None:
             return tiles
-        scans = Scores.stitched(self.tiling, tiles, sizes, self.threshold.item())
+        scans = self.scans(tiles, sizes)
         return scans if with_maps else scans.without_maps()
+
+    def scans(self, tiles: Scores, sizes: list[tuple[int, int]]) -> Scores:
+        """The scans of these (height, width)s from their tiles' Scores, with their maps, in order
+        (a detector of tiles: aepipe.anomaly.verdicts.Scores.stitched)."""
+        return Scores.stitched(self.tiling, tiles, sizes, self.threshold.item())

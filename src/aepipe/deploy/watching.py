@@ -91,8 +91,8 @@ class StreamWatch:
         """`size`: the images of a watched batch; None: WATCH_BATCH, or the most a small reference
         watches."""
         # The watch's matrix products on one BLAS thread, from its start: the scoring workers have
-        # the cores (BLAS's own threads beside them doubled the watch's cost, and its threads spin
-        # a while after the reference's products, taking a core from them).
+        # the cores (BLAS's own threads beside them double the watch's cost, and spin a while after
+        # the reference's products, taking a core from them).
         from threadpoolctl import threadpool_limits
 
         self._blas = threadpool_limits(limits=1, user_api="blas")
@@ -117,8 +117,8 @@ class StreamWatch:
 
     def with_reference_sums(self, scored: Scores | None) -> Scores | None:
         """`scored` with its latent codes' kernel sums over the reference: most of the watch's work,
-        and each image's alone, done on the thread that scored it (on the main thread between
-        batches, it held up the next batch's scoring)."""
+        and each image's alone, done on the thread that scored it (on the main thread, between
+        batches, it would hold up the next batch's scoring)."""
         if scored is None:
             return None
         return replace(scored, reference_sums=self.watch.reference_sums(scored.latents))

@@ -2,6 +2,9 @@
 per batch, over a set), and latents decoded back into images (the latent space's walks and
 samples)."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -9,33 +12,38 @@ from aepipe.devices import EVAL_BATCH_SIZE, as_floats, eval_batches
 from aepipe.model.autoencoder import AutoEncoder
 
 
-@torch.no_grad()
-def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    """The model's reconstruction of (N, C, H, W) images (floats, or uint8 pixels), in batches; the
-    model's mode is kept."""
+@contextmanager
+def evaluating(model: AutoEncoder) -> Iterator[None]:
+    """The model in eval mode, without gradients, for the block; its mode as it was after it (a
+    training run measures its model between epochs)."""
     was_training = model.training
     model.eval()
-    reconstructions = torch.cat([model(as_floats(chunk))[0] for chunk in eval_batches(images)])
-    model.train(was_training)
-    return reconstructions
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
 
 
-@torch.no_grad()
+def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
+    """The model's reconstruction of (N, C, H, W) images (floats, or uint8 pixels), in batches."""
+    with evaluating(model):
+        return torch.cat([model(as_floats(chunk))[0] for chunk in eval_batches(images)])
+
+
 def errors_and_latents(
     model: AutoEncoder, images: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's reconstruction error (MSE) and latent vector, from one pass of the model:
     (N, C, H, W) → (N,), (N, latent_dim). Batch by batch, so only one batch of reconstructions (and
     of float images, given uint8 pixels) is held."""
-    was_training = model.training
-    model.eval()
     errors, latents = [], []
-    for pixels in eval_batches(images):
-        chunk = as_floats(pixels)
-        reconstruction, latent = model(chunk)
-        errors.append(reconstruction_errors(reconstruction, chunk))
-        latents.append(latent)
-    model.train(was_training)
+    with evaluating(model):
+        for pixels in eval_batches(images):
+            chunk = as_floats(pixels)
+            reconstruction, latent = model(chunk)
+            errors.append(reconstruction_errors(reconstruction, chunk))
+            latents.append(latent)
     return torch.cat(errors), torch.cat(latents)
 
 
@@ -79,7 +87,7 @@ def interpolate(
     order.
 
     The first and last points are exactly the two latents, so the strip begins and ends with their
-    reconstructions. Returns (steps, 1, 28, 28).
+    reconstructions. Returns (steps, C, H, W).
     """
     model.eval()
     fractions = torch.linspace(0, 1, steps, device=start.device).unsqueeze(1)
@@ -88,6 +96,6 @@ def interpolate(
 
 @torch.no_grad()
 def decode(model: AutoEncoder, latents: torch.Tensor) -> torch.Tensor:
-    """(N, latent_dim) → (N, 1, 28, 28), in batches."""
+    """(N, latent_dim) → (N, C, H, W), in batches."""
     model.eval()
     return torch.cat([model.decode(chunk) for chunk in latents.split(EVAL_BATCH_SIZE)])

@@ -53,10 +53,10 @@ class LossLogger:
         if segmenter_seconds is not None:
             self.live.summary["segmenter_seconds"] = round(segmenter_seconds, 2)
         self.live.end()
-        # Once, when the training is done, whole and renamed, in DVCLive's own format: its log_plot
-        # rewrote the file in place at each epoch's end, and bench/faults.py found it cut short by
-        # a full disk, and after a kill shown by git as a file to commit (DVC drops an output's
-        # .gitignore entry while its stage runs). The metrics above still follow each epoch.
+        # Once, when the training is done, whole and renamed, in DVCLive's own format: rewritten in
+        # place at each epoch's end (DVCLive's log_plot), a full disk or a kill would leave it cut
+        # short, and git would show it as a file to commit (DVC drops an output's .gitignore entry
+        # while its stage runs). The metrics above still follow each epoch.
         with atomic_path(Path(self.live.plots_dir) / "custom" / "batch_mse.json") as tmp:
             tmp.write_text(json.dumps(self.steps, indent=4) + "\n", encoding="utf-8")
         copy_file(self.live.metrics_file, self.headline)
