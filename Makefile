@@ -65,10 +65,10 @@ lint: setup
 deps: setup
 	$(BIN)/python tools/stage_deps.py
 
-# The benchmarks (about 25 minutes on 2 cores); results in bench/results/, tables on stdout.
+# The speed benchmarks the README's claims rest on; results in bench/results/, tables on stdout
+# (one-off studies: bench/studies/README.md).
 bench: setup
 	PATH="$(BIN):$$PATH" python bench/train_speed.py
-	PATH="$(BIN):$$PATH" python bench/train_levers.py
 	PATH="$(BIN):$$PATH" python bench/pipeline_speed.py
 
 # What bench/gpu/run.sh needs on a GPU machine without a registry: wheels and MNIST (git-ignored).

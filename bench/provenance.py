@@ -11,6 +11,8 @@ from aepipe.cpu_numerics import cpu_identity
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
+# the one-off studies' (bench/studies/README.md)
+STUDY_RESULTS = REPO / "bench" / "studies" / "results"
 BIN = Path(sys.executable).parent
 
 # The tests' small run (tests/dvc_project.py), one epoch: what the benchmarks of DVC's own

@@ -36,7 +36,7 @@ NULL_DRAWS = 2000
 # of a percent, at a twentieth of the cost of all of them, which every watch's start pays.
 BANDWIDTH_POINTS = 512
 # The kernel's bandwidth, a share of the codes' median distance: the median itself blurs away shifts
-# as faint as a noise of σ 0.02 on MNIST's pixels (bench/drift_kernels.py).
+# as faint as a noise of σ 0.02 on MNIST's pixels (bench/studies/drift_kernels.py).
 WIDTH = 0.5
 
 

@@ -1,6 +1,7 @@
 """Our localisation and detection metrics against anomalib's implementations, on the same maps.
 
-    PYTHONPATH=src /path/to/anomalib-venv/bin/python bench/metric_check.py  # anomalib 2.7's venv
+    # in anomalib 2.7's venv:
+    PYTHONPATH=src:bench /path/to/anomalib-venv/bin/python bench/studies/metric_check.py
 
 anomalib is no dependency of aepipe: run this from a separate virtual environment where `pip install
 anomalib==2.7.0` sits beside this project's packages (bench/README.md says how). The maps are those
@@ -10,7 +11,7 @@ scaled and given noise, at two noise levels. For each: aepipe's AUPRO
 (`aepipe.anomaly.detection.aupro`), pixel ROC AUC and image ROC AUC (the maps' peaks) beside
 anomalib's AUPRO and AUROC of the same arrays.
 
-Results: bench/results/metric_check.json and a table on stdout.
+Results: bench/studies/results/metric_check.json and a table on stdout.
 """
 
 from datetime import date
@@ -21,9 +22,9 @@ from scipy.ndimage import gaussian_filter
 
 from aepipe.anomaly.detection import aupro, image_roc_auc, pixel_roc_auc
 from aepipe.atomic import write_json
-from provenance import RESULTS
+from provenance import STUDY_RESULTS
 
-RESULT = RESULTS / "metric_check.json"
+RESULT = STUDY_RESULTS / "metric_check.json"
 IMAGES, SIDE = 300, 64
 
 

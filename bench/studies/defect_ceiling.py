@@ -7,11 +7,11 @@ each on fresh defects of the test's kinds drawn into 500 of its own training ima
 good test images, against the same images clean: what it learned that holds on new images of the
 texture.
 
-    python bench/defect_ceiling.py SETS_DIR SET [SET ...]
+    python bench/studies/defect_ceiling.py SETS_DIR SET [SET ...]
 
 SETS_DIR holds bench/inspection_sets.py's sets (protocol 2). One JSON line per set and source on
-stdout; bench/results/defect_ceiling.json keeps them (a set and source measured again replaces its
-row).
+stdout; bench/studies/results/defect_ceiling.json keeps them (a set and source measured again
+replaces its row).
 """
 
 import json
@@ -35,10 +35,10 @@ from aepipe.params import load_params
 from inspection import native_channels
 from inspection_levers import SIDE
 from inspection_sets import recipes
-from provenance import RESULTS
+from provenance import STUDY_RESULTS
 from segmenter_depth import commit, scored
 
-RESULT = RESULTS / "defect_ceiling.json"
+RESULT = STUDY_RESULTS / "defect_ceiling.json"
 SEED = 42
 FRESH_IMAGES = 500
 

@@ -1,6 +1,6 @@
 """Training-speed levers, each against the training loop as it is, interleaved in one process.
 
-    python bench/train_levers.py [--rounds 6] [--steps 200] [--val-mse-epochs 20]
+    python bench/studies/train_levers.py [--rounds 6] [--steps 200] [--val-mse-epochs 20]
 
 This machine's speed drifts by ±30 % within minutes, so a lever is only compared with the current
 loop measured right beside it: every round runs a block of `--steps` batch-64 training steps of
@@ -21,8 +21,8 @@ With --val-mse-epochs N, the levers that change the arithmetic (autocast_bf16, o
 current loop then each train a fresh model for N epochs' worth of steps, and the final models'
 validation MSE is compared (a lever that changes the numbers is only worth it within 1 %).
 
-Results (CPU only: the levers are the CPU's): bench/results/train_levers-cpu.json and a table on
-stdout.
+Results (CPU only: the levers are the CPU's): bench/studies/results/train_levers-cpu.json and a
+table on stdout.
 """
 
 import argparse
@@ -38,7 +38,7 @@ from aepipe.data.dataset import load_split
 from aepipe.devices import to_tensor
 from aepipe.model.autoencoder import AutoEncoder
 from aepipe.model.inference import mean_squared_error
-from provenance import REPO, machine
+from provenance import REPO, STUDY_RESULTS, machine
 
 LEVERS = ["current", "autocast_bf16", "onednn_bf16", "contiguous", "native_convs", "one_thread"]
 BATCH_SIZE = 64
@@ -163,7 +163,8 @@ def main() -> None:
         "machine": machine(torch.backends.cpu.get_cpu_capability()),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "command": f"python bench/train_levers.py --rounds {args.rounds} --steps {args.steps}",
+        "command": "python bench/studies/train_levers.py "
+        f"--rounds {args.rounds} --steps {args.steps}",
         "images_per_second": speeds,
         "median_images_per_second": medians,
         "ratio_to_current": {
@@ -173,7 +174,7 @@ def main() -> None:
     if args.val_mse_epochs:
         report["val_mse"] = arithmetic_val_mse(levers, args.val_mse_epochs)
         report["command"] += f" --val-mse-epochs {args.val_mse_epochs}"
-    write_json(REPO / "bench" / "results" / "train_levers-cpu.json", report)
+    write_json(STUDY_RESULTS / "train_levers-cpu.json", report)
     print("| lever | images/s per block | median | vs current |\n|---|---|---|---|")
     for lever in LEVERS:
         print(

@@ -3,12 +3,13 @@ autoencoder, then one segmenter per depth (halvings of the image: 3 is today's r
 coarsest level 8 px) trained on the same synthetic defects, each scored as the pipeline scores an
 inspection set was when it was measured (the peak of its map blurred by 1 px).
 
-    python bench/segmenter_depth.py SETS_DIR SET DEPTH [DEPTH ...]
+    python bench/studies/segmenter_depth.py SETS_DIR SET DEPTH [DEPTH ...]
 
 SETS_DIR holds bench/inspection_sets.py's sets (protocol 2: train on train/good, test on test/);
-e.g. `python bench/segmenter_depth.py /tmp/sets brick 2 3 4`. One JSON line per depth on stdout:
+e.g. `python bench/studies/segmenter_depth.py /tmp/sets brick 2 3 4`. One JSON line per depth on
+stdout:
 each defect kind's image ROC AUC against test/good, their mean, pixel ROC AUC, AUPRO and the
-segmenter's training seconds; bench/results/segmenter_depth.json keeps them (a set and depth
+segmenter's training seconds; bench/studies/results/segmenter_depth.json keeps them (a set and depth
 measured again replaces its row).
 """
 
@@ -31,11 +32,11 @@ from aepipe.model import segmenter_training
 from aepipe.model.training import train
 from aepipe.params import load_params
 from inspection_levers import SIDE, kind_aucs
-from provenance import RESULTS
+from provenance import STUDY_RESULTS
 
 # px: anomaly.map_sigma's auto for an inspection set when measured (now chosen from the data)
 SIGMA = 1.0
-RESULT = RESULTS / "segmenter_depth.json"
+RESULT = STUDY_RESULTS / "segmenter_depth.json"
 
 
 def scored(

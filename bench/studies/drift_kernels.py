@@ -11,9 +11,9 @@ And a lever that would make watching cheaper: fewer reference codes (the first 1
 2,048 a detector carries, in random order), which cut a watched batch's kernel rows in proportion.
 The watch as committed is "splits, 0.5 median"; the test before, "fixed half, 1 median".
 The flag-rate and score tests are the watch's in every variant. Each batch is tested alone, so the
-shares are per batch. Results: bench/results/drift_kernels.json.
+shares are per batch. Results: bench/studies/results/drift_kernels.json.
 
-    python bench/drift_kernels.py STREAMS
+    python bench/studies/drift_kernels.py STREAMS
 """
 
 import argparse
@@ -32,7 +32,7 @@ from aepipe.anomaly.drift import (
     squared_distances,
 )
 from aepipe.atomic import write_json
-from provenance import RESULTS, machine
+from provenance import STUDY_RESULTS, machine
 
 ALPHA = 0.01  # `aepipe score`'s --drift-alpha default
 FEWER_CODES = (1536, 1024)
@@ -115,7 +115,7 @@ def main() -> None:
             faint = {k: round(v, 2) for k, v in kinds.items() if v < 0.99}
             print(dataset, name, faint, flush=True)
     write_json(
-        RESULTS / "drift_kernels.json",
+        STUDY_RESULTS / "drift_kernels.json",
         {"date": date.today().isoformat(), "machine": machine(), "alpha": ALPHA, **found},
     )
 

@@ -1,9 +1,10 @@
 """Training speed of the denoising autoencoder against the plain one: train.noise_std S against 0,
 interleaved in one process (same machine, same minutes), on all 60,000 MNIST training images.
 
-    python bench/noise_speed.py [--noise-std 0.5] [--epochs 1] [--rounds 3] [--device auto|cpu|cuda]
+    python bench/studies/noise_speed.py [--noise-std 0.5] [--epochs 1] [--rounds 3]
+                                        [--device auto|cpu|cuda]
 
-Results: bench/results/noise_speed-<device>.json and a line on stdout.
+Results: bench/studies/results/noise_speed-<device>.json and a line on stdout.
 """
 
 import argparse
@@ -15,7 +16,8 @@ from aepipe.data.dataset import load_split
 from aepipe.devices import resolve_device, to_tensor
 from aepipe.model.training import train
 from aepipe.params import load_params
-from train_speed import REPO, RESULTS, raw_mnist_dir
+from provenance import STUDY_RESULTS
+from train_speed import REPO, raw_mnist_dir
 
 
 def main() -> None:
@@ -47,7 +49,7 @@ def main() -> None:
     medians = {noise_std: statistics.median(values) for noise_std, values in rates.items()}
     slowdown = medians[0.0] / medians[args.noise_std] - 1
     write_json(
-        RESULTS / f"noise_speed-{device.type}.json",
+        STUDY_RESULTS / f"noise_speed-{device.type}.json",
         {
             "date": date.today().isoformat(),
             "device": str(device),

@@ -2,10 +2,11 @@
 latent size, loss, flips) against the image scores and maps the pipeline would compute from the
 model.
 
-    python bench/inspection_levers.py SETS_DIR SET CHANNELS LATENT,EPOCHS,LOSS,FLIPS [...]
+    python bench/studies/inspection_levers.py SETS_DIR SET CHANNELS LATENT,EPOCHS,LOSS,FLIPS [...]
 
 SETS_DIR holds the sets of bench/inspection_sets.py; FLIPS is f (flips) or - (none); e.g.
-`python bench/inspection_levers.py /tmp/sets brick 1 20,20,mse,- 20,100,mse,f`. For each recipe it
+`python bench/studies/inspection_levers.py /tmp/sets brick 1 20,20,mse,- 20,100,mse,f`. For each
+recipe it
 trains with aepipe.model.training.train (params.yaml's recipe otherwise, seed 42, CPU) on train/good
 but a 20 % calibration share, then reports, per map (error, ssim) and blur (σ 2, 4 pixels): each
 defect kind's image ROC AUC of the map's peak against test/good, the pixel ROC AUC and AUPRO over
