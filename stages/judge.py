@@ -15,8 +15,8 @@ from aepipe.run_guard import run_guarded
 def main() -> None:
     params = load_params("params.yaml")
     classes = load_classes("data/raw")
-    # All classes, whatever data.normal_classes says: the judge knows every class the autoencoder may
-    # draw.
+    # All classes, whatever data.normal_classes says: the judge knows every class the autoencoder
+    # may draw.
     train = load_split("data/raw", "train", params.judge.train_size)
     if not classes.labelled or len(np.unique(train.labels)) < 2:
         # Nothing to tell apart (a folder without classes, an inspection set's good images): no

@@ -7,7 +7,6 @@ corruption of each normal test image, measures how well the anomaly map finds th
 the most anomalous images with their maps. Also the seed's per-batch reconstruction loss, and the
 latent vector of every image of both splits."""
 
-
 import numpy as np
 import pandas as pd
 import torch

@@ -29,15 +29,20 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     )
 
 # Modules that take longest go first (addopts keeps xdist from reordering them), so no worker is
-# left with one long module at the end. The first builds the shared small run (`built_project`); the
-# second needs none, so one process works on while the others may wait for it; the third and fourth
-# share Alice's team (`shared_team`), built by whichever asks first.
+# left with one long module at the end: by their durations in a whole run (2026-12-08: test_grid
+# about 10 minutes of a 13-minute run, test_faults 6). The first builds the shared small run
+# (`built_project`); the second needs none, so one process works on while the others may wait for
+# it; test_sharing and test_team share Alice's team (`shared_team`), built by whichever asks first.
 SLOWEST_MODULES = [
     "test_pipeline.py",
     "test_folder.py",
     "test_grid.py",
+    "test_faults.py",
     "test_sharing.py",
     "test_team.py",
+    "test_run_cache_guard.py",
+    "test_inspection.py",
+    "test_tiled_scans.py",
     "test_distributed.py",
     "test_reliability.py",
 ]

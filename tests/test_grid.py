@@ -24,7 +24,7 @@ from dvc_project import UP_TO_DATE, run
 from team import locked_outputs, publish_to_new_origin, setup_clone
 
 # One training, four thresholds: the experiments that start after the first has landed restore the
-# training's stages from the run cache it pushed (how dvc sweeps expand is tests/test_grid_parts.py's).
+# training's stages from the run cache it pushed (the product of sweeps: tests/test_grid_parts.py).
 GRID = ["-S", "train.epochs=1", "-S", "seed=1", "-S", "threshold.q=0.9,0.95,0.96,0.98"]
 AEPIPE = str(Path(sys.executable).parent / "aepipe")
 

@@ -114,10 +114,11 @@ def pixel_roc_auc(maps: Maps, masks: Maps) -> float:
 
 def aupro(maps: Maps, masks: Maps, fpr_limit: float = AUPRO_FPR_LIMIT) -> float:
     """Area under the per-region-overlap curve up to a false-positive rate of `fpr_limit`, divided
-    by it (1 is perfect): MVTec AD's localisation metric (Bergmann et al., IJCV 2021; its evaluation
-    code's compute_pro, and anomalib's AUPRO, which it matches: bench/studies/metric_check.py). Every
-    connected defect region (8-connected: a diagonal scratch is one) weighs the same however large
-    it is; the false-positive rate counts the pixels outside every defect, over all images.
+    by it (1 is perfect): MVTec AD's localisation metric (Bergmann et al., IJCV 2021; its
+    evaluation code's compute_pro, and anomalib's AUPRO, which it matches:
+    bench/studies/metric_check.py). Every connected defect region (8-connected: a diagonal scratch
+    is one) weighs the same however large it is; the false-positive rate counts the pixels outside
+    every defect, over all images.
 
     One sweep over the pixels sorted by map value gives the curve exactly: lowering the threshold
     past a pixel adds 1 / (its region's size × the number of regions) to the mean overlap, or
