@@ -138,6 +138,7 @@ def test_make_share_with_the_s3_remote_down_fails_loses_nothing_and_pushes_once_
         None,
         check=False,
         **S3_CREDENTIALS,
+        **GONE,
     )
     assert down.returncode != 0 and f"127.0.0.1:{port}" in down.stdout + down.stderr, (
         down.stdout + down.stderr
@@ -193,6 +194,12 @@ def test_the_s3_remote_stopped_mid_push_and_mid_pull_leaves_nothing_half_and_the
     assert changed(bob) == {}
 
 
+# For the commands run while the remote is down or stopped under them: botocore's one try per
+# request, where its default five, backing off, take 2.5 minutes to give up on a small run's cache
+# (the failure, and what it leaves, are the same).
+GONE = {"AWS_MAX_ATTEMPTS": "1"}
+
+
 def slow_s3_remote(clone: Path, port: int) -> None:
     """The S3 remote, one object at a time (so that a stop lands between objects), and a stopped
     server found within seconds."""
@@ -202,10 +209,11 @@ def slow_s3_remote(clone: Path, port: int) -> None:
 
 
 def in_background(command: list[str], cwd: Path) -> subprocess.Popen:
+    """A command that the test stops the remote under."""
     return subprocess.Popen(
         command,
         cwd=cwd,
-        env=project_env(None, **S3_CREDENTIALS),
+        env=project_env(None, **S3_CREDENTIALS, **GONE),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
