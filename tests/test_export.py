@@ -221,3 +221,65 @@ def test_a_detector_of_the_previous_format_still_scores(project, detector, tmp_p
         AepipeError, match=r"format aepipe.detector/1, where this aepipe reads aepipe.detector/2 or"
     ):
         OnnxDetector(tmp_path / "oldest.onnx")
+
+
+def flipped_weight(source, out) -> None:
+    """A copy of the detector `source` with one byte of its first convolution's weights flipped, its
+    metadata untouched: as a cache object silently corrupted on disk."""
+    import onnx
+
+    model = onnx.load(source)
+    first_conv = next(node for node in model.graph.node if node.op_type == "Conv")
+    weights = next(init for init in model.graph.initializer if init.name == first_conv.input[1])
+    content = bytearray(weights.raw_data)
+    content[3] ^= 0x40  # the first weight's sign-and-exponent byte (float32, little-endian)
+    weights.raw_data = bytes(content)
+    onnx.save(model, out)
+
+
+def test_a_corrupt_detector_is_refused_by_every_loader_naming_it_and_the_recovery(
+    project, detector, tmp_path, capsys
+):
+    import onnxruntime
+
+    from aepipe.cli import main
+
+    corrupt = tmp_path / "detector.onnx"
+    flipped_weight(project / "models" / "detector.onnx", corrupt)
+    images = validation_images(project)[:64]
+    unchecked = onnxruntime.InferenceSession(str(corrupt), providers=["CPUExecutionProvider"])
+    scores = unchecked.run(None, {"images": images})[0]
+    assert not np.array_equal(scores, detector(images)[0]), "the flipped byte changes the scores"
+    with pytest.raises(AepipeError, match=r"detector.onnx: corrupt: .*dvc checkout --relink"):
+        OnnxDetector(corrupt)
+    np.save(tmp_path / "digits.npy", images[:, 0])
+    for command in ("score", "calibrate"):
+        calibrate = ["--false-alarms", "0.1", "--out", str(tmp_path / "c.onnx")]
+        with pytest.raises(SystemExit) as stopped:
+            main(
+                [command, str(tmp_path / "digits.npy"), "--onnx", str(corrupt)]
+                + (calibrate if command == "calibrate" else [])
+            )
+        assert stopped.value.code == 2 and "corrupt" in capsys.readouterr().err, command
+    assert not (tmp_path / "c.onnx").exists()
+
+
+def test_a_detector_without_a_checksum_loads_with_one_line_of_warning(
+    project, detector, tmp_path, capsys
+):
+    import onnx
+
+    from aepipe.deploy.onnx_detector import CHECKSUM, graph_sha256
+
+    graph = onnx.load(project / "models" / "detector.onnx")
+    properties = {prop.key: prop.value for prop in graph.metadata_props}
+    assert properties[CHECKSUM] == graph_sha256(graph)
+    del properties[CHECKSUM]
+    onnx.helper.set_model_props(graph, properties)
+    onnx.save(graph, tmp_path / "older.onnx")
+    capsys.readouterr()
+    older = OnnxDetector(tmp_path / "older.onnx")
+    warned = capsys.readouterr().err.splitlines()
+    assert len(warned) == 1 and warned[0].startswith("warning:") and "no checksum" in warned[0]
+    images = validation_images(project)[:8]
+    assert np.array_equal(older(images)[0], detector(images)[0])

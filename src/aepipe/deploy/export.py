@@ -17,7 +17,14 @@ import torch
 from aepipe.anomaly.detector import Detector
 from aepipe.anomaly.scores import FittedScore
 from aepipe.atomic import atomic_path
-from aepipe.deploy.onnx_detector import DETECTOR_FORMAT, INPUT, SCORING_BATCH, OnnxDetector
+from aepipe.deploy.onnx_detector import (
+    CHECKSUM,
+    DETECTOR_FORMAT,
+    INPUT,
+    SCORING_BATCH,
+    OnnxDetector,
+    graph_sha256,
+)
 from aepipe.devices import as_floats
 
 OPSET = 18
@@ -49,7 +56,9 @@ def export_detector(
             dynamo=False,
         )
         graph = onnx.load(tmp)
-        onnx.helper.set_model_props(graph, {"format": DETECTOR_FORMAT, **metadata})
+        onnx.helper.set_model_props(
+            graph, {"format": DETECTOR_FORMAT, **metadata, CHECKSUM: graph_sha256(graph)}
+        )
         onnx.save(graph, tmp)
 
 

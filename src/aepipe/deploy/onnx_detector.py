@@ -2,6 +2,8 @@
 alone: NumPy, Pillow and onnxruntime are all it imports, so a process that serves it needs no torch
 (`pip install aepipe[serve]`)."""
 
+import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,39 @@ SCORING_BATCH = 256
 INPUT = (
     "images"  # the graph's input; its outputs, in order: score, flagged, map, dead_frame, latent
 )
+# The metadata key of the graph's and its weights' sha256 (`graph_sha256`), written by the export
+# and by aepipe calibrate: a flipped byte in a weight still loads, and scores otherwise.
+CHECKSUM = "graph_sha256"
+RECOVERY = (
+    "restore it: `make verify-cache REMOVE=1`, then `dvc checkout --relink` of it, or `dvc pull` "
+    "of it (or export it again: `dvc repro export`)"
+)
+
+
+def graph_sha256(model) -> str:
+    """The sha256 of an ONNX ModelProto without its metadata: its graph, weights and opsets."""
+    bare = type(model)()
+    bare.CopyFrom(model)
+    del bare.metadata_props[:]
+    return hashlib.sha256(bare.SerializeToString(deterministic=True)).hexdigest()
+
+
+def verify(path: Path, metadata: dict[str, str]) -> None:
+    """Refuse a detector whose graph or weights are not what its export wrote, naming the recovery;
+    one line of warning for a detector exported before the checksum, which cannot be checked."""
+    import onnx
+
+    if CHECKSUM not in metadata:
+        print(
+            f"warning: {path} carries no checksum (exported by an older aepipe), so it cannot be "
+            "checked for corruption; export it again to have one (`dvc repro export`)",
+            file=sys.stderr,
+        )
+    elif graph_sha256(onnx.load(path)) != metadata[CHECKSUM]:
+        raise AepipeError(
+            f"{path}: corrupt: its graph and weights are not what its export wrote (their sha256 "
+            f"is not its {CHECKSUM}); {RECOVERY}"
+        )
 
 
 class OnnxDetector:
@@ -53,6 +88,7 @@ class OnnxDetector:
                 f"{path}: a detector of format {written}, where this aepipe reads "
                 f"{' or '.join(READABLE_FORMATS)}; export it again (`dvc repro export`)"
             )
+        verify(self.path, self.metadata)
         # What the drift watch reads (aepipe.anomaly.drift): the latent output, and the reference.
         self.latent_output = written == DETECTOR_FORMAT
         self.reference = self.metadata.get("reference")

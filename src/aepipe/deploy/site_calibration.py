@@ -17,6 +17,7 @@ from aepipe.anomaly.detection import per_image_threshold
 from aepipe.anomaly.drift import encode_reference
 from aepipe.anomaly.verdicts import flag_rule
 from aepipe.atomic import atomic_path, file_sha256
+from aepipe.deploy.onnx_detector import CHECKSUM, graph_sha256
 from aepipe.errors import AepipeError
 
 MAX_TARGET = 0.5  # a detector that flags half the good parts tells them from nothing
@@ -129,6 +130,7 @@ def write_detector(source: Path, calibration: dict, out: Path, reference: str | 
             **carried,
             "threshold": repr(calibration["threshold"]),
             "calibration": json.dumps({**calibration, "made_from": made_from}, sort_keys=True),
+            CHECKSUM: graph_sha256(graph),
         },
     )
     with atomic_path(out) as tmp:
